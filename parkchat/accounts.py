@@ -1,0 +1,100 @@
+"""Accounts: registration and password checks, with the verified-credential
+cache in front of bcrypt."""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+
+from parkchat.auth import MAX_PASSWORD_LENGTH, PasswordHasher, VerifiedCredentials
+from parkchat.errors import AuthenticationFailed, InvalidPassword
+from parkchat.interfaces import IMessageStore
+from parkchat.model import StoredUser, User, nickname_key, validate_nickname
+
+
+def validate_password(password: object) -> str:
+    if not isinstance(password, str) or not password:
+        raise InvalidPassword("password is required")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise InvalidPassword(f"password is longer than {MAX_PASSWORD_LENGTH} characters")
+    return password
+
+
+class Accounts:
+    """Creates accounts and verifies passwords.
+
+    Verifications that succeed are remembered (see ``VerifiedCredentials``);
+    concurrent checks of the same credentials share one bcrypt run, so a burst
+    of Basic-auth requests from one client costs one hash, not one each.
+    """
+
+    def __init__(
+        self,
+        store: IMessageStore,
+        hasher: PasswordHasher,
+        clock: IReactorTime,
+        cache: VerifiedCredentials | None = None,
+    ) -> None:
+        self._store = store
+        self._hasher = hasher
+        self._clock = clock
+        self.cache = cache if cache is not None else VerifiedCredentials(clock)
+        self._in_flight: dict[tuple[str, bytes], list[Deferred[User]]] = {}
+        # Bumped by every password change: a check that started before one
+        # must not put what it verified into the cache afterwards.
+        self._password_epoch = 0
+
+    async def register(self, nickname: object, password: object) -> User:
+        nickname = validate_nickname(nickname)
+        password = validate_password(password)
+        hashed = await self._hasher.hash(password)
+        stored = await self._store.create_user(nickname, hashed, int(self._clock.seconds() * 1000))
+        return stored.public()
+
+    def authenticate(self, nickname: str, password: str) -> Deferred[User]:
+        """Fire with the ``User`` or fail with AuthenticationFailed."""
+        if not nickname or not password or len(password) > MAX_PASSWORD_LENGTH:
+            raise AuthenticationFailed()
+        key = nickname_key(nickname)
+        digest = self.cache.digest(password)
+        user = self.cache.lookup(key, digest)
+        if user is not None:
+            return succeed(user)
+        waiting = self._in_flight.get((key, digest))
+        d: Deferred[User] = Deferred()
+        if waiting is not None:
+            waiting.append(d)
+            return d
+        self._in_flight[(key, digest)] = [d]
+        Deferred.fromCoroutine(self._verify(nickname, password)).addBoth(
+            self._settle, key, digest, self._password_epoch
+        )
+        return d
+
+    async def _verify(self, nickname: str, password: str) -> User:
+        stored: StoredUser | None = await self._store.get_user(nickname)
+        ok = await self._hasher.verify(password, stored.password_hash if stored else None)
+        if not ok or stored is None:
+            raise AuthenticationFailed()
+        return stored.public()
+
+    def _settle(self, result: object, key: str, digest: bytes, epoch: int) -> None:
+        waiters = self._in_flight.pop((key, digest), [])
+        if isinstance(result, User) and epoch == self._password_epoch:
+            self.cache.remember(key, digest, result)
+        for d in waiters:
+            if isinstance(result, User):
+                d.callback(result)
+            else:
+                d.errback(result)  # type: ignore[arg-type]
+
+    async def change_password(self, nickname: str, password: object) -> None:
+        """Set a new password; cached verifications of the old one end now."""
+        password = validate_password(password)
+        stored = await self._store.get_user(nickname)
+        if stored is None:
+            raise AuthenticationFailed("no such account")
+        hashed = await self._hasher.hash(password)
+        await self._store.set_password_hash(stored.id, hashed)
+        self._password_epoch += 1
+        self.cache.forget(nickname_key(nickname))

@@ -1,0 +1,220 @@
+"""Passwords and credentials: bcrypt off the reactor, a safe cache of recent
+verifications, and the twisted.cred glue.
+
+Why the cache is safe (also in docs/operations.md): an entry holds the account
+record and ``HMAC-SHA256(k, password)`` where ``k`` is 32 random bytes made
+when the process starts and never stored or sent anywhere. No plaintext and
+no reusable hash leaves the process; an entry expires after a TTL, the table
+is bounded (least recently used entries go first), and changing a password
+drops the account's entry at once. A wrong password never hits the cache: it
+always pays a full bcrypt, so the cache does not make guessing cheaper.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.portal import IRealm, Portal
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+from zope.interface import Interface, implementer
+
+import bcrypt
+
+from parkchat.errors import AuthenticationFailed, ServiceBusy
+from parkchat.model import User
+
+T = TypeVar("T")
+
+MAX_PASSWORD_LENGTH = 1024
+
+
+def _prehash(password: str) -> bytes:
+    """bcrypt reads at most 72 bytes and refuses longer input (bcrypt >= 5):
+    hash the password first so every character counts, and base64 it so no
+    NUL byte reaches bcrypt."""
+    return base64.b64encode(hashlib.sha256(password.encode("utf-8")).digest())
+
+
+def hash_password_blocking(password: str, rounds: int) -> bytes:
+    """The bcrypt hash of ``password``; blocking, for threads and tools."""
+    return bcrypt.hashpw(_prehash(password), bcrypt.gensalt(rounds))
+
+
+def check_password_blocking(password: str, hashed: bytes) -> bool:
+    """Whether ``password`` matches ``hashed``; blocking, for threads and tools."""
+    try:
+        return bcrypt.checkpw(_prehash(password), hashed)
+    except ValueError:  # a corrupt hash in the database is a failed check
+        return False
+
+
+class PasswordHasher:
+    """bcrypt on its own bounded thread pool.
+
+    bcrypt releases the GIL, so a few threads use the cores while the reactor
+    stays free; a separate pool means a login storm cannot starve the database
+    threads. At most ``max_pending`` checks wait at once; past that callers get
+    ServiceBusy (HTTP 503) instead of an ever-growing queue.
+    """
+
+    def __init__(
+        self,
+        run: Callable[..., Deferred[Any]],
+        rounds: int = 12,
+        max_pending: int = 256,
+    ) -> None:
+        self._run = run
+        self.rounds = rounds
+        self.max_pending = max_pending
+        self.pending = 0
+        # A hash to check unknown accounts against, so that "no such user"
+        # costs as much time as "wrong password".
+        self._dummy = hash_password_blocking("parkchat-dummy-" + os.urandom(8).hex(), rounds)
+
+    @classmethod
+    def on_threadpool(
+        cls, reactor: Any, pool: ThreadPool, rounds: int = 12, max_pending: int = 256
+    ) -> PasswordHasher:
+        def run(f: Callable[..., T], *args: Any) -> Deferred[T]:
+            return deferToThreadPool(reactor, pool, f, *args)
+
+        return cls(run, rounds, max_pending)
+
+    def _submit(self, f: Callable[..., T], *args: Any) -> Deferred[T]:
+        if self.pending >= self.max_pending:
+            raise ServiceBusy("too many password checks in progress")
+        self.pending += 1
+
+        def done(result: T | Failure) -> T | Failure:
+            self.pending -= 1
+            return result
+
+        d: Deferred[T] = self._run(f, *args)
+        d.addBoth(done)
+        return d
+
+    def hash(self, password: str) -> Deferred[bytes]:
+        return self._submit(hash_password_blocking, password, self.rounds)
+
+    def verify(self, password: str, hashed: bytes | None) -> Deferred[bool]:
+        """Check ``password``; with ``hashed`` None (no such account) check a
+        dummy hash and fire False, in the same time."""
+        if hashed is None:
+            return self._submit(check_password_blocking, password, self._dummy).addCallback(
+                lambda _: False
+            )
+        return self._submit(check_password_blocking, password, hashed)
+
+
+class VerifiedCredentials:
+    """A bounded, expiring cache of recently verified (nickname, password)
+    pairs that stores no plaintext. See the module docstring for why."""
+
+    def __init__(self, clock: IReactorTime, ttl: float = 300.0, max_entries: int = 10_000) -> None:
+        self._clock = clock
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._key = os.urandom(32)
+        self._entries: OrderedDict[str, tuple[bytes, User, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def digest(self, password: str) -> bytes:
+        return hmac.new(self._key, password.encode("utf-8"), hashlib.sha256).digest()
+
+    def lookup(self, key: str, digest: bytes) -> User | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        stored, user, expires = entry
+        if expires <= self._clock.seconds():
+            del self._entries[key]
+            return None
+        if not hmac.compare_digest(stored, digest):
+            return None
+        self._entries.move_to_end(key)
+        return user
+
+    def remember(self, key: str, digest: bytes, user: User) -> None:
+        if self.ttl <= 0 or self.max_entries <= 0:
+            return
+        self._entries[key] = (digest, user, self._clock.seconds() + self.ttl)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def forget(self, key: str) -> None:
+        self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+class IChatUser(Interface):
+    """The avatar interface of parkchat's portal: a :class:`parkchat.model.User`."""
+
+
+@implementer(ICredentialsChecker)
+class AccountChecker:
+    """A twisted.cred checker over the service's accounts.
+
+    Its avatar ids are ``User`` records rather than names, so the realm does
+    not look the account up a second time.
+    """
+
+    credentialInterfaces = (IUsernamePassword,)
+
+    def __init__(self, authenticate: Callable[[str, str], Deferred[User]]) -> None:
+        self._authenticate = authenticate
+
+    def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
+        username, password = credentials.username, credentials.password
+        try:
+            if isinstance(username, bytes):
+                username = username.decode("utf-8")
+            if isinstance(password, bytes):
+                password = password.decode("utf-8")
+        except UnicodeDecodeError:
+            return Deferred.fromCoroutine(_fail_login())
+
+        def translate(failure: Failure) -> Failure:
+            failure.trap(AuthenticationFailed)
+            return Failure(UnauthorizedLogin())
+
+        try:
+            d = self._authenticate(username, password)
+        except AuthenticationFailed:
+            return Deferred.fromCoroutine(_fail_login())
+        return d.addErrback(translate)
+
+
+async def _fail_login() -> User:
+    raise UnauthorizedLogin()
+
+
+@implementer(IRealm)
+class ChatRealm:
+    """Hands the authenticated ``User`` back as the avatar."""
+
+    def requestAvatar(self, avatarId: Any, mind: Any, *interfaces: Any) -> Any:
+        if IChatUser not in interfaces:
+            raise NotImplementedError("parkchat offers only IChatUser avatars")
+        return (IChatUser, avatarId, lambda: None)
+
+
+def make_portal(authenticate: Callable[[str, str], Deferred[User]]) -> Portal:
+    return Portal(ChatRealm(), [AccountChecker(authenticate)])

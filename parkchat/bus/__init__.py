@@ -1,0 +1,1 @@
+"""Fan-out between instances: ``local`` (one process) and, later, ``redis``."""

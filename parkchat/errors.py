@@ -1,0 +1,126 @@
+"""Domain exceptions.
+
+Every error a client can cause is a :class:`ChatError` with a stable
+machine-readable ``code`` and an HTTP status, so that each surface (REST,
+WebSocket, TCP) can translate it in one place without knowing the others.
+"""
+
+from __future__ import annotations
+
+
+class ChatError(Exception):
+    """Base of all errors that are the client's to see.
+
+    ``code`` is stable and documented; ``message`` is for people.
+    """
+
+    code = "error"
+    http_status = 400
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message if message is not None else self.default_message()
+        super().__init__(self.message)
+
+    def default_message(self) -> str:
+        return "request failed"
+
+
+class InvalidRequest(ChatError):
+    """Malformed input: bad JSON, wrong types, missing fields."""
+
+    code = "invalid_request"
+
+
+class InvalidName(ChatError):
+    """A nickname that breaks the naming rules."""
+
+    code = "invalid_nickname"
+
+
+class InvalidRoom(ChatError):
+    """A room name that breaks the naming rules."""
+
+    code = "invalid_room"
+
+
+class InvalidContent(ChatError):
+    """Empty or otherwise unusable message content."""
+
+    code = "invalid_content"
+
+
+class ContentTooLong(ChatError):
+    """Message content over the configured limit."""
+
+    code = "content_too_long"
+    http_status = 413
+
+
+class InvalidPassword(ChatError):
+    """A password that cannot be accepted (empty or too long)."""
+
+    code = "invalid_password"
+
+
+class AccountExists(ChatError):
+    """Registration of a nickname that is taken (case-insensitively)."""
+
+    code = "nickname_taken"
+    http_status = 409
+
+    def default_message(self) -> str:
+        return "nickname already registered"
+
+
+class AuthenticationFailed(ChatError):
+    """Unknown account or wrong password: deliberately not told apart."""
+
+    code = "unauthorized"
+    http_status = 401
+
+    def default_message(self) -> str:
+        return "invalid nickname or password"
+
+
+class NotInRoom(ChatError):
+    """Posting to a room the connection has not joined."""
+
+    code = "not_in_room"
+    http_status = 409
+
+
+class RateLimited(ChatError):
+    """More messages than the per-user token bucket allows."""
+
+    code = "rate_limited"
+    http_status = 429
+
+    def default_message(self) -> str:
+        return "too many messages: slow down"
+
+
+class TooManyConnections(ChatError):
+    """A per-user or per-address connection limit is reached."""
+
+    code = "too_many_connections"
+    http_status = 429
+
+
+class ServiceBusy(ChatError):
+    """A bounded queue (password checks, pending writes) is full."""
+
+    code = "busy"
+    http_status = 503
+
+    def default_message(self) -> str:
+        return "server busy, try again"
+
+
+class StorageFailed(ChatError):
+    """The database refused a write; the message was not stored."""
+
+    code = "storage_failed"
+    http_status = 503
+
+    def default_message(self) -> str:
+        return "message could not be stored"

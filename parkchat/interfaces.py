@@ -1,0 +1,87 @@
+"""The seams of parkchat: what rooms know of connections, what the service
+knows of storage and of cross-process fan-out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from zope.interface import Attribute, Interface
+
+
+class IEncoder(Interface):
+    """Renders an event into the payload one kind of connection sends.
+
+    Every connection of the same kind shares one encoder, so a room encodes a
+    message once per encoder, not once per member (see ``Room.broadcast``).
+    """
+
+    def encode(message: Any) -> Any:
+        """Return the payload for ``message`` (a :class:`parkchat.model.Message`)."""
+
+
+class IParticipant(Interface):
+    """One connection taking part in rooms: all a room knows of a client."""
+
+    nickname = Attribute("The name shown to others (str).")
+    user_id = Attribute("The account id, or None for a guest.")
+    peer_host = Attribute("The remote address, for per-address limits (str).")
+    encoder = Attribute("The IEncoder shared by this connection's kind.")
+
+    def send(payload: Any) -> None:
+        """Write a payload produced by ``encoder``; must not block or raise."""
+
+    def disconnect(reason: str) -> None:
+        """Close the connection, telling the client why (server shutdown, kick)."""
+
+
+class IMessageStore(Interface):
+    """Accounts and messages. Every method returns a Deferred."""
+
+    def insert_messages(messages: Sequence[Any]) -> Deferred[list[int]]:
+        """Store a batch of chat messages in one transaction; fire with their ids
+        in order, only after the transaction has committed."""
+
+    def recent_messages(
+        room: str, limit: int, before: int | None = None, after: int | None = None
+    ) -> Deferred[list[Any]]:
+        """Up to ``limit`` messages of ``room``, oldest first.
+
+        With ``after``, the first ``limit`` messages with a greater id; otherwise
+        the last ``limit`` messages (with an id below ``before``, if given).
+        """
+
+    def create_user(nickname: str, password_hash: bytes, created_ms: int) -> Deferred[Any]:
+        """Create an account; fail with AccountExists if the nickname is taken
+        (case-insensitively). Fires with a ``StoredUser``."""
+
+    def get_user(nickname: str) -> Deferred[Any]:
+        """The ``StoredUser`` for ``nickname`` (case-insensitive), or None."""
+
+    def set_password_hash(user_id: int, password_hash: bytes) -> Deferred[None]:
+        """Replace an account's password hash."""
+
+    def close() -> Deferred[None]:
+        """Release connections; pending operations finish first."""
+
+
+class IBus(Interface):
+    """Fan-out of room events between the instances serving a room.
+
+    The local implementation hands events straight back to this process; the
+    Redis one (a later issue) publishes them to every instance. Rooms never
+    know which one is installed.
+    """
+
+    def attach(deliver: Callable[[str, Any], None]) -> None:
+        """Set the function that receives ``(room, message)`` for local rooms."""
+
+    def subscribe(room: str) -> None:
+        """Start receiving events of ``room`` (its first local member joined)."""
+
+    def unsubscribe(room: str) -> None:
+        """Stop receiving events of ``room`` (its last local member left)."""
+
+    def publish(room: str, message: Any) -> None:
+        """Send ``message`` to every instance with members in ``room``."""

@@ -1,0 +1,107 @@
+"""Rate and connection limits shared by every surface."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+from twisted.internet.interfaces import IReactorTime
+
+from parkchat.errors import RateLimited, TooManyConnections
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    stamp: float
+
+
+@dataclass
+class TokenBucketLimiter:
+    """Per-key token buckets: ``rate`` tokens a second, at most ``burst`` saved.
+
+    Keys are account (or guest) names, so a user's connections share one
+    bucket. ``rate`` 0 turns limiting off. Idle buckets are forgotten by
+    ``prune`` so the table stays as small as the set of active users.
+    """
+
+    clock: IReactorTime
+    rate: float
+    burst: float
+    _buckets: dict[Hashable, _Bucket] = field(default_factory=dict)
+
+    def consume(self, key: Hashable) -> None:
+        """Take one token for ``key`` or raise RateLimited."""
+        if self.rate <= 0:
+            return
+        now = self.clock.seconds()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            self._buckets[key] = _Bucket(self.burst - 1, now)
+            return
+        tokens = min(self.burst, bucket.tokens + (now - bucket.stamp) * self.rate)
+        bucket.stamp = now
+        if tokens < 1:
+            bucket.tokens = tokens
+            raise RateLimited()
+        bucket.tokens = tokens - 1
+
+    def prune(self) -> None:
+        """Drop buckets that have refilled completely: they carry no state."""
+        if self.rate <= 0:
+            self._buckets.clear()
+            return
+        now = self.clock.seconds()
+        full = [
+            key
+            for key, bucket in self._buckets.items()
+            if bucket.tokens + (now - bucket.stamp) * self.rate >= self.burst
+        ]
+        for key in full:
+            del self._buckets[key]
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+@dataclass
+class ConnectionCounter:
+    """Counts open connections per key against a maximum (0 = no limit)."""
+
+    limit: int
+    what: str
+    _counts: dict[Hashable, int] = field(default_factory=dict)
+
+    def check(self, key: Hashable) -> None:
+        """Raise TooManyConnections if one more connection for ``key`` is too many."""
+        if self.limit and self._counts.get(key, 0) >= self.limit:
+            raise TooManyConnections(
+                f"too many connections for this {self.what} (limit {self.limit})"
+            )
+
+    def acquire(self, key: Hashable) -> None:
+        self.check(key)
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def release(self, key: Hashable) -> None:
+        count = self._counts.get(key, 0) - 1
+        if count > 0:
+            self._counts[key] = count
+        else:
+            self._counts.pop(key, None)
+
+    def count(self, key: Hashable) -> int:
+        return self._counts.get(key, 0)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The service's configurable limits (see docs/configuration.md)."""
+
+    max_content_length: int = 4000
+    rate_limit: float = 10.0
+    rate_burst: float = 20.0
+    max_connections_per_user: int = 20
+    max_connections_per_ip: int = 1000
+    history_default: int = 50
+    history_max: int = 200

@@ -1,0 +1,228 @@
+"""Small value types and the naming rules; pure, no I/O.
+
+The wire formats of the different surfaces are rendered from these objects by
+the protocol adapters; the one JSON rendering that several of them share (the
+parkchat message object of the REST/WebSocket API) is cached on the message so
+that a broadcast serialises it once, not once per member.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from parkchat.errors import ContentTooLong, InvalidContent, InvalidName, InvalidRoom
+
+CHAT: Final = "chat"
+SYSTEM: Final = "system"
+
+#: System event kinds carried by ``Message.event``.
+JOINED: Final = "joined"
+LEFT: Final = "left"
+
+MAX_ROOM_LENGTH: Final = 64
+MAX_NICKNAME_LENGTH: Final = 32
+
+_NICKNAME = re.compile(r"[^\W][\w.\-]*\Z")
+
+
+def format_timestamp(ms: int) -> str:
+    """RFC 3339 in UTC with milliseconds, e.g. ``2025-09-08T15:32:10.123Z``."""
+    seconds, millis = divmod(ms, 1000)
+    dt = datetime.fromtimestamp(seconds, UTC)
+    return f"{dt:%Y-%m-%dT%H:%M:%S}.{millis:03d}Z"
+
+
+def _has_control(text: str) -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in text)
+
+
+def validate_room(name: object) -> str:
+    """Return ``name`` if it is a valid room name, else raise InvalidRoom.
+
+    1 to 64 characters, no control characters, no leading or trailing white
+    space (so that ``"lobby"`` and ``"lobby "`` cannot be two rooms that look
+    alike).
+    """
+    if not isinstance(name, str) or not name:
+        raise InvalidRoom("room name is required")
+    if len(name) > MAX_ROOM_LENGTH:
+        raise InvalidRoom(f"room name is longer than {MAX_ROOM_LENGTH} characters")
+    if _has_control(name):
+        raise InvalidRoom("room name contains control characters")
+    if name != name.strip():
+        raise InvalidRoom("room name starts or ends with white space")
+    return name
+
+
+def validate_nickname(name: object) -> str:
+    """Return ``name`` if it is a valid nickname, else raise InvalidName.
+
+    1 to 32 characters: letters, digits, ``_``, ``-`` and ``.``, starting with
+    a letter, digit or ``_``. No ``:`` or white space, because the plain-TCP
+    protocol renders messages as ``nick:text``.
+    """
+    if not isinstance(name, str) or not name:
+        raise InvalidName("nickname is required")
+    if len(name) > MAX_NICKNAME_LENGTH:
+        raise InvalidName(f"nickname is longer than {MAX_NICKNAME_LENGTH} characters")
+    if not _NICKNAME.match(name):
+        raise InvalidName(
+            "nickname may contain only letters, digits, '_', '-' and '.', "
+            "and must start with a letter, digit or '_'"
+        )
+    return name
+
+
+def nickname_key(name: str) -> str:
+    """The form under which nicknames are unique: ``Alice`` and ``alice`` clash."""
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
+def validate_content(content: object, max_length: int) -> str:
+    """Return ``content`` if it can be posted, else raise.
+
+    Content must be a non-blank string of at most ``max_length`` characters.
+    Control characters other than newline and tab are refused so that no
+    client can rewrite another's terminal.
+    """
+    if not isinstance(content, str):
+        raise InvalidContent("content must be a string")
+    if not content.strip():
+        raise InvalidContent("content is empty")
+    if len(content) > max_length:
+        raise ContentTooLong(f"content is longer than {max_length} characters")
+    if any(unicodedata.category(ch) in ("Cc", "Cs") and ch not in "\n\t" for ch in content):
+        raise InvalidContent("content contains control characters")
+    return content
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    """A registered account as the service sees it (never the password hash)."""
+
+    id: int
+    nickname: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredUser:
+    """An account row as the store returns it, hash included."""
+
+    id: int
+    nickname: str
+    password_hash: bytes
+
+    def public(self) -> User:
+        return User(self.id, self.nickname)
+
+
+class Message:
+    """A chat message or a system event in a room.
+
+    Chat messages get their ``id`` from the store when their batch commits;
+    system events (joins, leaves) are not stored and keep ``id`` 0, as in the
+    seed API. Instances are treated as immutable once published.
+    """
+
+    __slots__ = (
+        "_json",
+        "content",
+        "event",
+        "id",
+        "nickname",
+        "room",
+        "timestamp_ms",
+        "type",
+        "user_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        room: str,
+        nickname: str,
+        content: str,
+        timestamp_ms: int,
+        type: str = CHAT,
+        id: int = 0,
+        user_id: int | None = None,
+        event: str | None = None,
+    ) -> None:
+        self.id = id
+        self.room = room
+        self.nickname = nickname
+        self.content = content
+        self.timestamp_ms = timestamp_ms
+        self.type = type
+        self.user_id = user_id
+        self.event = event
+        self._json: bytes | None = None
+
+    def with_id(self, id: int) -> Message:
+        """A copy carrying the id the store assigned."""
+        return Message(
+            room=self.room,
+            nickname=self.nickname,
+            content=self.content,
+            timestamp_ms=self.timestamp_ms,
+            type=self.type,
+            id=id,
+            user_id=self.user_id,
+            event=self.event,
+        )
+
+    @property
+    def timestamp(self) -> str:
+        return format_timestamp(self.timestamp_ms)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The parkchat API message object (MISSION section A)."""
+        return {
+            "id": self.id,
+            "chat_room": self.room,
+            "nickname": self.nickname,
+            "content": self.content,
+            "timestamp": self.timestamp,
+            "type": self.type,
+        }
+
+    def json(self) -> bytes:
+        """``as_dict`` as compact UTF-8 JSON, computed once per message."""
+        encoded = self._json
+        if encoded is None:
+            encoded = self._json = json.dumps(
+                self.as_dict(), ensure_ascii=False, separators=(",", ":")
+            ).encode("utf-8")
+        return encoded
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Message):
+            return NotImplemented
+        return self.as_dict() == other.as_dict() and self.user_id == other.user_id
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.room, self.timestamp_ms, self.content))
+
+    def __repr__(self) -> str:
+        return (
+            f"Message(id={self.id}, room={self.room!r}, nickname={self.nickname!r}, "
+            f"type={self.type!r}, content={self.content!r})"
+        )
+
+
+def system_message(room: str, nickname: str, event: str, timestamp_ms: int) -> Message:
+    """The join/leave notice of the seed API."""
+    verb = "joined" if event == JOINED else "left"
+    return Message(
+        room=room,
+        nickname=nickname,
+        content=f"{nickname} has {verb} the room",
+        timestamp_ms=timestamp_ms,
+        type=SYSTEM,
+        event=event,
+    )

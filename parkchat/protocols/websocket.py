@@ -1,0 +1,187 @@
+"""The parkchat room WebSocket, ``GET /ws/{room}`` (MISSION section A).
+
+Wire protocol (also in docs/protocol.md):
+
+* The client is authenticated (HTTP Basic) and the room chosen by the URL
+  before the upgrade; see ``parkchat.web.resources.RoomSocketResource``.
+* Client -> server: text frames ``{"content": "..."}``; other fields are
+  ignored.
+* Server -> client: the message object
+  ``{"id", "chat_room", "nickname", "content", "timestamp", "type"}`` for every
+  chat message of the room, the sender's own included (``type`` ``"chat"``),
+  and for joins and leaves (``type`` ``"system"``, ``id`` 0).
+* Bad input gets ``{"type": "error", "code": "...", "content": "..."}`` and the
+  connection stays open. A frame over the size limit is closed with 1009; a
+  connection limit or a policy close uses 1008; server shutdown uses 1001.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from parkchat.errors import ChatError, InvalidRequest
+from parkchat.interfaces import IEncoder, IParticipant
+from parkchat.model import Message, User
+from parkchat.service import SHUTDOWN_REASON, ChatService
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+
+
+def error_frame(error: ChatError) -> bytes:
+    return json.dumps(
+        {"type": "error", "code": error.code, "content": error.message}, ensure_ascii=False
+    ).encode("utf-8")
+
+
+@implementer(IEncoder)
+class PreparedMessageEncoder:
+    """Frames the parkchat message object once for every member of a room."""
+
+    def __init__(self, factory: WebSocketServerFactory) -> None:
+        self._factory = factory
+
+    def encode(self, message: Message) -> Any:
+        return self._factory.prepareMessage(message.json())
+
+
+@implementer(IParticipant)
+class RoomSocketProtocol(WebSocketServerProtocol):
+    """One browser or app connection to one room."""
+
+    factory: RoomSocketFactory
+    # Set by RoomSocketResource before the handshake is replayed.
+    user: User
+    room_name: str
+
+    _log = Logger()
+
+    @property
+    def nickname(self) -> str:
+        return self.user.nickname
+
+    @property
+    def user_id(self) -> int:
+        return self.user.id
+
+    @property
+    def encoder(self) -> IEncoder:
+        return self.factory.encoder
+
+    @property
+    def peer_host(self) -> str:
+        peer = self.transport.getPeer() if self.transport is not None else None
+        return getattr(peer, "host", "")
+
+    def onOpen(self) -> None:
+        service = self.factory.service
+        try:
+            service.connect(self)
+            service.join(self, self.room_name)
+        except ChatError as e:
+            self._log.info("{nickname} refused: {reason}", nickname=self.nickname, reason=e.message)
+            self.sendMessage(error_frame(e))
+            self.sendClose(CLOSE_POLICY, e.message[:120])
+            return
+        self._log.info(
+            "{nickname} joined {room} from {peer}",
+            nickname=self.nickname,
+            room=self.room_name,
+            peer=self.peer_host,
+        )
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        try:
+            if isBinary:
+                raise InvalidRequest("binary frames are not accepted; send JSON text")
+            try:
+                data = json.loads(payload)
+            except ValueError as e:
+                raise InvalidRequest("frame is not valid JSON") from e
+            if not isinstance(data, dict):
+                raise InvalidRequest('frame must be a JSON object like {"content": "..."}')
+            if "content" not in data:
+                raise InvalidRequest('"content" is required')
+            d = self.factory.service.post(self, self.room_name, data["content"])
+        except ChatError as e:
+            self.sendMessage(error_frame(e))
+            return
+        d.addErrback(self._post_failed)
+
+    def _post_failed(self, failure: Failure) -> None:
+        if failure.check(ChatError):
+            error = failure.value
+            assert isinstance(error, ChatError)
+            self.sendMessage(error_frame(error))
+        else:
+            self._log.failure("posting for {nickname} failed", failure, nickname=self.nickname)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if getattr(self, "user", None) is not None:
+            self.factory.service.disconnect(self)
+
+    # -- IParticipant ------------------------------------------------------
+
+    def send(self, payload: Any) -> None:
+        self.sendPreparedMessage(payload)
+
+    def disconnect(self, reason: str) -> None:
+        code = CLOSE_GOING_AWAY if reason == SHUTDOWN_REASON else CLOSE_POLICY
+        self.sendClose(code, reason[:120])
+
+
+class RoomSocketFactory(WebSocketServerFactory):
+    """Builds room connections; holds the service and the shared encoder."""
+
+    protocol = RoomSocketProtocol  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        service: ChatService,
+        *,
+        max_message_size: int = 65536,
+        ping_interval: float = 30.0,
+        ping_timeout: float = 20.0,
+        handshake_timeout: float = 10.0,
+    ) -> None:
+        super().__init__()
+        self.service = service
+        self.encoder = PreparedMessageEncoder(self)
+        self.setProtocolOptions(
+            # Close with 1009 on oversize frames instead of dropping TCP.
+            failByDrop=False,
+            maxFramePayloadSize=max_message_size,
+            maxMessagePayloadSize=max_message_size,
+            autoPingInterval=ping_interval,
+            autoPingTimeout=ping_timeout,
+            openHandshakeTimeout=handshake_timeout,
+            closeHandshakeTimeout=5,
+            # No permessage-deflate: it would re-compress every prepared frame
+            # per member and undo broadcast-once.
+            perMessageCompressionAccept=lambda offers: None,
+        )
+
+    def bound(self, user: User, room_name: str) -> _BoundFactory:
+        """A one-use factory that hands the authenticated user and room to the
+        protocol it builds (``WebSocketResource`` only knows ``buildProtocol``)."""
+        return _BoundFactory(self, user, room_name)
+
+
+class _BoundFactory:
+    def __init__(self, factory: RoomSocketFactory, user: User, room_name: str) -> None:
+        self._factory = factory
+        self._user = user
+        self._room_name = room_name
+
+    def buildProtocol(self, addr: Any) -> RoomSocketProtocol:
+        protocol = self._factory.buildProtocol(addr)
+        assert isinstance(protocol, RoomSocketProtocol)
+        protocol.user = self._user
+        protocol.room_name = self._room_name
+        return protocol

@@ -1,0 +1,70 @@
+"""Rooms: membership and fan-out, no I/O of their own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from twisted.logger import Logger
+
+from parkchat.interfaces import IEncoder, IParticipant
+
+_log = Logger()
+
+
+class Room:
+    """The local members of one room, grouped by how they encode messages.
+
+    Grouping by encoder is what makes a broadcast cost one encoding per kind of
+    connection (WebSocket, TCP, ...) plus one ``send`` per member.
+    """
+
+    __slots__ = ("_groups", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._groups: dict[IEncoder, dict[IParticipant, None]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(members) for members in self._groups.values())
+
+    def __contains__(self, participant: object) -> bool:
+        encoder = getattr(participant, "encoder", None)
+        group = self._groups.get(encoder) if encoder is not None else None
+        return group is not None and participant in group
+
+    def __iter__(self) -> Iterator[IParticipant]:
+        for members in self._groups.values():
+            yield from members
+
+    def add(self, participant: IParticipant) -> None:
+        self._groups.setdefault(participant.encoder, {})[participant] = None
+
+    def remove(self, participant: IParticipant) -> bool:
+        """Remove ``participant``; return whether it was a member."""
+        group = self._groups.get(participant.encoder)
+        if group is None or participant not in group:
+            return False
+        del group[participant]
+        if not group:
+            del self._groups[participant.encoder]
+        return True
+
+    def nicknames(self) -> list[str]:
+        """Who is here, each name once, in order of arrival per kind."""
+        return list(dict.fromkeys(p.nickname for p in self))
+
+    def broadcast(self, message: Any) -> list[IParticipant]:
+        """Deliver ``message`` to every member; return the members whose
+        delivery raised, so that the caller can drop them. One bad connection
+        never stops delivery to the others."""
+        failed: list[IParticipant] = []
+        for encoder, members in list(self._groups.items()):
+            payload = encoder.encode(message)
+            for member in tuple(members):
+                try:
+                    member.send(payload)
+                except Exception:
+                    _log.failure("delivery to {nickname} failed", nickname=member.nickname)
+                    failed.append(member)
+        return failed

@@ -1,0 +1,1 @@
+"""Storage: every line of SQL parkchat runs lives in this package."""

@@ -1,0 +1,118 @@
+"""Group commit: many chat messages, one transaction.
+
+A message is acknowledged (its Deferred fires, and the service broadcasts it)
+only after the transaction holding it has committed, so a client can never
+have seen a message that a crash then loses. While one batch commits on the
+database thread, the next one collects on the reactor; an idle server commits
+a lone message on the next reactor turn, so batching adds no waiting time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from parkchat.errors import ServiceBusy, StorageFailed
+from parkchat.model import Message
+
+_log = Logger()
+
+
+class GroupCommitWriter:
+    """Queues messages and writes them in batches, one batch at a time.
+
+    ``insert`` stores a sequence of messages in one transaction and fires with
+    their ids in order. Batches are committed strictly one after the other, so
+    ids (and therefore per-room order) follow submission order.
+    """
+
+    def __init__(
+        self,
+        insert: Callable[[Sequence[Message]], Deferred[list[int]]],
+        clock: IReactorTime,
+        max_batch: int = 2000,
+        max_pending: int = 50_000,
+    ) -> None:
+        self._insert = insert
+        self._clock = clock
+        self.max_batch = max_batch
+        self.max_pending = max_pending
+        self._queue: list[tuple[Message, Deferred[Message]]] = []
+        self._in_flight = False
+        self._scheduled: IDelayedCall | None = None
+        self._idle_waiters: list[Deferred[None]] = []
+        #: Sizes of recent batches, for metrics and tests.
+        self.batches = 0
+        self.last_batch_size = 0
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def submit(self, message: Message) -> Deferred[Message]:
+        """Queue ``message``; the result fires with the stored copy (id set)
+        once committed, or fails with StorageFailed."""
+        if len(self._queue) >= self.max_pending:
+            raise ServiceBusy("too many messages waiting to be stored")
+        d: Deferred[Message] = Deferred()
+        self._queue.append((message, d))
+        if not self._in_flight and self._scheduled is None:
+            self._scheduled = self._clock.callLater(0, self._commit)
+        return d
+
+    def flush(self) -> Deferred[None]:
+        """Fire when everything queued so far has been committed (or failed)."""
+        d: Deferred[None] = Deferred()
+        if not self._queue and not self._in_flight:
+            d.callback(None)
+        else:
+            self._idle_waiters.append(d)
+        return d
+
+    def _commit(self) -> None:
+        self._scheduled = None
+        batch = self._queue[: self.max_batch]
+        del self._queue[: self.max_batch]
+        if not batch:
+            self._became_idle()
+            return
+        self._in_flight = True
+        self.batches += 1
+        self.last_batch_size = len(batch)
+        try:
+            d = self._insert([message for message, _ in batch])
+        except Exception:
+            d = fail()
+        d.addCallbacks(self._committed, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
+
+    def _committed(self, ids: list[int], batch: list[tuple[Message, Deferred[Message]]]) -> None:
+        self._in_flight = False
+        # Start the next transaction before telling anyone, so the database
+        # thread writes batch N+1 while the reactor broadcasts batch N.
+        self._next()
+        for (message, d), message_id in zip(batch, ids, strict=True):
+            d.callback(message.with_id(message_id))
+
+    def _failed(self, failure: Failure, batch: list[tuple[Message, Deferred[Message]]]) -> None:
+        self._in_flight = False
+        _log.failure("storing a batch of {count} messages failed", failure, count=len(batch))
+        self._next()
+        for _, d in batch:
+            d.errback(StorageFailed())
+
+    def _next(self) -> None:
+        if self._queue:
+            self._commit()
+        else:
+            self._became_idle()
+
+    def _became_idle(self) -> None:
+        if self._in_flight or self._queue:
+            return
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for d in waiters:
+            d.callback(None)

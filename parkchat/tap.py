@@ -1,0 +1,178 @@
+"""The composition root: ``twistd parkchat`` options and ``makeService``.
+
+This is the only module that chooses concrete classes and wires them together;
+``chat.tac`` and the twistd plugin both come through here.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from twisted.application import strports
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet import endpoints
+from twisted.python import usage
+from twisted.python.threadpool import ThreadPool
+
+from parkchat import __version__
+from parkchat.auth import PasswordHasher, VerifiedCredentials
+from parkchat.config import SETTINGS, ConfigError, Settings, resolve
+from parkchat.interfaces import IMessageStore
+from parkchat.limits import Limits
+from parkchat.protocols.websocket import RoomSocketFactory
+from parkchat.service import ChatService
+from parkchat.store.memory import MemoryStore
+from parkchat.store.schema import SchemaError
+from parkchat.store.sqlite import open_sqlite
+from parkchat.web.site import make_site
+
+
+def _help(setting: Any) -> str:
+    default = setting.default
+    if isinstance(default, tuple):
+        default = ",".join(default)
+    elif isinstance(default, bool):
+        default = "yes" if default else "no"
+    return f"{setting.help} [default: {default}; env {setting.env}]"
+
+
+class Options(usage.Options):
+    """``twistd parkchat`` options, generated from ``parkchat.config.SETTINGS``.
+
+    Every option is also an environment variable ``PARKCHAT_<NAME>`` and a key
+    of the TOML file given by ``--config``; the command line wins over the
+    environment, which wins over the file.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "parkchat: rooms, accounts and history over WebSocket and HTTP. "
+        "Every option can also be set as PARKCHAT_<OPTION> in the environment "
+        "(e.g. PARKCHAT_MAX_CONNECTIONS_PER_IP=0) or as a key in the TOML file "
+        "named by --config (e.g. max_connections_per_ip = 0); command line > "
+        "environment > file > default."
+    )
+    optParameters: list[list[Any]] = [
+        ["config", None, None, "TOML file with settings [env PARKCHAT_CONFIG]"],
+    ] + [[s.option, None, None, _help(s)] for s in SETTINGS if not s.repeatable]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._repeated: dict[str, list[str]] = {}
+        self.settings: Settings | None = None
+
+    def opt_port(self, value: str) -> None:
+        self._repeated.setdefault("port", []).append(value)
+
+    opt_port.__doc__ = _help(next(s for s in SETTINGS if s.name == "port"))
+
+    def opt_version(self) -> None:
+        """Print the parkchat version and exit."""
+        print(f"parkchat {__version__}")
+        sys.exit(0)
+
+    def postOptions(self) -> None:
+        cli: dict[str, Any] = {s.name: self.get(s.option) for s in SETTINGS if not s.repeatable}
+        cli.update(self._repeated)
+        try:
+            self.settings = resolve(cli, os.environ, self["config"])
+        except ConfigError as e:
+            raise usage.UsageError(str(e)) from None
+        for description in self.settings.port:
+            check_endpoint(description)
+
+
+class _ParseOnlyReactor:
+    """Stands in for the reactor while endpoint strings are only being checked."""
+
+
+def check_endpoint(description: str) -> None:
+    """Raise UsageError if ``description`` is not a usable server endpoint."""
+    try:
+        endpoints.serverFromString(_ParseOnlyReactor(), description)
+    except IndexError:
+        if description.startswith("systemd:"):
+            raise usage.UsageError(
+                f"{description}: no socket was passed by systemd "
+                "(socket activation works only under a systemd .socket unit)"
+            ) from None
+        raise usage.UsageError(f"bad endpoint {description!r}") from None
+    except Exception as e:
+        raise usage.UsageError(f"bad endpoint {description!r}: {e}") from None
+
+
+class ThreadPoolService(Service):
+    """Starts and stops a thread pool with the application."""
+
+    def __init__(self, pool: ThreadPool) -> None:
+        self.pool = pool
+
+    def startService(self) -> None:
+        super().startService()
+        self.pool.start()
+
+    def stopService(self) -> None:
+        super().stopService()
+        self.pool.stop()
+
+
+def open_store(db: str, reactor: Any) -> IMessageStore:
+    if db == ":memory:":
+        return MemoryStore()
+    try:
+        return open_sqlite(db, reactor)
+    except (OSError, SchemaError, Exception) as e:
+        raise SystemExit(f"parkchat: cannot open database {db}: {e}") from None
+
+
+def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IService:
+    """Build the whole application: the chat service, the bcrypt threads and
+    one HTTP listener per ``--port``."""
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+    settings = options.settings if isinstance(options, Options) else None
+    if settings is None:
+        settings = Settings()
+    top = MultiService()
+
+    bcrypt_pool = ThreadPool(
+        minthreads=0, maxthreads=settings.bcrypt_threads, name="parkchat-bcrypt"
+    )
+    ThreadPoolService(bcrypt_pool).setServiceParent(top)
+    hasher = PasswordHasher.on_threadpool(reactor, bcrypt_pool, settings.bcrypt_rounds)
+
+    service = ChatService(
+        open_store(settings.db, reactor),
+        hasher,
+        reactor,
+        limits=Limits(
+            max_content_length=settings.max_content_length,
+            rate_limit=settings.rate_limit,
+            rate_burst=settings.rate_burst,
+            max_connections_per_user=settings.max_connections_per_user,
+            max_connections_per_ip=settings.max_connections_per_ip,
+        ),
+        credential_cache=VerifiedCredentials(
+            reactor, ttl=settings.auth_cache_ttl, max_entries=settings.auth_cache_size
+        ),
+    )
+    service.setServiceParent(top)
+
+    ws_factory = RoomSocketFactory(
+        service,
+        max_message_size=settings.max_frame_size,
+        ping_interval=settings.ping_interval,
+        ping_timeout=settings.ping_timeout,
+    )
+    site = make_site(service, ws_factory, access_log=settings.access_log)
+    # Listeners come last: MultiService stops children in reverse order, so
+    # on shutdown they stop accepting before the service says goodbye.
+    for description in settings.port:
+        listener = strports.service(description, site, reactor=reactor)
+        listener.setName(f"http:{description}")
+        listener.setServiceParent(top)
+    return top

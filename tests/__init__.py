@@ -1,0 +1,1 @@
+"""parkchat's tests: run with ``python -m twisted.trial tests`` (or pytest)."""

@@ -1,0 +1,91 @@
+"""Fakes and builders shared by the tests: no threads, no sockets, no real time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.task import Clock
+from zope.interface import implementer
+
+from parkchat.auth import PasswordHasher, VerifiedCredentials
+from parkchat.interfaces import IEncoder, IParticipant
+from parkchat.limits import Limits
+from parkchat.model import Message
+from parkchat.service import ChatService
+from parkchat.store.memory import MemoryStore
+
+#: The cheapest bcrypt cost: real hashing, fast tests.
+TEST_ROUNDS = 4
+
+
+def sync_hasher(rounds: int = TEST_ROUNDS, max_pending: int = 256) -> PasswordHasher:
+    """A PasswordHasher that runs bcrypt inline (no thread pool)."""
+
+    def run(f: Any, *args: Any) -> Deferred[Any]:
+        return maybeDeferred(f, *args)
+
+    return PasswordHasher(run, rounds=rounds, max_pending=max_pending)
+
+
+@implementer(IEncoder)
+class RecordingEncoder:
+    """Counts encodings; the payload is the message itself."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def encode(self, message: Message) -> Message:
+        self.calls += 1
+        return message
+
+
+@implementer(IParticipant)
+class FakeParticipant:
+    """A connection that records what it is sent."""
+
+    def __init__(
+        self,
+        nickname: str,
+        encoder: RecordingEncoder | None = None,
+        *,
+        user_id: int | None = None,
+        peer_host: str = "127.0.0.1",
+    ) -> None:
+        self.nickname = nickname
+        self.user_id = user_id
+        self.peer_host = peer_host
+        self.encoder = encoder if encoder is not None else RecordingEncoder()
+        self.received: list[Any] = []
+        self.disconnected: list[str] = []
+        self.fail_sends = False
+
+    def send(self, payload: Any) -> None:
+        if self.fail_sends:
+            raise ConnectionError("socket is gone")
+        self.received.append(payload)
+
+    def disconnect(self, reason: str) -> None:
+        self.disconnected.append(reason)
+
+    def contents(self) -> list[str]:
+        return [m.content for m in self.received]
+
+
+def make_service(
+    store: Any = None,
+    clock: Clock | None = None,
+    limits: Limits | None = None,
+) -> tuple[ChatService, MemoryStore | Any, Clock]:
+    """A started ChatService over an in-memory store and a fake clock."""
+    clock = clock if clock is not None else Clock()
+    store = store if store is not None else MemoryStore()
+    service = ChatService(
+        store,
+        sync_hasher(),
+        clock,
+        limits=limits,
+        credential_cache=VerifiedCredentials(clock),
+    )
+    service.startService()
+    return service, store, clock
