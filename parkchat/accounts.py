@@ -17,7 +17,18 @@ def validate_password(password: object) -> str:
         raise InvalidPassword("password is required")
     if len(password) > MAX_PASSWORD_LENGTH:
         raise InvalidPassword(f"password is longer than {MAX_PASSWORD_LENGTH} characters")
+    if not _encodable(password):
+        raise InvalidPassword("password is not valid text")
     return password
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` is UTF-8 encodable (JSON can carry lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class Accounts:
@@ -39,7 +50,9 @@ class Accounts:
         self._hasher = hasher
         self._clock = clock
         self.cache = cache if cache is not None else VerifiedCredentials(clock)
-        self._in_flight: dict[tuple[str, bytes], list[Deferred[User]]] = {}
+        # Keyed by the password epoch too, so that a check begun after a
+        # password change never waits on (and shares) one begun before it.
+        self._in_flight: dict[tuple[str, bytes, int], list[Deferred[User]]] = {}
         # Bumped by every password change: a check that started before one
         # must not put what it verified into the cache afterwards.
         self._password_epoch = 0
@@ -53,19 +66,25 @@ class Accounts:
 
     def authenticate(self, nickname: str, password: str) -> Deferred[User]:
         """Fire with the ``User`` or fail with AuthenticationFailed."""
-        if not nickname or not password or len(password) > MAX_PASSWORD_LENGTH:
+        if (
+            not nickname
+            or not password
+            or len(password) > MAX_PASSWORD_LENGTH
+            or not _encodable(password)
+        ):
             raise AuthenticationFailed()
         key = nickname_key(nickname)
         digest = self.cache.digest(password)
         user = self.cache.lookup(key, digest)
         if user is not None:
             return succeed(user)
-        waiting = self._in_flight.get((key, digest))
+        flight = (key, digest, self._password_epoch)
+        waiting = self._in_flight.get(flight)
         d: Deferred[User] = Deferred()
         if waiting is not None:
             waiting.append(d)
             return d
-        self._in_flight[(key, digest)] = [d]
+        self._in_flight[flight] = [d]
         Deferred.fromCoroutine(self._verify(nickname, password)).addBoth(
             self._settle, key, digest, self._password_epoch
         )
@@ -79,7 +98,7 @@ class Accounts:
         return stored.public()
 
     def _settle(self, result: object, key: str, digest: bytes, epoch: int) -> None:
-        waiters = self._in_flight.pop((key, digest), [])
+        waiters = self._in_flight.pop((key, digest, epoch), [])
         if isinstance(result, User) and epoch == self._password_epoch:
             self.cache.remember(key, digest, result)
         for d in waiters:

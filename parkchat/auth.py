@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from twisted.cred.checkers import ICredentialsChecker
-from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.credentials import IUsernamePassword, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm, Portal
 from twisted.internet.defer import Deferred
@@ -178,7 +178,7 @@ class AccountChecker:
 
     credentialInterfaces = (IUsernamePassword,)
 
-    def __init__(self, authenticate: Callable[[str, str], Deferred[User]]) -> None:
+    def __init__(self, authenticate: Callable[[str, str, str], Deferred[User]]) -> None:
         self._authenticate = authenticate
 
     def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
@@ -192,11 +192,13 @@ class AccountChecker:
             return Deferred.fromCoroutine(_fail_login())
 
         def translate(failure: Failure) -> Failure:
+            # Banned and TooManyAttempts pass through: callers answer them
+            # with 403 and 429, not 401.
             failure.trap(AuthenticationFailed)
             return Failure(UnauthorizedLogin())
 
         try:
-            d = self._authenticate(username, password)
+            d = self._authenticate(username, password, getattr(credentials, "peer", ""))
         except AuthenticationFailed:
             return Deferred.fromCoroutine(_fail_login())
         return d.addErrback(translate)
@@ -216,5 +218,14 @@ class ChatRealm:
         return (IChatUser, avatarId, lambda: None)
 
 
-def make_portal(authenticate: Callable[[str, str], Deferred[User]]) -> Portal:
+class PeerUsernamePassword(UsernamePassword):
+    """Username and password plus the client address, so the checker can
+    throttle failed logins per address as well as per account."""
+
+    def __init__(self, username: bytes, password: bytes, peer: str) -> None:
+        super().__init__(username, password)
+        self.peer = peer
+
+
+def make_portal(authenticate: Callable[[str, str, str], Deferred[User]]) -> Portal:
     return Portal(ChatRealm(), [AccountChecker(authenticate)])

@@ -26,8 +26,9 @@ class ConfigError(ValueError):
 
 def _int(minimum: int, maximum: int | None = None) -> Callable[[Any], int]:
     def convert(value: Any) -> int:
-        if isinstance(value, bool):
-            raise ValueError("expected a whole number")
+        # int() would truncate a TOML float (1.5 -> 1) and accept True.
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"expected a whole number, got {value!r}")
         try:
             number = int(value)
         except (TypeError, ValueError):
@@ -75,6 +76,21 @@ def _text(value: Any) -> str:
     return value
 
 
+def _secret(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    if value and len(value.encode("utf-8")) < 32:
+        raise ValueError("secrets must be at least 32 bytes long")
+    return value
+
+
+def _origin(value: Any) -> str:
+    text = str(value).strip().rstrip("/").lower()
+    if text != "*" and "://" not in text:
+        raise ValueError(f"{value!r} is not an origin like https://chat.example.com or *")
+    return text
+
+
 def endpoint_description(value: Any) -> str:
     """A Twisted server endpoint string; a bare port number means ``tcp:PORT``."""
     text = str(value).strip() if not isinstance(value, bool) else ""
@@ -116,6 +132,15 @@ SETTINGS: tuple[Setting, ...] = (
         "HTTP + WebSocket listener: a port number or a Twisted endpoint string "
         "(tcp:8080:interface=127.0.0.1, ssl:8443:privateKey=key.pem, "
         "systemd:domain=INET:index=0). Repeatable.",
+        "ENDPOINT",
+        repeatable=True,
+    ),
+    Setting(
+        "tcp",
+        (),
+        endpoint_description,
+        "Plain-TCP line-protocol listener (MaChat clients, nc, telnet), e.g. "
+        "tcp:8989:interface=127.0.0.1. Repeatable; none by default.",
         "ENDPOINT",
         repeatable=True,
     ),
@@ -194,6 +219,117 @@ SETTINGS: tuple[Setting, ...] = (
         "SECONDS",
     ),
     Setting("auth_cache_size", 10000, _int(0), "Most verified passwords remembered at once.", "N"),
+    Setting(
+        "allow_guests",
+        True,
+        _bool,
+        "Let line-protocol clients chat without an account (yes/no); guests "
+        "cannot take a registered nickname.",
+        "yes|no",
+    ),
+    Setting(
+        "max_line_length",
+        8192,
+        _int(64, 1024 * 1024),
+        "Longest line-protocol line in bytes; longer lines get an error line.",
+        "BYTES",
+    ),
+    Setting(
+        "handshake_timeout",
+        10.0,
+        _float(0, exclusive=True),
+        "Seconds a line-protocol client has to send its handshake.",
+        "SECONDS",
+    ),
+    Setting(
+        "idle_timeout",
+        3600.0,
+        _float(0),
+        "Seconds of silence after which a line-protocol client is disconnected; 0 = never.",
+        "SECONDS",
+    ),
+    Setting(
+        "token_secret",
+        "",
+        _secret,
+        "HMAC secret (32+ bytes) that signs login tokens; shared by every "
+        "instance. Empty: one is generated once and stored in the database. "
+        "Prefer the environment variable to the command line.",
+        "SECRET",
+    ),
+    Setting("token_lifetime", 86400.0, _float(60), "Seconds a login token stays valid.", "SECONDS"),
+    Setting(
+        "external_jwt_secret",
+        "",
+        _secret,
+        "Also accept HMAC-signed JWTs from a third-party auth service signed "
+        "with this secret (32+ bytes); empty = off.",
+        "SECRET",
+    ),
+    Setting(
+        "external_jwt_claim",
+        "username",
+        _text,
+        "The claim of an external JWT that holds the nickname.",
+        "CLAIM",
+    ),
+    Setting(
+        "auth_timeout",
+        10.0,
+        _float(0, exclusive=True),
+        "Seconds a /ws connection without credentials has to send its auth frame.",
+        "SECONDS",
+    ),
+    Setting(
+        "join_timeout",
+        0.0,
+        _float(0),
+        "Seconds an authenticated /ws connection has to join a room; 0 = no limit.",
+        "SECONDS",
+    ),
+    Setting(
+        "single_session",
+        False,
+        _bool,
+        "One connection per account: a new login closes the older ones "
+        "(close code 4004 on /ws) (yes/no).",
+        "yes|no",
+    ),
+    Setting(
+        "rate_limit_strict",
+        False,
+        _bool,
+        "Disconnect a client that passes the rate limit instead of answering "
+        "with an error (yes/no).",
+        "yes|no",
+    ),
+    Setting(
+        "login_failures",
+        10,
+        _int(0),
+        "Failed logins allowed per account and per address within the login "
+        "window before answering 429; 0 = no throttling.",
+        "N",
+    ),
+    Setting(
+        "login_window", 300.0, _float(1), "Seconds over which failed logins are counted.", "SECONDS"
+    ),
+    Setting(
+        "allowed_origins",
+        (),
+        _origin,
+        "Browser origins allowed to open WebSockets (e.g. https://chat.example.com); "
+        "none = only the server's own origin; * = any. Repeatable.",
+        "ORIGIN",
+        repeatable=True,
+    ),
+    Setting(
+        "admin_token",
+        "",
+        _secret,
+        "Bearer token for the /admin API and parkchat-admin; empty = admin API off.",
+        "SECRET",
+    ),
     Setting("access_log", True, _bool, "Log every HTTP request (yes/no).", "yes|no"),
 )
 
@@ -205,6 +341,7 @@ class Settings:
     """The resolved configuration; tests build it directly."""
 
     port: tuple[str, ...] = ("tcp:8080",)
+    tcp: tuple[str, ...] = ()
     db: str = "chat.db"
     bcrypt_rounds: int = 12
     bcrypt_threads: int = 2
@@ -218,6 +355,22 @@ class Settings:
     ping_timeout: float = 20.0
     auth_cache_ttl: float = 300.0
     auth_cache_size: int = 10000
+    allow_guests: bool = True
+    max_line_length: int = 8192
+    handshake_timeout: float = 10.0
+    idle_timeout: float = 3600.0
+    token_secret: str = field(default="", repr=False)
+    token_lifetime: float = 86400.0
+    external_jwt_secret: str = field(default="", repr=False)
+    external_jwt_claim: str = "username"
+    auth_timeout: float = 10.0
+    join_timeout: float = 0.0
+    single_session: bool = False
+    rate_limit_strict: bool = False
+    login_failures: int = 10
+    login_window: float = 300.0
+    allowed_origins: tuple[str, ...] = ()
+    admin_token: str = field(default="", repr=False)
     access_log: bool = True
     #: Where each value came from ("default", "file", "env", "cli"), for --help-like reports.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -233,7 +386,7 @@ def _convert(setting: Setting, raw: Any, origin: str) -> Any:
                 items = raw
             else:
                 raise ValueError("expected a list")
-            if not items:
+            if not items and setting.default:
                 raise ValueError("expected at least one value")
             return tuple(setting.convert(item) for item in items)
         return setting.convert(raw)
@@ -286,3 +439,61 @@ def resolve(
 assert {f.name for f in fields(Settings)} - {"sources"} == set(SETTINGS_BY_NAME), (
     "Settings and SETTINGS disagree"
 )
+
+
+def _format_default(setting: Setting) -> str:
+    default = setting.default
+    if isinstance(default, bool):
+        return "yes" if default else "no"
+    if isinstance(default, tuple):
+        return ", ".join(str(item) for item in default)
+    if isinstance(default, float):
+        return f"{default:g}"
+    return str(default)
+
+
+def reference_markdown() -> str:
+    """The option reference of ``docs/configuration.md`` as Markdown.
+
+    One table row per entry of ``SETTINGS`` (command-line option, environment
+    variable, TOML key, default, meaning), followed by the precedence rules.
+    ``tests/test_docs.py`` checks that the document holds exactly this text,
+    so the reference cannot drift from the code.
+    """
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = [
+        "| option | environment variable | TOML key | default | meaning |",
+        "|---|---|---|---|---|",
+        "| `--config FILE` | `PARKCHAT_CONFIG` | — | none | TOML file with settings. |",
+    ]
+    for s in SETTINGS:
+        default = f"`{cell(_format_default(s))}`" if _format_default(s) else "none"
+        lines.append(
+            f"| `{cell(f'--{s.option} {s.metavar}')}` | `{s.env}` | `{s.name}` "
+            f"| {default} | {cell(s.help)} |"
+        )
+    repeatable = ", ".join(f"`--{s.option}`" for s in SETTINGS if s.repeatable)
+    lines += [
+        "",
+        "Precedence, highest first: command line, environment, TOML file, default.",
+        "Each option is resolved on its own, so the file may set some options, the",
+        "environment others, and the command line override any of them.",
+        "",
+        f"- Repeatable options ({repeatable}) may be given several times on the",
+        "  command line; in the environment they are one comma-separated value, in",
+        "  the TOML file a list (a single string is accepted too). A layer replaces",
+        "  the whole list of the layers below it; lists are never merged.",
+        "- Yes/no options accept `yes`, `no`, `true`, `false`, `on`, `off`, `1` or",
+        "  `0`; in TOML a boolean is accepted too.",
+        "- The TOML keys may stand at the top level of the file or in a `[parkchat]`",
+        "  table. A key the running version does not know is an error (a typo",
+        f"  should not be silently ignored); an environment variable `{ENV_PREFIX}*`",
+        "  it does not know is ignored.",
+        "- The file is named by `--config`, or else by `PARKCHAT_CONFIG`.",
+        "- A bad value in any layer stops the start with a one-line error naming",
+        "  the option, the variable or the file and key it came from.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -124,3 +124,50 @@ class StorageFailed(ChatError):
 
     def default_message(self) -> str:
         return "message could not be stored"
+
+
+class UnknownRecipient(ChatError):
+    """A direct message or moderation action names an account that does not exist."""
+
+    code = "unknown_recipient"
+    http_status = 404
+
+
+class Banned(ChatError):
+    """The account is banned."""
+
+    code = "banned"
+    http_status = 403
+
+
+class TooManyAttempts(ChatError):
+    """Too many failed logins for an account or from an address."""
+
+    code = "too_many_attempts"
+    http_status = 429
+
+    def default_message(self) -> str:
+        return "too many failed logins: try again later"
+
+
+class UnknownType(ChatError):
+    """A /ws frame whose ``type`` the server does not know."""
+
+    code = "unknown_type"
+
+
+class NotAuthenticated(ChatError):
+    """A /ws frame other than ``auth`` or ``ping`` before authenticating."""
+
+    code = "not_authenticated"
+    http_status = 401
+
+
+class OriginForbidden(ChatError):
+    """A browser page from a foreign origin tried to open a WebSocket."""
+
+    code = "origin_forbidden"
+    http_status = 403
+
+    def default_message(self) -> str:
+        return "this origin may not open a WebSocket here"

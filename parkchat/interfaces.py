@@ -33,7 +33,15 @@ class IParticipant(Interface):
         """Write a payload produced by ``encoder``; must not block or raise."""
 
     def disconnect(reason: str) -> None:
-        """Close the connection, telling the client why (server shutdown, kick)."""
+        """Close the connection, telling the client why (server shutdown, ban)."""
+
+    def removed(room: str, reason: str) -> None:
+        """The service took this connection out of ``room`` (a kick); a
+        connection that lives in one room only closes."""
+
+    def direct(message: Any) -> bool:
+        """Hand over a ``DirectMessage`` addressed to this account; return
+        False if this kind of connection cannot show direct messages."""
 
 
 class IMessageStore(Interface):
@@ -61,6 +69,37 @@ class IMessageStore(Interface):
 
     def set_password_hash(user_id: int, password_hash: bytes) -> Deferred[None]:
         """Replace an account's password hash."""
+
+    def get_user_by_id(user_id: int) -> Deferred[Any]:
+        """The ``StoredUser`` with this id, or None."""
+
+    def list_users(limit: int, after_id: int = 0) -> Deferred[list[Any]]:
+        """Up to ``limit`` accounts (``User``) with ids above ``after_id``, by id."""
+
+    def insert_direct(
+        from_user_id: int, to_user_id: int, content: str, created_ms: int, delivered: bool
+    ) -> Deferred[int]:
+        """Store a direct message; fire with its id once committed."""
+
+    def pending_direct(to_user_id: int, limit: int) -> Deferred[list[Any]]:
+        """Undelivered direct messages (``DirectMessage``) for an account, oldest first."""
+
+    def mark_delivered(ids: Sequence[int]) -> Deferred[None]:
+        """Mark direct messages as handed to their recipient."""
+
+    def set_ban(
+        user_id: int, reason: str, created_ms: int, expires_ms: int | None
+    ) -> Deferred[None]:
+        """Ban an account (replacing an earlier ban)."""
+
+    def remove_ban(user_id: int) -> Deferred[bool]:
+        """Lift a ban; fire with whether there was one."""
+
+    def get_ban(user_id: int) -> Deferred[Any]:
+        """The account's ``Ban`` (active or expired), or None."""
+
+    def list_bans() -> Deferred[list[Any]]:
+        """Every recorded ``Ban``."""
 
     def close() -> Deferred[None]:
         """Release connections; pending operations finish first."""

@@ -105,3 +105,57 @@ class Limits:
     max_connections_per_ip: int = 1000
     history_default: int = 50
     history_max: int = 200
+    #: Disconnect (instead of answering with an error) when the rate limit is hit.
+    rate_strict: bool = False
+    #: Failed logins per account and per address in ``login_window`` seconds.
+    login_failures: int = 10
+    login_window: float = 300.0
+
+
+@dataclass
+class LoginThrottle:
+    """Counts failed logins per key (an account, an address) in a sliding
+    window; past ``max_failures`` the key is refused until old failures age
+    out. Successful logins clear the account's count, not the address's."""
+
+    clock: IReactorTime
+    max_failures: int = 10
+    window: float = 300.0
+    _failures: dict[Hashable, list[float]] = field(default_factory=dict)
+
+    def _recent(self, key: Hashable) -> list[float]:
+        cutoff = self.clock.seconds() - self.window
+        stamps = [t for t in self._failures.get(key, ()) if t > cutoff]
+        if stamps:
+            self._failures[key] = stamps
+        else:
+            self._failures.pop(key, None)
+        return stamps
+
+    def retry_after(self, *keys: Hashable) -> float:
+        """Seconds until every key may try again (0 = now)."""
+        if self.max_failures <= 0:
+            return 0.0
+        wait = 0.0
+        for key in keys:
+            stamps = self._recent(key)
+            if len(stamps) >= self.max_failures:
+                oldest = stamps[-self.max_failures]
+                wait = max(wait, oldest + self.window - self.clock.seconds())
+        return wait
+
+    def failed(self, *keys: Hashable) -> None:
+        if self.max_failures <= 0:
+            return
+        now = self.clock.seconds()
+        for key in keys:
+            stamps = self._failures.setdefault(key, [])
+            stamps.append(now)
+            del stamps[: -self.max_failures]  # bounded per key
+
+    def succeeded(self, key: Hashable) -> None:
+        self._failures.pop(key, None)
+
+    def prune(self) -> None:
+        for key in list(self._failures):
+            self._recent(key)

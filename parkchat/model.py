@@ -135,6 +135,7 @@ class Message:
         "event",
         "id",
         "nickname",
+        "origin",
         "room",
         "timestamp_ms",
         "type",
@@ -152,6 +153,7 @@ class Message:
         id: int = 0,
         user_id: int | None = None,
         event: str | None = None,
+        origin: str | None = None,
     ) -> None:
         self.id = id
         self.room = room
@@ -161,6 +163,9 @@ class Message:
         self.type = type
         self.user_id = user_id
         self.event = event
+        #: The connection id that posted it (not sent on the wire): lets a
+        #: surface that acknowledges instead of echoing skip the sender.
+        self.origin = origin
         self._json: bytes | None = None
 
     def with_id(self, id: int) -> Message:
@@ -174,6 +179,7 @@ class Message:
             id=id,
             user_id=self.user_id,
             event=self.event,
+            origin=self.origin,
         )
 
     @property
@@ -226,3 +232,34 @@ def system_message(room: str, nickname: str, event: str, timestamp_ms: int) -> M
         type=SYSTEM,
         event=event,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class DirectMessage:
+    """A one-to-one message between two accounts (seed 004's ``chat``)."""
+
+    id: int
+    from_user_id: int
+    from_nickname: str
+    to_user_id: int
+    to_nickname: str
+    content: str
+    timestamp_ms: int
+
+    @property
+    def timestamp(self) -> str:
+        return format_timestamp(self.timestamp_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class Ban:
+    """An account's ban; ``expires_ms`` None means until lifted."""
+
+    user_id: int
+    nickname: str
+    reason: str
+    created_ms: int
+    expires_ms: int | None
+
+    def active(self, now_ms: int) -> bool:
+        return self.expires_ms is None or self.expires_ms > now_ms

@@ -60,7 +60,13 @@ class Room:
         never stops delivery to the others."""
         failed: list[IParticipant] = []
         for encoder, members in list(self._groups.items()):
-            payload = encoder.encode(message)
+            try:
+                payload = encoder.encode(message)
+            except Exception:
+                _log.failure("encoding a message for {room} failed", room=self.name)
+                continue
+            if payload is None:
+                continue  # this kind of connection does not show such events
             for member in tuple(members):
                 try:
                     member.send(payload)

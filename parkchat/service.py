@@ -19,18 +19,29 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from parkchat.accounts import Accounts
 from parkchat.auth import PasswordHasher, VerifiedCredentials, make_portal
 from parkchat.bus.local import LocalBus
-from parkchat.errors import InvalidRequest, NotInRoom
+from parkchat.errors import (
+    AuthenticationFailed,
+    Banned,
+    InvalidRequest,
+    NotInRoom,
+    TooManyAttempts,
+    UnknownRecipient,
+)
 from parkchat.interfaces import IBus, IMessageStore, IParticipant
-from parkchat.limits import ConnectionCounter, Limits, TokenBucketLimiter
+from parkchat.limits import ConnectionCounter, Limits, LoginThrottle, TokenBucketLimiter
 from parkchat.model import (
     JOINED,
     LEFT,
+    Ban,
+    DirectMessage,
     Message,
     User,
+    format_timestamp,
     nickname_key,
     system_message,
     validate_content,
@@ -42,6 +53,8 @@ from parkchat.store.writer import GroupCommitWriter
 _log = Logger()
 
 SHUTDOWN_REASON = "server shutting down"
+REPLACED_REASON = "replaced by a newer session"
+BANNED_REASON = "banned"
 
 
 class ChatService(Service):
@@ -56,13 +69,14 @@ class ChatService(Service):
         bus: IBus | None = None,
         limits: Limits | None = None,
         credential_cache: VerifiedCredentials | None = None,
+        single_session: bool = False,
     ) -> None:
         self.setName("chat")
         self.store = store
         self.clock = clock
         self.limits = limits if limits is not None else Limits()
         self.accounts = Accounts(store, hasher, clock, credential_cache)
-        self.portal: Portal = make_portal(self.accounts.authenticate)
+        self.portal: Portal = make_portal(self._login_for_cred)
         self.writer = GroupCommitWriter(store.insert_messages, clock)
         self.bus: IBus = bus if bus is not None else LocalBus()
         self.bus.attach(self._deliver)
@@ -71,9 +85,18 @@ class ChatService(Service):
         self._rate = TokenBucketLimiter(clock, self.limits.rate_limit, self.limits.rate_burst)
         self._per_user = ConnectionCounter(self.limits.max_connections_per_user, "account")
         self._per_ip = ConnectionCounter(self.limits.max_connections_per_ip, "address")
-        self._housekeeping = LoopingCall(self._rate.prune)
+        self.login_throttle = LoginThrottle(
+            clock, self.limits.login_failures, self.limits.login_window
+        )
+        self._housekeeping = LoopingCall(self._prune)
         self._housekeeping.clock = clock
         self._stopping = False
+        # connection ids (for "not back to the sender") and connections per account
+        self._ids: dict[IParticipant, str] = {}
+        self._next_id = 0
+        self._by_user: dict[str, dict[IParticipant, None]] = {}
+        self._bans: dict[int, Ban] = {}
+        self.single_session = single_session
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -81,6 +104,17 @@ class ChatService(Service):
         super().startService()
         self._stopping = False
         self._housekeeping.start(60, now=False)
+        self.store.list_bans().addCallbacks(self._bans_loaded, self._bans_failed)
+
+    def _prune(self) -> None:
+        self._rate.prune()
+        self.login_throttle.prune()
+
+    def _bans_loaded(self, bans: list[Ban]) -> None:
+        self._bans.update({ban.user_id: ban for ban in bans})
+
+    def _bans_failed(self, failure: Failure) -> None:
+        _log.failure("loading the ban list failed", failure)
 
     def stopService(self) -> Deferred[None]:
         """Close every connection with a goodbye, store what is queued, then
@@ -109,27 +143,61 @@ class ChatService(Service):
         self._per_user.check(nickname_key(nickname))
         self._per_ip.check(peer_host)
 
-    def connect(self, participant: IParticipant) -> None:
-        """Register a new connection, enforcing the per-user and per-address
-        limits (TooManyConnections)."""
-        if participant in self._connections:
-            return
+    def connect(self, participant: IParticipant) -> str:
+        """Register a new connection and return its id, enforcing bans and the
+        per-user and per-address limits (Banned, TooManyConnections). With the
+        single-session policy, the account's older connections are closed."""
+        existing = self._ids.get(participant)
+        if existing is not None:
+            return existing
+        if participant.user_id is not None:
+            self.check_not_banned(participant.user_id)
         key = nickname_key(participant.nickname)
+        if self.single_session and participant.user_id is not None:
+            for older in list(self._by_user.get(key, ())):
+                self._force_out(older, REPLACED_REASON)
         self._per_user.check(key)
         self._per_ip.check(participant.peer_host)
         self._per_user.acquire(key)
         self._per_ip.acquire(participant.peer_host)
         self._connections[participant] = set()
+        self._next_id += 1
+        connection_id = self._ids[participant] = f"c{self._next_id}"
+        self._by_user.setdefault(key, {})[participant] = None
+        return connection_id
 
     def disconnect(self, participant: IParticipant) -> None:
         """Forget a closed connection: it leaves all its rooms."""
         rooms = self._connections.pop(participant, None)
         if rooms is None:
             return
-        self._per_user.release(nickname_key(participant.nickname))
+        key = nickname_key(participant.nickname)
+        self._ids.pop(participant, None)
+        mine = self._by_user.get(key)
+        if mine is not None:
+            mine.pop(participant, None)
+            if not mine:
+                del self._by_user[key]
+        self._per_user.release(key)
         self._per_ip.release(participant.peer_host)
         for name in list(rooms):
             self._leave_room(participant, name)
+
+    def _force_out(self, participant: IParticipant, reason: str) -> None:
+        """Close a connection the server wants gone (ban, replaced session) and
+        forget it now, whatever its transport does next."""
+        try:
+            participant.disconnect(reason)
+        except Exception:
+            _log.failure("closing {nickname} failed", nickname=participant.nickname)
+        self.disconnect(participant)
+
+    def connection_id(self, participant: IParticipant) -> str | None:
+        return self._ids.get(participant)
+
+    def connections_from(self, peer_host: str) -> int:
+        """Open registered connections from one address."""
+        return self._per_ip.count(peer_host)
 
     @property
     def connection_count(self) -> int:
@@ -179,6 +247,21 @@ class ChatService(Service):
                 room_name, system_message(room_name, participant.nickname, LEFT, self._now_ms())
             )
 
+    def kick(self, nickname: str, room_name: str, reason: str = "") -> int:
+        """Take every connection of ``nickname`` out of a room; return how
+        many were removed. Each is told through ``IParticipant.removed``."""
+        key = nickname_key(nickname)
+        kicked = 0
+        for participant in list(self._by_user.get(key, ())):
+            if room_name in self._connections.get(participant, ()):
+                self._leave_room(participant, room_name)
+                kicked += 1
+                try:
+                    participant.removed(room_name, reason or "kicked by a moderator")
+                except Exception:
+                    _log.failure("telling {nickname} of a kick failed", nickname=nickname)
+        return kicked
+
     def rooms_of(self, participant: IParticipant) -> frozenset[str]:
         return frozenset(self._connections.get(participant, ()))
 
@@ -187,8 +270,37 @@ class ChatService(Service):
         room = self._rooms.get(room_name)
         return room.nicknames() if room is not None else []
 
+    def name_in_room(self, room_name: str, nickname: str) -> bool:
+        """Whether someone called ``nickname`` (case-insensitively) is in the room."""
+        room = self._rooms.get(room_name)
+        if room is None:
+            return False
+        key = nickname_key(nickname)
+        return any(nickname_key(p.nickname) == key for p in room)
+
     def room_names(self) -> list[str]:
         return sorted(self._rooms)
+
+    def room_sizes(self) -> dict[str, int]:
+        """Rooms with members on this instance and how many connections each has."""
+        return {name: len(room) for name, room in sorted(self._rooms.items())}
+
+    def member_count(self, room_name: str) -> int:
+        """Distinct people in a room (GarinChat's ``totalUsers``)."""
+        return len(self.members(room_name))
+
+    def online_users(self) -> list[User]:
+        """Accounts with at least one open connection, by id."""
+        seen: dict[int, User] = {}
+        for participants in self._by_user.values():
+            for p in participants:
+                if p.user_id is not None:
+                    seen[p.user_id] = User(p.user_id, p.nickname)
+                    break
+        return [seen[k] for k in sorted(seen)]
+
+    def is_online(self, nickname: str) -> bool:
+        return nickname_key(nickname) in self._by_user
 
     # -- messages ----------------------------------------------------------
 
@@ -210,8 +322,28 @@ class ChatService(Service):
             content=content,
             timestamp_ms=self._now_ms(),
             user_id=participant.user_id,
+            origin=self._ids.get(participant),
         )
         return self.writer.submit(message).addCallback(self._publish)
+
+    def notify(self, participant: IParticipant, room_name: str, kind: str) -> None:
+        """Publish an ephemeral room event (e.g. typing) from a member: not
+        stored, not rate-limited here; surfaces that do not show ``kind``
+        skip it (their encoders return None)."""
+        room = self._rooms.get(room_name)
+        if room is None or participant not in room:
+            raise NotInRoom(f"not in room {room_name!r}")
+        self.bus.publish(
+            room_name,
+            Message(
+                room=room_name,
+                nickname=participant.nickname,
+                content="",
+                timestamp_ms=self._now_ms(),
+                type=kind,
+                origin=self._ids.get(participant),
+            ),
+        )
 
     def _publish(self, message: Message) -> Message:
         self.bus.publish(message.room, message)
@@ -223,7 +355,7 @@ class ChatService(Service):
         if room is None:
             return
         for member in room.broadcast(message):
-            self.disconnect(member)
+            self._force_out(member, "delivery failed")
 
     def history(
         self,
@@ -244,13 +376,149 @@ class ChatService(Service):
                 raise InvalidRequest(f"{name} must be a message id")
         return self.store.recent_messages(room_name, limit, before, after)
 
+    # -- direct messages ---------------------------------------------------
+
+    async def send_direct(
+        self, participant: IParticipant, to: object, content: object
+    ) -> DirectMessage:
+        """Store a direct message to an account (by id or nickname) and hand it
+        to every connection of the recipient that takes direct messages. If
+        none does, it waits for ``offline_messages``."""
+        if participant.user_id is None:
+            raise InvalidRequest("direct messages need a registered account")
+        content = validate_content(content, self.limits.max_content_length)
+        if isinstance(to, bool) or not isinstance(to, int | str) or to == "":
+            raise InvalidRequest("name the recipient by user id or nickname")
+        self._rate.consume(nickname_key(participant.nickname))
+        if isinstance(to, int):
+            recipient = await self.store.get_user_by_id(to)
+        else:
+            recipient = await self.store.get_user(to)
+        if recipient is None:
+            raise UnknownRecipient(f"no account {to!r}")
+        now = self._now_ms()
+        message_id = await self.store.insert_direct(
+            participant.user_id, recipient.id, content, now, False
+        )
+        message = DirectMessage(
+            message_id,
+            participant.user_id,
+            participant.nickname,
+            recipient.id,
+            recipient.nickname,
+            content,
+            now,
+        )
+        delivered = False
+        for target in list(self._by_user.get(nickname_key(recipient.nickname), ())):
+            if target.user_id != recipient.id:
+                continue  # a guest or external-token user sharing the name
+            try:
+                delivered = target.direct(message) or delivered
+            except Exception:
+                _log.failure("direct delivery to {nickname} failed", nickname=target.nickname)
+        if delivered:
+            # Stored first, marked after: a crash in between redelivers it
+            # through get_offline rather than losing it.
+            await self.store.mark_delivered([message_id])
+        return message
+
+    async def offline_messages(
+        self, participant: IParticipant, limit: int = 500
+    ) -> list[DirectMessage]:
+        """Direct messages that arrived while the account was away, oldest
+        first; they are marked delivered once handed over."""
+        if participant.user_id is None:
+            raise InvalidRequest("offline messages need a registered account")
+        messages: list[DirectMessage] = await self.store.pending_direct(participant.user_id, limit)
+        if messages:
+            await self.store.mark_delivered([m.id for m in messages])
+        return messages
+
+    # -- moderation --------------------------------------------------------
+
+    def check_not_banned(self, user_id: int) -> None:
+        ban = self._bans.get(user_id)
+        if ban is not None and ban.active(self._now_ms()):
+            until = "" if ban.expires_ms is None else f" until {format_timestamp(ban.expires_ms)}"
+            reason = f": {ban.reason}" if ban.reason else ""
+            raise Banned(f"this account is banned{until}{reason}")
+
+    async def admit_token(self, nickname: str, user_id: int | None) -> None:
+        """Checks for a connection that authenticated with a token: a
+        parkchat account must not be banned; a name from an external token
+        must not belong to a registered account (or it would speak as them
+        and slip past their ban)."""
+        if user_id is not None:
+            self.check_not_banned(user_id)
+        elif await self.account_exists(nickname):
+            raise AuthenticationFailed(
+                f"{nickname} is a registered account: log in with its password"
+            )
+
+    async def ban(self, nickname: str, reason: str = "", duration: float | None = None) -> Ban:
+        """Ban an account (optionally for ``duration`` seconds): its logins and
+        connections are refused and its live connections closed."""
+        user = await self.store.get_user(nickname)
+        if user is None:
+            raise UnknownRecipient(f"no account {nickname!r}")
+        now = self._now_ms()
+        expires = None if duration is None else now + int(duration * 1000)
+        await self.store.set_ban(user.id, reason, now, expires)
+        ban = Ban(user.id, user.nickname, reason, now, expires)
+        self._bans[user.id] = ban
+        for participant in list(self._by_user.get(nickname_key(user.nickname), ())):
+            self._force_out(participant, BANNED_REASON)
+        return ban
+
+    async def unban(self, nickname: str) -> bool:
+        user = await self.store.get_user(nickname)
+        if user is None:
+            raise UnknownRecipient(f"no account {nickname!r}")
+        self._bans.pop(user.id, None)
+        removed: bool = await self.store.remove_ban(user.id)
+        return removed
+
+    def bans(self) -> list[Ban]:
+        now = self._now_ms()
+        return [b for b in sorted(self._bans.values(), key=lambda b: b.user_id) if b.active(now)]
+
     # -- accounts ----------------------------------------------------------
 
     def register(self, nickname: object, password: object) -> Deferred[User]:
         return Deferred.fromCoroutine(self.accounts.register(nickname, password))
 
+    def account_exists(self, nickname: str) -> Deferred[bool]:
+        """Whether ``nickname`` belongs to a registered account (guests may not
+        take such names)."""
+        return self.store.get_user(nickname).addCallback(lambda user: user is not None)
+
     def authenticate(self, nickname: str, password: str) -> Deferred[User]:
-        return self.accounts.authenticate(nickname, password)
+        """Check a password and refuse banned accounts."""
+        return self.accounts.authenticate(nickname, password).addCallback(self._not_banned)
+
+    async def login(self, nickname: str, password: str, peer_host: str = "") -> User:
+        """``authenticate`` behind the failed-login throttle: too many failures
+        for the account or from the address answer TooManyAttempts (429)
+        without even checking the password."""
+        keys = (("account", nickname_key(nickname) if nickname else ""), ("address", peer_host))
+        wait = self.login_throttle.retry_after(*keys)
+        if wait > 0:
+            raise TooManyAttempts(f"too many failed logins: try again in {int(wait) + 1} seconds")
+        try:
+            user: User = await self.authenticate(nickname, password)
+        except AuthenticationFailed:
+            self.login_throttle.failed(*keys)
+            raise
+        self.login_throttle.succeeded(keys[0])
+        return user
+
+    def _login_for_cred(self, nickname: str, password: str, peer_host: str) -> Deferred[User]:
+        return Deferred.fromCoroutine(self.login(nickname, password, peer_host))
+
+    def _not_banned(self, user: User) -> User:
+        self.check_not_banned(user.id)
+        return user
 
     def change_password(self, nickname: str, password: object) -> Deferred[None]:
         return Deferred.fromCoroutine(self.accounts.change_password(nickname, password))

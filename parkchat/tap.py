@@ -7,12 +7,14 @@ This is the only module that chooses concrete classes and wires them together;
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from typing import Any
 
-from twisted.application import strports
+from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet import endpoints
+from twisted.internet.error import CannotListenError
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
@@ -21,15 +23,22 @@ from parkchat.auth import PasswordHasher, VerifiedCredentials
 from parkchat.config import SETTINGS, ConfigError, Settings, resolve
 from parkchat.interfaces import IMessageStore
 from parkchat.limits import Limits
+from parkchat.protocols.line import LineChatFactory
+from parkchat.protocols.mychat import MyChatFactory
+from parkchat.protocols.stream import StreamOptions
+from parkchat.protocols.unified import AppSocketFactory
 from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.service import ChatService
 from parkchat.store.memory import MemoryStore
 from parkchat.store.schema import SchemaError
-from parkchat.store.sqlite import open_sqlite
+from parkchat.store.sqlite import load_or_create_setting, open_sqlite
+from parkchat.tokens import ExternalTokenVerifier, TokenAuthority, TokenVerifier
 from parkchat.web.site import make_site
 
 
 def _help(setting: Any) -> str:
+    if setting.metavar == "SECRET":
+        return f"{setting.help} [env {setting.env}]"
     default = setting.default
     if isinstance(default, tuple):
         default = ",".join(default)
@@ -68,6 +77,16 @@ class Options(usage.Options):
 
     opt_port.__doc__ = _help(next(s for s in SETTINGS if s.name == "port"))
 
+    def opt_tcp(self, value: str) -> None:
+        self._repeated.setdefault("tcp", []).append(value)
+
+    opt_tcp.__doc__ = _help(next(s for s in SETTINGS if s.name == "tcp"))
+
+    def opt_allowed_origins(self, value: str) -> None:
+        self._repeated.setdefault("allowed_origins", []).append(value)
+
+    opt_allowed_origins.__doc__ = _help(next(s for s in SETTINGS if s.name == "allowed_origins"))
+
     def opt_version(self) -> None:
         """Print the parkchat version and exit."""
         print(f"parkchat {__version__}")
@@ -80,7 +99,7 @@ class Options(usage.Options):
             self.settings = resolve(cli, os.environ, self["config"])
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
-        for description in self.settings.port:
+        for description in self.settings.port + self.settings.tcp:
             check_endpoint(description)
 
 
@@ -127,6 +146,35 @@ def open_store(db: str, reactor: Any) -> IMessageStore:
         raise SystemExit(f"parkchat: cannot open database {db}: {e}") from None
 
 
+class Listener(StreamServerEndpointService):
+    """A listening endpoint whose failure to listen (port taken, no
+    permission) stops the start with one clear line instead of a traceback."""
+
+    def __init__(self, description: str, factory: Any, reactor: Any) -> None:
+        super().__init__(endpoints.serverFromString(reactor, description), factory)
+        self.description = description
+        # Fail inside privilegedStartService, before the reactor runs, as
+        # twisted.application.strports.service does.
+        self._raiseSynchronously = True
+
+    def privilegedStartService(self) -> None:
+        try:
+            super().privilegedStartService()
+        except CannotListenError as e:
+            reason = getattr(e.socketError, "strerror", None) or str(e.socketError)
+            raise SystemExit(f"parkchat: cannot listen on {self.description}: {reason}") from None
+
+
+def token_secret(settings: Settings) -> str:
+    """The configured token secret, else the one stored with the data
+    (generated on first start), else (``:memory:``) one for this process."""
+    if settings.token_secret:
+        return settings.token_secret
+    if settings.db == ":memory:":
+        return secrets.token_urlsafe(48)
+    return load_or_create_setting(settings.db, "token_secret", lambda: secrets.token_urlsafe(48))
+
+
 def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IService:
     """Build the whole application: the chat service, the bcrypt threads and
     one HTTP listener per ``--port``."""
@@ -145,8 +193,9 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     ThreadPoolService(bcrypt_pool).setServiceParent(top)
     hasher = PasswordHasher.on_threadpool(reactor, bcrypt_pool, settings.bcrypt_rounds)
 
+    store = open_store(settings.db, reactor)
     service = ChatService(
-        open_store(settings.db, reactor),
+        store,
         hasher,
         reactor,
         limits=Limits(
@@ -155,12 +204,28 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
             rate_burst=settings.rate_burst,
             max_connections_per_user=settings.max_connections_per_user,
             max_connections_per_ip=settings.max_connections_per_ip,
+            rate_strict=settings.rate_limit_strict,
+            login_failures=settings.login_failures,
+            login_window=settings.login_window,
         ),
         credential_cache=VerifiedCredentials(
             reactor, ttl=settings.auth_cache_ttl, max_entries=settings.auth_cache_size
         ),
+        single_session=settings.single_session,
     )
     service.setServiceParent(top)
+
+    authority = TokenAuthority(
+        token_secret(settings).encode("utf-8"), reactor, settings.token_lifetime
+    )
+    external = (
+        ExternalTokenVerifier(
+            settings.external_jwt_secret.encode("utf-8"), reactor, settings.external_jwt_claim
+        )
+        if settings.external_jwt_secret
+        else None
+    )
+    tokens = TokenVerifier(authority, external)
 
     ws_factory = RoomSocketFactory(
         service,
@@ -168,11 +233,50 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
     )
-    site = make_site(service, ws_factory, access_log=settings.access_log)
+    stream_options = StreamOptions(
+        max_line_length=settings.max_line_length,
+        handshake_timeout=settings.handshake_timeout,
+        idle_timeout=settings.idle_timeout,
+        allow_guests=settings.allow_guests,
+        tokens=tokens,
+    )
+    mychat_factory = MyChatFactory(
+        service,
+        reactor,
+        stream_options,
+        max_message_size=settings.max_frame_size,
+        ping_interval=settings.ping_interval,
+        ping_timeout=settings.ping_timeout,
+    )
+    app_factory = AppSocketFactory(
+        service,
+        tokens,
+        reactor,
+        auth_timeout=settings.auth_timeout,
+        join_timeout=settings.join_timeout,
+        max_message_size=settings.max_frame_size,
+        ping_interval=settings.ping_interval,
+        ping_timeout=settings.ping_timeout,
+    )
+    site = make_site(
+        service,
+        ws_factory,
+        mychat_factory,
+        app_factory=app_factory,
+        tokens=authority,
+        allowed_origins=settings.allowed_origins,
+        admin_token=settings.admin_token or None,
+        access_log=settings.access_log,
+    )
     # Listeners come last: MultiService stops children in reverse order, so
     # on shutdown they stop accepting before the service says goodbye.
     for description in settings.port:
-        listener = strports.service(description, site, reactor=reactor)
+        listener = Listener(description, site, reactor)
         listener.setName(f"http:{description}")
+        listener.setServiceParent(top)
+    line_factory = LineChatFactory(service, reactor, stream_options)
+    for description in settings.tcp:
+        listener = Listener(description, line_factory, reactor)
+        listener.setName(f"tcp:{description}")
         listener.setServiceParent(top)
     return top

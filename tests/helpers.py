@@ -59,6 +59,9 @@ class FakeParticipant:
         self.received: list[Any] = []
         self.disconnected: list[str] = []
         self.fail_sends = False
+        self.removals: list[tuple[str, str]] = []
+        self.directs: list[Any] = []
+        self.takes_direct = True
 
     def send(self, payload: Any) -> None:
         if self.fail_sends:
@@ -67,6 +70,15 @@ class FakeParticipant:
 
     def disconnect(self, reason: str) -> None:
         self.disconnected.append(reason)
+
+    def removed(self, room: str, reason: str) -> None:
+        self.removals.append((room, reason))
+
+    def direct(self, message: Any) -> bool:
+        if not self.takes_direct:
+            return False
+        self.directs.append(message)
+        return True
 
     def contents(self) -> list[str]:
         return [m.content for m in self.received]

@@ -21,13 +21,14 @@ import json
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.util import encode_truncate
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from parkchat.errors import ChatError, InvalidRequest
 from parkchat.interfaces import IEncoder, IParticipant
-from parkchat.model import Message, User
+from parkchat.model import CHAT, SYSTEM, Message, User
 from parkchat.service import SHUTDOWN_REASON, ChatService
 
 CLOSE_GOING_AWAY = 1001
@@ -40,6 +41,40 @@ def error_frame(error: ChatError) -> bytes:
     ).encode("utf-8")
 
 
+def configure_factory(
+    factory: WebSocketServerFactory,
+    *,
+    max_message_size: int,
+    ping_interval: float,
+    ping_timeout: float,
+    handshake_timeout: float,
+) -> None:
+    """The protocol options every parkchat WebSocket endpoint shares."""
+    factory.setProtocolOptions(
+        # Close with 1009 on oversize frames instead of dropping TCP.
+        failByDrop=False,
+        maxFramePayloadSize=max_message_size,
+        maxMessagePayloadSize=max_message_size,
+        autoPingInterval=ping_interval,
+        autoPingTimeout=ping_timeout,
+        openHandshakeTimeout=handshake_timeout,
+        closeHandshakeTimeout=5,
+        # No permessage-deflate: it would re-compress every prepared frame
+        # per member and undo broadcast-once.
+        perMessageCompressionAccept=lambda offers: None,
+        # A plain GET (no upgrade) gets a refusal, not Autobahn's HTML page.
+        webStatus=False,
+    )
+
+
+def close_with(protocol: WebSocketServerProtocol, code: int, reason: str) -> None:
+    """Start the closing handshake with a protocol-level code such as 1001 or
+    1008. Autobahn's ``sendClose`` accepts only 1000 and 3000-4999 (the codes
+    an application may pick) and raises for the rest, so send the frame
+    directly; it is a no-op once the connection is closing."""
+    protocol.sendCloseFrame(code=code, reasonUtf8=encode_truncate(reason, 123), isReply=False)
+
+
 @implementer(IEncoder)
 class PreparedMessageEncoder:
     """Frames the parkchat message object once for every member of a room."""
@@ -48,6 +83,8 @@ class PreparedMessageEncoder:
         self._factory = factory
 
     def encode(self, message: Message) -> Any:
+        if message.type not in (CHAT, SYSTEM):
+            return None  # ephemeral events (typing) are not part of the seed API
         return self._factory.prepareMessage(message.json())
 
 
@@ -87,7 +124,7 @@ class RoomSocketProtocol(WebSocketServerProtocol):
         except ChatError as e:
             self._log.info("{nickname} refused: {reason}", nickname=self.nickname, reason=e.message)
             self.sendMessage(error_frame(e))
-            self.sendClose(CLOSE_POLICY, e.message[:120])
+            close_with(self, CLOSE_POLICY, e.message)
             return
         self._log.info(
             "{nickname} joined {room} from {peer}",
@@ -131,9 +168,16 @@ class RoomSocketProtocol(WebSocketServerProtocol):
     def send(self, payload: Any) -> None:
         self.sendPreparedMessage(payload)
 
+    def removed(self, room: str, reason: str) -> None:
+        # This connection exists for one room: being removed from it ends it.
+        close_with(self, CLOSE_POLICY, f"removed from {room}: {reason}")
+
+    def direct(self, message: Any) -> bool:
+        return False  # the seed API has no direct messages
+
     def disconnect(self, reason: str) -> None:
         code = CLOSE_GOING_AWAY if reason == SHUTDOWN_REASON else CLOSE_POLICY
-        self.sendClose(code, reason[:120])
+        close_with(self, code, reason)
 
 
 class RoomSocketFactory(WebSocketServerFactory):
@@ -153,18 +197,12 @@ class RoomSocketFactory(WebSocketServerFactory):
         super().__init__()
         self.service = service
         self.encoder = PreparedMessageEncoder(self)
-        self.setProtocolOptions(
-            # Close with 1009 on oversize frames instead of dropping TCP.
-            failByDrop=False,
-            maxFramePayloadSize=max_message_size,
-            maxMessagePayloadSize=max_message_size,
-            autoPingInterval=ping_interval,
-            autoPingTimeout=ping_timeout,
-            openHandshakeTimeout=handshake_timeout,
-            closeHandshakeTimeout=5,
-            # No permessage-deflate: it would re-compress every prepared frame
-            # per member and undo broadcast-once.
-            perMessageCompressionAccept=lambda offers: None,
+        configure_factory(
+            self,
+            max_message_size=max_message_size,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            handshake_timeout=handshake_timeout,
         )
 
     def bound(self, user: User, room_name: str) -> _BoundFactory:

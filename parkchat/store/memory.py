@@ -14,7 +14,7 @@ from zope.interface import implementer
 
 from parkchat.errors import AccountExists
 from parkchat.interfaces import IMessageStore
-from parkchat.model import Message, StoredUser, nickname_key
+from parkchat.model import Ban, DirectMessage, Message, StoredUser, User, nickname_key
 
 
 @implementer(IMessageStore)
@@ -25,6 +25,9 @@ class MemoryStore:
         self._users: dict[str, StoredUser] = {}
         self._rooms: dict[str, list[Message]] = {}
         self._last_id = 0
+        self._direct: list[tuple[int, int, int, str, int, bool]] = []
+        self._bans: dict[int, Ban] = {}
+        self.settings: dict[str, str] = {}
         self.fail_writes: Exception | None = None
 
     def insert_messages(self, messages: Sequence[Message]) -> Deferred[list[int]]:
@@ -66,6 +69,68 @@ class MemoryStore:
             if user.id == user_id:
                 self._users[key] = StoredUser(user.id, user.nickname, password_hash)
         return succeed(None)
+
+    def _user_by_id(self, user_id: int) -> StoredUser | None:
+        return next((u for u in self._users.values() if u.id == user_id), None)
+
+    def get_user_by_id(self, user_id: int) -> Deferred[StoredUser | None]:
+        return succeed(self._user_by_id(user_id))
+
+    def list_users(self, limit: int, after_id: int = 0) -> Deferred[list[User]]:
+        users = sorted((u for u in self._users.values() if u.id > after_id), key=lambda u: u.id)
+        return succeed([u.public() for u in users[:limit]])
+
+    def insert_direct(
+        self, from_user_id: int, to_user_id: int, content: str, created_ms: int, delivered: bool
+    ) -> Deferred[int]:
+        if self.fail_writes is not None:
+            return fail(self.fail_writes)
+        message_id = len(self._direct) + 1
+        self._direct.append((message_id, from_user_id, to_user_id, content, created_ms, delivered))
+        return succeed(message_id)
+
+    def pending_direct(self, to_user_id: int, limit: int) -> Deferred[list[DirectMessage]]:
+        pending: list[DirectMessage] = []
+        for message_id, from_id, to_id, content, created_ms, delivered in self._direct:
+            if to_id == to_user_id and not delivered and len(pending) < limit:
+                sender, recipient = self._user_by_id(from_id), self._user_by_id(to_id)
+                assert sender is not None and recipient is not None
+                pending.append(
+                    DirectMessage(
+                        message_id,
+                        from_id,
+                        sender.nickname,
+                        to_id,
+                        recipient.nickname,
+                        content,
+                        created_ms,
+                    )
+                )
+        return succeed(pending)
+
+    def mark_delivered(self, ids: Sequence[int]) -> Deferred[None]:
+        wanted = set(ids)
+        self._direct = [
+            (i, f, t, c, ms, delivered or i in wanted) for i, f, t, c, ms, delivered in self._direct
+        ]
+        return succeed(None)
+
+    def set_ban(
+        self, user_id: int, reason: str, created_ms: int, expires_ms: int | None
+    ) -> Deferred[None]:
+        user = self._user_by_id(user_id)
+        assert user is not None
+        self._bans[user_id] = Ban(user_id, user.nickname, reason, created_ms, expires_ms)
+        return succeed(None)
+
+    def remove_ban(self, user_id: int) -> Deferred[bool]:
+        return succeed(self._bans.pop(user_id, None) is not None)
+
+    def get_ban(self, user_id: int) -> Deferred[Ban | None]:
+        return succeed(self._bans.get(user_id))
+
+    def list_bans(self) -> Deferred[list[Ban]]:
+        return succeed([self._bans[k] for k in sorted(self._bans)])
 
     def close(self) -> Deferred[None]:
         return succeed(None)

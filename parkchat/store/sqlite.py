@@ -15,7 +15,7 @@ process (SIGKILL); only a power cut may lose the last commits.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from zope.interface import implementer
 
 from parkchat.errors import AccountExists
 from parkchat.interfaces import IMessageStore
-from parkchat.model import Message, StoredUser, nickname_key
+from parkchat.model import Ban, DirectMessage, Message, StoredUser, User, nickname_key
 from parkchat.store.schema import SCHEMA_DIR, upgrade_sqlite
 
 BUSY_TIMEOUT_MS = 5000
@@ -151,6 +151,106 @@ def set_password_hash_txn(txn: Any, dialect: Dialect, user_id: int, password_has
     )
 
 
+def get_user_by_id_txn(txn: Any, dialect: Dialect, user_id: int) -> StoredUser | None:
+    txn.execute(
+        dialect.sql("SELECT id, nickname, password_hash FROM users WHERE id = ?"), (user_id,)
+    )
+    row = txn.fetchone()
+    if row is None:
+        return None
+    return StoredUser(int(row[0]), row[1], row[2].encode("ascii"))
+
+
+def list_users_txn(txn: Any, dialect: Dialect, limit: int, after_id: int) -> list[User]:
+    txn.execute(
+        dialect.sql("SELECT id, nickname FROM users WHERE id > ? ORDER BY id LIMIT ?"),
+        (after_id, limit),
+    )
+    return [User(int(r[0]), r[1]) for r in txn.fetchall()]
+
+
+def insert_direct_txn(
+    txn: Any,
+    dialect: Dialect,
+    from_user_id: int,
+    to_user_id: int,
+    content: str,
+    created_ms: int,
+    delivered: bool,
+) -> int:
+    txn.execute(
+        dialect.sql(
+            "INSERT INTO direct_messages (from_user_id, to_user_id, content, created_ms, "
+            "delivered) VALUES (?, ?, ?, ?, ?)"
+        ),
+        (from_user_id, to_user_id, content, created_ms, int(delivered)),
+    )
+    return int(txn.lastrowid)
+
+
+def pending_direct_txn(
+    txn: Any, dialect: Dialect, to_user_id: int, limit: int
+) -> list[DirectMessage]:
+    txn.execute(
+        dialect.sql(
+            "SELECT d.id, d.from_user_id, f.nickname, d.to_user_id, t.nickname, d.content, "
+            "d.created_ms FROM direct_messages d "
+            "JOIN users f ON f.id = d.from_user_id JOIN users t ON t.id = d.to_user_id "
+            "WHERE d.to_user_id = ? AND d.delivered = 0 ORDER BY d.id LIMIT ?"
+        ),
+        (to_user_id, limit),
+    )
+    return [
+        DirectMessage(int(r[0]), int(r[1]), r[2], int(r[3]), r[4], r[5], int(r[6]))
+        for r in txn.fetchall()
+    ]
+
+
+def mark_delivered_txn(txn: Any, dialect: Dialect, ids: Sequence[int]) -> None:
+    txn.executemany(
+        dialect.sql("UPDATE direct_messages SET delivered = 1 WHERE id = ?"),
+        [(i,) for i in ids],
+    )
+
+
+def set_ban_txn(
+    txn: Any, dialect: Dialect, user_id: int, reason: str, created_ms: int, expires_ms: int | None
+) -> None:
+    txn.execute(dialect.sql("DELETE FROM bans WHERE user_id = ?"), (user_id,))
+    txn.execute(
+        dialect.sql(
+            "INSERT INTO bans (user_id, reason, created_ms, expires_ms) VALUES (?, ?, ?, ?)"
+        ),
+        (user_id, reason, created_ms, expires_ms),
+    )
+
+
+def remove_ban_txn(txn: Any, dialect: Dialect, user_id: int) -> bool:
+    txn.execute(dialect.sql("DELETE FROM bans WHERE user_id = ?"), (user_id,))
+    return bool(txn.rowcount)
+
+
+_BAN_QUERY = (
+    "SELECT b.user_id, u.nickname, b.reason, b.created_ms, b.expires_ms "
+    "FROM bans b JOIN users u ON u.id = b.user_id"
+)
+
+
+def _ban_from_row(r: Sequence[Any]) -> Ban:
+    return Ban(int(r[0]), r[1], r[2], int(r[3]), None if r[4] is None else int(r[4]))
+
+
+def get_ban_txn(txn: Any, dialect: Dialect, user_id: int) -> Ban | None:
+    txn.execute(dialect.sql(_BAN_QUERY + " WHERE b.user_id = ?"), (user_id,))
+    row = txn.fetchone()
+    return None if row is None else _ban_from_row(row)
+
+
+def list_bans_txn(txn: Any, dialect: Dialect) -> list[Ban]:
+    txn.execute(dialect.sql(_BAN_QUERY + " ORDER BY b.user_id"))
+    return [_ban_from_row(r) for r in txn.fetchall()]
+
+
 @implementer(IMessageStore)
 class SQLStore:
     """An IMessageStore over an adbapi pool (engine given by ``dialect``)."""
@@ -181,6 +281,47 @@ class SQLStore:
 
     def set_password_hash(self, user_id: int, password_hash: bytes) -> Deferred[None]:
         return self.pool.runInteraction(set_password_hash_txn, self.dialect, user_id, password_hash)
+
+    def get_user_by_id(self, user_id: int) -> Deferred[StoredUser | None]:
+        return self.pool.runInteraction(get_user_by_id_txn, self.dialect, user_id)
+
+    def list_users(self, limit: int, after_id: int = 0) -> Deferred[list[User]]:
+        return self.pool.runInteraction(list_users_txn, self.dialect, limit, after_id)
+
+    def insert_direct(
+        self, from_user_id: int, to_user_id: int, content: str, created_ms: int, delivered: bool
+    ) -> Deferred[int]:
+        return self.pool.runInteraction(
+            insert_direct_txn,
+            self.dialect,
+            from_user_id,
+            to_user_id,
+            content,
+            created_ms,
+            delivered,
+        )
+
+    def pending_direct(self, to_user_id: int, limit: int) -> Deferred[list[DirectMessage]]:
+        return self.pool.runInteraction(pending_direct_txn, self.dialect, to_user_id, limit)
+
+    def mark_delivered(self, ids: Sequence[int]) -> Deferred[None]:
+        return self.pool.runInteraction(mark_delivered_txn, self.dialect, list(ids))
+
+    def set_ban(
+        self, user_id: int, reason: str, created_ms: int, expires_ms: int | None
+    ) -> Deferred[None]:
+        return self.pool.runInteraction(
+            set_ban_txn, self.dialect, user_id, reason, created_ms, expires_ms
+        )
+
+    def remove_ban(self, user_id: int) -> Deferred[bool]:
+        return self.pool.runInteraction(remove_ban_txn, self.dialect, user_id)
+
+    def get_ban(self, user_id: int) -> Deferred[Ban | None]:
+        return self.pool.runInteraction(get_ban_txn, self.dialect, user_id)
+
+    def list_bans(self) -> Deferred[list[Ban]]:
+        return self.pool.runInteraction(list_bans_txn, self.dialect)
 
     def close(self) -> Deferred[None]:
         # ConnectionPool.close joins its thread, which finishes the running
@@ -218,11 +359,19 @@ def prepare_sqlite(path: str, schema_dir: Path = SCHEMA_DIR) -> tuple[int | None
 
 def open_sqlite(path: str, reactor: Any = None, schema_dir: Path = SCHEMA_DIR) -> SQLStore:
     """Prepare the file at ``path`` and return a store over a one-connection pool."""
-    if path != ":memory:":
+    openfun: Callable[[sqlite3.Connection], None] = _configure_sqlite
+    if path == ":memory:":
+        # Every connection to ":memory:" is a database of its own: build the
+        # schema on the pool's connection, not on a throw-away one.
+        def openfun(conn: sqlite3.Connection) -> None:
+            _configure_sqlite(conn)
+            upgrade_sqlite(conn, schema_dir)
+
+    else:
         parent = Path(path).parent
         if not parent.exists():
             raise FileNotFoundError(f"directory {parent} does not exist")
-    prepare_sqlite(path, schema_dir)
+        prepare_sqlite(path, schema_dir)
     kwargs: dict[str, Any] = {}
     if reactor is not None:
         kwargs["cp_reactor"] = reactor
@@ -233,8 +382,26 @@ def open_sqlite(path: str, reactor: Any = None, schema_dir: Path = SCHEMA_DIR) -
         check_same_thread=False,
         cp_min=1,
         cp_max=1,
-        cp_openfun=_configure_sqlite,
+        cp_openfun=openfun,
         cp_noisy=False,
         **kwargs,
     )
     return SQLStore(pool, SQLITE)
+
+
+def load_or_create_setting(path: str, name: str, make: Callable[[], str]) -> str:
+    """Read a server setting from the database file, creating it with
+    ``make()`` if absent; blocking, run at start-up (e.g. the token secret,
+    generated once and then shared by every start and every instance)."""
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
+    try:
+        with conn:
+            conn.execute(
+                "INSERT INTO server_settings (name, value) VALUES (?, ?) "
+                "ON CONFLICT (name) DO NOTHING",
+                (name, make()),
+            )
+        row = conn.execute("SELECT value FROM server_settings WHERE name = ?", (name,)).fetchone()
+        return str(row[0])
+    finally:
+        conn.close()

@@ -9,6 +9,7 @@ a lone message on the next reactor turn, so batching adds no waiting time.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 
 from twisted.internet.defer import Deferred, fail
@@ -45,6 +46,11 @@ class GroupCommitWriter:
         self._in_flight = False
         self._scheduled: IDelayedCall | None = None
         self._idle_waiters: list[Deferred[None]] = []
+        # Results of committed (or failed) batches not yet reported, oldest
+        # first. A store that answers synchronously commits batch N+1 inside
+        # the report of batch N; the queue keeps the reports in commit order.
+        self._outbox: deque[Callable[[], None]] = deque()
+        self._reporting = False
         #: Sizes of recent batches, for metrics and tests.
         self.batches = 0
         self.last_batch_size = 0
@@ -91,18 +97,38 @@ class GroupCommitWriter:
 
     def _committed(self, ids: list[int], batch: list[tuple[Message, Deferred[Message]]]) -> None:
         self._in_flight = False
+
+        def report() -> None:
+            for (message, d), message_id in zip(batch, ids, strict=True):
+                d.callback(message.with_id(message_id))
+
+        self._outbox.append(report)
         # Start the next transaction before telling anyone, so the database
         # thread writes batch N+1 while the reactor broadcasts batch N.
         self._next()
-        for (message, d), message_id in zip(batch, ids, strict=True):
-            d.callback(message.with_id(message_id))
+        self._report()
 
     def _failed(self, failure: Failure, batch: list[tuple[Message, Deferred[Message]]]) -> None:
         self._in_flight = False
         _log.failure("storing a batch of {count} messages failed", failure, count=len(batch))
+
+        def report() -> None:
+            for _, d in batch:
+                d.errback(StorageFailed())
+
+        self._outbox.append(report)
         self._next()
-        for _, d in batch:
-            d.errback(StorageFailed())
+        self._report()
+
+    def _report(self) -> None:
+        if self._reporting:
+            return
+        self._reporting = True
+        try:
+            while self._outbox:
+                self._outbox.popleft()()
+        finally:
+            self._reporting = False
 
     def _next(self) -> None:
         if self._queue:

@@ -9,14 +9,14 @@ Unexpected errors are logged with their traceback and answered 500.
 from __future__ import annotations
 
 import binascii
+import hmac
 import json
+import math
 from base64 import b64decode
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import unquote
 
 from autobahn.twisted.resource import WebSocketResource
-from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
@@ -24,16 +24,22 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from parkchat.auth import IChatUser
-from parkchat.errors import AuthenticationFailed, ChatError, InvalidRequest
-from parkchat.model import User, validate_room
+from parkchat.auth import IChatUser, PeerUsernamePassword
+from parkchat.errors import AuthenticationFailed, ChatError, InvalidRequest, OriginForbidden
+from parkchat.model import Ban, User, format_timestamp, validate_room
+from parkchat.protocols.unified import AppSocketFactory
 from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.service import ChatService
+from parkchat.tokens import TokenAuthority, TokenClaims, TokenVerifier
 
 _log = Logger()
 
 REALM = "parkchat"
+#: Set on requests that authenticate with Basic: their 401 carries a challenge.
+_BASIC_CHALLENGE = "_parkchat_basic_challenge"
 MAX_BODY = 64 * 1024
+#: Longest timed ban (100 years); longer is "until lifted" (no duration).
+MAX_BAN_SECONDS = 100 * 365.25 * 86400
 
 Handler = Callable[[Request], Awaitable[Any]]
 
@@ -142,7 +148,9 @@ def _translate(request: Request, failure: Failure) -> None:
         return
     error = failure.value
     if isinstance(error, ChatError):
-        if isinstance(error, AuthenticationFailed):
+        if isinstance(error, AuthenticationFailed) and getattr(request, _BASIC_CHALLENGE, False):
+            # Only where Basic auth is the way in: a challenge on /login or a
+            # token refusal would make browsers pop up a password dialog.
             request.setHeader(b"WWW-Authenticate", f'Basic realm="{REALM}"'.encode("ascii"))
         _write_json(request, error.http_status, _error_body(error.code, error.message))
         return
@@ -188,26 +196,35 @@ def basic_credentials(request: Request) -> tuple[str, str]:
 async def authenticate_basic(service: ChatService, request: Request) -> User:
     """The account named by the request's Basic credentials, through the
     service's twisted.cred portal; AuthenticationFailed otherwise."""
+    setattr(request, _BASIC_CHALLENGE, True)
     nickname, password = basic_credentials(request)
+    credentials = PeerUsernamePassword(
+        nickname.encode("utf-8"), password.encode("utf-8"), client_host(request)
+    )
     try:
-        _, user, _ = await service.portal.login(
-            UsernamePassword(nickname.encode("utf-8"), password.encode("utf-8")),
-            None,
-            IChatUser,
-        )
+        _, user, _ = await service.portal.login(credentials, None, IChatUser)
     except UnauthorizedLogin as e:
         raise AuthenticationFailed() from e
     assert isinstance(user, User)
     return user
 
 
+def client_host(request: Request) -> str:
+    """The client's address (for per-address limits and login throttling)."""
+    return getattr(request.getClientAddress(), "host", "")
+
+
 def single_segment(request: Request, what: str) -> str:
-    """The one percent-decoded path segment below a resource (the room)."""
+    """The one percent-decoded path segment below a resource (the room).
+
+    twisted.web has already percent-decoded ``postpath``; decoding again
+    would turn ``100%2525`` into ``100%`` and refuse ``caf%C3%A9``.
+    """
     postpath = request.postpath or []
     if len(postpath) != 1 or not postpath[0]:
         raise NotFound(f"{what} name missing or contains '/'")
     try:
-        return unquote(postpath[0].decode("ascii"), errors="strict")
+        return postpath[0].decode("utf-8")
     except UnicodeDecodeError as e:
         raise NotFound(f"{what} name is not valid UTF-8") from e
 
@@ -260,18 +277,37 @@ class RoomSocketResource(ApiResource):
     refusal is a real 401 with ``WWW-Authenticate``, or a 429), then the
     connection is handed to Autobahn for the upgrade."""
 
-    def __init__(self, service: ChatService, factory: RoomSocketFactory) -> None:
+    def __init__(
+        self,
+        service: ChatService,
+        factory: RoomSocketFactory,
+        tokens: TokenVerifier | None = None,
+    ) -> None:
         super().__init__(service)
         self.factory = factory
+        self.tokens = tokens
 
     async def handle_GET(self, request: Request) -> Any:
         room = validate_room(single_segment(request, "room"))
-        user = await authenticate_basic(self.service, request)
+        user = await self._identify(request)
         peer = request.getClientAddress()
         self.service.check_connection(user.nickname, getattr(peer, "host", ""))
         if request.finished or getattr(request, "_disconnected", False):
             return NOT_DONE_YET
         return WebSocketResource(self.factory.bound(user, room)).render(request)
+
+    async def _identify(self, request: Request) -> User:
+        """Basic credentials (the seed API), or a login token (Bearer or
+        ``?token=``) of a registered account."""
+        token = bearer_token(request) if self.tokens is not None else None
+        if token is None:
+            return await authenticate_basic(self.service, request)
+        assert self.tokens is not None
+        claims = self.tokens.verify(token)
+        if claims.user_id is None:
+            raise AuthenticationFailed("this endpoint needs a parkchat account")
+        self.service.check_not_banned(claims.user_id)
+        return User(claims.user_id, claims.nickname)
 
 
 class TextResource(Resource):
@@ -286,3 +322,236 @@ class TextResource(Resource):
     def render_GET(self, request: Request) -> bytes:
         request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
         return self._text
+
+
+def origin_allowed(request: Request, allowed: tuple[str, ...]) -> bool:
+    """Browsers send ``Origin`` on WebSocket upgrades; other clients do not.
+
+    With no allow-list, only the page's own origin (same host and port as the
+    request) may connect, which stops other sites from opening sockets with a
+    visitor's cached credentials. ``*`` in the list allows every origin.
+    """
+    raw = request.getHeader(b"origin")
+    if raw is None:
+        return True
+    origin = raw.decode("latin-1").strip().rstrip("/").lower()
+    if allowed:
+        return "*" in allowed or origin in allowed
+    host = (request.getHeader(b"host") or b"").decode("latin-1").strip().lower()
+    scheme, _, origin_host = origin.partition("://")
+    # Origins leave out the scheme's default port; a Host header may not.
+    default_port = {"http": ":80", "https": ":443", "ws": ":80", "wss": ":443"}.get(scheme)
+    if default_port is not None:
+        host = host.removesuffix(default_port)
+        origin_host = origin_host.removesuffix(default_port)
+    return bool(host) and origin_host == host
+
+
+def bearer_token(request: Request) -> str | None:
+    """A token from ``Authorization: Bearer`` or the ``token`` query parameter."""
+    raw = request.getHeader(b"authorization")
+    if raw:
+        scheme, _, value = raw.decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer":
+            return value.strip()
+    args: dict[bytes, list[bytes]] = request.args or {}
+    values = args.get(b"token")
+    if values:
+        return values[0].decode("utf-8", "replace")
+    return None
+
+
+class LoginResource(ApiResource):
+    """``POST /login {"nickname"|"username", "password"}`` -> a signed token."""
+
+    def __init__(self, service: ChatService, tokens: TokenAuthority) -> None:
+        super().__init__(service)
+        self.tokens = tokens
+
+    async def handle_POST(self, request: Request) -> dict[str, Any]:
+        data = read_json_object(request)
+        nickname = data.get("nickname", data.get("username"))
+        password = data.get("password")
+        if not isinstance(nickname, str) or not isinstance(password, str):
+            raise InvalidRequest('"nickname" and "password" are required strings')
+        user = await self.service.login(nickname, password, client_host(request))
+        token, expires = self.tokens.issue(user.id, user.nickname)
+        return {
+            "token": token,
+            "user_id": user.id,
+            "nickname": user.nickname,
+            "expires_at": format_timestamp(expires * 1000),
+        }
+
+
+class SocketRoot(ApiResource):
+    """``/ws`` is the app endpoint, ``/ws/{room}`` the seed API's room socket.
+
+    Credentials (Bearer, ``?token=``, Basic) and the origin are checked over
+    HTTP, so refusals are ordinary 401/403/429 answers; ``/ws`` also accepts a
+    connection without credentials that authenticates with its first frame.
+    """
+
+    def __init__(
+        self,
+        service: ChatService,
+        room_factory: RoomSocketFactory,
+        app_factory: AppSocketFactory | None = None,
+        allowed_origins: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(service)
+        self.room_socket = RoomSocketResource(
+            service, room_factory, app_factory.tokens if app_factory is not None else None
+        )
+        self.app_factory = app_factory
+        self.allowed_origins = allowed_origins
+
+    async def handle_GET(self, request: Request) -> Any:
+        if not origin_allowed(request, self.allowed_origins):
+            raise OriginForbidden()
+        if request.postpath not in ([], [b""]) or self.app_factory is None:
+            return await self.room_socket.handle_GET(request)
+        claims = await self._identify(request)
+        if claims is not None:
+            self.service.check_connection(claims.nickname, client_host(request))
+        if request.finished or getattr(request, "_disconnected", False):
+            return NOT_DONE_YET
+        return WebSocketResource(self.app_factory.bound(claims)).render(request)
+
+    async def _identify(self, request: Request) -> TokenClaims | None:
+        assert self.app_factory is not None
+        token = bearer_token(request)
+        if token is not None:
+            claims = self.app_factory.tokens.verify(token)
+            await self.service.admit_token(claims.nickname, claims.user_id)
+            return claims
+        if request.getHeader(b"authorization"):
+            user = await authenticate_basic(self.service, request)
+            return TokenClaims(user.nickname, user.id, 0)
+        return None
+
+
+class AdminResource(Resource):
+    """``/admin/...``: moderation over HTTP, behind ``Authorization: Bearer
+    <admin token>``. Absent (404) unless an admin token is configured."""
+
+    def __init__(self, service: ChatService, admin_token: str) -> None:
+        super().__init__()
+        for name, cls in (
+            (b"rooms", AdminRooms),
+            (b"users", AdminUsers),
+            (b"bans", AdminBans),
+            (b"ban", AdminBan),
+            (b"unban", AdminUnban),
+            (b"kick", AdminKick),
+            (b"register", AdminRegister),
+        ):
+            self.putChild(name, cls(service, admin_token))
+
+
+class AdminApi(ApiResource):
+    def __init__(self, service: ChatService, admin_token: str) -> None:
+        super().__init__(service)
+        self._token = admin_token.encode("utf-8")
+
+    def render(self, request: Request) -> Any:
+        raw = request.getHeader(b"authorization") or b""
+        scheme, _, value = raw.partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(value.strip(), self._token):
+            request.setHeader(b"WWW-Authenticate", b'Bearer realm="parkchat-admin"')
+            _write_json(request, 401, _error_body("unauthorized", "admin token required"))
+            return NOT_DONE_YET
+        return super().render(request)
+
+
+def _nickname_field(data: dict[str, Any]) -> str:
+    nickname = data.get("nickname", data.get("username"))
+    if not isinstance(nickname, str) or not nickname:
+        raise InvalidRequest('"nickname" is required')
+    return nickname
+
+
+class AdminRooms(AdminApi):
+    async def handle_GET(self, request: Request) -> dict[str, Any]:
+        return {
+            "rooms": [
+                {"room": name, "connections": count}
+                for name, count in self.service.room_sizes().items()
+            ]
+        }
+
+
+class AdminUsers(AdminApi):
+    async def handle_GET(self, request: Request) -> dict[str, Any]:
+        limit = _query_int(request, "limit")
+        limit = 100 if limit is None else limit
+        after = _query_int(request, "after") or 0
+        if not 1 <= limit <= 1000:
+            raise InvalidRequest("limit must be between 1 and 1000")
+        users = await self.service.store.list_users(limit, after)
+        online = {u.id for u in self.service.online_users()}
+        return {
+            "users": [
+                {"user_id": u.id, "nickname": u.nickname, "online": u.id in online} for u in users
+            ]
+        }
+
+
+def _ban_dict(ban: Ban) -> dict[str, Any]:
+    return {
+        "user_id": ban.user_id,
+        "nickname": ban.nickname,
+        "reason": ban.reason,
+        "since": format_timestamp(ban.created_ms),
+        "until": None if ban.expires_ms is None else format_timestamp(ban.expires_ms),
+    }
+
+
+class AdminBans(AdminApi):
+    async def handle_GET(self, request: Request) -> dict[str, Any]:
+        return {"bans": [_ban_dict(b) for b in self.service.bans()]}
+
+
+class AdminBan(AdminApi):
+    async def handle_POST(self, request: Request) -> dict[str, Any]:
+        data = read_json_object(request)
+        reason = data.get("reason", "")
+        duration = data.get("duration")
+        if not isinstance(reason, str) or len(reason) > 500:
+            raise InvalidRequest('"reason" must be a string of at most 500 characters')
+        # JSON admits NaN and Infinity, and a huge number overflows the
+        # timestamp: refuse them here rather than answer 500.
+        if duration is not None and (
+            isinstance(duration, bool)
+            or not isinstance(duration, int | float)
+            or not math.isfinite(duration)
+            or not 0 < duration <= MAX_BAN_SECONDS
+        ):
+            raise InvalidRequest(
+                '"duration" must be a positive number of seconds (at most 100 years)'
+            )
+        ban = await self.service.ban(_nickname_field(data), reason, duration)
+        return _ban_dict(ban)
+
+
+class AdminUnban(AdminApi):
+    async def handle_POST(self, request: Request) -> dict[str, Any]:
+        removed = await self.service.unban(_nickname_field(read_json_object(request)))
+        return {"unbanned": removed}
+
+
+class AdminKick(AdminApi):
+    async def handle_POST(self, request: Request) -> dict[str, Any]:
+        data = read_json_object(request)
+        room = validate_room(data.get("room"))
+        reason = data.get("reason", "")
+        if not isinstance(reason, str):
+            raise InvalidRequest('"reason" must be a string')
+        return {"kicked": self.service.kick(_nickname_field(data), room, reason)}
+
+
+class AdminRegister(AdminApi):
+    async def handle_POST(self, request: Request) -> Response:
+        data = read_json_object(request)
+        user = await self.service.register(_nickname_field(data), data.get("password"))
+        return Response({"id": user.id, "nickname": user.nickname}, status=201)

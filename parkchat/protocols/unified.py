@@ -1,0 +1,583 @@
+"""``GET /ws``: the one WebSocket endpoint for apps (MISSION section C).
+
+One JSON dispatcher that speaks GarinChat's vocabulary (``auth``, ``join``,
+``message``, ``userleave``), seed 004's (``chat``, ``get_online_list``,
+``get_offline``) and parkchat's own (``history``, ``who``, ``ping``,
+``typing``, several rooms per connection, resume from a last seen id, client
+``id`` acknowledged with the stored id). Every frame is a JSON object with a
+``type``; every reply to a frame that carried an ``id`` carries it back. The
+full reference with one example exchange per type is docs/websocket.md.
+
+Messages are not echoed to the connection that sent them (GarinChat clients
+show their own messages at once); that connection gets an ``ack`` with the
+stored id instead. The account's other connections do receive them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from parkchat.errors import (
+    AuthenticationFailed,
+    Banned,
+    ChatError,
+    InvalidRequest,
+    NotAuthenticated,
+    NotInRoom,
+    RateLimited,
+    UnknownType,
+)
+from parkchat.interfaces import IEncoder, IParticipant
+from parkchat.model import JOINED, SYSTEM, DirectMessage, Message, nickname_key
+from parkchat.protocols.websocket import (
+    CLOSE_GOING_AWAY,
+    CLOSE_POLICY,
+    close_with,
+    configure_factory,
+)
+from parkchat.service import BANNED_REASON, REPLACED_REASON, SHUTDOWN_REASON, ChatService
+from parkchat.tokens import TokenClaims, TokenVerifier
+
+#: Close codes of /ws beyond RFC 6455's (documented in docs/websocket.md).
+CLOSE_AUTH_TIMEOUT = 4001
+CLOSE_JOIN_TIMEOUT = 4002
+CLOSE_BANNED = 4003
+CLOSE_REPLACED = 4004
+
+TYPING = "typing"
+#: Most missed messages sent on a resume before saying ``recovered: false``.
+RESUME_LIMIT = 500
+TYPING_INTERVAL = 1.0
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def event_dict(message: Message, total_users: int | None = None) -> dict[str, Any]:
+    """A room event as /ws shows it."""
+    if message.type == SYSTEM:
+        kind = "join" if message.event == JOINED else "userleave"
+        event: dict[str, Any] = {
+            "type": kind,
+            "room": message.room,
+            "username": message.nickname,
+            "timestamp": message.timestamp,
+        }
+    elif message.type == TYPING:
+        return {"type": "typing", "room": message.room, "username": message.nickname}
+    else:
+        event = {
+            "type": "message",
+            "id": message.id,
+            "room": message.room,
+            "username": message.nickname,
+            "body": message.content,
+            "timestamp": message.timestamp,
+        }
+    if total_users is not None:
+        event["totalUsers"] = total_users
+    return event
+
+
+def direct_dict(message: DirectMessage) -> dict[str, Any]:
+    return {
+        "type": "chat",
+        "id": message.id,
+        "from_user_id": message.from_user_id,
+        "from": message.from_nickname,
+        "to_user_id": message.to_user_id,
+        "to": message.to_nickname,
+        "content": message.content,
+        "timestamp": message.timestamp,
+    }
+
+
+@implementer(IEncoder)
+class AppEventEncoder:
+    """Frames each room event once for every /ws member; the payload keeps
+    the poster's connection id so that the poster can be skipped."""
+
+    def __init__(self, factory: WebSocketServerFactory, member_count: Callable[[str], int]):
+        self._factory = factory
+        self._member_count = member_count
+
+    def encode(self, message: Message) -> tuple[str | None, Any]:
+        total = None if message.type == TYPING else self._member_count(message.room)
+        frame = self._factory.prepareMessage(dumps(event_dict(message, total)))
+        return (message.origin if message.type != SYSTEM else None, frame)
+
+
+@implementer(IParticipant)
+class AppSocketProtocol(WebSocketServerProtocol):
+    """One app connection on /ws."""
+
+    factory: AppSocketFactory
+    claims: TokenClaims | None = None
+    _log = Logger()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connection_id: str | None = None
+        self._timer: IDelayedCall | None = None
+        self._last_typing = float("-inf")
+        self._closing = False
+        self._authenticating = False
+
+    # -- IParticipant attributes --------------------------------------------
+
+    @property
+    def nickname(self) -> str:
+        return self.claims.nickname if self.claims is not None else ""
+
+    @property
+    def user_id(self) -> int | None:
+        return self.claims.user_id if self.claims is not None else None
+
+    @property
+    def encoder(self) -> IEncoder:
+        return self.factory.encoder
+
+    @property
+    def peer_host(self) -> str:
+        peer = self.transport.getPeer() if self.transport is not None else None
+        return getattr(peer, "host", "")
+
+    @property
+    def service(self) -> ChatService:
+        return self.factory.service
+
+    # -- connection ---------------------------------------------------------
+
+    def onOpen(self) -> None:
+        if self.claims is not None:
+            self._authenticated()
+        else:
+            self._start_timer(
+                self.factory.auth_timeout, CLOSE_AUTH_TIMEOUT, "no authentication received in time"
+            )
+
+    def _authenticated(self, request_id: Any = None) -> None:
+        try:
+            self.connection_id = self.service.connect(self)
+        except ChatError as e:
+            self._send_error(e, request_id)
+            self._close(CLOSE_POLICY, e.message)
+            return
+        self._cancel_timer()
+        ready: dict[str, Any] = {
+            "type": "ready",
+            "user_id": self.user_id,
+            "nickname": self.nickname,
+            "connection_id": self.connection_id,
+        }
+        if request_id is not None:
+            ready["id"] = request_id
+        self._send_json(ready)
+        self._log.info(
+            "{nickname} connected to /ws from {peer}", nickname=self.nickname, peer=self.peer_host
+        )
+        if self.factory.join_timeout > 0:
+            self._start_timer(
+                self.factory.join_timeout, CLOSE_JOIN_TIMEOUT, "no room joined in time"
+            )
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        request_id: Any = None
+        try:
+            if isBinary:
+                raise InvalidRequest("binary frames are not accepted; send JSON text")
+            try:
+                frame = json.loads(payload)
+            except ValueError as e:
+                raise InvalidRequest("frame is not valid JSON") from e
+            if not isinstance(frame, dict):
+                raise InvalidRequest('frame must be a JSON object with a "type"')
+            request_id = frame.get("id")
+            kind = frame.get("type")
+            if not isinstance(kind, str):
+                raise InvalidRequest(
+                    '"type" is required',
+                )
+            handler = getattr(self, "handle_" + kind, None)
+            if handler is None:
+                raise UnknownType(f"unknown message type {kind!r}")
+            if self.connection_id is None and kind not in ("auth", "ping"):
+                raise NotAuthenticated('authenticate first: {"type": "auth", "body": TOKEN}')
+            result = handler(frame)
+        except ChatError as e:
+            self._failed(e, request_id)
+            return
+        if isinstance(result, Deferred):
+            result.addErrback(self._async_failed, request_id)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self._closing = True
+        self._cancel_timer()
+        if self.connection_id is not None:
+            self.service.disconnect(self)
+
+    # -- handlers: authentication -------------------------------------------
+
+    def handle_auth(self, frame: dict[str, Any]) -> Deferred[None]:
+        if self.connection_id is not None or self._authenticating:
+            raise InvalidRequest("already authenticated")
+        token = frame.get("body", frame.get("token"))
+        claims = self.factory.tokens.verify(token)
+        self._authenticating = True
+        return Deferred.fromCoroutine(self._admit(claims, frame.get("id")))
+
+    async def _admit(self, claims: TokenClaims, request_id: Any) -> None:
+        try:
+            await self.service.admit_token(claims.nickname, claims.user_id)
+        finally:
+            self._authenticating = False
+        if self._closing:
+            return
+        self.claims = claims
+        self._authenticated(request_id)
+
+    # -- handlers: rooms (GarinChat + parkchat) --------------------------------
+
+    def handle_join(self, frame: dict[str, Any]) -> Deferred[None] | None:
+        username = frame.get("username")
+        if username is not None and (
+            not isinstance(username, str) or nickname_key(username) != nickname_key(self.nickname)
+        ):
+            raise InvalidRequest("username does not match the authenticated account")
+        room = frame.get("room")
+        last_id = frame.get("last_id")
+        if last_id is not None and (isinstance(last_id, bool) or not isinstance(last_id, int)):
+            raise InvalidRequest('"last_id" must be a message id')
+        if not isinstance(room, str):
+            raise InvalidRequest('"room" is required')
+        self.service.join(self, room)
+        if self.factory.join_timeout > 0:
+            self._cancel_timer()
+        self._reply(
+            frame, {"type": "joined", "room": room, "totalUsers": self.service.member_count(room)}
+        )
+        if last_id is None:
+            return None
+        return Deferred.fromCoroutine(self._resume(room, last_id, frame.get("id")))
+
+    async def _resume(self, room: str, last_id: int, request_id: Any) -> None:
+        """Send the messages after ``last_id``, oldest first; if more than
+        RESUME_LIMIT were missed, the newest RESUME_LIMIT and ``recovered``
+        false (the client pages back with ``history`` if it wants the rest)."""
+        page_size = self.service.limits.history_max
+        collected: list[Message] = []
+        after = last_id
+        while len(collected) <= RESUME_LIMIT:
+            page = await self.service.history(room, limit=page_size, after=after)
+            collected.extend(page)
+            if len(page) < page_size:
+                break
+            after = page[-1].id
+        recovered = len(collected) <= RESUME_LIMIT
+        if not recovered:
+            collected = await self._newest(room, RESUME_LIMIT)
+        reply: dict[str, Any] = {
+            "type": "history",
+            "room": room,
+            "messages": [event_dict(m) for m in collected],
+            "recovered": recovered,
+        }
+        if request_id is not None:
+            reply["id"] = request_id
+        self._send_json(reply)
+
+    async def _newest(self, room: str, count: int) -> list[Message]:
+        """The newest ``count`` messages of a room, oldest first."""
+        newest: list[Message] = []
+        before: int | None = None
+        while len(newest) < count:
+            want = min(self.service.limits.history_max, count - len(newest))
+            page = await self.service.history(room, limit=want, before=before)
+            newest[:0] = page
+            if len(page) < want:
+                break
+            before = page[0].id
+        return newest
+
+    def handle_message(self, frame: dict[str, Any]) -> Deferred[None]:
+        room = self._room_of(frame)
+        content = frame.get("body", frame.get("content"))
+        d = self.service.post(self, room, content)
+        return d.addCallback(self._acked, frame)
+
+    def _acked(self, message: Message, frame: dict[str, Any]) -> None:
+        self._reply(
+            frame,
+            {
+                "type": "ack",
+                "message_id": message.id,
+                "room": message.room,
+                "timestamp": message.timestamp,
+            },
+        )
+
+    def handle_userleave(self, frame: dict[str, Any]) -> None:
+        rooms = (
+            [self._room_of(frame)]
+            if frame.get("room") is not None or len(self.service.rooms_of(self)) == 1
+            else sorted(self.service.rooms_of(self))
+        )
+        if not rooms:
+            raise NotInRoom("not in any room")
+        for room in rooms:
+            self.service.leave(self, room)
+        self._reply(frame, {"type": "left", "rooms": rooms})
+
+    handle_leave = handle_userleave
+
+    def handle_history(self, frame: dict[str, Any]) -> Deferred[None]:
+        room = frame.get("room")
+        params = {}
+        for name in ("before", "after", "limit"):
+            value = frame.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise InvalidRequest(f'"{name}" must be an integer')
+            params[name] = value
+        if not isinstance(room, str):
+            raise InvalidRequest('"room" is required')
+        d = self.service.history(
+            room, limit=params["limit"], before=params["before"], after=params["after"]
+        )
+
+        def reply(messages: list[Message]) -> None:
+            self._reply(
+                frame,
+                {"type": "history", "room": room, "messages": [event_dict(m) for m in messages]},
+            )
+
+        return d.addCallback(reply)
+
+    def handle_who(self, frame: dict[str, Any]) -> None:
+        room = self._room_of(frame)
+        users = self.service.members(room)
+        self._reply(frame, {"type": "who", "room": room, "users": users, "totalUsers": len(users)})
+
+    def handle_rooms(self, frame: dict[str, Any]) -> None:
+        self._reply(frame, {"type": "rooms", "rooms": sorted(self.service.rooms_of(self))})
+
+    def handle_typing(self, frame: dict[str, Any]) -> None:
+        room = self._room_of(frame)
+        now = self.factory.clock.seconds()
+        if now - self._last_typing < TYPING_INTERVAL:
+            return  # typing notices are best effort: excess is dropped quietly
+        self._last_typing = now
+        self.service.notify(self, room, TYPING)
+
+    def handle_ping(self, frame: dict[str, Any]) -> None:
+        self._reply(frame, {"type": "pong"})
+
+    # -- handlers: direct messages (seed 004) ----------------------------------
+
+    def handle_chat(self, frame: dict[str, Any]) -> Deferred[None]:
+        to = frame.get("to_user_id", frame.get("to"))
+        d = Deferred.fromCoroutine(self.service.send_direct(self, to, frame.get("content")))
+
+        def ack(message: DirectMessage) -> None:
+            self._reply(
+                frame,
+                {
+                    "type": "ack",
+                    "message_id": message.id,
+                    "to_user_id": message.to_user_id,
+                    "timestamp": message.timestamp,
+                },
+            )
+
+        return d.addCallback(ack)
+
+    def handle_get_online_list(self, frame: dict[str, Any]) -> None:
+        users = self.service.online_users()
+        self._reply(
+            frame,
+            {
+                "type": "online_list",
+                "data": [u.id for u in users],
+                "users": [{"user_id": u.id, "nickname": u.nickname} for u in users],
+            },
+        )
+
+    def handle_get_offline(self, frame: dict[str, Any]) -> Deferred[None]:
+        d = Deferred.fromCoroutine(self.service.offline_messages(self))
+
+        def reply(messages: list[DirectMessage]) -> None:
+            self._reply(
+                frame,
+                {
+                    "type": "offline_list",
+                    "data": [
+                        {
+                            "msg_id": m.id,
+                            "to_user_id": m.to_user_id,
+                            "from_user_id": m.from_user_id,
+                            "from": m.from_nickname,
+                            "content": m.content,
+                            "created_at": m.timestamp,
+                        }
+                        for m in messages
+                    ],
+                },
+            )
+
+        return d.addCallback(reply)
+
+    # -- IParticipant -----------------------------------------------------------
+
+    def send(self, payload: tuple[str | None, Any]) -> None:
+        origin, frame = payload
+        if origin is not None and origin == self.connection_id:
+            return
+        if not self._closing:
+            self.sendPreparedMessage(frame)
+
+    def direct(self, message: DirectMessage) -> bool:
+        if self._closing:
+            return False
+        self._send_json(direct_dict(message))
+        return True
+
+    def removed(self, room: str, reason: str) -> None:
+        self._send_json({"type": "kicked", "room": room, "reason": reason})
+
+    def disconnect(self, reason: str) -> None:
+        code = {
+            SHUTDOWN_REASON: CLOSE_GOING_AWAY,
+            BANNED_REASON: CLOSE_BANNED,
+            REPLACED_REASON: CLOSE_REPLACED,
+        }.get(reason, CLOSE_POLICY)
+        self._close(code, reason)
+
+    # -- helpers ----------------------------------------------------------------
+
+    def _room_of(self, frame: dict[str, Any]) -> str:
+        """The frame's room, or the connection's only room if it names none."""
+        room = frame.get("room")
+        if room is None:
+            rooms = self.service.rooms_of(self)
+            if len(rooms) != 1:
+                if not rooms:
+                    raise NotInRoom("join a room first")
+                raise InvalidRequest('"room" is required: this connection is in several rooms')
+            return next(iter(rooms))
+        if not isinstance(room, str):
+            raise InvalidRequest('"room" must be a string')
+        if room not in self.service.rooms_of(self):
+            raise NotInRoom(f"not in room {room!r}")
+        return room
+
+    def _send_json(self, value: dict[str, Any]) -> None:
+        if not self._closing:
+            self.sendMessage(dumps(value))
+
+    def _reply(self, frame: dict[str, Any], value: dict[str, Any]) -> None:
+        if frame.get("id") is not None:
+            value["id"] = frame["id"]
+        self._send_json(value)
+
+    def _send_error(self, error: ChatError, request_id: Any = None) -> None:
+        value: dict[str, Any] = {"type": "error", "code": error.code, "content": error.message}
+        if request_id is not None:
+            value["id"] = request_id
+        self._send_json(value)
+
+    def _failed(self, error: ChatError, request_id: Any) -> None:
+        self._send_error(error, request_id)
+        if isinstance(error, RateLimited) and self.service.limits.rate_strict:
+            self._close(CLOSE_POLICY, "rate limit exceeded")
+        elif isinstance(error, Banned) and self.connection_id is None:
+            self._close(CLOSE_BANNED, error.message)
+        elif isinstance(error, AuthenticationFailed) and self.connection_id is None:
+            self._close(CLOSE_POLICY, error.message)
+
+    def _async_failed(self, failure: Failure, request_id: Any) -> None:
+        if failure.check(ChatError):
+            error = failure.value
+            assert isinstance(error, ChatError)
+            self._failed(error, request_id)
+        else:
+            self._log.failure("request from {nickname} failed", failure, nickname=self.nickname)
+            self._send_error(ChatError("internal error"), request_id)
+
+    def _start_timer(self, seconds: float, code: int, reason: str) -> None:
+        self._cancel_timer()
+        self._timer = self.factory.clock.callLater(seconds, self._close, code, reason)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _close(self, code: int, reason: str) -> None:
+        self._timer = None
+        if self._closing:
+            return
+        self._closing = True
+        if 3000 <= code <= 4999:
+            self.sendClose(code, reason[:120])
+        else:
+            close_with(self, code, reason)
+
+
+class AppSocketFactory(WebSocketServerFactory):
+    """Builds /ws connections; holds the service, the token verifier and timers."""
+
+    protocol = AppSocketProtocol  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        service: ChatService,
+        tokens: TokenVerifier,
+        clock: IReactorTime,
+        *,
+        auth_timeout: float = 10.0,
+        join_timeout: float = 0.0,
+        max_message_size: int = 65536,
+        ping_interval: float = 30.0,
+        ping_timeout: float = 20.0,
+        handshake_timeout: float = 10.0,
+    ) -> None:
+        super().__init__()
+        self.service = service
+        self.tokens = tokens
+        self.clock = clock
+        self.auth_timeout = auth_timeout
+        self.join_timeout = join_timeout
+        self.encoder = AppEventEncoder(self, service.member_count)
+        configure_factory(
+            self,
+            max_message_size=max_message_size,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            handshake_timeout=handshake_timeout,
+        )
+
+    def bound(self, claims: TokenClaims | None) -> _BoundAppFactory:
+        return _BoundAppFactory(self, claims)
+
+
+class _BoundAppFactory:
+    """Hands the identity established over HTTP (if any) to the protocol."""
+
+    def __init__(self, factory: AppSocketFactory, claims: TokenClaims | None) -> None:
+        self._factory = factory
+        self._claims = claims
+
+    def buildProtocol(self, addr: Any) -> AppSocketProtocol:
+        protocol = self._factory.buildProtocol(addr)
+        assert isinstance(protocol, AppSocketProtocol)
+        protocol.claims = self._claims
+        return protocol

@@ -1,0 +1,403 @@
+"""The composition root: ``twistd parkchat`` options, ``makeService``, the
+twistd plugin run as a real process, and ``chat.tac``."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService, IServiceCollection, MultiService, loadApplication
+from twisted.internet import endpoints
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python import usage
+from twisted.python.systemd import ListenFDs
+from twisted.trial.unittest import TestCase
+from twisted.web.server import Site
+
+from parkchat.config import SETTINGS, Settings
+from parkchat.service import ChatService
+from parkchat.store.memory import MemoryStore
+from parkchat.store.schema import latest_version
+from parkchat.store.sqlite import SQLStore
+from parkchat.tap import Listener, Options, ThreadPoolService, makeService
+
+ROOT = Path(__file__).resolve().parent.parent
+TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
+LOCAL = "tcp:0:interface=127.0.0.1"
+
+#: The environment before any test patched it, without parkchat's variables
+#: or a systemd socket hand-over, for child processes.
+CLEAN_ENVIRON = {
+    key: value for key, value in os.environ.items() if not key.startswith(("PARKCHAT_", "LISTEN_"))
+}
+
+
+def parse(*argv: str) -> Options:
+    options = Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+class TapTestCase(TestCase):
+    """Runs every test in a controlled environment: no PARKCHAT_* variables
+    from the caller's shell, and no systemd sockets."""
+
+    def setUp(self) -> None:
+        self.environ: dict[str, str] = dict(CLEAN_ENVIRON)
+        self.patch(os, "environ", self.environ)
+        # The systemd endpoint reads LISTEN_FDS once, at import.
+        self.patch(endpoints._SystemdParser, "_sddaemon", ListenFDs([]))
+
+    def assertUsageError(self, *argv: str) -> str:
+        """Parsing ``argv`` fails with a one-line UsageError; return it."""
+        error = self.assertRaises(usage.UsageError, parse, *argv)
+        message = str(error)
+        self.assertTrue(message)
+        self.assertNotIn("\n", message)
+        self.assertNotIn("Traceback", message)
+        return message
+
+
+class OptionsTests(TapTestCase):
+    """tap.Options: parsing, validation and the environment."""
+
+    def test_defaults(self) -> None:
+        """No arguments and no environment give the default settings."""
+        self.assertEqual(parse().settings, Settings())
+
+    def test_good_values(self) -> None:
+        """Options are converted to typed settings."""
+        settings = parse(
+            "--db",
+            ":memory:",
+            "--bcrypt-rounds",
+            "4",
+            "--rate-limit",
+            "0",
+            "--max-connections-per-ip",
+            "5",
+            "--access-log",
+            "no",
+        ).settings
+        assert settings is not None
+        self.assertEqual(settings.db, ":memory:")
+        self.assertEqual(settings.bcrypt_rounds, 4)
+        self.assertEqual(settings.rate_limit, 0.0)
+        self.assertEqual(settings.max_connections_per_ip, 5)
+        self.assertIs(settings.access_log, False)
+        self.assertEqual(settings.sources["db"], "cli")
+
+    def test_every_setting_is_an_option(self) -> None:
+        """Each entry of SETTINGS can be given as ``--<option>``."""
+        options = Options()
+        known = set(options.synonyms)
+        for setting in SETTINGS:
+            self.assertIn(setting.option, known)
+
+    def test_repeated_port(self) -> None:
+        """``--port`` may be repeated; bare ports become tcp: endpoints and
+        the order is kept."""
+        settings = parse("--port", "8080", "--port", LOCAL, "--port", "9090").settings
+        assert settings is not None
+        self.assertEqual(settings.port, ("tcp:8080", LOCAL, "tcp:9090"))
+
+    def test_bad_values(self) -> None:
+        """A bad value is a one-line UsageError naming the option."""
+        for argv, expected in [
+            (("--bcrypt-rounds", "2"), "--bcrypt-rounds"),
+            (("--bcrypt-rounds", "twelve"), "--bcrypt-rounds"),
+            (("--rate-limit", "-1"), "--rate-limit"),
+            (("--max-connections-per-user", "-5"), "--max-connections-per-user"),
+            (("--access-log", "maybe"), "--access-log"),
+            (("--port", "http"), "--port"),
+            (("--port", "70000"), "--port"),
+        ]:
+            self.assertIn(expected, self.assertUsageError(*argv))
+
+    def test_unknown_option(self) -> None:
+        """An option that does not exist is a UsageError."""
+        self.assertUsageError("--no-such-option", "1")
+
+    def test_bad_endpoint(self) -> None:
+        """An endpoint string Twisted cannot parse is refused while parsing
+        options, quoting it, instead of failing when the server starts."""
+        for description in (
+            "nonsense:8080",
+            "tcp:http",
+            "tcp:8080:colour=blue",
+            "ssl:8443:privateKey=/no/such/key.pem",
+        ):
+            message = self.assertUsageError("--port", description)
+            self.assertIn(repr(description), message)
+
+    def test_systemd_outside_systemd(self) -> None:
+        """A systemd endpoint without a socket from systemd is a UsageError
+        that says why (not a bare IndexError)."""
+        message = self.assertUsageError("--port", "systemd:domain=INET:index=0")
+        self.assertIn("systemd", message)
+        self.assertIn("socket", message)
+
+    def test_environment(self) -> None:
+        """PARKCHAT_* variables set options; the command line wins over them;
+        unknown PARKCHAT_* variables are ignored."""
+        self.environ.update(
+            {
+                "PARKCHAT_DB": ":memory:",
+                "PARKCHAT_PORT": f"9000,{LOCAL}",
+                "PARKCHAT_BCRYPT_ROUNDS": "5",
+                "PARKCHAT_FROM_THE_FUTURE": "1",
+            }
+        )
+        settings = parse("--bcrypt-rounds", "6").settings
+        assert settings is not None
+        self.assertEqual(settings.db, ":memory:")
+        self.assertEqual(settings.port, ("tcp:9000", LOCAL))
+        self.assertEqual(settings.bcrypt_rounds, 6)
+        settings = parse("--port", "9100").settings
+        assert settings is not None
+        self.assertEqual(settings.port, ("tcp:9100",))
+
+    def test_bad_environment(self) -> None:
+        """A bad value in the environment is a UsageError naming the variable."""
+        self.environ["PARKCHAT_MAX_FRAME_SIZE"] = "huge"
+        self.assertIn("PARKCHAT_MAX_FRAME_SIZE", self.assertUsageError())
+
+    def test_systemd_from_environment(self) -> None:
+        """Endpoints from PARKCHAT_PORT are checked like command-line ones."""
+        self.environ["PARKCHAT_PORT"] = "systemd:domain=INET:index=0"
+        self.assertIn("systemd", self.assertUsageError())
+
+    def test_config_file(self) -> None:
+        """``--config`` reads a TOML file, below the environment and the
+        command line; a bad file is a UsageError naming it."""
+        path = Path(self.mktemp())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text('db = ":memory:"\nbcrypt_rounds = 7\nrate_limit = 3\n', encoding="utf-8")
+        self.environ["PARKCHAT_RATE_LIMIT"] = "4"
+        settings = parse("--config", str(path), "--bcrypt-rounds", "8").settings
+        assert settings is not None
+        self.assertEqual(
+            (settings.db, settings.bcrypt_rounds, settings.rate_limit), (":memory:", 8, 4.0)
+        )
+        path.write_text("bcrypt_rounds = [\n", encoding="utf-8")
+        self.assertIn(str(path), self.assertUsageError("--config", str(path)))
+
+
+class MakeServiceTests(TapTestCase):
+    """makeService: the service tree, inspected without starting it."""
+
+    def make(self, *argv: str) -> tuple[MultiService, MemoryReactorClock]:
+        reactor = MemoryReactorClock()
+        top = makeService(parse(*argv), reactor)
+        self.assertIsInstance(top, MultiService)
+        assert isinstance(top, MultiService)
+        return top, reactor
+
+    def test_service_tree(self) -> None:
+        """The tree is: the bcrypt thread pool, the ChatService named "chat",
+        then one HTTP listener per --port, in the order given, each on its
+        endpoint and serving the same web site."""
+        top, reactor = self.make("--db", ":memory:", "--port", LOCAL, "--port", "9999")
+        children = list(top)
+        self.assertEqual(len(children), 4)
+        self.assertIsInstance(children[0], ThreadPoolService)
+        self.assertIsInstance(children[1], ChatService)
+        self.assertEqual(children[1].name, "chat")
+        self.assertIs(top.getServiceNamed("chat"), children[1])
+
+        listeners = children[2:]
+        for listener in listeners:
+            self.assertIsInstance(listener, StreamServerEndpointService)
+            assert isinstance(listener, StreamServerEndpointService)
+            self.assertIsInstance(listener.endpoint, endpoints.TCP4ServerEndpoint)
+            self.assertIs(listener.endpoint._reactor, reactor)
+            self.assertIsInstance(listener.factory, Site)
+        self.assertEqual(
+            [(s.endpoint._port, s.endpoint._interface) for s in listeners],
+            [(0, "127.0.0.1"), (9999, "")],
+        )
+        self.assertEqual([s.name for s in listeners], [f"http:{LOCAL}", "http:tcp:9999"])
+        self.assertIs(listeners[0].factory, listeners[1].factory)
+
+    def test_default_port(self) -> None:
+        """Without --port there is one listener, on tcp:8080."""
+        top, _ = self.make("--db", ":memory:")
+        [listener] = list(top)[2:]
+        assert isinstance(listener, StreamServerEndpointService)
+        self.assertEqual(listener.endpoint._port, 8080)
+
+    def test_line_listeners_after_http(self) -> None:
+        """``--tcp`` listeners come after the HTTP ones and serve the line
+        protocol, not the web site."""
+        top, _ = self.make("--db", ":memory:", "--port", LOCAL, "--tcp", "tcp:8989")
+        children = list(top)
+        self.assertEqual(len(children), 4)
+        http, line = children[2], children[3]
+        assert isinstance(http, StreamServerEndpointService)
+        assert isinstance(line, StreamServerEndpointService)
+        self.assertIsInstance(http.factory, Site)
+        self.assertNotIsInstance(line.factory, Site)
+        self.assertEqual(line.endpoint._port, 8989)
+
+    def test_memory_db(self) -> None:
+        """``--db :memory:`` uses the in-memory store and creates no file."""
+        top, _ = self.make("--db", ":memory:", "--port", LOCAL)
+        service = top.getServiceNamed("chat")
+        self.assertIsInstance(service.store, MemoryStore)
+        self.assertFalse(os.path.exists(":memory:"))
+
+    def test_sqlite_db(self) -> None:
+        """A db path opens the SQLite store, creating the file at the latest
+        schema before any listener exists."""
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        path = directory / "chat.db"
+        top, _ = self.make("--db", str(path), "--port", LOCAL)
+        store = top.getServiceNamed("chat").store
+        self.addCleanup(store.close)
+        self.assertIsInstance(store, SQLStore)
+        self.assertTrue(path.exists())
+        conn = sqlite3.connect(path)
+        self.addCleanup(conn.close)
+        self.assertEqual(
+            conn.execute("SELECT version FROM schema_version").fetchall(), [(latest_version(),)]
+        )
+
+    def test_db_in_missing_directory(self) -> None:
+        """A db path in a directory that does not exist stops start-up with a
+        clear message naming the database and the directory."""
+        missing = Path(self.mktemp()) / "no-such-dir"
+        path = str(missing / "chat.db")
+        error = self.assertRaises(SystemExit, self.make, "--db", path, "--port", LOCAL)
+        message = str(error.code)
+        self.assertIn(path, message)
+        self.assertIn("does not exist", message)
+        self.assertNotIn("\n", message)
+        self.assertFalse(missing.exists())
+
+    def test_plain_dict_options(self) -> None:
+        """makeService also accepts a plain options mapping (twistd's
+        contract), using the defaults."""
+        self.environ["PARKCHAT_DB"] = ":memory:"
+        reactor = MemoryReactorClock()
+        top = makeService({}, reactor)
+        self.assertEqual(len(list(top)), 3)
+
+    def test_start_and_stop(self) -> None:
+        """Starting the tree listens on every port; stopping it stops the
+        listeners and the chat service."""
+        top, reactor = self.make("--db", ":memory:", "--port", LOCAL, "--port", "9999")
+        top.startService()
+        self.assertEqual(
+            [(port, interface) for port, _, _, interface in reactor.tcpServers],
+            [(0, "127.0.0.1"), (9999, "")],
+        )
+        self.successResultOf(top.stopService())
+        self.assertFalse(top.running)
+        self.assertFalse(top.getServiceNamed("chat").running)
+
+
+class TwistdTests(TestCase):
+    """``twistd parkchat`` as a real process, bounded by a timeout."""
+
+    def twistd(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        cwd = Path(self.mktemp())
+        cwd.mkdir(parents=True)
+        return subprocess.run(
+            [TWISTD, *argv],
+            cwd=cwd,
+            env=CLEAN_ENVIRON,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def test_help_lists_every_option(self) -> None:
+        """``twistd parkchat --help`` succeeds and documents every option of
+        parkchat.config.SETTINGS with its environment variable."""
+        result = self.twistd("parkchat", "--help")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        for setting in SETTINGS:
+            self.assertIn(f"--{setting.option}=", result.stdout)
+            self.assertIn(setting.env, result.stdout.replace(" ", "").replace("\n", ""))
+        self.assertIn("--config=", result.stdout)
+        self.assertNotIn("Traceback", result.stdout + result.stderr)
+
+    def test_bad_value_is_one_line(self) -> None:
+        """``twistd parkchat --bcrypt-rounds 2`` exits non-zero with a single
+        error line naming the option, and no traceback."""
+        result = self.twistd("parkchat", "--bcrypt-rounds", "2")
+        output = result.stdout + result.stderr
+        self.assertNotEqual(result.returncode, 0)
+        self.assertNotIn("Traceback", output)
+        errors = [line for line in output.splitlines() if "got 2" in line]
+        self.assertEqual(len(errors), 1, output)
+        self.assertIn("--bcrypt-rounds", errors[0])
+        self.assertIn("at least 4", errors[0])
+
+    def test_systemd_outside_systemd(self) -> None:
+        """A systemd endpoint outside systemd exits with the explanation, not
+        a traceback."""
+        result = self.twistd("parkchat", "--port", "systemd:domain=INET:index=0")
+        output = result.stdout + result.stderr
+        self.assertNotEqual(result.returncode, 0)
+        self.assertNotIn("Traceback", output)
+        self.assertIn("no socket was passed by systemd", output)
+
+    def test_missing_db_directory(self) -> None:
+        """A database in a missing directory stops twistd with a clear message
+        and no traceback, before anything listens."""
+        result = self.twistd(
+            "--nodaemon",
+            "--pidfile=",
+            "--logfile=-",
+            "parkchat",
+            "--db",
+            "/no/such/dir/chat.db",
+            "--port",
+            LOCAL,
+        )
+        output = result.stdout + result.stderr
+        self.assertNotEqual(result.returncode, 0)
+        self.assertNotIn("Traceback", output)
+        self.assertIn("cannot open database /no/such/dir/chat.db", output)
+
+
+class ChatTacTests(TapTestCase):
+    """``twistd -y chat.tac``."""
+
+    def test_tac_builds_same_tree(self) -> None:
+        """chat.tac evaluates, configured from PARKCHAT_* variables, into an
+        application holding the same service tree as ``twistd parkchat``
+        (the reactor is not started, nothing listens)."""
+        self.environ.update({"PARKCHAT_DB": ":memory:", "PARKCHAT_PORT": LOCAL})
+        application = loadApplication(str(ROOT / "chat.tac"), "python")
+        [top] = list(IServiceCollection(application))
+        self.assertIsInstance(top, MultiService)
+        self.assertFalse(IService(application).running)
+        children: list[Any] = list(top)
+        self.assertEqual(
+            [type(child) for child in children],
+            [ThreadPoolService, ChatService, Listener],
+        )
+        self.assertEqual(children[1].name, "chat")
+        self.assertIsInstance(children[1].store, MemoryStore)
+        self.assertEqual(children[2].name, f"http:{LOCAL}")
+        self.assertEqual(
+            (children[2].endpoint._port, children[2].endpoint._interface), (0, "127.0.0.1")
+        )
+        self.assertFalse(children[2].running)
+
+    def test_tac_bad_environment(self) -> None:
+        """A bad PARKCHAT_* value makes chat.tac fail with the usage error."""
+        self.environ.update({"PARKCHAT_DB": ":memory:", "PARKCHAT_BCRYPT_ROUNDS": "1"})
+        error = self.assertRaises(
+            usage.UsageError, loadApplication, str(ROOT / "chat.tac"), "python"
+        )
+        self.assertIn("PARKCHAT_BCRYPT_ROUNDS", str(error))
