@@ -68,6 +68,7 @@ class Accounts:
         """Fire with the ``User`` or fail with AuthenticationFailed."""
         if (
             not nickname
+            or not _encodable(nickname)  # JSON can carry lone surrogates; no store takes them
             or not password
             or len(password) > MAX_PASSWORD_LENGTH
             or not _encodable(password)

@@ -47,7 +47,7 @@ def _float(minimum: float, *, exclusive: bool = False) -> Callable[[Any], float]
             raise ValueError("expected a number")
         try:
             number = float(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: a huge TOML integer
             raise ValueError(f"expected a number, got {value!r}") from None
         if number != number or number in (float("inf"), float("-inf")):
             raise ValueError("expected a finite number")
@@ -89,6 +89,14 @@ def _origin(value: Any) -> str:
     if text != "*" and "://" not in text:
         raise ValueError(f"{value!r} is not an origin like https://chat.example.com or *")
     return text
+
+
+def _redis_url(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a redis:// URL")
+    if value and (not value.startswith("redis://") or len(value) <= len("redis://")):
+        raise ValueError(f"{value!r} is not a redis://host:port/db URL")
+    return value
 
 
 def endpoint_description(value: Any) -> str:
@@ -148,8 +156,34 @@ SETTINGS: tuple[Setting, ...] = (
         "db",
         "chat.db",
         _text,
-        "SQLite database file, or :memory: for a throw-away in-memory store.",
-        "PATH",
+        "SQLite database file, :memory: for a throw-away in-memory store, or a "
+        "PostgreSQL URL postgresql://user[:password]@host:port/dbname (needs the "
+        "postgres extra; shared by every instance).",
+        "DB",
+    ),
+    Setting(
+        "db_pool_size",
+        4,
+        _int(1, 100),
+        "PostgreSQL connections per instance (SQLite always uses one).",
+        "N",
+    ),
+    Setting(
+        "redis",
+        "",
+        _redis_url,
+        "Redis URL (redis://host:6379/0, optionally ?prefix=NAME) that turns on "
+        "multi-instance mode: rooms, direct messages, bans and presence shared "
+        "with every instance on the same Redis and database; empty = one instance.",
+        "URL",
+    ),
+    Setting(
+        "presence_ttl",
+        30.0,
+        _float(3),
+        "With --redis: seconds an instance's presence lives without renewal, so "
+        "a crashed instance's users disappear within this time.",
+        "SECONDS",
     ),
     Setting("bcrypt_rounds", 12, _int(4, 31), "bcrypt cost for new passwords (4-31).", "N"),
     Setting(
@@ -343,6 +377,9 @@ class Settings:
     port: tuple[str, ...] = ("tcp:8080",)
     tcp: tuple[str, ...] = ()
     db: str = "chat.db"
+    db_pool_size: int = 4
+    redis: str = ""
+    presence_ttl: float = 30.0
     bcrypt_rounds: int = 12
     bcrypt_threads: int = 2
     rate_limit: float = 10.0

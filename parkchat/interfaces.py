@@ -3,7 +3,7 @@ knows of storage and of cross-process fan-out."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -105,16 +105,32 @@ class IMessageStore(Interface):
         """Release connections; pending operations finish first."""
 
 
+class IBusHandler(Interface):
+    """What a bus hands events to: the ChatService of this instance."""
+
+    def deliver(room: str, message: Any) -> None:
+        """A room event (``Message``) for the local members of ``room``."""
+
+    def control(event: dict[str, Any]) -> None:
+        """An instance-wide event (direct message, ban, kick, session) as a
+        JSON-able dict with a ``kind``."""
+
+    def presence_snapshot() -> dict[str, Any]:
+        """This instance's presence, for the bus to share:
+        ``{"users": {user_key: [user_id, nickname]}, "rooms": {room: [nick, ...]}}``."""
+
+
 class IBus(Interface):
-    """Fan-out of room events between the instances serving a room.
+    """Fan-out between the instances serving the same rooms and accounts.
 
     The local implementation hands events straight back to this process; the
-    Redis one (a later issue) publishes them to every instance. Rooms never
-    know which one is installed.
+    Redis one publishes them to every instance (itself included, so that all
+    instances see a room's events in the same order). Rooms never know which
+    one is installed.
     """
 
-    def attach(deliver: Callable[[str, Any], None]) -> None:
-        """Set the function that receives ``(room, message)`` for local rooms."""
+    def attach(handler: IBusHandler) -> None:
+        """Set the receiver of events (the service)."""
 
     def subscribe(room: str) -> None:
         """Start receiving events of ``room`` (its first local member joined)."""
@@ -123,4 +139,14 @@ class IBus(Interface):
         """Stop receiving events of ``room`` (its last local member left)."""
 
     def publish(room: str, message: Any) -> None:
-        """Send ``message`` to every instance with members in ``room``."""
+        """Send a room event to every instance with members in ``room``."""
+
+    def publish_control(event: dict[str, Any]) -> None:
+        """Send an instance-wide event to every instance."""
+
+    def presence_changed() -> None:
+        """This instance's presence changed: share it soon (may coalesce)."""
+
+    def remote_presence() -> dict[str, Any]:
+        """Other live instances' presence, merged: ``{"users": {key: [id,
+        nick]}, "rooms": {room: [nick, ...]}}`` (nicknames may repeat)."""

@@ -13,15 +13,18 @@ included) here and, with a shared bus, on every other instance.
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.application.service import Service
 from twisted.cred.portal import Portal
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
-from parkchat.accounts import Accounts
+from parkchat.accounts import Accounts, _encodable
 from parkchat.auth import PasswordHasher, VerifiedCredentials, make_portal
 from parkchat.bus.local import LocalBus
 from parkchat.errors import (
@@ -32,7 +35,7 @@ from parkchat.errors import (
     TooManyAttempts,
     UnknownRecipient,
 )
-from parkchat.interfaces import IBus, IMessageStore, IParticipant
+from parkchat.interfaces import IBus, IBusHandler, IMessageStore, IParticipant
 from parkchat.limits import ConnectionCounter, Limits, LoginThrottle, TokenBucketLimiter
 from parkchat.model import (
     JOINED,
@@ -47,6 +50,7 @@ from parkchat.model import (
     validate_content,
     validate_room,
 )
+from parkchat.recent import RecentMessages
 from parkchat.rooms import Room
 from parkchat.store.writer import GroupCommitWriter
 
@@ -55,8 +59,11 @@ _log = Logger()
 SHUTDOWN_REASON = "server shutting down"
 REPLACED_REASON = "replaced by a newer session"
 BANNED_REASON = "banned"
+#: The largest id a store can hold (SQL BIGINT); larger ones are refused, not sent to it.
+MAX_ID = 2**63 - 1
 
 
+@implementer(IBusHandler)
 class ChatService(Service):
     """Rooms, connections, accounts and messages of one parkchat process."""
 
@@ -70,8 +77,13 @@ class ChatService(Service):
         limits: Limits | None = None,
         credential_cache: VerifiedCredentials | None = None,
         single_session: bool = False,
+        instance_id: str = "",
+        recent_history: bool = True,
     ) -> None:
         self.setName("chat")
+        #: Names this process among the instances sharing a bus; prefixes
+        #: connection ids so that they are unique across instances.
+        self.instance_id = instance_id
         self.store = store
         self.clock = clock
         self.limits = limits if limits is not None else Limits()
@@ -79,7 +91,7 @@ class ChatService(Service):
         self.portal: Portal = make_portal(self._login_for_cred)
         self.writer = GroupCommitWriter(store.insert_messages, clock)
         self.bus: IBus = bus if bus is not None else LocalBus()
-        self.bus.attach(self._deliver)
+        self.bus.attach(self)
         self._rooms: dict[str, Room] = {}
         self._connections: dict[IParticipant, set[str]] = {}
         self._rate = TokenBucketLimiter(clock, self.limits.rate_limit, self.limits.rate_burst)
@@ -97,6 +109,12 @@ class ChatService(Service):
         self._by_user: dict[str, dict[IParticipant, None]] = {}
         self._bans: dict[int, Ban] = {}
         self.single_session = single_session
+        #: In-memory newest messages per room; only with one instance (see
+        #: parkchat.recent), so not with a shared bus.
+        self.recent: RecentMessages | None = (
+            RecentMessages(self.limits.history_max) if recent_history else None
+        )
+        self._recent_loads: dict[str, list[Deferred[list[Message]]]] = {}
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -162,8 +180,13 @@ class ChatService(Service):
         self._per_ip.acquire(participant.peer_host)
         self._connections[participant] = set()
         self._next_id += 1
-        connection_id = self._ids[participant] = f"c{self._next_id}"
+        prefix = f"{self.instance_id}." if self.instance_id else ""
+        connection_id = self._ids[participant] = f"{prefix}c{self._next_id}"
         self._by_user.setdefault(key, {})[participant] = None
+        if self.single_session and participant.user_id is not None:
+            # Older sessions on other instances close too.
+            self._control({"kind": "session", "user_key": key, "keep": connection_id})
+        self.bus.presence_changed()
         return connection_id
 
     def disconnect(self, participant: IParticipant) -> None:
@@ -182,6 +205,7 @@ class ChatService(Service):
         self._per_ip.release(participant.peer_host)
         for name in list(rooms):
             self._leave_room(participant, name)
+        self.bus.presence_changed()
 
     def _force_out(self, participant: IParticipant, reason: str) -> None:
         """Close a connection the server wants gone (ban, replaced session) and
@@ -220,6 +244,7 @@ class ChatService(Service):
             return room
         room.add(participant)
         rooms.add(room_name)
+        self.bus.presence_changed()
         self.bus.publish(
             room_name, system_message(room_name, participant.nickname, JOINED, self._now_ms())
         )
@@ -239,17 +264,26 @@ class ChatService(Service):
         room = self._rooms.get(room_name)
         if room is None or not room.remove(participant):
             return
-        if not len(room):
-            del self._rooms[room_name]
-            self.bus.unsubscribe(room_name)
-        elif not self._stopping:
+        self.bus.presence_changed()
+        if not self._stopping:
+            # Even when the room is now empty here: with a shared bus, its
+            # members on other instances must hear of the leave.
             self.bus.publish(
                 room_name, system_message(room_name, participant.nickname, LEFT, self._now_ms())
             )
+        if not len(room):
+            del self._rooms[room_name]
+            self.bus.unsubscribe(room_name)
 
     def kick(self, nickname: str, room_name: str, reason: str = "") -> int:
-        """Take every connection of ``nickname`` out of a room; return how
-        many were removed. Each is told through ``IParticipant.removed``."""
+        """Take every connection of ``nickname`` out of a room, on every
+        instance; return how many were removed here. Each is told through
+        ``IParticipant.removed``."""
+        kicked = self._kick_here(nickname, room_name, reason)
+        self._control({"kind": "kick", "nickname": nickname, "room": room_name, "reason": reason})
+        return kicked
+
+    def _kick_here(self, nickname: str, room_name: str, reason: str) -> int:
         key = nickname_key(nickname)
         kicked = 0
         for participant in list(self._by_user.get(key, ())):
@@ -266,6 +300,13 @@ class ChatService(Service):
         return frozenset(self._connections.get(participant, ()))
 
     def members(self, room_name: str) -> list[str]:
+        """Nicknames present in a room, on every instance (others' as last
+        shared through the bus)."""
+        here = self.local_members(room_name)
+        remote = self.bus.remote_presence()["rooms"].get(room_name, ())
+        return list(dict.fromkeys([*here, *remote]))
+
+    def local_members(self, room_name: str) -> list[str]:
         """Nicknames present in a room on this instance."""
         room = self._rooms.get(room_name)
         return room.nicknames() if room is not None else []
@@ -290,8 +331,11 @@ class ChatService(Service):
         return len(self.members(room_name))
 
     def online_users(self) -> list[User]:
-        """Accounts with at least one open connection, by id."""
-        seen: dict[int, User] = {}
+        """Accounts with at least one open connection on any instance, by id."""
+        seen: dict[int, User] = {
+            int(user_id): User(int(user_id), nickname)
+            for user_id, nickname in self.bus.remote_presence()["users"].values()
+        }
         for participants in self._by_user.values():
             for p in participants:
                 if p.user_id is not None:
@@ -300,7 +344,57 @@ class ChatService(Service):
         return [seen[k] for k in sorted(seen)]
 
     def is_online(self, nickname: str) -> bool:
-        return nickname_key(nickname) in self._by_user
+        key = nickname_key(nickname)
+        return key in self._by_user or key in self.bus.remote_presence()["users"]
+
+    # -- the bus: events from every instance -------------------------------
+
+    def presence_snapshot(self) -> dict[str, Any]:
+        """What this instance shares of its presence (IBusHandler)."""
+        users: dict[str, list[Any]] = {}
+        for key, participants in self._by_user.items():
+            for p in participants:
+                if p.user_id is not None:
+                    users[key] = [p.user_id, p.nickname]
+                    break
+        rooms = {name: room.nicknames() for name, room in self._rooms.items()}
+        return {"users": users, "rooms": rooms}
+
+    def _control(self, event: dict[str, Any]) -> None:
+        """Publish an instance-wide event, stamped with this instance."""
+        event["instance"] = self.instance_id
+        self.bus.publish_control(event)
+
+    def control(self, event: dict[str, Any]) -> None:
+        """An instance-wide event from the bus (IBusHandler). Kicks, bans and
+        session takeovers were already applied where they were made; direct
+        messages are delivered wherever the recipient is connected."""
+        kind = event.get("kind")
+        try:
+            if kind == "dm":
+                self._deliver_direct(event)
+                return
+            if event.get("instance") == self.instance_id:
+                return
+            if kind == "kick":
+                self._kick_here(event["nickname"], event["room"], event.get("reason", ""))
+            elif kind == "ban":
+                ban = Ban(
+                    event["user_id"],
+                    event["nickname"],
+                    event["reason"],
+                    event["created_ms"],
+                    event["expires_ms"],
+                )
+                self._apply_ban(ban)
+            elif kind == "unban":
+                self._bans.pop(event["user_id"], None)
+            elif kind == "session":
+                for p in list(self._by_user.get(event["user_key"], ())):
+                    if p.user_id is not None and self._ids.get(p) != event["keep"]:
+                        self._force_out(p, REPLACED_REASON)
+        except (KeyError, TypeError, ValueError):
+            _log.failure("malformed control event {event!r}", event=event)
 
     # -- messages ----------------------------------------------------------
 
@@ -346,11 +440,14 @@ class ChatService(Service):
         )
 
     def _publish(self, message: Message) -> Message:
+        if self.recent is not None:
+            self.recent.add(message)
         self.bus.publish(message.room, message)
         return message
 
-    def _deliver(self, room_name: str, message: Message) -> None:
-        """The bus hands every event of a room this instance serves to here."""
+    def deliver(self, room_name: str, message: Message) -> None:
+        """The bus hands every event of a room this instance serves to here
+        (IBusHandler)."""
         room = self._rooms.get(room_name)
         if room is None:
             return
@@ -372,9 +469,47 @@ class ChatService(Service):
         if not 1 <= limit <= self.limits.history_max:
             raise InvalidRequest(f"limit must be between 1 and {self.limits.history_max}")
         for name, value in (("before", before), ("after", after)):
-            if value is not None and value < 0:
+            if value is not None and not 0 <= value <= MAX_ID:
                 raise InvalidRequest(f"{name} must be a message id")
-        return self.store.recent_messages(room_name, limit, before, after)
+        if self.recent is None or before is not None or after is not None:
+            return self.store.recent_messages(room_name, limit, before, after)
+        cached = self.recent.get(room_name, limit)
+        if cached is not None:
+            return succeed(cached)
+        return self._load_recent(room_name).addCallback(lambda window: window[-limit:])
+
+    def _load_recent(self, room_name: str) -> Deferred[list[Message]]:
+        """Load a room's newest messages into ``recent``; concurrent readers
+        of the same room share one query."""
+        d: Deferred[list[Message]] = Deferred()
+        waiting = self._recent_loads.get(room_name)
+        if waiting is not None:
+            waiting.append(d)
+            return d
+        self._recent_loads[room_name] = [d]
+        assert self.recent is not None
+        self.recent.loading(room_name)
+        recent = self.recent
+
+        def loaded(stored: list[Message]) -> None:
+            window = recent.fill(room_name, stored)
+            for waiter in self._recent_loads.pop(room_name, []):
+                waiter.callback(window)
+
+        def failed(failure: Failure) -> None:
+            recent._loading.pop(room_name, None)
+            for waiter in self._recent_loads.pop(room_name, []):
+                waiter.errback(failure)
+
+        self.store.recent_messages(room_name, self.limits.history_max).addCallbacks(loaded, failed)
+        return d
+
+    def history_version(self, room_name: str) -> int | None:
+        """A number that changes whenever the cached newest messages of a room
+        change, or None when they are not cached (for response caches)."""
+        if self.recent is None or self.recent.get(room_name, 1) is None:
+            return None
+        return self.recent.version(room_name)
 
     # -- direct messages ---------------------------------------------------
 
@@ -389,6 +524,8 @@ class ChatService(Service):
         content = validate_content(content, self.limits.max_content_length)
         if isinstance(to, bool) or not isinstance(to, int | str) or to == "":
             raise InvalidRequest("name the recipient by user id or nickname")
+        if not (0 < to <= MAX_ID if isinstance(to, int) else _encodable(to)):
+            raise UnknownRecipient(f"no account {to!r}")  # no store could hold it
         self._rate.consume(nickname_key(participant.nickname))
         if isinstance(to, int):
             recipient = await self.store.get_user_by_id(to)
@@ -409,9 +546,36 @@ class ChatService(Service):
             content,
             now,
         )
+        self._control(
+            {
+                "kind": "dm",
+                "id": message.id,
+                "from_user_id": message.from_user_id,
+                "from": message.from_nickname,
+                "to_user_id": message.to_user_id,
+                "to": message.to_nickname,
+                "content": message.content,
+                "timestamp_ms": message.timestamp_ms,
+            }
+        )
+        return message
+
+    def _deliver_direct(self, event: dict[str, Any]) -> None:
+        """Hand a direct message to this instance's connections of the
+        recipient's account; mark it delivered if one took it. Until then it
+        waits for ``offline_messages``."""
+        message = DirectMessage(
+            event["id"],
+            event["from_user_id"],
+            event["from"],
+            event["to_user_id"],
+            event["to"],
+            event["content"],
+            event["timestamp_ms"],
+        )
         delivered = False
-        for target in list(self._by_user.get(nickname_key(recipient.nickname), ())):
-            if target.user_id != recipient.id:
+        for target in list(self._by_user.get(nickname_key(message.to_nickname), ())):
+            if target.user_id != message.to_user_id:
                 continue  # a guest or external-token user sharing the name
             try:
                 delivered = target.direct(message) or delivered
@@ -420,8 +584,9 @@ class ChatService(Service):
         if delivered:
             # Stored first, marked after: a crash in between redelivers it
             # through get_offline rather than losing it.
-            await self.store.mark_delivered([message_id])
-        return message
+            self.store.mark_delivered([message.id]).addErrback(
+                lambda f: _log.failure("marking a direct message delivered failed", f)
+            )
 
     async def offline_messages(
         self, participant: IParticipant, limit: int = 500
@@ -466,10 +631,24 @@ class ChatService(Service):
         expires = None if duration is None else now + int(duration * 1000)
         await self.store.set_ban(user.id, reason, now, expires)
         ban = Ban(user.id, user.nickname, reason, now, expires)
-        self._bans[user.id] = ban
-        for participant in list(self._by_user.get(nickname_key(user.nickname), ())):
-            self._force_out(participant, BANNED_REASON)
+        self._apply_ban(ban)
+        self._control(
+            {
+                "kind": "ban",
+                "user_id": ban.user_id,
+                "nickname": ban.nickname,
+                "reason": ban.reason,
+                "created_ms": ban.created_ms,
+                "expires_ms": ban.expires_ms,
+            }
+        )
         return ban
+
+    def _apply_ban(self, ban: Ban) -> None:
+        self._bans[ban.user_id] = ban
+        for participant in list(self._by_user.get(nickname_key(ban.nickname), ())):
+            if participant.user_id == ban.user_id:
+                self._force_out(participant, BANNED_REASON)
 
     async def unban(self, nickname: str) -> bool:
         user = await self.store.get_user(nickname)
@@ -477,6 +656,7 @@ class ChatService(Service):
             raise UnknownRecipient(f"no account {nickname!r}")
         self._bans.pop(user.id, None)
         removed: bool = await self.store.remove_ban(user.id)
+        self._control({"kind": "unban", "user_id": user.id})
         return removed
 
     def bans(self) -> list[Ban]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
@@ -20,8 +22,9 @@ from twisted.python.threadpool import ThreadPool
 
 from parkchat import __version__
 from parkchat.auth import PasswordHasher, VerifiedCredentials
+from parkchat.bus.redis import RedisBus, RedisURLError
 from parkchat.config import SETTINGS, ConfigError, Settings, resolve
-from parkchat.interfaces import IMessageStore
+from parkchat.interfaces import IBus, IMessageStore
 from parkchat.limits import Limits
 from parkchat.protocols.line import LineChatFactory
 from parkchat.protocols.mychat import MyChatFactory
@@ -29,9 +32,11 @@ from parkchat.protocols.stream import StreamOptions
 from parkchat.protocols.unified import AppSocketFactory
 from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.service import ChatService
+from parkchat.store import is_postgres_url
 from parkchat.store.memory import MemoryStore
 from parkchat.store.schema import SchemaError
-from parkchat.store.sqlite import load_or_create_setting, open_sqlite
+from parkchat.store.sqlite import load_or_create_setting as load_or_create_sqlite_setting
+from parkchat.store.sqlite import open_sqlite
 from parkchat.tokens import ExternalTokenVerifier, TokenAuthority, TokenVerifier
 from parkchat.web.site import make_site
 
@@ -137,13 +142,43 @@ class ThreadPoolService(Service):
         self.pool.stop()
 
 
-def open_store(db: str, reactor: Any) -> IMessageStore:
+def _postgres() -> ModuleType:
+    """``parkchat.store.postgres``, imported only when ``--db`` asks for it
+    (psycopg2 comes with the optional ``postgres`` extra)."""
+    try:
+        from parkchat.store import postgres
+    except ImportError as e:
+        raise SystemExit(
+            f"parkchat: --db postgresql://... needs psycopg2 ({e}); "
+            "install it with: pip install 'parkchat[postgres]'"
+        ) from None
+    return postgres
+
+
+def _redacted(db: str) -> str:
+    """``db`` without the password a PostgreSQL URL may carry, for messages."""
+    if not is_postgres_url(db):
+        return db
+    url = urlsplit(db)
+    if url.password is None:
+        return db
+    netloc = url.netloc.replace(f":{url.password}@", ":***@", 1)
+    return url._replace(netloc=netloc).geturl()
+
+
+def open_store(db: str, reactor: Any, pool_size: int = 4) -> IMessageStore:
+    """The store ``--db`` names: ``:memory:``, a PostgreSQL URL (``pool_size``
+    connections) or a SQLite file; schema created or upgraded first."""
     if db == ":memory:":
         return MemoryStore()
     try:
+        if is_postgres_url(db):
+            store: IMessageStore = _postgres().open_postgres(db, reactor, pool_size)
+            return store
         return open_sqlite(db, reactor)
     except (OSError, SchemaError, Exception) as e:
-        raise SystemExit(f"parkchat: cannot open database {db}: {e}") from None
+        message = str(e).strip().replace(db, _redacted(db))
+        raise SystemExit(f"parkchat: cannot open database {_redacted(db)}: {message}") from None
 
 
 class Listener(StreamServerEndpointService):
@@ -172,6 +207,10 @@ def token_secret(settings: Settings) -> str:
         return settings.token_secret
     if settings.db == ":memory:":
         return secrets.token_urlsafe(48)
+    if is_postgres_url(settings.db):
+        load_or_create_setting = _postgres().load_or_create_setting
+    else:
+        load_or_create_setting = load_or_create_sqlite_setting
     return load_or_create_setting(settings.db, "token_secret", lambda: secrets.token_urlsafe(48))
 
 
@@ -193,7 +232,20 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     ThreadPoolService(bcrypt_pool).setServiceParent(top)
     hasher = PasswordHasher.on_threadpool(reactor, bcrypt_pool, settings.bcrypt_rounds)
 
-    store = open_store(settings.db, reactor)
+    store = open_store(settings.db, reactor, settings.db_pool_size)
+    bus: IBus | None = None
+    instance_id = ""
+    if settings.redis:
+        instance_id = secrets.token_hex(4)
+        try:
+            redis_bus = RedisBus(
+                settings.redis, reactor, reactor, instance_id, presence_ttl=settings.presence_ttl
+            )
+        except RedisURLError as e:
+            raise SystemExit(f"parkchat: {e}") from None
+        # Before the chat service: stopped after it, so goodbyes still cross.
+        redis_bus.setServiceParent(top)
+        bus = redis_bus
     service = ChatService(
         store,
         hasher,
@@ -212,6 +264,9 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
             reactor, ttl=settings.auth_cache_ttl, max_entries=settings.auth_cache_size
         ),
         single_session=settings.single_session,
+        bus=bus,
+        instance_id=instance_id,
+        recent_history=bus is None,
     )
     service.setServiceParent(top)
 

@@ -474,3 +474,35 @@ class GroupCommitSQLiteTests(SchemaTestCase):
         stored = await gatherResults(first + later)
         self.assertEqual([m.content for m in stored][:3], ["a0", "a1", "a2"])
         self.assertEqual(await store.recent_messages("lobby", 100), stored)
+
+
+class ConcurrentStartTests(TestCase):
+    """Several processes opening one new SQLite file at once."""
+
+    def test_step_applied_by_another_process_is_skipped(self) -> None:
+        """A process that read "no schema" and then lost the race for the
+        write lock finds the schema in place and applies nothing."""
+        from parkchat.store.schema import SQLiteSchema, read_script
+
+        path = self.mktemp()
+        late, early = sqlite3.connect(path), sqlite3.connect(path)
+        self.addCleanup(late.close)
+        self.addCleanup(early.close)
+        self.assertIsNone(SQLiteSchema(late).current_version())
+        latest = latest_version()
+        script = read_script(SCHEMA_DIR, f"v{latest}", "sqlite")
+        self.assertEqual(SQLiteSchema(early).apply(script, latest, None), latest)
+        # the late one would fail with "table already exists" if it ran the script
+        self.assertEqual(SQLiteSchema(late).apply(script, latest, None), latest)
+        self.assertEqual(late.execute("SELECT count(*) FROM schema_version").fetchone(), (1,))
+
+    def test_statements_split_on_sql_boundaries(self) -> None:
+        """Semicolons inside strings and comments do not split statements."""
+        from parkchat.store.schema import _statements
+
+        script = (
+            "CREATE TABLE t (x TEXT DEFAULT ';');\n"
+            "-- a comment; here\n"
+            "INSERT INTO t VALUES ('a;b');\n"
+        )
+        self.assertEqual(len(_statements(script)), 2)

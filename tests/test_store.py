@@ -1,10 +1,10 @@
 """One behaviour suite for every IMessageStore.
 
 ``MessageStoreTestsMixin`` holds the behaviour; each implementation gets a
-small subclass that only says how to build a store. A PostgreSQL store will be
-a third subclass, run when ``PARKCHAT_TEST_POSTGRES`` names a database URL
-(and skipped otherwise), so the fake, SQLite and PostgreSQL are held to the
-same contract.
+small subclass that only says how to build a store. The PostgreSQL store is
+the third subclass, run when ``PARKCHAT_TEST_POSTGRES`` names a database URL
+(and skipped otherwise; see ``tests/postgres_support.py``), so the fake,
+SQLite and PostgreSQL are held to the same contract.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from parkchat.interfaces import IMessageStore
 from parkchat.model import Message
 from parkchat.store.memory import MemoryStore
 from parkchat.store.sqlite import open_sqlite
+from tests import postgres_support
 
 T0 = 1_700_000_000_000
 
@@ -262,7 +263,14 @@ class SQLiteStoreTests(MessageStoreTestsMixin, TestCase):
         return store
 
 
-# A PostgreSQL store joins here as ``PostgreSQLStoreTests(MessageStoreTestsMixin,
-# TestCase)``: make_store() connects to the database named by the
-# PARKCHAT_TEST_POSTGRES environment variable (the class is skipped when it is
-# unset) and empties the tables first.
+class PostgreSQLStoreTests(MessageStoreTestsMixin, TestCase):
+    """The contract, for the PostgreSQL store on a new database per test."""
+
+    skip = postgres_support.SKIP_REASON
+
+    def make_store(self) -> IMessageStore:
+        from parkchat.store.postgres import open_postgres
+
+        store = open_postgres(postgres_support.create_database(self.addCleanup))
+        self.addCleanup(store.close)
+        return store

@@ -1,6 +1,7 @@
 """The store methods of schema version 2 (direct messages, bans, user
-listing), held to one contract for the in-memory store and SQLite on a real
-file; and the shipped v2 schema itself: the full script and the upgrade from
+listing), held to one contract for the in-memory store, SQLite on a real
+file and PostgreSQL (when ``PARKCHAT_TEST_POSTGRES`` is set); and the shipped
+v2 schema itself: the full script and the upgrade from
 v1 build the same database, an upgrade keeps the data, and server settings
 are created once.
 """
@@ -21,6 +22,7 @@ from parkchat.model import Ban, DirectMessage, Message, StoredUser, User
 from parkchat.store.memory import MemoryStore
 from parkchat.store.schema import SCHEMA_DIR, latest_version
 from parkchat.store.sqlite import load_or_create_setting, open_sqlite, prepare_sqlite
+from tests import postgres_support
 
 T0 = 1_700_000_000_000
 
@@ -172,6 +174,19 @@ class SQLiteStoreV2Tests(StoreV2TestsMixin, TestCase):
 
     def make_store(self) -> IMessageStore:
         store = open_sqlite(self.mktemp())
+        self.addCleanup(store.close)
+        return store
+
+
+class PostgreSQLStoreV2Tests(StoreV2TestsMixin, TestCase):
+    """The version-2 contract, for PostgreSQL on a new database per test."""
+
+    skip = postgres_support.SKIP_REASON
+
+    def make_store(self) -> IMessageStore:
+        from parkchat.store.postgres import open_postgres
+
+        store = open_postgres(postgres_support.create_database(self.addCleanup))
         self.addCleanup(store.close)
         return store
 

@@ -2,27 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from zope.interface import implementer
 
-from parkchat.interfaces import IBus
-
-
-def _nowhere(room: str, message: Any) -> None:
-    raise RuntimeError("LocalBus used before attach()")
+from parkchat.interfaces import IBus, IBusHandler
 
 
 @implementer(IBus)
 class LocalBus:
-    """Delivers published events synchronously to this process's rooms."""
+    """Delivers published events synchronously to this process."""
 
     def __init__(self) -> None:
-        self._deliver: Callable[[str, Any], None] = _nowhere
+        self._handler: IBusHandler | None = None
 
-    def attach(self, deliver: Callable[[str, Any], None]) -> None:
-        self._deliver = deliver
+    def attach(self, handler: IBusHandler) -> None:
+        self._handler = handler
+
+    def _target(self) -> IBusHandler:
+        if self._handler is None:
+            raise RuntimeError("LocalBus used before attach()")
+        return self._handler
 
     def subscribe(self, room: str) -> None:
         pass
@@ -31,4 +31,13 @@ class LocalBus:
         pass
 
     def publish(self, room: str, message: Any) -> None:
-        self._deliver(room, message)
+        self._target().deliver(room, message)
+
+    def publish_control(self, event: dict[str, Any]) -> None:
+        self._target().control(event)
+
+    def presence_changed(self) -> None:
+        pass
+
+    def remote_presence(self) -> dict[str, Any]:
+        return {"users": {}, "rooms": {}}

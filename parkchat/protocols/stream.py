@@ -181,6 +181,9 @@ class StreamSession:
             return
         try:
             value, end = json.JSONDecoder().raw_decode(document)
+        except RecursionError:  # nested deeper than the parser goes
+            self._refuse(InvalidRequest("handshake is nested too deeply"))
+            return
         except json.JSONDecodeError as e:
             incomplete = e.pos >= len(document.rstrip())
             if incomplete and len(self._handshake) < self._max_handshake:

@@ -3,7 +3,9 @@
 All SQL parkchat runs is here. Every public method runs one named ``*_txn``
 function through ``ConnectionPool.runInteraction`` on the pool's thread. The
 SQL is written with ``?`` placeholders; ``Dialect`` holds the few things that
-differ between engines so that a PostgreSQL store can sit beside this one.
+differ between engines (placeholders, errors, how inserted ids come back), so
+the PostgreSQL store (``postgres.py``) is this same ``SQLStore`` and these same
+``*_txn`` functions with another dialect and pool.
 
 SQLite gets one connection (``cp_min = cp_max = 1``): it has a single writer,
 and more connections only trade throughput for "database is locked" errors.
@@ -22,6 +24,8 @@ from typing import Any
 
 from twisted.enterprise import adbapi
 from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from parkchat.errors import AccountExists
@@ -31,17 +35,41 @@ from parkchat.store.schema import SCHEMA_DIR, upgrade_sqlite
 
 BUSY_TIMEOUT_MS = 5000
 
+_log = Logger()
+
 
 @dataclass(frozen=True)
 class Dialect:
-    """What differs between SQL engines, kept in one place."""
+    """What differs between SQL engines, kept in one place.
+
+    The methods implement SQLite's way; an engine that differs overrides
+    them in a subclass (see ``postgres.PostgresDialect``).
+    """
 
     name: str
     integrity_error: type[Exception]
     placeholder: str = "?"
+    #: Errors meaning the connection was lost (server restart, a terminated
+    #: backend): a read that fails with one is retried on a new connection.
+    #: SQLite is a file, never "disconnected": none.
+    connection_errors: tuple[type[Exception], ...] = ()
 
     def sql(self, query: str) -> str:
         return query if self.placeholder == "?" else query.replace("?", self.placeholder)
+
+    def insert_returning_ids(
+        self, txn: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> list[int]:
+        """Insert ``rows`` into ``table`` and return their new ``id`` values,
+        in the order of ``rows``."""
+        query = self.sql(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+        )
+        ids = []
+        for row in rows:
+            txn.execute(query, tuple(row))
+            ids.append(int(txn.lastrowid))
+        return ids
 
 
 SQLITE = Dialect("sqlite", sqlite3.IntegrityError)
@@ -63,15 +91,14 @@ def _message_from_row(row: Sequence[Any]) -> Message:
 
 
 def insert_messages_txn(txn: Any, dialect: Dialect, messages: Sequence[Message]) -> list[int]:
-    query = dialect.sql(
-        "INSERT INTO messages (room, user_id, nickname, content, created_ms, type) "
-        "VALUES (?, ?, ?, ?, ?, ?)"
+    if not messages:
+        return []
+    return dialect.insert_returning_ids(
+        txn,
+        "messages",
+        ("room", "user_id", "nickname", "content", "created_ms", "type"),
+        [(m.room, m.user_id, m.nickname, m.content, m.timestamp_ms, m.type) for m in messages],
     )
-    ids = []
-    for m in messages:
-        txn.execute(query, (m.room, m.user_id, m.nickname, m.content, m.timestamp_ms, m.type))
-        ids.append(int(txn.lastrowid))
-    return ids
 
 
 def recent_messages_txn(
@@ -115,22 +142,23 @@ def create_user_txn(
     txn: Any, dialect: Dialect, nickname: str, password_hash: bytes, created_ms: int
 ) -> StoredUser:
     try:
-        txn.execute(
-            dialect.sql(
-                "INSERT INTO users (nickname, nickname_key, password_hash, created_ms, "
-                "password_changed_ms) VALUES (?, ?, ?, ?, ?)"
-            ),
-            (
-                nickname,
-                nickname_key(nickname),
-                password_hash.decode("ascii"),
-                created_ms,
-                created_ms,
-            ),
+        [user_id] = dialect.insert_returning_ids(
+            txn,
+            "users",
+            ("nickname", "nickname_key", "password_hash", "created_ms", "password_changed_ms"),
+            [
+                (
+                    nickname,
+                    nickname_key(nickname),
+                    password_hash.decode("ascii"),
+                    created_ms,
+                    created_ms,
+                )
+            ],
         )
     except dialect.integrity_error as e:
         raise AccountExists() from e
-    return StoredUser(int(txn.lastrowid), nickname, password_hash)
+    return StoredUser(user_id, nickname, password_hash)
 
 
 def get_user_txn(txn: Any, dialect: Dialect, nickname: str) -> StoredUser | None:
@@ -178,14 +206,13 @@ def insert_direct_txn(
     created_ms: int,
     delivered: bool,
 ) -> int:
-    txn.execute(
-        dialect.sql(
-            "INSERT INTO direct_messages (from_user_id, to_user_id, content, created_ms, "
-            "delivered) VALUES (?, ?, ?, ?, ?)"
-        ),
-        (from_user_id, to_user_id, content, created_ms, int(delivered)),
+    [message_id] = dialect.insert_returning_ids(
+        txn,
+        "direct_messages",
+        ("from_user_id", "to_user_id", "content", "created_ms", "delivered"),
+        [(from_user_id, to_user_id, content, created_ms, int(delivered))],
     )
-    return int(txn.lastrowid)
+    return message_id
 
 
 def pending_direct_txn(
@@ -251,6 +278,19 @@ def list_bans_txn(txn: Any, dialect: Dialect) -> list[Ban]:
     return [_ban_from_row(r) for r in txn.fetchall()]
 
 
+def load_or_create_setting_txn(
+    txn: Any, dialect: Dialect, name: str, make: Callable[[], str]
+) -> str:
+    txn.execute(
+        dialect.sql(
+            "INSERT INTO server_settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING"
+        ),
+        (name, make()),
+    )
+    txn.execute(dialect.sql("SELECT value FROM server_settings WHERE name = ?"), (name,))
+    return str(txn.fetchone()[0])
+
+
 @implementer(IMessageStore)
 class SQLStore:
     """An IMessageStore over an adbapi pool (engine given by ``dialect``)."""
@@ -259,15 +299,49 @@ class SQLStore:
         self.pool = pool
         self.dialect = dialect
 
+    def _read(self, interaction: Callable[..., Any], *args: Any) -> Deferred[Any]:
+        """Run a read-only ``interaction``, again if its connection turns out
+        to have been dropped (``Dialect.connection_errors``).
+
+        adbapi's ``cp_reconnect`` discards a broken connection only after a
+        query on it has failed, so the first query after a server restart or
+        a terminated backend fails even though the database is back. A read
+        can simply run again; each failure discards one dead connection, so
+        one attempt per pooled connection more is enough to reach a live one.
+        Writes are not retried: a lost COMMIT reply leaves unknown whether
+        they happened.
+        """
+        d = self.pool.runInteraction(interaction, self.dialect, *args)
+        if self.dialect.connection_errors:
+            d.addErrback(self._retry_read, interaction, args, self.pool.max)
+        return d
+
+    def _retry_read(
+        self,
+        failure: Failure,
+        interaction: Callable[..., Any],
+        args: tuple[Any, ...],
+        retries: int,
+    ) -> Deferred[Any] | Failure:
+        failure.trap(*self.dialect.connection_errors)
+        if retries <= 0:
+            return failure
+        _log.warn(
+            "database connection lost ({error}); retrying {interaction}",
+            error=failure.getErrorMessage().strip(),
+            interaction=interaction.__name__,
+        )
+        d = self.pool.runInteraction(interaction, self.dialect, *args)
+        d.addErrback(self._retry_read, interaction, args, retries - 1)
+        return d
+
     def insert_messages(self, messages: Sequence[Message]) -> Deferred[list[int]]:
         return self.pool.runInteraction(insert_messages_txn, self.dialect, list(messages))
 
     def recent_messages(
         self, room: str, limit: int, before: int | None = None, after: int | None = None
     ) -> Deferred[list[Message]]:
-        return self.pool.runInteraction(
-            recent_messages_txn, self.dialect, room, limit, before, after
-        )
+        return self._read(recent_messages_txn, room, limit, before, after)
 
     def create_user(
         self, nickname: str, password_hash: bytes, created_ms: int
@@ -277,16 +351,16 @@ class SQLStore:
         )
 
     def get_user(self, nickname: str) -> Deferred[StoredUser | None]:
-        return self.pool.runInteraction(get_user_txn, self.dialect, nickname)
+        return self._read(get_user_txn, nickname)
 
     def set_password_hash(self, user_id: int, password_hash: bytes) -> Deferred[None]:
         return self.pool.runInteraction(set_password_hash_txn, self.dialect, user_id, password_hash)
 
     def get_user_by_id(self, user_id: int) -> Deferred[StoredUser | None]:
-        return self.pool.runInteraction(get_user_by_id_txn, self.dialect, user_id)
+        return self._read(get_user_by_id_txn, user_id)
 
     def list_users(self, limit: int, after_id: int = 0) -> Deferred[list[User]]:
-        return self.pool.runInteraction(list_users_txn, self.dialect, limit, after_id)
+        return self._read(list_users_txn, limit, after_id)
 
     def insert_direct(
         self, from_user_id: int, to_user_id: int, content: str, created_ms: int, delivered: bool
@@ -302,7 +376,7 @@ class SQLStore:
         )
 
     def pending_direct(self, to_user_id: int, limit: int) -> Deferred[list[DirectMessage]]:
-        return self.pool.runInteraction(pending_direct_txn, self.dialect, to_user_id, limit)
+        return self._read(pending_direct_txn, to_user_id, limit)
 
     def mark_delivered(self, ids: Sequence[int]) -> Deferred[None]:
         return self.pool.runInteraction(mark_delivered_txn, self.dialect, list(ids))
@@ -318,10 +392,10 @@ class SQLStore:
         return self.pool.runInteraction(remove_ban_txn, self.dialect, user_id)
 
     def get_ban(self, user_id: int) -> Deferred[Ban | None]:
-        return self.pool.runInteraction(get_ban_txn, self.dialect, user_id)
+        return self._read(get_ban_txn, user_id)
 
     def list_bans(self) -> Deferred[list[Ban]]:
-        return self.pool.runInteraction(list_bans_txn, self.dialect)
+        return self._read(list_bans_txn)
 
     def close(self) -> Deferred[None]:
         # ConnectionPool.close joins its thread, which finishes the running
@@ -396,12 +470,6 @@ def load_or_create_setting(path: str, name: str, make: Callable[[], str]) -> str
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
     try:
         with conn:
-            conn.execute(
-                "INSERT INTO server_settings (name, value) VALUES (?, ?) "
-                "ON CONFLICT (name) DO NOTHING",
-                (name, make()),
-            )
-        row = conn.execute("SELECT value FROM server_settings WHERE name = ?", (name,)).fetchone()
-        return str(row[0])
+            return load_or_create_setting_txn(conn.cursor(), SQLITE, name, make)
     finally:
         conn.close()

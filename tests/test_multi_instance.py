@@ -1,0 +1,463 @@
+"""Several real ``twistd -n parkchat`` instances on one Redis and one database.
+
+Each test starts two or three servers (``tests.e2e_support.ParkchatProcess``)
+with ``--redis redis://...?prefix=<unique>`` and ``--presence-ttl 3``, all on
+one fresh PostgreSQL database (``parkchat_mi_<random>``, dropped afterwards),
+and drives them with independent clients: the ``websockets`` sync client and
+``urllib``. They check what issue 6 promises: accounts, rooms, history,
+presence and direct messages shared; one order of a room's messages
+everywhere; a SIGKILLed instance's users gone within the TTL; recovery from a
+Redis restart, with the gap filled from ``/history?after=``.
+
+Services: Redis from ``PARKCHAT_TEST_REDIS`` (default
+``redis://127.0.0.1:6379/0``), PostgreSQL from ``PARKCHAT_TEST_POSTGRES``
+(default ``postgresql://postgres@127.0.0.1:5432/postgres``, a user that may
+create databases). Without Redis the module is skipped; without PostgreSQL
+the instances share one SQLite file (WAL works across processes on one
+machine). Under ``CI=true`` both must be there. Every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from typing import Any
+from urllib.parse import urlsplit
+
+from twisted.trial.unittest import SkipTest, TestCase
+
+from websockets.sync.client import ClientConnection, connect
+
+from tests.e2e_support import ParkchatProcess, basic_auth
+from tests.test_redis_bus import REDIS_HOST, REDIS_PORT, REDIS_URL, redis_reachable, require_redis
+
+POSTGRES_URL = os.environ.get(
+    "PARKCHAT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+IO_TIMEOUT = 5.0
+#: --presence-ttl of the instances: a killed instance's users go within it.
+PRESENCE_TTL = 3.0
+#: How Redis is started on these machines (docs of the python-svc machine kind);
+#: used only against the default local Redis.
+REDIS_START = [
+    "redis-server",
+    "--daemonize",
+    "yes",
+    "--bind",
+    "127.0.0.1",
+    "-::1",
+    "--port",
+    "6379",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    "/var/lib/redis",
+    "--logfile",
+    "/var/log/redis/ci.log",
+]
+
+Frame = dict[str, Any]
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _psycopg2() -> Any:
+    try:
+        import psycopg2
+    except ImportError:
+        return None
+    return psycopg2
+
+
+def postgres_admin() -> Any:
+    """An autocommit connection to ``POSTGRES_URL``, or None if unreachable."""
+    psycopg2 = _psycopg2()
+    if psycopg2 is None:
+        return None
+    try:
+        conn = psycopg2.connect(POSTGRES_URL, connect_timeout=3)
+    except psycopg2.Error:
+        return None
+    conn.autocommit = True
+    return conn
+
+
+def shared_database(case: TestCase) -> str:
+    """A fresh PostgreSQL database for the test's instances (dropped in
+    cleanup), or a SQLite file in the test's directory without PostgreSQL."""
+    conn = postgres_admin()
+    if conn is None:
+        if in_ci():
+            raise AssertionError(f"no PostgreSQL at {POSTGRES_URL}; CI must use it")
+        path = os.path.abspath(case.mktemp() + ".db")
+        return path
+    name = f"parkchat_mi_{secrets.token_hex(6)}"
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE {name}")
+    finally:
+        conn.close()
+
+    def drop() -> None:
+        admin = postgres_admin()
+        if admin is None:
+            return
+        try:
+            with admin.cursor() as cursor:
+                cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            admin.close()
+
+    case.addCleanup(drop)
+    return urlsplit(POSTGRES_URL)._replace(path="/" + name).geturl()
+
+
+def default_local_redis() -> bool:
+    return (REDIS_HOST, REDIS_PORT) in (("127.0.0.1", 6379), ("localhost", 6379))
+
+
+def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def start_redis() -> None:
+    """Start the local Redis the way the machine does, and wait for PING."""
+    if not redis_reachable():
+        subprocess.run(REDIS_START, check=True, timeout=15, capture_output=True)
+    wait_until(redis_reachable, 15, "Redis to answer")
+
+
+def stop_redis() -> None:
+    """``redis-cli shutdown nosave``, and wait until the port is closed."""
+    cli = shutil.which("redis-cli")
+    assert cli is not None
+    subprocess.run(
+        [cli, "-h", REDIS_HOST, "-p", str(REDIS_PORT), "shutdown", "nosave"],
+        capture_output=True,
+        timeout=10,
+    )
+    wait_until(lambda: not redis_reachable(), 10, "Redis to stop")
+
+
+class MultiInstanceCase(TestCase):
+    """Starts ``instances`` servers sharing a Redis prefix and a database."""
+
+    instances = 2
+    timeout = 120
+
+    def setUp(self) -> None:
+        require_redis()
+        self.prefix = f"mi{secrets.token_hex(6)}"
+        self.db = shared_database(self)
+        self.exits = ExitStack()
+        self.addCleanup(self.exits.close)
+        self.servers: list[ParkchatProcess] = []
+        self.passwords: dict[str, str] = {}
+        args = [
+            "--redis",
+            f"{REDIS_URL}?prefix={self.prefix}",
+            "--presence-ttl",
+            str(PRESENCE_TTL),
+            "--rate-limit",
+            "0",
+        ]
+        for _ in range(self.instances):
+            server = ParkchatProcess(self.mktemp(), tcp=False, db=self.db, args=args)
+            server.start()
+            self.addCleanup(server.stop)
+            self.servers.append(server)
+
+    # -- accounts ---------------------------------------------------------------
+
+    def register(self, nickname: str, server: int = 0) -> None:
+        self.passwords[nickname] = f"{nickname}-secret"
+        self.servers[server].register(nickname, self.passwords[nickname])
+
+    def token(self, nickname: str, server: int) -> str:
+        status, body = self.servers[server].request(
+            "/login", "POST", {"username": nickname, "password": self.passwords[nickname]}
+        )
+        self.assertEqual(status, 200, body)
+        return str(json.loads(body)["token"])
+
+    # -- clients ----------------------------------------------------------------
+
+    def _connect(self, url: str, headers: dict[str, str] | None = None) -> ClientConnection:
+        client = connect(
+            url, additional_headers=headers, open_timeout=IO_TIMEOUT, close_timeout=IO_TIMEOUT
+        )
+        return self.exits.enter_context(client)
+
+    def app(self, nickname: str, server: int, room: str | None = "lobby") -> ClientConnection:
+        """A /ws client of ``server``, logged in there, in ``room``."""
+        client = self._connect(self.servers[server].ws_url("/ws"))
+        ready = self.request(client, {"type": "auth", "body": self.token(nickname, server)})
+        self.assertEqual((ready["type"], ready["nickname"]), ("ready", nickname), ready)
+        if room is not None:
+            self.send(client, {"type": "join", "room": room, "id": "j"})
+            self.next_frame(client, lambda f: f.get("type") == "joined")
+        return client
+
+    def seed(self, nickname: str, server: int, room: str = "lobby") -> ClientConnection:
+        """A /ws/{room} (seed API) client with Basic auth; waits for its join."""
+        headers = {"Authorization": basic_auth(nickname, self.passwords[nickname])}
+        client = self._connect(self.servers[server].ws_url(f"/ws/{room}"), headers)
+        self.next_frame(client, lambda f: f.get("type") == "system" and f["nickname"] == nickname)
+        return client
+
+    def send(self, client: ClientConnection, value: Any) -> None:
+        client.send(json.dumps(value))
+
+    def recv(self, client: ClientConnection, timeout: float = IO_TIMEOUT) -> Frame:
+        frame: Frame = json.loads(client.recv(timeout=timeout))
+        return frame
+
+    def request(self, client: ClientConnection, value: Frame) -> Frame:
+        """Send a frame with an id and return the reply carrying that id
+        (events arriving meanwhile are skipped)."""
+        marker = f"r{secrets.token_hex(3)}"
+        self.send(client, {**value, "id": marker})
+        return self.next_frame(client, lambda f: f.get("id") == marker)
+
+    def next_frame(
+        self, client: ClientConnection, match: Callable[[Frame], bool], timeout: float = IO_TIMEOUT
+    ) -> Frame:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("no matching frame in time")
+            frame = self.recv(client, remaining)
+            if match(frame):
+                return frame
+
+    def chats(
+        self, client: ClientConnection, count: int, timeout: float = 15.0
+    ) -> list[tuple[int, str]]:
+        """The next ``count`` room messages a client gets, as (id, text);
+        acks and system events are skipped."""
+        got: list[tuple[int, str]] = []
+        deadline = time.monotonic() + timeout
+        while len(got) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"got {len(got)} of {count} messages: {got}")
+            frame = self.recv(client, remaining)
+            if frame.get("type") == "message":  # /ws
+                got.append((frame["id"], frame["body"]))
+            elif frame.get("type") == "chat" and "chat_room" in frame:  # /ws/{room}
+                got.append((frame["id"], frame["content"]))
+        return got
+
+    def assertQuiet(self, client: ClientConnection, seconds: float = 0.3) -> None:
+        """No room message arrives within ``seconds``."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                frame = self.recv(client, remaining)
+            except TimeoutError:
+                return
+            self.assertNotIn(frame.get("type"), ("message", "chat"), frame)
+
+    def online(self, client: ClientConnection) -> list[str]:
+        reply = self.request(client, {"type": "get_online_list"})
+        return sorted(u["nickname"] for u in reply["users"])
+
+    def who(self, client: ClientConnection, room: str = "lobby") -> list[str]:
+        return sorted(self.request(client, {"type": "who", "room": room})["users"])
+
+    def history(self, server: int, room: str, query: str = "") -> list[Frame]:
+        nickname = next(iter(self.passwords))
+        status, body = self.servers[server].request(
+            f"/history/{room}{query}", auth=(nickname, self.passwords[nickname])
+        )
+        self.assertEqual(status, 200, body)
+        result: list[Frame] = json.loads(body)
+        return result
+
+
+class SharedStateTests(MultiInstanceCase):
+    """Three instances: one service, as far as clients can tell."""
+
+    instances = 3
+
+    def test_accounts_and_tokens(self) -> None:
+        """An account registered on one instance logs in on the others; a
+        token from one instance is good on another; nicknames stay unique."""
+        self.register("alice", server=0)
+        for server in (1, 2):
+            self.app("alice", server, room=None)
+        token = self.token("alice", 1)
+        client = self._connect(self.servers[2].ws_url(f"/ws?token={token}"))
+        self.assertEqual(self.recv(client)["type"], "ready")
+        status, _ = self.servers[2].request(
+            "/register", "POST", {"nickname": "Alice", "password": "another-secret"}
+        )
+        self.assertEqual(status, 409)
+
+    def test_room_spans_instances(self) -> None:
+        """/ws and /ws/{room} members on three instances see every message
+        once and in one order; history is the same from every instance."""
+        for nickname in ("alice", "bob", "carol", "dave", "erin", "frank"):
+            self.register(nickname)
+        # Listeners, one per instance and surface, and a sender on each.
+        listeners = [self.seed("frank", 0), self.app("bob", 1), self.app("erin", 2)]
+        alice = self.app("alice", 0)  # /ws sender: acks instead of echoes
+        carol = self.app("carol", 1)
+        dave = self.seed("dave", 2)  # /ws/{room} sender: gets its own back
+        count = 45
+        for i in range(count):
+            if i % 3 == 0:
+                self.send(alice, {"type": "message", "body": f"m{i}"})
+            elif i % 3 == 1:
+                self.send(carol, {"type": "message", "body": f"m{i}"})
+            else:
+                self.send(dave, {"content": f"m{i}"})
+        reference = self.chats(listeners[0], count)
+        self.assertEqual(
+            sorted(text for _, text in reference), sorted(f"m{i}" for i in range(count))
+        )
+        self.assertEqual(len({i for i, _ in reference}), count)
+        for listener in listeners[1:]:
+            self.assertEqual(self.chats(listener, count), reference)
+        self.assertEqual(self.chats(dave, count), reference)
+        for sender, skip in ((alice, 0), (carol, 1)):
+            others = [m for m in reference if int(m[1][1:]) % 3 != skip]
+            self.assertEqual(self.chats(sender, len(others)), others)
+        for client in [*listeners, alice, carol, dave]:
+            self.assertQuiet(client, 0.2)
+        # History: the same 45 messages (by id) from every instance.
+        pages = [self.history(server, "lobby", "?limit=200") for server in range(3)]
+        self.assertEqual(pages[0], pages[1])
+        self.assertEqual(pages[0], pages[2])
+        self.assertEqual(sorted(m["id"] for m in pages[0]), sorted(i for i, _ in reference))
+
+    def test_presence_spans_instances(self) -> None:
+        for nickname in ("alice", "bob", "carol", "guest"):
+            self.register(nickname)
+        alice = self.app("alice", 0)
+        bob = self.app("bob", 1)
+        carol = self.seed("carol", 2)
+        everyone = ["alice", "bob", "carol"]
+        for client in (alice, bob):
+            wait_until(lambda: self.online(client) == everyone, 5, "everyone online")  # noqa: B023
+            wait_until(lambda: self.who(client) == everyone, 5, "everyone in the room")  # noqa: B023
+        carol.close()
+        wait_until(lambda: self.online(alice) == ["alice", "bob"], 5, "carol gone")
+        self.assertEqual(self.who(bob), ["alice", "bob"])
+
+    def test_direct_messages(self) -> None:
+        for nickname in ("alice", "bob", "carol"):
+            self.register(nickname)
+        alice = self.app("alice", 0, room=None)
+        bob = self.app("bob", 1, room=None)
+        ack = self.request(alice, {"type": "chat", "to": "bob", "content": "psst"})
+        self.assertEqual(ack["type"], "ack", ack)
+        dm = self.next_frame(bob, lambda f: f.get("type") == "chat")
+        self.assertEqual(
+            (dm["id"], dm["from"], dm["to"], dm["content"]),
+            (ack["message_id"], "alice", "bob", "psst"),
+        )
+        # Delivered over there: nothing left for get_offline.
+        wait_until(
+            lambda: self.request(bob, {"type": "get_offline"})["data"] == [], 5, "delivered mark"
+        )
+        # carol is offline: the message waits for her, on any instance.
+        ack = self.request(alice, {"type": "chat", "to": "carol", "content": "later"})
+        self.assertEqual(ack["type"], "ack", ack)
+        carol = self.app("carol", 2, room=None)
+        offline = self.request(carol, {"type": "get_offline"})["data"]
+        self.assertEqual(
+            [(m["msg_id"], m["content"]) for m in offline], [(ack["message_id"], "later")]
+        )
+        self.assertEqual(self.request(carol, {"type": "get_offline"})["data"], [])
+
+
+class KilledInstanceTests(MultiInstanceCase):
+    instances = 2
+
+    def test_sigkill(self) -> None:
+        """A SIGKILLed instance leaves the other serving; its users leave
+        presence within the TTL."""
+        for nickname in ("alice", "ann", "bob"):
+            self.register(nickname)
+        alice = self.app("alice", 0)
+        ann = self.app("ann", 0)
+        bob = self.app("bob", 1)
+        wait_until(lambda: self.online(alice) == ["alice", "ann", "bob"], 5, "bob online")
+        self.send(bob, {"type": "message", "body": "last words"})
+        self.assertEqual([t for _, t in self.chats(alice, 1)], ["last words"])
+
+        self.servers[1].kill()
+        killed = time.monotonic()
+        self.send(alice, {"type": "message", "body": "still here"})
+        self.assertEqual([t for _, t in self.chats(ann, 2)], ["last words", "still here"])
+        wait_until(lambda: self.online(ann) == ["alice", "ann"], 2 * PRESENCE_TTL, "bob to expire")
+        self.assertLessEqual(time.monotonic() - killed, PRESENCE_TTL + 1.5)
+        self.assertEqual(self.who(ann), ["alice", "ann"])
+        # New clients keep coming to the survivor.
+        self.register("carol")
+        self.app("carol", 0)
+        self.assertEqual(self.who(ann), ["alice", "ann", "carol"])
+
+
+class RedisRestartTests(MultiInstanceCase):
+    instances = 2
+
+    def setUp(self) -> None:
+        super().setUp()
+        if not default_local_redis() or shutil.which("redis-server") is None:
+            raise SkipTest("restarting Redis is only done to the local default Redis")
+        # Whatever happens, Redis is left running.
+        self.addCleanup(start_redis)
+
+    def test_redis_restart(self) -> None:
+        for nickname in ("alice", "ann", "bob"):
+            self.register(nickname)
+        alice = self.app("alice", 0)
+        ann = self.app("ann", 0)
+        bob = self.app("bob", 1)
+        self.send(alice, {"type": "message", "body": "before"})
+        last_seen = self.chats(bob, 1)
+        self.assertEqual([t for _, t in last_seen], ["before"])
+
+        stop_redis()
+        try:
+            # Each instance serves its own members; nothing crosses.
+            self.send(alice, {"type": "message", "body": "during"})
+            self.assertEqual([t for _, t in self.chats(ann, 2)], ["before", "during"])
+            self.assertQuiet(bob, 0.5)
+        finally:
+            start_redis()
+
+        # Both instances reconnect and resubscribe by themselves.
+        deadline = time.monotonic() + 30
+        crossed: list[tuple[int, str]] = []
+        while not crossed:
+            self.assertLess(time.monotonic(), deadline, "no delivery across after the restart")
+            self.send(alice, {"type": "message", "body": "probe"})
+            try:
+                crossed = self.chats(bob, 1, timeout=0.5)
+            except (AssertionError, TimeoutError):
+                pass
+        self.send(bob, {"type": "message", "body": "back"})
+        self.next_frame(alice, lambda f: f.get("body") == "back")
+        # bob fills the gap from history.
+        missed = self.history(1, "lobby", f"?after={last_seen[-1][0]}")
+        self.assertEqual(missed[0]["content"], "during")
+        # Presence is shared again (Redis lost every key).
+        wait_until(lambda: self.online(bob) == ["alice", "ann", "bob"], 10, "presence back")

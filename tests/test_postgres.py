@@ -1,0 +1,536 @@
+"""What is particular to the PostgreSQL store: its schema scripts and
+migrations, instances starting at once, connections the server drops, group
+commit with server-assigned ids, the shared settings, and ``tap`` choosing
+it by URL.
+
+The common store behaviour runs against PostgreSQL in ``test_store`` and
+``test_store_v2``. Everything here needs ``PARKCHAT_TEST_POSTGRES`` (see
+``tests/postgres_support.py``) except ``ShippedScriptsTests``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import gatherResults
+from twisted.trial.unittest import TestCase
+
+from parkchat.config import Settings
+from parkchat.model import Message, StoredUser
+from parkchat.store import is_postgres_url
+from parkchat.store.schema import SCHEMA_DIR, SCHEMA_LOCK_KEY, SchemaError, latest_version
+from parkchat.store.sqlite import SQLStore
+from parkchat.store.writer import GroupCommitWriter
+from tests import postgres_support
+from tests.postgres_support import query
+
+T0 = 1_700_000_000_000
+
+# The notes schema of test_schema, in SQL both engines accept.
+NOTES_V1 = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+CREATE TABLE notes (id BIGSERIAL PRIMARY KEY, body TEXT NOT NULL);
+INSERT INTO notes (body) VALUES ('seed');
+"""
+
+NOTES_V2 = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+CREATE TABLE notes (
+    id BIGSERIAL PRIMARY KEY,
+    body TEXT NOT NULL,
+    author TEXT NOT NULL DEFAULT 'unknown'
+);
+CREATE INDEX notes_author ON notes (author);
+INSERT INTO notes (body) VALUES ('seed');
+"""
+
+NOTES_UPGRADE_TO_V2 = """
+ALTER TABLE notes ADD COLUMN author TEXT NOT NULL DEFAULT 'unknown';
+CREATE INDEX notes_author ON notes (author);
+"""
+
+BROKEN_UPGRADE_TO_V2 = """
+ALTER TABLE notes ADD COLUMN author TEXT NOT NULL DEFAULT 'unknown';
+INSERT INTO no_such_table VALUES (1);
+"""
+
+
+def chat(room: str, content: str, user_id: int | None = None) -> Message:
+    return Message(room=room, nickname="alice", content=content, timestamp_ms=T0, user_id=user_id)
+
+
+def version_of(dsn: str) -> int:
+    [(version,)] = query(dsn, "SELECT version FROM schema_version")
+    return int(version)
+
+
+def catalog(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Tables, columns (type, nullability, default), indexes and constraints
+    of the public schema: what makes two databases the same database."""
+    return {
+        "columns": query(
+            dsn,
+            "SELECT table_name, column_name, data_type, is_nullable, column_default "
+            "FROM information_schema.columns WHERE table_schema = 'public' "
+            "ORDER BY table_name, column_name",
+        ),
+        "indexes": query(
+            dsn,
+            "SELECT tablename, indexname, indexdef FROM pg_indexes "
+            "WHERE schemaname = 'public' ORDER BY indexname",
+        ),
+        "constraints": query(
+            dsn,
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) "
+            "FROM pg_constraint WHERE connamespace = 'public'::regnamespace "
+            "ORDER BY conname",
+        ),
+    }
+
+
+class ShippedScriptsTests(TestCase):
+    """The PostgreSQL variants shipped beside the SQLite scripts (no server
+    needed)."""
+
+    def test_every_script_has_a_postgres_variant(self) -> None:
+        """Every shipped ``*.sql`` has a ``*.postgres.sql`` beside it, and no
+        PostgreSQL script uses SQLite-only syntax: ``read_script`` would fall
+        back to the SQLite text otherwise."""
+        generic = sorted(
+            p.name for p in SCHEMA_DIR.glob("*.sql") if not p.name.endswith(".postgres.sql")
+        )
+        self.assertIn("v1.sql", generic)
+        for name in generic:
+            variant = SCHEMA_DIR / name.replace(".sql", ".postgres.sql")
+            self.assertTrue(variant.exists(), f"{variant.name} is missing")
+            text = variant.read_text(encoding="utf-8").upper()
+            self.assertNotIn("AUTOINCREMENT", text)
+            self.assertNotIn("PRAGMA", text)
+
+    def test_is_postgres_url(self) -> None:
+        """``postgresql://`` and ``postgres://`` URLs choose PostgreSQL; file
+        names and ``:memory:`` do not."""
+        self.assertTrue(is_postgres_url("postgresql://u@127.0.0.1:5432/chat"))
+        self.assertTrue(is_postgres_url("postgres://u@db/chat"))
+        for db in ("chat.db", ":memory:", "/var/lib/parkchat/postgresql.db"):
+            self.assertFalse(is_postgres_url(db), db)
+
+
+class PostgresTestCase(TestCase):
+    """A new database per test."""
+
+    skip = postgres_support.SKIP_REASON
+
+    def setUp(self) -> None:
+        self.dsn = postgres_support.create_database(self.addCleanup)
+
+    def open_store(self, dsn: str | None = None, **kwargs: Any) -> SQLStore:
+        from parkchat.store.postgres import open_postgres
+
+        store = open_postgres(dsn or self.dsn, **kwargs)
+        self.addCleanup(store.close)
+        return store
+
+    def prepare(self, schema_dir: Path = SCHEMA_DIR) -> tuple[int | None, int]:
+        from parkchat.store.postgres import prepare_postgres
+
+        return prepare_postgres(self.dsn, schema_dir)
+
+    def schema_dir(self, **scripts: str) -> Path:
+        """A schema directory holding ``name.sql`` for each keyword
+        (``upgrade_to_v2`` is written as ``upgrade-to-v2.sql``)."""
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        self.write_scripts(directory, **scripts)
+        return directory
+
+    def write_scripts(self, directory: Path, **scripts: str) -> None:
+        for name, text in scripts.items():
+            (directory / f"{name.replace('_', '-')}.sql").write_text(text, encoding="utf-8")
+
+    def shipped_v1_only(self) -> Path:
+        """A schema directory holding the shipped v1 scripts only."""
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        for name in ("v1.sql", "v1.postgres.sql"):
+            shutil.copy(SCHEMA_DIR / name, directory / name)
+        return directory
+
+
+class PostgresSchemaTests(PostgresTestCase):
+    """Schema creation and upgrades on PostgreSQL."""
+
+    def test_new_database_gets_latest_version(self) -> None:
+        """A new database is built from the latest ``vN.postgres.sql``: one
+        version row, every table, 64-bit ids and times; starting again
+        changes nothing."""
+        self.assertEqual(self.prepare(), (None, latest_version()))
+        self.assertEqual(version_of(self.dsn), latest_version())
+        self.assertEqual(query(self.dsn, "SELECT count(*) FROM schema_version"), [(1,)])
+        tables = {t for (t,) in query(self.dsn, "SELECT tablename FROM pg_tables")}
+        self.assertTrue(
+            {"users", "messages", "direct_messages", "bans", "server_settings"} <= tables, tables
+        )
+        types = dict(
+            ((table, column), kind) for table, column, kind, _, _ in catalog(self.dsn)["columns"]
+        )
+        for key in [
+            ("messages", "id"),
+            ("messages", "user_id"),
+            ("messages", "created_ms"),
+            ("users", "id"),
+            ("direct_messages", "to_user_id"),
+            ("bans", "expires_ms"),
+        ]:
+            self.assertEqual(types[key], "bigint", key)
+        self.assertEqual(self.prepare(), (latest_version(), latest_version()))
+        self.assertEqual(query(self.dsn, "SELECT count(*) FROM schema_version"), [(1,)])
+
+    def test_full_script_matches_upgrade(self) -> None:
+        """``v2.postgres.sql`` builds exactly the database (columns, types,
+        defaults, indexes, constraints) that ``v1.postgres.sql`` plus
+        ``upgrade-to-v2.postgres.sql`` build."""
+        self.assertEqual(self.prepare(self.shipped_v1_only()), (None, 1))
+        self.assertEqual(self.prepare(), (1, latest_version()))
+        fresh = postgres_support.create_database(self.addCleanup)
+        from parkchat.store.postgres import prepare_postgres
+
+        prepare_postgres(fresh)
+        self.assertEqual(catalog(self.dsn), catalog(fresh))
+
+    async def test_upgrade_v1_to_v2_keeps_data(self) -> None:
+        """A database made by a v1 parkchat is upgraded in place: accounts,
+        messages and ids are kept, and the version-2 tables work."""
+        old = self.open_store(schema_dir=self.shipped_v1_only())
+        alice = await old.create_user("Alice", b"hash-a", T0)
+        bob = await old.create_user("bob", b"hash-b", T0)
+        [message_id] = await old.insert_messages([chat("lobby", "from v1", alice.id)])
+        await old.close()
+        self.assertEqual(version_of(self.dsn), 1)
+
+        store = self.open_store()
+        self.assertEqual(version_of(self.dsn), latest_version())
+        self.assertEqual(await store.get_user("alice"), StoredUser(alice.id, "Alice", b"hash-a"))
+        [kept] = await store.recent_messages("lobby", 10)
+        self.assertEqual((kept.id, kept.content, kept.user_id), (message_id, "from v1", alice.id))
+        [later] = await store.insert_messages([chat("lobby", "from v2")])
+        self.assertGreater(later, message_id)
+        await store.insert_direct(alice.id, bob.id, "new in v2", T0, False)
+        self.assertEqual([m.content for m in await store.pending_direct(bob.id, 5)], ["new in v2"])
+        await store.set_ban(bob.id, "", T0, None)
+        self.assertEqual([b.user_id for b in await store.list_bans()], [bob.id])
+
+    def test_failing_upgrade_is_atomic(self) -> None:
+        """An upgrade step that fails half-way raises SchemaError naming the
+        version and leaves the database at v1 (DDL included: PostgreSQL rolls
+        back the added column); fixed, the next start upgrades."""
+        directory = self.schema_dir(v1=NOTES_V1)
+        self.assertEqual(self.prepare(directory), (None, 1))
+        self.write_scripts(directory, v2=NOTES_V2, upgrade_to_v2=BROKEN_UPGRADE_TO_V2)
+
+        error = self.assertRaises(SchemaError, self.prepare, directory)
+
+        self.assertIn("version 2", str(error))
+        self.assertIn("no_such_table", str(error))
+        self.assertEqual(version_of(self.dsn), 1)
+        self.assertEqual(
+            query(
+                self.dsn,
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = 'notes' ORDER BY ordinal_position",
+            ),
+            [("id",), ("body",)],
+        )
+        self.write_scripts(directory, upgrade_to_v2=NOTES_UPGRADE_TO_V2)
+        self.assertEqual(self.prepare(directory), (1, 2))
+        self.assertEqual(query(self.dsn, "SELECT body, author FROM notes"), [("seed", "unknown")])
+
+    def test_newer_database_refused(self) -> None:
+        """A database written by a newer parkchat is refused, untouched."""
+        self.prepare()
+        newer = latest_version() + 3
+        query(self.dsn, "UPDATE schema_version SET version = %s", (newer,))
+        error = self.assertRaises(SchemaError, self.prepare)
+        self.assertIn(f"version {newer}", str(error))
+        self.assertIn("upgrade parkchat", str(error))
+        self.assertEqual(version_of(self.dsn), newer)
+
+    def run_concurrently(self, prepares: list[Callable[[], Any]]) -> list[Any]:
+        """Run ``prepares`` in threads that all reach the schema lock while a
+        third connection holds it, then let them go at once; return what
+        each returned (or raised)."""
+        holder = postgres_support.psycopg2.connect(self.dsn)
+        holder.autocommit = True
+        self.addCleanup(holder.close)
+        with holder.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+        results: list[Any] = [None] * len(prepares)
+
+        def run(i: int) -> None:
+            try:
+                results[i] = prepares[i]()
+            except Exception as e:
+                results[i] = e
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prepares))]
+        for t in threads:
+            t.start()
+        try:
+            # Polls the server's lock table, not the clock: bounded only so a
+            # regression cannot hang the run.
+            deadline = time.monotonic() + 20
+            while True:
+                [(waiting,)] = query(
+                    self.dsn,
+                    "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                    "WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = "
+                    "current_database()",
+                )
+                if waiting == len(prepares) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.005)
+            self.assertEqual(waiting, len(prepares), "not every start reached the lock")
+        finally:
+            with holder.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
+            for t in threads:
+                t.join(30)
+        return results
+
+    def test_concurrent_creation(self) -> None:
+        """Three instances starting at once on an empty database: each takes
+        the schema lock in turn, one creates the schema and the others find
+        it made; all succeed, with one version row."""
+        from parkchat.store.postgres import prepare_postgres
+
+        results = self.run_concurrently([lambda: prepare_postgres(self.dsn)] * 3)
+        self.assertEqual(results, [(None, latest_version())] * 3)
+        self.assertEqual(
+            query(self.dsn, "SELECT version FROM schema_version"), [(latest_version(),)]
+        )
+
+    def test_concurrent_upgrade(self) -> None:
+        """Two instances upgrading one v1 database at once: the step runs
+        once (its seed row is not doubled) and both start."""
+        directory = self.schema_dir(v1=NOTES_V1)
+        self.prepare(directory)
+        self.write_scripts(
+            directory,
+            v2=NOTES_V2,
+            upgrade_to_v2=NOTES_UPGRADE_TO_V2 + "INSERT INTO notes (body) VALUES ('once');",
+        )
+        from parkchat.store.postgres import prepare_postgres
+
+        results = self.run_concurrently([lambda: prepare_postgres(self.dsn, directory)] * 2)
+        self.assertEqual(results, [(1, 2), (1, 2)])
+        self.assertEqual(version_of(self.dsn), 2)
+        self.assertEqual(
+            query(self.dsn, "SELECT body FROM notes ORDER BY id"), [("seed",), ("once",)]
+        )
+
+
+class PostgresPoolTests(PostgresTestCase):
+    """The psycopg2 pool: settings, dropped connections, several instances."""
+
+    def test_pool_settings(self) -> None:
+        """The pool uses psycopg2 with the requested number of connections
+        and reconnects after a connection is lost."""
+        from parkchat.store.postgres import POSTGRES
+
+        store = self.open_store(pool_size=3)
+        self.assertIs(store.dialect, POSTGRES)
+        self.assertEqual(store.pool.dbapiName, "psycopg2")
+        self.assertEqual((store.pool.min, store.pool.max), (1, 3))
+        self.assertTrue(store.pool.reconnect)
+
+    async def backend_pids(self) -> list[int]:
+        [(pids,)] = query(
+            self.dsn,
+            "SELECT coalesce(array_agg(pid), '{}') FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        return list(pids)
+
+    def terminate(self, pids: list[int]) -> None:
+        for pid in pids:
+            query(self.dsn, "SELECT pg_terminate_backend(%s)", (pid,))
+
+    async def test_read_survives_dropped_connection(self) -> None:
+        """After the server terminates the pool's backend, the next read
+        still answers: it fails on the dead connection, which is discarded,
+        and runs again on a new one."""
+        store = self.open_store(pool_size=1)
+        await store.create_user("alice", b"h", T0)
+        [pid] = await self.backend_pids()
+        self.terminate([pid])
+
+        found = await store.get_user("alice")
+
+        self.assertEqual(found.nickname if found else None, "alice")
+        [new_pid] = await self.backend_pids()
+        self.assertNotEqual(new_pid, pid)
+        # adbapi logs the failed rollback on the dead connection.
+        self.flushLoggedErrors()
+
+    async def test_reads_survive_every_connection_dropped(self) -> None:
+        """With several pooled connections all terminated (a server restart),
+        reads still answer: a read tries once per pooled connection more."""
+        store = self.open_store(pool_size=3)
+        [user] = [await store.create_user("alice", b"h", T0)]
+        await gatherResults([store.get_user_by_id(user.id) for _ in range(12)])
+        pids = await self.backend_pids()
+        self.assertGreaterEqual(len(pids), 1)
+        self.terminate(pids)
+
+        found = await gatherResults([store.get_user_by_id(user.id) for _ in range(6)])
+
+        self.assertEqual({u.nickname for u in found}, {"alice"})
+        self.flushLoggedErrors()
+
+    async def test_write_after_dropped_connection_not_retried(self) -> None:
+        """A write on a dropped connection fails (it may or may not have
+        committed, so it is not silently repeated); the next one works."""
+        from psycopg2 import InterfaceError, OperationalError
+
+        store = self.open_store(pool_size=1)
+        await store.insert_messages([chat("lobby", "before")])
+        self.terminate(await self.backend_pids())
+        with self.assertRaises((OperationalError, InterfaceError)):
+            await store.insert_messages([chat("lobby", "lost")])
+        await store.insert_messages([chat("lobby", "after")])
+        history = await store.recent_messages("lobby", 10)
+        self.assertEqual([m.content for m in history], ["before", "after"])
+        self.flushLoggedErrors()
+
+    async def test_failed_batch_stores_nothing(self) -> None:
+        """A batch holding a message that names a missing account is refused
+        as a whole (one statement, one transaction)."""
+        from psycopg2 import IntegrityError
+
+        store = self.open_store()
+        with self.assertRaises(IntegrityError):
+            await store.insert_messages([chat("lobby", "fine"), chat("lobby", "bad", 999)])
+        self.assertEqual(await store.recent_messages("lobby", 10), [])
+
+    async def test_two_instances_share_one_database(self) -> None:
+        """Two stores on one database (two parkchat instances) see each
+        other's accounts and messages, never reuse an id, and refuse a
+        nickname the other registered."""
+        from parkchat.errors import AccountExists
+
+        one, two = self.open_store(), self.open_store()
+        alice = await one.create_user("Alice", b"h", T0)
+        self.assertEqual(await two.get_user("alice"), alice)
+        with self.assertRaises(AccountExists):
+            await two.create_user("ALICE", b"x", T0)
+        ids = await gatherResults(
+            [one.insert_messages([chat("lobby", f"1-{i}")]) for i in range(20)]
+            + [two.insert_messages([chat("lobby", f"2-{i}")]) for i in range(20)]
+        )
+        flat = [i for batch in ids for i in batch]
+        self.assertEqual(len(set(flat)), 40)
+        self.assertEqual(len(await one.recent_messages("lobby", 100)), 40)
+
+
+class GroupCommitPostgresTests(PostgresTestCase):
+    """GroupCommitWriter over the real PostgreSQL pool."""
+
+    async def test_one_turn_one_batch(self) -> None:
+        """Messages submitted in one reactor turn are one INSERT ... RETURNING
+        batch; each submitter gets its own id, in submission order, and the
+        database holds each content under the id its submitter was given."""
+        store = self.open_store()
+        writer = GroupCommitWriter(store.insert_messages, reactor)
+        messages = [chat("ab"[i % 2], f"m{i}") for i in range(1500)]
+        results = await gatherResults([writer.submit(m) for m in messages])
+
+        self.assertEqual(writer.batches, 1)
+        self.assertEqual(writer.last_batch_size, 1500)
+        ids = [m.id for m in results]
+        self.assertEqual(ids, list(range(ids[0], ids[0] + 1500)))
+        self.assertEqual([m.content for m in results], [m.content for m in messages])
+        self.assertEqual(await store.recent_messages("a", 2000), results[0::2])
+        self.assertEqual(await store.recent_messages("b", 2000), results[1::2])
+        await writer.flush()
+
+    async def test_batches_bounded(self) -> None:
+        """A backlog larger than ``max_batch`` goes in consecutive batches,
+        ids increasing across them in submission order."""
+        store = self.open_store()
+        writer = GroupCommitWriter(store.insert_messages, reactor, max_batch=100)
+        messages = [chat("lobby", f"m{i}") for i in range(250)]
+        results = await gatherResults([writer.submit(m) for m in messages])
+
+        self.assertEqual(writer.batches, 3)
+        ids = [m.id for m in results]
+        self.assertEqual(ids, sorted(set(ids)))
+        self.assertEqual(await store.recent_messages("lobby", 1000), results)
+
+
+class PostgresSettingsTests(PostgresTestCase):
+    """Server settings and ``tap`` with a PostgreSQL URL."""
+
+    def test_load_or_create_setting_shared(self) -> None:
+        """The first value stored wins, for every later caller and for
+        callers racing from several connections (instances)."""
+        from parkchat.store.postgres import load_or_create_setting
+
+        self.prepare()
+
+        def make(value: str) -> Callable[[], str]:
+            return lambda: value
+
+        self.assertEqual(load_or_create_setting(self.dsn, "token_secret", make("a")), "a")
+        self.assertEqual(load_or_create_setting(self.dsn, "token_secret", make("b")), "a")
+        results: list[str] = []
+        threads = [
+            threading.Thread(
+                target=lambda i=i: results.append(
+                    load_or_create_setting(self.dsn, "other", make(f"v{i}"))
+                )
+            )
+            for i in range(4)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        self.assertEqual(len(results), 4)
+        self.assertEqual(len(set(results)), 1, results)
+
+    def test_tap_opens_postgres_by_url(self) -> None:
+        """``open_store`` with a postgresql:// URL gives the PostgreSQL store
+        with the configured pool size; ``token_secret`` stores one secret in
+        that database, the same for every instance."""
+        from parkchat.store.postgres import POSTGRES
+        from parkchat.tap import open_store, token_secret
+
+        store = open_store(self.dsn, reactor, 2)
+        assert isinstance(store, SQLStore)
+        self.addCleanup(store.close)
+        self.assertIs(store.dialect, POSTGRES)
+        self.assertEqual(store.pool.max, 2)
+        settings = Settings(db=self.dsn)
+        secret = token_secret(settings)
+        self.assertGreaterEqual(len(secret), 32)
+        self.assertEqual(token_secret(settings), secret)
+        self.assertEqual(
+            query(self.dsn, "SELECT value FROM server_settings WHERE name = 'token_secret'"),
+            [(secret,)],
+        )
+
+    def test_tap_unreachable_database(self) -> None:
+        """An unreachable server stops the start with one line naming the
+        database, the password replaced by ``***``."""
+        from parkchat.tap import open_store
+
+        url = "postgresql://parkchat:s3cret@127.0.0.1:1/chat"
+        error = self.assertRaises(SystemExit, open_store, url, reactor)
+        self.assertIn("cannot open database postgresql://parkchat:***@127.0.0.1:1/chat", str(error))
+        self.assertNotIn("s3cret", str(error))
