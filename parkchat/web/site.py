@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from autobahn.twisted.resource import WebSocketResource
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
-from parkchat import __version__
 from parkchat.protocols.mychat import MyChatFactory
 from parkchat.protocols.unified import AppSocketFactory
 from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.service import ChatService
 from parkchat.tokens import TokenAuthority
+from parkchat.web.page import SiteRoot
 from parkchat.web.resources import (
     AdminResource,
     HealthResource,
@@ -21,8 +20,8 @@ from parkchat.web.resources import (
     LoginResource,
     RegisterResource,
     SocketRoot,
-    TextResource,
     origin_allowed,
+    upgrade,
 )
 
 #: Seconds an HTTP connection may sit idle (or half-sent) before it is closed.
@@ -40,10 +39,9 @@ def make_site(
     admin_token: str | None = None,
     access_log: bool = True,
 ) -> Site:
-    """The resource tree: the seed API, /ws for apps, /login, /mychat and,
-    with an admin token, /admin."""
-    root = Resource()
-    root.putChild(b"", TextResource(f"parkchat {__version__}\n".encode()))
+    """The resource tree: the browser client at /, the seed API, /ws for
+    apps, /login, /mychat and, with an admin token, /admin."""
+    root = SiteRoot()  # "/" and every path not below is the browser client's files
     root.putChild(b"register", RegisterResource(service))
     root.putChild(b"history", HistoryResource(service))
     root.putChild(b"health", HealthResource(service))
@@ -51,7 +49,7 @@ def make_site(
     if tokens is not None:
         root.putChild(b"login", LoginResource(service, tokens))
     if mychat_factory is not None:
-        root.putChild(b"mychat", OriginGuard(WebSocketResource(mychat_factory), allowed_origins))
+        root.putChild(b"mychat", OriginGuard(mychat_factory, allowed_origins))
     if admin_token:
         root.putChild(b"admin", AdminResource(service, admin_token))
     site = Site(root, timeout=HTTP_IDLE_TIMEOUT)
@@ -62,13 +60,13 @@ def make_site(
 
 
 class OriginGuard(Resource):
-    """Refuses WebSocket upgrades from foreign browser origins (403)."""
+    """A WebSocket endpoint that refuses foreign browser origins (403)."""
 
     isLeaf = True
 
-    def __init__(self, wrapped: Any, allowed_origins: tuple[str, ...]) -> None:
+    def __init__(self, factory: Any, allowed_origins: tuple[str, ...]) -> None:
         super().__init__()
-        self._wrapped = wrapped
+        self._factory = factory
         self._allowed = allowed_origins
 
     def render(self, request: Request) -> Any:
@@ -76,4 +74,4 @@ class OriginGuard(Resource):
             request.setResponseCode(403)
             request.setHeader(b"Content-Type", b"application/json")
             return b'{"error":"origin_forbidden","message":"this origin may not connect here"}'
-        return self._wrapped.render(request)
+        return upgrade(request, self._factory)

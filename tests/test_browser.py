@@ -1,0 +1,613 @@
+"""The browser client at ``/`` (MISSION section D) in a real headless Chromium.
+
+Playwright (PyPI ``playwright``) drives Debian's ``/usr/bin/chromium``
+(``PARKCHAT_CHROMIUM`` overrides the path; Playwright's own browser download
+is never used) against a real ``twistd -n parkchat`` on loopback, started by
+``tests.e2e_support.ParkchatProcess``. People use the page the way a person
+would: by the labels and button names on the screen. Independent clients in
+the same rooms (the ``websockets`` library on ``/ws/{room}`` with Basic auth,
+a plain TCP socket on ``--tcp``) check that what the page sends really went
+through the server, and feed it messages from elsewhere.
+
+Every page's console errors and uncaught exceptions are collected and must be
+empty at the end of each test. Screenshots go to ``$PARKCHAT_ARTIFACTS`` (or a
+directory under the test's temporary directory); with
+``PARKCHAT_UPDATE_SCREENSHOT=1`` the two-people screenshot also replaces
+``docs/screenshot.png``.
+
+Without Chromium or Playwright these tests are skipped, with the reason,
+except under CI (``CI=true``), where they must run.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from websockets.sync.client import ClientConnection, connect
+
+from tests.e2e_support import CLEAN_EXITS, LineSocket, ParkchatProcess, basic_auth
+
+try:
+    from playwright.sync_api import (
+        Browser,
+        BrowserContext,
+        Page,
+        Playwright,
+        WebSocketRoute,
+        expect,
+        sync_playwright,
+    )
+except ImportError:  # pragma: no cover - depends on the machine
+    sync_playwright = None  # type: ignore[assignment]
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = os.environ.get("PARKCHAT_CHROMIUM", "/usr/bin/chromium")
+#: As root, in a container, on a closed network (see STACK-NOTES and the
+#: machine notes): no sandbox, no GPU, no calls home.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+#: Milliseconds Playwright waits for something to appear on a page.
+UI_TIMEOUT = 10_000
+IO_TIMEOUT = 10.0
+ADMIN_TOKEN = "browser-tests-admin-token-0123456789"
+DESKTOP = {"width": 1000, "height": 640}
+PHONE = {"width": 390, "height": 844}
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
+
+
+def skip_reason() -> str | None:
+    """Why the browser tests cannot run here, or None. Under CI they always
+    run (and fail loudly if the browser is missing)."""
+    if _in_ci():
+        return None
+    if sync_playwright is None:
+        return "playwright is not installed (pip install '.[test]')"
+    if not os.access(CHROMIUM, os.X_OK):
+        return f"no Chromium at {CHROMIUM} (apt-get install chromium, or set PARKCHAT_CHROMIUM)"
+    return None
+
+
+class BrowserCase(SynchronousTestCase):
+    """A server (with ``--tcp``), a Chromium, and helpers to act as people."""
+
+    server_args: tuple[str, ...] = ()
+
+    def setUp(self) -> None:
+        reason = skip_reason()
+        if reason is not None:
+            raise SkipTest(reason)
+        if sync_playwright is None:
+            self.fail("CI=true but playwright is not installed")
+        if not os.access(CHROMIUM, os.X_OK):
+            self.fail(f"CI=true but there is no Chromium at {CHROMIUM}")
+        self.workdir = Path(self.mktemp()).resolve()
+        self.workdir.mkdir(parents=True)
+        self.artifacts = Path(os.environ.get("PARKCHAT_ARTIFACTS") or self.workdir / "artifacts")
+        self.artifacts.mkdir(parents=True, exist_ok=True)
+        self.server = ParkchatProcess(self.workdir / "server", tcp=True, args=self.server_args)
+        self.server.start()
+        self.addCleanup(self.server.stop)
+        self.exits = ExitStack()
+        self.addCleanup(self.exits.close)
+        self.playwright: Playwright = sync_playwright().start()
+        self.addCleanup(self.playwright.stop)
+        self.browser: Browser = self.playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=60_000
+        )
+        self.addCleanup(self.browser.close)
+        #: (who, kind, text) of every console error and uncaught exception.
+        self.console_errors: list[tuple[str, str, str]] = []
+        #: Console errors that a test expects (regular expressions).
+        self.expected_console = [re.compile(r"\A\Z")]
+
+    # -- people ----------------------------------------------------------------
+
+    def open_page(self, who: str, viewport: dict[str, int] | None = None) -> Page:
+        context: BrowserContext = self.browser.new_context(viewport=viewport or DESKTOP)
+        self.addCleanup(context.close)
+        page = context.new_page()
+        page.set_default_timeout(UI_TIMEOUT)
+        console_log = self.artifacts / f"{self.short_id()}-console-{who}.txt"
+
+        def on_console(message: Any) -> None:
+            with console_log.open("a", encoding="utf-8") as f:
+                f.write(f"{message.type}: {message.text}\n")
+            if message.type == "error":
+                self.console_errors.append((who, "console", message.text))
+
+        page.on("console", on_console)
+        # The last state of every page, whatever the outcome (runs before
+        # the context is closed: cleanups run last-in, first-out).
+        self.addCleanup(self.final_screenshot, page, who)
+        page.on(
+            "pageerror", lambda error: self.console_errors.append((who, "pageerror", str(error)))
+        )
+        page.goto(self.server.url("/"))
+        return page
+
+    def sign_up(self, who: str, viewport: dict[str, int] | None = None) -> Page:
+        """A new page on which ``who`` registers (and is logged in)."""
+        page = self.open_page(who, viewport)
+        page.get_by_label("Nickname", exact=True).fill(who)
+        page.get_by_label("Password", exact=True).fill(f"{who}-password")
+        page.get_by_role("button", name="Register", exact=True).click()
+        self.expect_connected(page, who)
+        return page
+
+    def log_in(self, who: str, page: Page | None = None) -> Page:
+        page = page or self.open_page(who)
+        page.get_by_label("Nickname", exact=True).fill(who)
+        page.get_by_label("Password", exact=True).fill(f"{who}-password")
+        page.get_by_role("button", name="Log in", exact=True).click()
+        self.expect_connected(page, who)
+        return page
+
+    def expect_connected(self, page: Page, who: str, timeout: float = UI_TIMEOUT) -> None:
+        expect(page.get_by_role("status")).to_have_text(f"Connected as {who}", timeout=timeout)
+
+    def join(self, page: Page, room: str) -> None:
+        page.get_by_label("Room", exact=True).fill(room)
+        page.get_by_role("button", name="Join", exact=True).click()
+        expect(page.locator("#conv-title")).to_have_text(f"# {room}")
+        expect(page.locator("#conv-meta")).to_contain_text("online")
+
+    def say(self, page: Page, text: str, *, enter: bool = True) -> None:
+        box = page.get_by_label("Message", exact=True)
+        box.fill(text)
+        if enter:
+            box.press("Enter")
+        else:
+            page.get_by_role("button", name="Send", exact=True).click()
+        # Shown at once, then confirmed by the server's ack (with its time).
+        mine = page.locator("#log li.msg.mine").filter(has_text=text).last
+        expect(mine).not_to_have_class(re.compile(r"pending|failed"))
+        expect(mine.locator(".msg-time")).to_have_text(re.compile(r"\d"))
+
+    def bodies(self, page: Page) -> list[str]:
+        """The message texts of the conversation on screen, top to bottom."""
+        return page.locator("#log li.msg .msg-body").all_text_contents()
+
+    def expect_message(
+        self, page: Page, sender: str, text: str, timeout: float = UI_TIMEOUT
+    ) -> None:
+        item = page.locator("#log li.msg").filter(has=page.locator(".msg-body", has_text=text))
+        expect(item.last).to_be_visible(timeout=timeout)
+        expect(item.last.locator(".msg-user")).to_have_text(sender)
+        expect(item.last.locator(".msg-time")).to_have_text(re.compile(r"\d"))
+
+    def short_id(self) -> str:
+        return self.id().rsplit(".", 1)[-1]
+
+    def final_screenshot(self, page: Page, who: str) -> None:
+        try:
+            self.shot(page, f"final-{who}", full_page=True)
+        except Exception as e:  # the page may be gone; never hide the real failure
+            print(f"no final screenshot of {who}: {e}")
+
+    def shot(self, page: Page, name: str, *, full_page: bool = False) -> Path:
+        path = self.artifacts / f"{self.short_id()}-{name}.png"
+        page.screenshot(path=str(path), full_page=full_page)
+        return path
+
+    def assert_no_console_errors(self) -> None:
+        unexpected = [
+            entry
+            for entry in self.console_errors
+            if not any(p.search(entry[2]) for p in self.expected_console)
+        ]
+        self.assertEqual(unexpected, [], "the page logged errors")
+
+    # -- other clients -----------------------------------------------------------
+
+    def account(self, nickname: str) -> tuple[str, str]:
+        password = f"{nickname}-password"
+        self.server.register(nickname, password)
+        return nickname, password
+
+    def room_socket(self, room: str, credentials: tuple[str, str]) -> ClientConnection:
+        """A seed-API client on ``/ws/{room}`` with Basic auth."""
+        client = connect(
+            self.server.ws_url(f"/ws/{quote(room, safe='')}"),
+            additional_headers={"Authorization": basic_auth(*credentials)},
+            open_timeout=IO_TIMEOUT,
+            close_timeout=IO_TIMEOUT,
+        )
+        return self.exits.enter_context(client)
+
+    def wait_frame(
+        self, client: ClientConnection, match: Callable[[dict[str, Any]], bool]
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + IO_TIMEOUT
+        while True:
+            frame: dict[str, Any] = json.loads(
+                client.recv(timeout=max(0.01, deadline - time.monotonic()))
+            )
+            if match(frame):
+                return frame
+
+    def wait_content(self, client: ClientConnection, text: str) -> dict[str, Any]:
+        return self.wait_frame(client, lambda f: f.get("content") == text)
+
+    def line_client(self, name: str, room: str) -> LineSocket:
+        line = LineSocket(self.server.tcp_address, timeout=IO_TIMEOUT)
+        self.addCleanup(line.close)
+        line.send_line(json.dumps({"name": name, "room": room}))
+        return line
+
+    def wait_line(self, line: LineSocket, wanted: str) -> list[str]:
+        """Read lines up to ``wanted``; return the ones before it."""
+        deadline = time.monotonic() + IO_TIMEOUT
+        seen: list[str] = []
+        while time.monotonic() < deadline:
+            text = line.read_line(timeout=max(0.01, deadline - time.monotonic()))
+            if text == wanted:
+                return seen
+            seen.append(text)
+        self.fail(f"no line {wanted!r}; got {seen!r}")
+
+
+class TwoPeopleTests(BrowserCase):
+    def test_room_and_direct_messages(self) -> None:
+        """alice and bob, each in their own browser, register, join a room
+        and talk; a /ws/{room} client and a TCP client in the room see it all
+        and are seen; then alice and bob exchange direct messages."""
+        alice = self.sign_up("alice")
+        bob = self.sign_up("bob")
+        self.join(alice, "lobby")
+        self.join(bob, "lobby")
+        carol = self.room_socket("lobby", self.account("carol"))
+        mina = self.line_client("mina", "lobby")
+
+        # Presence: alice sees bob in the room (and herself, marked).
+        people = alice.locator("#people")
+        expect(people.get_by_role("button", name="bob", exact=True)).to_be_visible()
+        expect(people).to_contain_text("alice (you)")
+        expect(alice.locator("#log li.system").filter(has_text="bob joined")).to_be_visible()
+
+        self.say(alice, "Morning bob! Is the park open today?")
+        self.expect_message(bob, "alice", "Morning bob! Is the park open today?")
+        self.wait_content(carol, "Morning bob! Is the park open today?")
+        self.wait_line(mina, "alice:Morning bob! Is the park open today?")
+
+        self.say(bob, "It is, the café opens at 9 ☕", enter=False)
+        self.expect_message(alice, "bob", "It is, the café opens at 9 ☕")
+        self.wait_content(carol, "It is, the café opens at 9 ☕")
+        self.wait_line(mina, "bob:It is, the café opens at 9 ☕")
+
+        carol.send(json.dumps({"content": "carol here, over the seed API"}))
+        mina.send_line("and mina, from a terminal")
+        for page in (alice, bob):
+            self.expect_message(page, "carol", "carol here, over the seed API")
+            self.expect_message(page, "mina", "and mina, from a terminal")
+
+        self.say(alice, "Great, see you both at the fountain at noon")
+        self.expect_message(bob, "alice", "Great, see you both at the fountain at noon")
+        expect(alice.locator("#people")).to_contain_text("carol")
+        self.shot(alice, "room-alice")
+        self.shot(bob, "room-bob")
+        self.two_people_screenshot(alice, bob)
+
+        # Direct messages: alice picks bob from the people list.
+        alice.locator("#people").get_by_role("button", name="bob", exact=True).click()
+        expect(alice.locator("#conv-title")).to_have_text("@ bob")
+        self.say(alice, "psst, bring the frisbee")
+        dm = bob.locator("#dm-list button[data-dm='alice']")
+        expect(dm).to_contain_text("1")  # unread badge while bob is in lobby
+        self.wait_quiet_in_room(carol, mina)
+        dm.click()
+        self.expect_message(bob, "alice", "psst, bring the frisbee")
+        self.say(bob, "will do")
+        self.expect_message(alice, "bob", "will do")
+        self.shot(bob, "direct-bob")
+
+        # Back in the room, nothing of the DM leaked into it.
+        bob.locator("#room-list button[data-room='lobby']").click()
+        self.assertNotIn("psst, bring the frisbee", self.bodies(bob))
+        self.assert_no_console_errors()
+
+    def wait_quiet_in_room(self, carol: ClientConnection, mina: LineSocket) -> None:
+        """The DM went to bob only: the room's other clients got nothing."""
+        carol.send(json.dumps({"content": "sync"}))
+        seen: list[Any] = []
+        self.wait_frame(carol, lambda f: seen.append(f) or f.get("content") == "sync")
+        seen += self.wait_line(mina, "carol:sync")
+        self.assertNotIn("frisbee", json.dumps(seen))
+
+    def two_people_screenshot(self, left: Page, right: Page) -> None:
+        """One picture of both windows side by side (for the README)."""
+        images = [base64.b64encode(page.screenshot()).decode("ascii") for page in (left, right)]
+        composite = self.browser.new_page(
+            viewport={"width": 2 * DESKTOP["width"] + 24, "height": DESKTOP["height"] + 16}
+        )
+        self.addCleanup(composite.close)
+        composite.set_content(
+            "<body style='margin:0;padding:8px;background:#c9d3cd;display:flex;gap:8px'>"
+            + "".join(
+                f"<img style='width:{DESKTOP['width']}px' src='data:image/png;base64,{i}'>"
+                for i in images
+            )
+            + "</body>"
+        )
+        path = self.artifacts / "two-people-chatting.png"
+        composite.screenshot(path=str(path))
+        if os.environ.get("PARKCHAT_UPDATE_SCREENSHOT") == "1":
+            (ROOT / "docs" / "screenshot.png").write_bytes(path.read_bytes())
+
+
+class MarkupTests(BrowserCase):
+    def test_markup_in_messages_names_and_rooms_is_text(self) -> None:
+        """HTML in a message or a room name is shown as the characters typed:
+        no element is created and no script runs."""
+        alice = self.sign_up("alice")
+        bob = self.sign_up("bob")
+        room = "<i>garden</i>"
+        self.join(alice, room)
+        self.join(bob, room)
+        attack = (
+            '<img src=x onerror="window.__pwned=1"> <b>bold?</b> <script>window.__pwned=2</script>'
+        )
+        self.say(alice, attack)
+        self.expect_message(bob, "alice", attack)
+        carol = self.room_socket(room, self.account("carol"))
+        carol.send(json.dumps({"content": "<svg onload=window.__pwned=3>"}))
+        for page in (alice, bob):
+            self.expect_message(page, "carol", "<svg onload=window.__pwned=3>")
+            expect(page.locator("#room-list button[data-room='<i>garden</i>']")).to_have_text(
+                "# <i>garden</i>"
+            )
+            expect(page.locator("#conv-title")).to_have_text("# <i>garden</i>")
+            for selector in ("#log img", "#log b", "#log script", "#log svg", "#log i", "nav i"):
+                self.assertEqual(page.locator(selector).count(), 0, selector)
+            self.assertIsNone(page.evaluate("window.__pwned"))
+        self.shot(bob, "markup-as-text")
+        self.assert_no_console_errors()
+
+
+class HistoryTests(BrowserCase):
+    server_args = ("--rate-limit", "0")
+
+    def test_history_on_join_and_load_older(self) -> None:
+        """Joining shows the newest 50 messages; "Load older messages" pages
+        back to the first one, in order."""
+        carol = self.room_socket("archive", self.account("carol"))
+        for n in range(1, 76):
+            carol.send(json.dumps({"content": f"old message {n}"}))
+        self.wait_content(carol, "old message 75")
+
+        alice = self.sign_up("alice")
+        self.join(alice, "archive")
+        self.expect_message(alice, "carol", "old message 75")
+        expect(alice.locator("#log li.msg")).to_have_count(50)
+        self.assertEqual(self.bodies(alice), [f"old message {n}" for n in range(26, 76)])
+        # Scrolled to the newest, with the message box on screen.
+        expect(alice.locator("#log li.msg").last).to_be_in_viewport()
+        expect(alice.get_by_label("Message", exact=True)).to_be_in_viewport()
+        self.shot(alice, "history-newest-page")
+
+        older = alice.get_by_role("button", name="Load older messages")
+        expect(older).to_be_visible()
+        older.click()
+        expect(alice.locator("#log li.msg")).to_have_count(75)
+        self.assertEqual(self.bodies(alice), [f"old message {n}" for n in range(1, 76)])
+        # 25 < 50: that was the last page.
+        expect(older).to_be_hidden()
+        self.shot(alice, "history-all")
+
+        # Live messages still arrive at the bottom.
+        carol.send(json.dumps({"content": "a new one"}))
+        self.expect_message(alice, "carol", "a new one")
+        self.assertEqual(self.bodies(alice)[-1], "a new one")
+        self.assert_no_console_errors()
+
+
+class ReconnectTests(BrowserCase):
+    def test_restart_resumes_from_last_seen_id(self) -> None:
+        """The server restarts; messages posted before alice's page gets back
+        appear exactly once, in order, once it has reconnected by itself."""
+        alice = self.open_page("alice")
+        gate = {"open": True}
+
+        def route(ws: WebSocketRoute) -> None:
+            # Lets the test keep alice offline until the gap exists.
+            if gate["open"]:
+                ws.connect_to_server()
+            else:
+                ws.close(code=4999, reason="held back by the test")
+
+        alice.route_web_socket(re.compile(r"/ws$"), route)
+        self.sign_up_on(alice, "alice")
+        bob = self.sign_up("bob")
+        for page in (alice, bob):
+            self.join(page, "garden")
+        self.say(alice, "before the restart")
+        self.expect_message(bob, "alice", "before the restart")
+
+        gate["open"] = False
+        self.assertIn(self.server.stop(), CLEAN_EXITS)
+        for page in (alice, bob):
+            expect(page.get_by_role("status")).to_contain_text("Reconnecting")
+        self.server.start()
+        carol = self.room_socket("garden", self.account("carol"))
+        for n in (1, 2, 3):
+            carol.send(json.dumps({"content": f"while you were away {n}"}))
+        self.wait_content(carol, "while you were away 3")
+        gate["open"] = True
+
+        # Backoff: alice's page comes back on its own (at most ~12 s apart).
+        self.expect_connected(alice, "alice", timeout=30_000)
+        self.expect_connected(bob, "bob", timeout=30_000)
+        for n in (1, 2, 3):
+            self.expect_message(alice, "carol", f"while you were away {n}")
+            self.expect_message(bob, "carol", f"while you were away {n}")
+        expected = ["before the restart"] + [f"while you were away {n}" for n in (1, 2, 3)]
+        self.assertEqual(self.bodies(alice), expected)
+        self.assertEqual(self.bodies(bob), expected)
+
+        # The room is live again for both.
+        self.say(alice, "back again")
+        self.expect_message(bob, "alice", "back again")
+        self.wait_content(carol, "back again")
+        self.shot(alice, "after-reconnect")
+        # Failed connection attempts while the server was down are logged
+        # by Chromium itself; nothing else may be.
+        self.expected_console.append(re.compile(r"WebSocket connection to '.*' failed"))
+        self.assert_no_console_errors()
+
+    def sign_up_on(self, page: Page, who: str) -> None:
+        page.get_by_label("Nickname", exact=True).fill(who)
+        page.get_by_label("Password", exact=True).fill(f"{who}-password")
+        page.get_by_role("button", name="Register", exact=True).click()
+        self.expect_connected(page, who)
+
+
+class ErrorTests(BrowserCase):
+    server_args = (
+        "--max-content-length",
+        "40",
+        "--rate-limit",
+        "0.5",
+        "--rate-burst",
+        "3",
+        "--admin-token",
+        ADMIN_TOKEN,
+    )
+
+    def alert(self, page: Page) -> Any:
+        return page.get_by_role("alert")
+
+    def test_errors_are_shown(self) -> None:
+        """Too long, too fast and banned: the person is told."""
+        alice = self.sign_up("alice")
+        self.join(alice, "lobby")
+        box = alice.get_by_label("Message", exact=True)
+
+        box.fill("x" * 41)
+        box.press("Enter")
+        expect(self.alert(alice)).to_contain_text("too long")
+        failed = alice.locator("#log li.msg.failed")
+        expect(failed).to_have_count(1)
+        expect(failed).to_contain_text("not sent")
+        # The text is back in the box, to be shortened.
+        expect(box).to_have_value("x" * 41)
+        self.shot(alice, "error-too-long")
+        alice.get_by_role("button", name="Dismiss the message").click()
+        expect(self.alert(alice)).to_be_hidden()
+
+        for n in range(1, 6):
+            box.fill(f"quick {n}")
+            box.press("Enter")
+        expect(self.alert(alice)).to_contain_text("too fast")
+        self.shot(alice, "error-rate-limited")
+
+        status, body = self.ban("alice")
+        self.assertEqual(status, 200, body)
+        expect(self.alert(alice)).to_contain_text("banned")
+        expect(alice.get_by_label("Nickname", exact=True)).to_be_visible()
+        self.shot(alice, "error-banned")
+        self.log_in_refused(alice)
+        self.assert_no_console_errors_but_refused_login()
+
+    def ban(self, nickname: str) -> tuple[int, bytes]:
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(
+            self.server.url("/admin/ban"),
+            data=json.dumps({"nickname": nickname, "reason": "testing"}).encode(),
+            method="POST",
+            headers={
+                "Authorization": f"Bearer {ADMIN_TOKEN}",
+                "Content-Type": "application/json",
+            },
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=IO_TIMEOUT) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    def log_in_refused(self, page: Page) -> None:
+        page.get_by_label("Nickname", exact=True).fill("alice")
+        page.get_by_label("Password", exact=True).fill("alice-password")
+        page.get_by_role("button", name="Log in", exact=True).click()
+        expect(page.locator("#alert-text")).to_have_text("This account is banned.")
+
+    def assert_no_console_errors_but_refused_login(self) -> None:
+        # Chromium logs every 4xx answer to fetch() as a console error.
+        self.expected_console.append(re.compile(r"Failed to load resource: .* 403 \(Forbidden\)"))
+        self.assert_no_console_errors()
+
+
+class PhoneAndKeyboardTests(BrowserCase):
+    def test_phone_width_keyboard_only_and_logout(self) -> None:
+        """At 390 px wide, with only the keyboard: register, join, send,
+        switch rooms, log out. Nothing is wider than the screen."""
+        bob = self.sign_up("bob")
+        self.join(bob, "lobby")
+
+        page = self.open_page("alice", PHONE)
+        page.get_by_label("Nickname", exact=True).focus()
+        page.keyboard.type("alice")
+        page.keyboard.press("Tab")
+        page.keyboard.type("alice-password")
+        page.keyboard.press("Tab")  # "Log in"
+        page.keyboard.press("Tab")  # "Register"
+        expect(page.get_by_role("button", name="Register", exact=True)).to_be_focused()
+        page.keyboard.press("Enter")
+        self.expect_connected(page, "alice")
+        # After logging in the room field has the focus.
+        expect(page.get_by_label("Room", exact=True)).to_be_focused()
+        page.keyboard.type("lobby")
+        page.keyboard.press("Enter")
+        expect(page.get_by_label("Message", exact=True)).to_be_focused()
+        page.keyboard.type("typed on a phone, sent with Enter")
+        page.keyboard.press("Enter")
+        self.expect_message(bob, "alice", "typed on a phone, sent with Enter")
+        self.say(bob, "looks fine on my desktop")
+        self.expect_message(page, "bob", "looks fine on my desktop")
+
+        page.get_by_label("Room", exact=True).focus()
+        page.keyboard.type("garden")
+        page.keyboard.press("Enter")
+        expect(page.locator("#conv-title")).to_have_text("# garden")
+        self.say(bob, "anyone in the lobby?")
+        unread = page.locator("#room-list button[data-room='lobby']")
+        expect(unread).to_contain_text("1")
+        unread.focus()
+        page.keyboard.press("Enter")
+        expect(page.locator("#conv-title")).to_have_text("# lobby")
+        self.expect_message(page, "bob", "anyone in the lobby?")
+
+        width = page.evaluate("document.documentElement.scrollWidth")
+        self.assertLessEqual(width, PHONE["width"])
+        self.shot(page, "phone", full_page=True)
+
+        page.get_by_role("button", name="Log out").focus()
+        page.keyboard.press("Enter")
+        expect(page.get_by_label("Nickname", exact=True)).to_be_focused()
+        expect(page.get_by_role("status")).to_have_text("Not connected")
+        self.assertIsNone(page.evaluate("sessionStorage.getItem('parkchat.session')"))
+        # bob sees alice go.
+        expect(bob.locator("#log li.system").filter(has_text="alice left")).to_be_visible()
+        self.assert_no_console_errors()
