@@ -18,7 +18,12 @@ from parkchat.errors import InvalidRequest
 from parkchat.interfaces import IEncoder
 from parkchat.model import CHAT, SYSTEM, Message
 from parkchat.protocols.stream import StreamOptions, StreamSession, render_lines
-from parkchat.protocols.websocket import close_with, configure_factory
+from parkchat.protocols.websocket import (
+    ParkchatSocketFactory,
+    close_with,
+    configure_factory,
+    write_prepared,
+)
 from parkchat.service import ChatService
 
 
@@ -74,7 +79,7 @@ class MyChatProtocol(WebSocketServerProtocol):
 
     def send_payload(self, payload: Any) -> None:
         if not self._closing:
-            self.sendPreparedMessage(payload)
+            write_prepared(self, payload)
 
     def close(self, code: int = 1000) -> None:
         if self._closing:
@@ -86,7 +91,7 @@ class MyChatProtocol(WebSocketServerProtocol):
             close_with(self, code, "goodbye" if code == 1001 else "refused")
 
 
-class MyChatFactory(WebSocketServerFactory):
+class MyChatFactory(ParkchatSocketFactory):
     """Builds /mychat connections."""
 
     protocol = MyChatProtocol  # type: ignore[assignment]

@@ -41,8 +41,10 @@ from parkchat.model import JOINED, SYSTEM, DirectMessage, Message, nickname_key
 from parkchat.protocols.websocket import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY,
+    ParkchatSocketFactory,
     close_with,
     configure_factory,
+    write_prepared,
 )
 from parkchat.service import BANNED_REASON, REPLACED_REASON, SHUTDOWN_REASON, ChatService
 from parkchat.tokens import TokenClaims, TokenVerifier
@@ -60,7 +62,11 @@ TYPING_INTERVAL = 1.0
 
 
 def dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate echoed from the client (its "id")
+        return json.dumps(value, separators=(",", ":")).encode("ascii")
 
 
 def event_dict(message: Message, total_users: int | None = None) -> dict[str, Any]:
@@ -198,7 +204,7 @@ class AppSocketProtocol(WebSocketServerProtocol):
                 raise InvalidRequest("binary frames are not accepted; send JSON text")
             try:
                 frame = json.loads(payload)
-            except ValueError as e:
+            except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
                 raise InvalidRequest("frame is not valid JSON") from e
             if not isinstance(frame, dict):
                 raise InvalidRequest('frame must be a JSON object with a "type"')
@@ -442,7 +448,7 @@ class AppSocketProtocol(WebSocketServerProtocol):
         if origin is not None and origin == self.connection_id:
             return
         if not self._closing:
-            self.sendPreparedMessage(frame)
+            write_prepared(self, frame)
 
     def direct(self, message: DirectMessage) -> bool:
         if self._closing:
@@ -532,7 +538,7 @@ class AppSocketProtocol(WebSocketServerProtocol):
             close_with(self, code, reason)
 
 
-class AppSocketFactory(WebSocketServerFactory):
+class AppSocketFactory(ParkchatSocketFactory):
     """Builds /ws connections; holds the service, the token verifier and timers."""
 
     protocol = AppSocketProtocol  # type: ignore[assignment]

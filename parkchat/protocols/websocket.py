@@ -22,6 +22,7 @@ from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.util import encode_truncate
+from autobahn.websocket.protocol import WebSocketProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -67,12 +68,57 @@ def configure_factory(
     )
 
 
+class ParkchatSocketFactory(WebSocketServerFactory):
+    """A WebSocket factory whose protocol class carries the options.
+
+    Autobahn copies every option (some forty) from the factory onto each new
+    protocol instance unless the instance already has it. Here every
+    ``setProtocolOptions`` also makes a protocol subclass holding the options
+    as class attributes, so nothing is copied and each idle connection is a
+    few KB smaller.
+    """
+
+    def setProtocolOptions(self, **options: Any) -> None:  # type: ignore[override]
+        super().setProtocolOptions(**options)
+        base: Any = self.protocol
+        while getattr(base, "_parkchat_shared_options", False):
+            base = base.__bases__[0]
+        attrs: dict[str, Any] = {"_parkchat_shared_options": True}
+        for name in base.CONFIG_ATTRS:
+            if hasattr(self, name):
+                value = getattr(self, name)
+                # a function stored on a class would become a method
+                attrs[name] = staticmethod(value) if callable(value) else value
+        self.protocol = type(base.__name__, (base,), attrs)  # type: ignore[assignment]
+
+
 def close_with(protocol: WebSocketServerProtocol, code: int, reason: str) -> None:
     """Start the closing handshake with a protocol-level code such as 1001 or
     1008. Autobahn's ``sendClose`` accepts only 1000 and 3000-4999 (the codes
     an application may pick) and raises for the rest, so send the frame
     directly; it is a no-op once the connection is closing."""
     protocol.sendCloseFrame(code=code, reasonUtf8=encode_truncate(reason, 123), isReply=False)
+
+
+_OPEN = WebSocketProtocol.STATE_OPEN
+
+
+def write_prepared(protocol: WebSocketServerProtocol, prepared: Any) -> None:
+    """Send a frame made by ``factory.prepareMessage`` to one member.
+
+    The common case goes straight to the transport: Autobahn's ``sendData``
+    evaluates its debug-log arguments for every frame even with debug logging
+    off (``hltype``/``hlval`` style text with click when click is installed),
+    which costs more than the write itself, and a broadcast pays it once per
+    member. Frames are never sent once the closing handshake has begun.
+    """
+    if protocol.state != _OPEN:
+        return
+    transport = protocol.transport
+    if transport is not None and not protocol.send_queue and protocol._perMessageCompress is None:
+        transport.write(prepared.payloadHybi)
+    else:
+        protocol.sendPreparedMessage(prepared)
 
 
 @implementer(IEncoder)
@@ -139,7 +185,7 @@ class RoomSocketProtocol(WebSocketServerProtocol):
                 raise InvalidRequest("binary frames are not accepted; send JSON text")
             try:
                 data = json.loads(payload)
-            except ValueError as e:
+            except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
                 raise InvalidRequest("frame is not valid JSON") from e
             if not isinstance(data, dict):
                 raise InvalidRequest('frame must be a JSON object like {"content": "..."}')
@@ -166,7 +212,7 @@ class RoomSocketProtocol(WebSocketServerProtocol):
     # -- IParticipant ------------------------------------------------------
 
     def send(self, payload: Any) -> None:
-        self.sendPreparedMessage(payload)
+        write_prepared(self, payload)
 
     def removed(self, room: str, reason: str) -> None:
         # This connection exists for one room: being removed from it ends it.
@@ -180,7 +226,7 @@ class RoomSocketProtocol(WebSocketServerProtocol):
         close_with(self, code, reason)
 
 
-class RoomSocketFactory(WebSocketServerFactory):
+class RoomSocketFactory(ParkchatSocketFactory):
     """Builds room connections; holds the service and the shared encoder."""
 
     protocol = RoomSocketProtocol  # type: ignore[assignment]

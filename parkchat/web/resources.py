@@ -13,6 +13,7 @@ import hmac
 import json
 import math
 from base64 import b64decode
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -24,12 +25,13 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from parkchat.accounts import _encodable
 from parkchat.auth import IChatUser, PeerUsernamePassword
 from parkchat.errors import AuthenticationFailed, ChatError, InvalidRequest, OriginForbidden
 from parkchat.model import Ban, User, format_timestamp, validate_room
 from parkchat.protocols.unified import AppSocketFactory
 from parkchat.protocols.websocket import RoomSocketFactory
-from parkchat.service import ChatService
+from parkchat.service import MAX_ID, ChatService
 from parkchat.tokens import TokenAuthority, TokenClaims, TokenVerifier
 
 _log = Logger()
@@ -107,9 +109,15 @@ def _error_body(code: str, message: str) -> dict[str, str]:
     return {"error": code, "message": message}
 
 
+JSON_CONTENT_TYPE = b"application/json; charset=utf-8"
+
+
+def _dumps(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 def _write_json(request: Request, status: int, body: Any) -> None:
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    _write(request, status, data, b"application/json; charset=utf-8")
+    _write(request, status, _dumps(body), JSON_CONTENT_TYPE)
 
 
 def _write(request: Request, status: int, data: bytes, content_type: bytes) -> None:
@@ -168,7 +176,7 @@ def read_json_object(request: Request) -> dict[str, Any]:
         raise InvalidRequest(f"request body is larger than {MAX_BODY} bytes")
     try:
         data = json.loads(body)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
         raise InvalidRequest("body is not valid JSON") from e
     if not isinstance(data, dict):
         raise InvalidRequest("body must be a JSON object")
@@ -251,18 +259,42 @@ class RegisterResource(ApiResource):
 
 
 class HistoryResource(ApiResource):
-    """``GET /history/{room}[?limit=N&before=ID&after=ID]`` with Basic auth."""
+    """``GET /history/{room}[?limit=N&before=ID&after=ID]`` with Basic auth.
 
-    async def handle_GET(self, request: Request) -> list[dict[str, Any]]:
+    The answer to the common query (no paging) is kept encoded until the
+    room's newest messages change, so polling clients cost one lookup.
+    """
+
+    #: Most encoded answers kept (rooms x limits).
+    MAX_ENCODED = 512
+
+    def __init__(self, service: ChatService) -> None:
+        super().__init__(service)
+        self._encoded: OrderedDict[tuple[str, int], tuple[int, bytes]] = OrderedDict()
+
+    async def handle_GET(self, request: Request) -> Response:
         await authenticate_basic(self.service, request)
         room = single_segment(request, "room")
-        messages = await self.service.history(
-            room,
-            limit=_query_int(request, "limit"),
-            before=_query_int(request, "before"),
-            after=_query_int(request, "after"),
-        )
-        return [m.as_dict() for m in messages]
+        limit = _query_int(request, "limit")
+        before = _query_int(request, "before")
+        after = _query_int(request, "after")
+        key = (room, limit if limit is not None else self.service.limits.history_default)
+        paging = before is not None or after is not None
+        version = None if paging else self.service.history_version(room)
+        if version is not None:
+            hit = self._encoded.get(key)
+            if hit is not None and hit[0] == version:
+                self._encoded.move_to_end(key)
+                return Response(hit[1], content_type=JSON_CONTENT_TYPE)
+        messages = await self.service.history(room, limit=limit, before=before, after=after)
+        body = _dumps([m.as_dict() for m in messages])
+        version = None if paging else self.service.history_version(room)
+        if version is not None:
+            self._encoded[key] = (version, body)
+            self._encoded.move_to_end(key)
+            while len(self._encoded) > self.MAX_ENCODED:
+                self._encoded.popitem(last=False)
+        return Response(body, content_type=JSON_CONTENT_TYPE)
 
 
 class HealthResource(ApiResource):
@@ -294,7 +326,7 @@ class RoomSocketResource(ApiResource):
         self.service.check_connection(user.nickname, getattr(peer, "host", ""))
         if request.finished or getattr(request, "_disconnected", False):
             return NOT_DONE_YET
-        return WebSocketResource(self.factory.bound(user, room)).render(request)
+        return upgrade(request, self.factory.bound(user, room))
 
     async def _identify(self, request: Request) -> User:
         """Basic credentials (the seed API), or a login token (Bearer or
@@ -308,6 +340,23 @@ class RoomSocketResource(ApiResource):
             raise AuthenticationFailed("this endpoint needs a parkchat account")
         self.service.check_not_banned(claims.user_id)
         return User(claims.user_id, claims.nickname)
+
+
+def upgrade(request: Request, factory: Any) -> Any:
+    """Hand the request's connection to Autobahn for the WebSocket upgrade,
+    then let go of the HTTP side.
+
+    twisted.web's channel stays registered as the transport's producer after
+    Autobahn takes the transport over, which keeps the channel, the request,
+    its headers and body alive for the whole life of the socket (a few KB
+    per idle connection). Unregistering it leaves them to the garbage
+    collector; the WebSocket protocol does not use the producer.
+    """
+    transport: Any = request.transport
+    result = WebSocketResource(factory).render(request)
+    if transport is not None and getattr(transport, "producer", None) is not None:
+        transport.unregisterProducer()
+    return result
 
 
 class TextResource(Resource):
@@ -416,7 +465,7 @@ class SocketRoot(ApiResource):
             self.service.check_connection(claims.nickname, client_host(request))
         if request.finished or getattr(request, "_disconnected", False):
             return NOT_DONE_YET
-        return WebSocketResource(self.app_factory.bound(claims)).render(request)
+        return upgrade(request, self.app_factory.bound(claims))
 
     async def _identify(self, request: Request) -> TokenClaims | None:
         assert self.app_factory is not None
@@ -466,7 +515,7 @@ class AdminApi(ApiResource):
 
 def _nickname_field(data: dict[str, Any]) -> str:
     nickname = data.get("nickname", data.get("username"))
-    if not isinstance(nickname, str) or not nickname:
+    if not isinstance(nickname, str) or not nickname or not _encodable(nickname):
         raise InvalidRequest('"nickname" is required')
     return nickname
 
@@ -488,6 +537,8 @@ class AdminUsers(AdminApi):
         after = _query_int(request, "after") or 0
         if not 1 <= limit <= 1000:
             raise InvalidRequest("limit must be between 1 and 1000")
+        if not 0 <= after <= MAX_ID:
+            raise InvalidRequest("after must be a user id")
         users = await self.service.store.list_users(limit, after)
         online = {u.id for u in self.service.online_users()}
         return {
@@ -517,7 +568,7 @@ class AdminBan(AdminApi):
         data = read_json_object(request)
         reason = data.get("reason", "")
         duration = data.get("duration")
-        if not isinstance(reason, str) or len(reason) > 500:
+        if not isinstance(reason, str) or len(reason) > 500 or not _encodable(reason):
             raise InvalidRequest('"reason" must be a string of at most 500 characters')
         # JSON admits NaN and Infinity, and a huge number overflows the
         # timestamp: refuse them here rather than answer 500.

@@ -1,0 +1,153 @@
+"""The in-memory newest-messages cache and its use by ChatService.history."""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import TestCase
+
+from parkchat.model import Message
+from parkchat.recent import RecentMessages
+from parkchat.service import ChatService
+from parkchat.store.memory import MemoryStore
+from tests.helpers import FakeParticipant, sync_hasher
+
+
+def message(id: int, room: str = "lobby") -> Message:
+    return Message(id=id, room=room, nickname="n", content=f"m{id}", timestamp_ms=id)
+
+
+class RecentMessagesTests(TestCase):
+    """RecentMessages on its own."""
+
+    def test_uncached_room_is_none(self) -> None:
+        """A room never loaded is not answered from memory."""
+        self.assertIsNone(RecentMessages().get("lobby", 10))
+
+    def test_fill_then_get_last_n(self) -> None:
+        """After a fill, the last ``limit`` messages come back oldest first."""
+        recent = RecentMessages(depth=5)
+        recent.loading("lobby")
+        recent.fill("lobby", [message(i) for i in range(1, 6)])
+        self.assertEqual([m.id for m in recent.get("lobby", 3) or []], [3, 4, 5])
+        self.assertEqual([m.id for m in recent.get("lobby", 50) or []], [1, 2, 3, 4, 5])
+
+    def test_add_keeps_depth(self) -> None:
+        """New messages push the oldest out; the version changes."""
+        recent = RecentMessages(depth=3)
+        recent.loading("lobby")
+        recent.fill("lobby", [message(1), message(2)])
+        before = recent.version("lobby")
+        recent.add(message(3))
+        recent.add(message(4))
+        self.assertEqual([m.id for m in recent.get("lobby", 10) or []], [2, 3, 4])
+        self.assertNotEqual(recent.version("lobby"), before)
+
+    def test_messages_stored_during_load_are_kept(self) -> None:
+        """A message committed while the room is loading is merged in, and one
+        the load already returned is not doubled."""
+        recent = RecentMessages(depth=10)
+        recent.loading("lobby")
+        recent.add(message(3))  # committed after the query read 1..3
+        recent.add(message(4))  # committed after the query finished reading
+        window = recent.fill("lobby", [message(1), message(2), message(3)])
+        self.assertEqual([m.id for m in window], [1, 2, 3, 4])
+
+    def test_rooms_are_bounded(self) -> None:
+        """At most ``max_rooms`` rooms are kept; the least recently read goes."""
+        recent = RecentMessages(depth=2, max_rooms=2)
+        for room in ("a", "b"):
+            recent.loading(room)
+            recent.fill(room, [message(1, room)])
+        recent.get("a", 1)
+        recent.loading("c")
+        recent.fill("c", [message(2, "c")])
+        self.assertIsNotNone(recent.get("a", 1))
+        self.assertIsNone(recent.get("b", 1))
+        self.assertEqual(len(recent), 2)
+
+    def test_adds_to_uncached_rooms_are_ignored(self) -> None:
+        """Messages of rooms nobody has read are not kept."""
+        recent = RecentMessages()
+        recent.add(message(1))
+        self.assertIsNone(recent.get("lobby", 1))
+
+
+class ServiceHistoryCacheTests(TestCase):
+    """ChatService.history answers the common query from memory."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.store = MemoryStore()
+        self.calls = 0
+        real = self.store.recent_messages
+
+        def counting(*args: object, **kwargs: object) -> Deferred[list[Message]]:
+            self.calls += 1
+            return real(*args, **kwargs)  # type: ignore[arg-type]
+
+        self.store.recent_messages = counting  # type: ignore[method-assign]
+        self.service = ChatService(self.store, sync_hasher(), self.clock)
+        self.alice = FakeParticipant("alice", user_id=1)
+        self.service.connect(self.alice)
+        self.service.join(self.alice, "lobby")
+
+    def post(self, text: str) -> None:
+        self.service.post(self.alice, "lobby", text)
+        self.clock.advance(0)
+
+    def history(self, **kwargs: int) -> list[str]:
+        result = self.successResultOf(self.service.history("lobby", **kwargs))
+        return [m.content for m in result]
+
+    def test_second_read_costs_no_query(self) -> None:
+        """The first read loads the room; later reads and new messages are
+        served from memory with the same answers the store would give."""
+        self.post("one")
+        self.assertEqual(self.history(), ["one"])
+        self.post("two")
+        self.post("three")
+        self.assertEqual(self.history(limit=2), ["two", "three"])
+        self.assertEqual(self.calls, 1)
+        self.assertEqual(self.history(), self.from_store())
+
+    def from_store(self) -> list[str]:
+        self.service.recent = None
+        return self.history()
+
+    def test_paging_goes_to_the_store(self) -> None:
+        """``before``/``after`` queries are not answered from memory."""
+        for text in ("a", "b", "c"):
+            self.post(text)
+        self.history()
+        self.assertEqual(self.history(before=3), ["a", "b"])
+        self.assertEqual(self.history(after=1), ["b", "c"])
+        self.assertEqual(self.calls, 3)
+
+    def test_concurrent_loads_share_one_query(self) -> None:
+        """Readers of a room that is loading wait for the same query."""
+        pending: list[Deferred[list[Message]]] = []
+        self.store.recent_messages = (  # type: ignore[method-assign]
+            lambda *a, **k: pending.append(Deferred()) or pending[-1]
+        )
+        first = self.service.history("lobby")
+        second = self.service.history("lobby", limit=1)
+        self.post("meanwhile")
+        self.assertEqual(len(pending), 1)
+        pending[0].callback([])
+        self.assertEqual([m.content for m in self.successResultOf(first)], ["meanwhile"])
+        self.assertEqual([m.content for m in self.successResultOf(second)], ["meanwhile"])
+
+    def test_version_changes_with_messages(self) -> None:
+        """history_version is None until loaded and changes on every message."""
+        self.assertIsNone(self.service.history_version("lobby"))
+        self.history()
+        v1 = self.service.history_version("lobby")
+        self.post("x")
+        self.assertNotEqual(self.service.history_version("lobby"), v1)
+
+    def test_disabled_with_a_shared_bus(self) -> None:
+        """With recent_history=False every read goes to the store."""
+        service = ChatService(MemoryStore(), sync_hasher(), self.clock, recent_history=False)
+        self.assertIsNone(service.recent)
+        self.assertIsNone(service.history_version("lobby"))
