@@ -2,10 +2,15 @@
 # from PARKCHAT_* environment variables and the TOML file in PARKCHAT_CONFIG
 # (the form systemd units and containers use).
 from twisted.application.service import Application
+from twisted.logger import ILogObserver
 
+from parkchat.logs import json_observer
 from parkchat.tap import Options, makeService
 
 options = Options()
 options.parseOptions([])
 application = Application("parkchat")
+if options.settings is not None and options.settings.log_format == "json":
+    # twistd uses this observer unless --logger names another.
+    application.setComponent(ILogObserver, json_observer())
 makeService(options).setServiceParent(application)

@@ -101,6 +101,10 @@ class IMessageStore(Interface):
     def list_bans() -> Deferred[list[Any]]:
         """Every recorded ``Ban``."""
 
+    def ping() -> Deferred[None]:
+        """Run a trivial query (``SELECT 1``): fires when the database
+        answers, fails when it cannot (readiness checks)."""
+
     def close() -> Deferred[None]:
         """Release connections; pending operations finish first."""
 

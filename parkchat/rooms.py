@@ -19,11 +19,13 @@ class Room:
     connection (WebSocket, TCP, ...) plus one ``send`` per member.
     """
 
-    __slots__ = ("_groups", "name")
+    __slots__ = ("_groups", "last_delivered", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._groups: dict[IEncoder, dict[IParticipant, None]] = {}
+        #: Members the last ``broadcast`` handed the message to (for metrics).
+        self.last_delivered = 0
 
     def __len__(self) -> int:
         return sum(len(members) for members in self._groups.values())
@@ -59,6 +61,7 @@ class Room:
         delivery raised, so that the caller can drop them. One bad connection
         never stops delivery to the others."""
         failed: list[IParticipant] = []
+        delivered = 0
         for encoder, members in list(self._groups.items()):
             try:
                 payload = encoder.encode(message)
@@ -67,10 +70,12 @@ class Room:
                 continue
             if payload is None:
                 continue  # this kind of connection does not show such events
+            delivered += len(members)
             for member in tuple(members):
                 try:
                     member.send(payload)
                 except Exception:
                     _log.failure("delivery to {nickname} failed", nickname=member.nickname)
                     failed.append(member)
+        self.last_delivered = delivered - len(failed)
         return failed

@@ -7,6 +7,7 @@ tokens from a third-party auth service that signs with a shared HMAC secret
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from twisted.internet.interfaces import IReactorTime
@@ -129,11 +130,26 @@ class ExternalTokenVerifier:
 class TokenVerifier:
     """Tries parkchat's own tokens, then the external service's, if configured."""
 
-    def __init__(self, own: TokenAuthority, external: ExternalTokenVerifier | None = None) -> None:
+    def __init__(
+        self,
+        own: TokenAuthority,
+        external: ExternalTokenVerifier | None = None,
+        on_failure: Callable[[], None] | None = None,
+    ) -> None:
         self.own = own
         self.external = external
+        #: Called once per refused token (for metrics).
+        self.on_failure = on_failure
 
     def verify(self, token: object) -> TokenClaims:
+        try:
+            return self._verify(token)
+        except AuthenticationFailed:
+            if self.on_failure is not None:
+                self.on_failure()
+            raise
+
+    def _verify(self, token: object) -> TokenClaims:
         if not isinstance(token, str) or not token or len(token) > 8192:
             raise AuthenticationFailed("invalid or expired token")
         try:

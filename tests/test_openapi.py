@@ -106,7 +106,7 @@ class OpenApiDocumentTests(SynchronousTestCase):
         self.assertEqual(errors, [])
         schema = schemathesis.openapi.from_path(SPEC)
         operations = operations_of(schema)
-        self.assertEqual(len(operations), 11)
+        self.assertEqual(len(operations), 12)
 
     def test_references_resolve(self) -> None:
         """Every ``$ref`` names something the document defines."""
@@ -149,6 +149,7 @@ class OpenApiDocumentTests(SynchronousTestCase):
         for name, child in site.resource.children.items():
             if isinstance(child, ApiResource) and name != b"ws":
                 served.add("/" + name.decode() + ("/{room}" if name == b"history" else ""))
+                served.update(f"/{name.decode()}/{sub}" for sub in getattr(child, "subpaths", ()))
         for name in site.resource.children[b"admin"].children:
             served.add("/admin/" + name.decode())
         self.assertEqual(set(self.spec["paths"]), served)

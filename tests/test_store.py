@@ -54,6 +54,10 @@ class MessageStoreTestsMixin(_Base):
         """The store fully provides IMessageStore (methods and signatures)."""
         self.assertTrue(verifyObject(IMessageStore, self.make_store()))
 
+    async def test_ping(self) -> None:
+        """ping() runs a trivial query and fires with None (readiness)."""
+        self.assertIsNone(await self.make_store().ping())
+
     # -- messages ------------------------------------------------------------
 
     async def test_insert_returns_increasing_ids_in_order(self) -> None:

@@ -132,5 +132,8 @@ class MemoryStore:
     def list_bans(self) -> Deferred[list[Ban]]:
         return succeed([self._bans[k] for k in sorted(self._bans)])
 
+    def ping(self) -> Deferred[None]:
+        return succeed(None)
+
     def close(self) -> Deferred[None]:
         return succeed(None)

@@ -37,9 +37,13 @@ class GroupCommitWriter:
         clock: IReactorTime,
         max_batch: int = 2000,
         max_pending: int = 50_000,
+        on_batch: Callable[[int, float, bool], None] | None = None,
     ) -> None:
         self._insert = insert
         self._clock = clock
+        #: Told ``(size, seconds, committed)`` once per batch (for metrics).
+        self._on_batch = on_batch
+        self._started = 0.0
         self.max_batch = max_batch
         self.max_pending = max_pending
         self._queue: list[tuple[Message, Deferred[Message]]] = []
@@ -89,6 +93,7 @@ class GroupCommitWriter:
         self._in_flight = True
         self.batches += 1
         self.last_batch_size = len(batch)
+        self._started = self._clock.seconds()
         try:
             d = self._insert([message for message, _ in batch])
         except Exception:
@@ -97,6 +102,8 @@ class GroupCommitWriter:
 
     def _committed(self, ids: list[int], batch: list[tuple[Message, Deferred[Message]]]) -> None:
         self._in_flight = False
+        if self._on_batch is not None:
+            self._on_batch(len(batch), self._clock.seconds() - self._started, True)
 
         def report() -> None:
             for (message, d), message_id in zip(batch, ids, strict=True):
@@ -111,6 +118,8 @@ class GroupCommitWriter:
     def _failed(self, failure: Failure, batch: list[tuple[Message, Deferred[Message]]]) -> None:
         self._in_flight = False
         _log.failure("storing a batch of {count} messages failed", failure, count=len(batch))
+        if self._on_batch is not None:
+            self._on_batch(len(batch), self._clock.seconds() - self._started, False)
 
         def report() -> None:
             for _, d in batch:

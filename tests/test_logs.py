@@ -1,0 +1,180 @@
+"""Logs: the JSON format, the twistd hook-up, and no secrets in any event."""
+
+from __future__ import annotations
+
+import io
+import json
+from base64 import b64encode
+from typing import Any
+
+from treq.testing import StubTreq
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import StringTransport
+from twisted.logger import (
+    ILogObserver,
+    LogEvent,
+    eventAsJSON,
+    formatEvent,
+    globalLogPublisher,
+)
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+
+from parkchat.logs import event_as_json, json_file_observer, json_observer
+from parkchat.protocols.line import LineChatFactory
+from parkchat.protocols.stream import StreamOptions
+from parkchat.protocols.unified import AppSocketFactory
+from parkchat.protocols.websocket import RoomSocketFactory
+from parkchat.tap import JSON_OBSERVER, Options
+from parkchat.tokens import TokenAuthority, TokenVerifier
+from parkchat.web.site import make_site, redact_uri
+from tests.helpers import make_service
+
+PASSWORD = "Pa55word-never-logged"
+WRONG = "Wr0ng-password-never-logged"
+
+
+class JsonFormatTests(TestCase):
+    def test_one_object_per_line(self) -> None:
+        """Each event is one JSON line with time, level, namespace, the
+        formatted message and its scalar fields."""
+        out = io.StringIO()
+        observer = json_file_observer(out)
+        observer(
+            {
+                "log_format": "{nickname} joined {room}",
+                "log_level": None,
+                "log_namespace": "parkchat.x",
+                "log_time": 0.0,
+                "nickname": "alice",
+                "room": "lobby",
+                "transport": object(),
+            }
+        )
+        (line,) = out.getvalue().splitlines()
+        record = json.loads(line)
+        self.assertEqual(record["message"], "alice joined lobby")
+        self.assertEqual(record["nickname"], "alice")
+        self.assertEqual(record["namespace"], "parkchat.x")
+        self.assertEqual(record["time"], "1970-01-01T00:00:00.000+00:00")
+        self.assertNotIn("transport", record)
+
+    def test_observer_factory(self) -> None:
+        """parkchat.logs.json_observer is a twistd --logger factory."""
+        self.assertTrue(ILogObserver.providedBy(json_observer()))
+
+    def test_log_format_sets_twistd_logger(self) -> None:
+        """Under twistd, --log-format json selects the JSON observer the way
+        twistd --logger would; an explicit --logger wins; text changes nothing."""
+        from twisted.scripts.twistd import ServerOptions
+
+        config = ServerOptions()
+        config.parseOptions(["--nodaemon", "parkchat", "--db", ":memory:", "--log-format", "json"])
+        self.assertIs(config["logger"], json_observer)
+        config = ServerOptions()
+        config.parseOptions(["--nodaemon", "parkchat", "--db", ":memory:"])
+        self.assertIsNone(config["logger"])
+        config = ServerOptions()
+        config.parseOptions(
+            ["--logger", "twisted.logger.globalLogPublisher", "parkchat", "--log-format", "json"]
+        )
+        self.assertIsNot(config["logger"], json_observer)
+        self.assertEqual(JSON_OBSERVER, "parkchat.logs.json_observer")
+        Options().parseOptions(["--log-format", "json"])  # no parent: no effect
+
+
+class NoSecretsInLogsTests(TestCase):
+    """Register, log in, use Basic auth, tokens and the TCP password
+    handshake with every log event captured; no password or token string
+    appears in any formatted event, its JSON, or the access log."""
+
+    def setUp(self) -> None:
+        self.events: list[LogEvent] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+        self.service, _, self.clock = make_service()
+        self.addCleanup(self.service.stopService)
+        self.authority = TokenAuthority(b"s" * 32, self.clock)
+        tokens = TokenVerifier(self.authority)
+        self.site = make_site(
+            self.service,
+            RoomSocketFactory(self.service),
+            app_factory=AppSocketFactory(self.service, tokens, self.clock),
+            tokens=self.authority,
+            access_log=True,
+        )
+        self.tokens = tokens
+        self.stub: Any = StubTreq(self.site.resource)
+
+    def assert_clean(self, *secrets: str) -> None:
+        self.assertTrue(self.events)
+        for event in self.events:
+            texts = [formatEvent(event), event_as_json(event)]
+            try:
+                texts.append(eventAsJSON(event))
+            except Exception:
+                pass
+            for text in texts:
+                for secret in secrets:
+                    self.assertNotIn(secret, text, event)
+
+    def raw_request(self, request: bytes) -> bytes:
+        """One request through the real Site (its access log included)."""
+        self.site.startFactory()
+        self.addCleanup(self.site.stopFactory)
+        protocol = self.site.buildProtocol(None)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(request)
+        self.clock.advance(0)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        return transport.value()
+
+    async def test_no_secrets(self) -> None:
+        basic = "Basic " + b64encode(f"alice:{PASSWORD}".encode()).decode()
+        wrong = "Basic " + b64encode(f"alice:{WRONG}".encode()).decode()
+        response = await self.stub.post(
+            "http://x/register", json={"nickname": "alice", "password": PASSWORD}
+        )
+        self.assertEqual(response.code, 201)
+        response = await self.stub.post(
+            "http://x/login", json={"nickname": "alice", "password": PASSWORD}
+        )
+        token = (await response.json())["token"]
+        response = await self.stub.post(
+            "http://x/login", json={"nickname": "alice", "password": WRONG}
+        )
+        self.assertEqual(response.code, 401)
+        for auth in (basic, wrong, f"Bearer {token}", "Bearer forged.token.value"):
+            await self.stub.get("http://x/history/lobby", headers={"Authorization": auth})
+            await self.stub.get("http://x/ws/lobby", headers={"Authorization": auth})
+        await self.stub.get(f"http://x/ws?token={token}")
+        self.raw_request(
+            f"GET /history/lobby?token={token} HTTP/1.1\r\nHost: x\r\n"
+            f"Referer: http://x/?token={token}\r\nConnection: close\r\n\r\n".encode()
+        )
+        # The TCP line protocol: password and token handshakes, good and bad.
+        factory = LineChatFactory(self.service, self.clock, StreamOptions(tokens=self.tokens))
+        for handshake in (
+            {"name": "alice", "room": "lobby", "password": PASSWORD},
+            {"name": "alice", "room": "lobby", "password": WRONG},
+            {"name": "alice", "room": "lobby", "token": token},
+            {"name": "alice", "room": "lobby", "token": token + "x"},
+        ):
+            protocol = factory.buildProtocol(None)
+            transport = StringTransport()
+            protocol.makeConnection(transport)
+            protocol.dataReceived(json.dumps(handshake).encode() + b"\nhello\n")
+            self.clock.advance(0)
+            protocol.connectionLost(Failure(ConnectionDone()))
+        access = [e for e in self.events if "token=REDACTED" in formatEvent(e)]
+        self.assertTrue(access, "the access log line with a redacted token is missing")
+        self.assert_clean(PASSWORD, WRONG, token)
+
+    def test_redact_uri(self) -> None:
+        """token and access_token query values are replaced, others kept."""
+        self.assertEqual(
+            redact_uri(b"/ws?a=1&token=abc.def&access_token=x#f"),
+            b"/ws?a=1&token=REDACTED&access_token=REDACTED#f",
+        )
+        self.assertEqual(redact_uri(b"/history/lobby?limit=5"), b"/history/lobby?limit=5")
