@@ -5,11 +5,20 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from parkchat.auth import MAX_PASSWORD_LENGTH, PasswordHasher, VerifiedCredentials
-from parkchat.errors import AuthenticationFailed, InvalidPassword
+from parkchat.errors import (
+    AccountExists,
+    AuthenticationFailed,
+    ChatError,
+    InvalidPassword,
+    StorageFailed,
+)
 from parkchat.interfaces import IMessageStore
 from parkchat.model import StoredUser, User, nickname_key, validate_nickname
+
+_log = Logger()
 
 
 def validate_password(password: object) -> str:
@@ -58,10 +67,30 @@ class Accounts:
         self._password_epoch = 0
 
     async def register(self, nickname: object, password: object) -> User:
+        """Create an account. A taken name is refused before any hashing (a
+        409 should not cost a bcrypt); the unique index still decides races.
+        The new password is remembered as verified, so the account's first
+        login does not pay a bcrypt either."""
         nickname = validate_nickname(nickname)
         password = validate_password(password)
+        if await self._store.get_user(nickname) is not None:
+            raise AccountExists()
+        epoch = self._password_epoch
         hashed = await self._hasher.hash(password)
-        stored = await self._store.create_user(nickname, hashed, int(self._clock.seconds() * 1000))
+        try:
+            stored = await self._store.create_user(
+                nickname, hashed, int(self._clock.seconds() * 1000)
+            )
+        except ChatError:
+            raise
+        except Exception as e:
+            # A read-only or full database: say so, not "internal error".
+            _log.failure("storing a new account failed")
+            raise StorageFailed("the account could not be stored; try again later") from e
+        if epoch == self._password_epoch:
+            self.cache.remember(
+                nickname_key(nickname), self.cache.digest(password), stored.public()
+            )
         return stored.public()
 
     def authenticate(self, nickname: str, password: str) -> Deferred[User]:

@@ -114,6 +114,28 @@ def endpoint_description(value: Any) -> str:
     return text
 
 
+def metrics_setting(value: Any) -> str:
+    """``yes`` (on the HTTP port), ``no``, or an endpoint for a listener of its own."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    text = str(value).strip()
+    if text.lower() in ("1", "true", "yes", "on"):
+        return "yes"
+    if text.lower() in ("0", "false", "no", "off"):
+        return "no"
+    try:
+        return endpoint_description(text)
+    except ValueError:
+        raise ValueError(f"expected yes, no or an endpoint like tcp:9100, got {value!r}") from None
+
+
+def _log_format(value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in ("text", "json"):
+        raise ValueError(f"expected text or json, got {value!r}")
+    return text
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -365,6 +387,53 @@ SETTINGS: tuple[Setting, ...] = (
         "SECRET",
     ),
     Setting("access_log", True, _bool, "Log every HTTP request (yes/no).", "yes|no"),
+    Setting(
+        "http_timeout",
+        60.0,
+        _float(0, exclusive=True),
+        "Seconds an HTTP connection may sit idle or with a request half sent "
+        "before it is closed (before a WebSocket upgrade; not after it).",
+        "SECONDS",
+    ),
+    Setting(
+        "slow_client_timeout",
+        30.0,
+        _float(0),
+        "Seconds a WebSocket or TCP client may leave its send buffer (64 KiB) full "
+        "without reading before it is disconnected; 0 = no time limit.",
+        "SECONDS",
+    ),
+    Setting(
+        "max_send_buffer",
+        4 * 1024 * 1024,
+        _int(0),
+        "Bytes waiting to be sent to one WebSocket or TCP client beyond which it "
+        "is disconnected at once; 0 = no limit.",
+        "BYTES",
+    ),
+    Setting(
+        "log_format",
+        "text",
+        _log_format,
+        "text: twistd's usual lines; json: one JSON object per line on standard "
+        "output (under twistd the same as twistd --logger parkchat.logs.json_observer).",
+        "text|json",
+    ),
+    Setting(
+        "metrics",
+        "yes",
+        metrics_setting,
+        "Prometheus metrics at /metrics: yes (on every --port listener), no, or "
+        "an endpoint for a listener of their own (e.g. tcp:9100:interface=127.0.0.1).",
+        "yes|no|ENDPOINT",
+    ),
+    Setting(
+        "metrics_token",
+        "",
+        _secret,
+        "Bearer token (32+ bytes) that /metrics then requires; empty = no token.",
+        "SECRET",
+    ),
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
@@ -409,6 +478,12 @@ class Settings:
     allowed_origins: tuple[str, ...] = ()
     admin_token: str = field(default="", repr=False)
     access_log: bool = True
+    http_timeout: float = 60.0
+    slow_client_timeout: float = 30.0
+    max_send_buffer: int = 4 * 1024 * 1024
+    log_format: str = "text"
+    metrics: str = "yes"
+    metrics_token: str = field(default="", repr=False)
     #: Where each value came from ("default", "file", "env", "cli"), for --help-like reports.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 

@@ -13,11 +13,12 @@ included) here and, with a shared bus, on every other instance.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.cred.portal import Portal
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, TimeoutError, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -32,11 +33,13 @@ from parkchat.errors import (
     Banned,
     InvalidRequest,
     NotInRoom,
+    RateLimited,
     TooManyAttempts,
     UnknownRecipient,
 )
 from parkchat.interfaces import IBus, IBusHandler, IMessageStore, IParticipant
 from parkchat.limits import ConnectionCounter, Limits, LoginThrottle, TokenBucketLimiter
+from parkchat.metrics import ServiceMetrics
 from parkchat.model import (
     JOINED,
     LEFT,
@@ -61,6 +64,8 @@ REPLACED_REASON = "replaced by a newer session"
 BANNED_REASON = "banned"
 #: The largest id a store can hold (SQL BIGINT); larger ones are refused, not sent to it.
 MAX_ID = 2**63 - 1
+#: Seconds the readiness check waits for the database to answer.
+READY_TIMEOUT = 5.0
 
 
 @implementer(IBusHandler)
@@ -89,7 +94,11 @@ class ChatService(Service):
         self.limits = limits if limits is not None else Limits()
         self.accounts = Accounts(store, hasher, clock, credential_cache)
         self.portal: Portal = make_portal(self._login_for_cred)
-        self.writer = GroupCommitWriter(store.insert_messages, clock)
+        #: Counters and histograms for /metrics (parkchat.metrics).
+        self.metrics = ServiceMetrics()
+        self.writer = GroupCommitWriter(
+            store.insert_messages, clock, on_batch=self.metrics.batch_done
+        )
         self.bus: IBus = bus if bus is not None else LocalBus()
         self.bus.attach(self)
         self._rooms: dict[str, Room] = {}
@@ -115,6 +124,7 @@ class ChatService(Service):
             RecentMessages(self.limits.history_max) if recent_history else None
         )
         self._recent_loads: dict[str, list[Deferred[list[Message]]]] = {}
+        self.metrics.watch(self)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -226,6 +236,51 @@ class ChatService(Service):
     @property
     def connection_count(self) -> int:
         return len(self._connections)
+
+    def connections_by_surface(self) -> dict[str, int]:
+        """Registered connections per surface (``room_ws``, ``app_ws``,
+        ``mychat``, ``tcp``), from their encoders; for metrics, at scrape time."""
+        return dict(Counter(getattr(p.encoder, "surface", "other") for p in self._connections))
+
+    @property
+    def room_count(self) -> int:
+        return len(self._rooms)
+
+    # -- readiness ---------------------------------------------------------
+
+    async def readiness(self, timeout: float = READY_TIMEOUT) -> dict[str, str]:
+        """Whether this instance can serve: the database answers a trivial
+        query within ``timeout`` seconds and, with a shared bus, the bus is
+        live. ``status`` is ``ready`` or ``not_ready`` (then ``reason`` says
+        why); details of a database error are logged, not returned."""
+        report: dict[str, str] = {"status": "ready"}
+        reasons: list[str] = []
+        if self._stopping:
+            reasons.append("shutting down")
+        d = self.store.ping()
+        d.addTimeout(timeout, self.clock)
+        try:
+            await d
+            report["database"] = "ok"
+        except TimeoutError:
+            report["database"] = "timeout"
+            reasons.append(f"database did not answer within {timeout:g} s")
+        except Exception as e:
+            _log.warn("readiness: database check failed: {error!r}", error=e)
+            report["database"] = "error"
+            reasons.append(f"database check failed ({type(e).__name__})")
+        live = getattr(self.bus, "live", None)
+        if live is None:
+            report["bus"] = "local"
+        elif live:
+            report["bus"] = "ok"
+        else:
+            report["bus"] = "down"
+            reasons.append("message bus (Redis) is not connected")
+        if reasons:
+            report["status"] = "not_ready"
+            report["reason"] = "; ".join(reasons)
+        return report
 
     # -- rooms -------------------------------------------------------------
 
@@ -408,8 +463,9 @@ class ChatService(Service):
         room = self._rooms.get(room_name)
         if room is None or participant not in room:
             raise NotInRoom(f"not in room {room_name!r}")
+        self.metrics.messages_received += 1
         content = validate_content(content, self.limits.max_content_length)
-        self._rate.consume(nickname_key(participant.nickname))
+        self._consume_rate(participant)
         message = Message(
             room=room_name,
             nickname=participant.nickname,
@@ -419,6 +475,13 @@ class ChatService(Service):
             origin=self._ids.get(participant),
         )
         return self.writer.submit(message).addCallback(self._publish)
+
+    def _consume_rate(self, participant: IParticipant) -> None:
+        try:
+            self._rate.consume(nickname_key(participant.nickname))
+        except RateLimited:
+            self.metrics.rate_limited += 1
+            raise
 
     def notify(self, participant: IParticipant, room_name: str, kind: str) -> None:
         """Publish an ephemeral room event (e.g. typing) from a member: not
@@ -451,7 +514,9 @@ class ChatService(Service):
         room = self._rooms.get(room_name)
         if room is None:
             return
-        for member in room.broadcast(message):
+        failed = room.broadcast(message)
+        self.metrics.deliveries += room.last_delivered
+        for member in failed:
             self._force_out(member, "delivery failed")
 
     def history(
@@ -526,7 +591,7 @@ class ChatService(Service):
             raise InvalidRequest("name the recipient by user id or nickname")
         if not (0 < to <= MAX_ID if isinstance(to, int) else _encodable(to)):
             raise UnknownRecipient(f"no account {to!r}")  # no store could hold it
-        self._rate.consume(nickname_key(participant.nickname))
+        self._consume_rate(participant)
         if isinstance(to, int):
             recipient = await self.store.get_user_by_id(to)
         else:
@@ -684,10 +749,12 @@ class ChatService(Service):
         keys = (("account", nickname_key(nickname) if nickname else ""), ("address", peer_host))
         wait = self.login_throttle.retry_after(*keys)
         if wait > 0:
+            self.metrics.login_throttled += 1
             raise TooManyAttempts(f"too many failed logins: try again in {int(wait) + 1} seconds")
         try:
             user: User = await self.authenticate(nickname, password)
         except AuthenticationFailed:
+            self.metrics.auth_failures["password"] += 1
             self.login_throttle.failed(*keys)
             raise
         self.login_throttle.succeeded(keys[0])

@@ -28,6 +28,7 @@ from parkchat.interfaces import IBus, IMessageStore
 from parkchat.limits import Limits
 from parkchat.protocols.line import LineChatFactory
 from parkchat.protocols.mychat import MyChatFactory
+from parkchat.protocols.policies import AddressLimit, SlowReaderPolicy
 from parkchat.protocols.stream import StreamOptions
 from parkchat.protocols.unified import AppSocketFactory
 from parkchat.protocols.websocket import RoomSocketFactory
@@ -38,7 +39,10 @@ from parkchat.store.schema import SchemaError
 from parkchat.store.sqlite import load_or_create_setting as load_or_create_sqlite_setting
 from parkchat.store.sqlite import open_sqlite
 from parkchat.tokens import ExternalTokenVerifier, TokenAuthority, TokenVerifier
-from parkchat.web.site import make_site
+from parkchat.web.site import make_metrics_site, make_site
+
+#: The twistd ``--logger`` factory of ``--log-format json``.
+JSON_OBSERVER = "parkchat.logs.json_observer"
 
 
 def _help(setting: Any) -> str:
@@ -106,6 +110,23 @@ class Options(usage.Options):
             raise usage.UsageError(str(e)) from None
         for description in self.settings.port + self.settings.tcp:
             check_endpoint(description)
+        if self.settings.metrics not in ("yes", "no"):
+            check_endpoint(self.settings.metrics)
+        self._choose_log_format(self.settings.log_format)
+
+    def _choose_log_format(self, log_format: str) -> None:
+        """Under twistd (the parent options), ``--log-format json`` means
+        ``twistd --logger parkchat.logs.json_observer``: twistd installs the
+        log observer, and this is the option it reads. An explicit
+        ``--logger`` wins."""
+        parent = getattr(self, "parent", None)
+        if log_format != "json" or parent is None:
+            return
+        try:
+            if parent["logger"] is None:
+                parent["logger"] = JSON_OBSERVER
+        except KeyError:
+            pass  # not twistd's ServerOptions
 
 
 class _ParseOnlyReactor:
@@ -280,7 +301,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         if settings.external_jwt_secret
         else None
     )
-    tokens = TokenVerifier(authority, external)
+    tokens = TokenVerifier(authority, external, on_failure=service.metrics.token_failed)
 
     ws_factory = RoomSocketFactory(
         service,
@@ -322,16 +343,34 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         allowed_origins=settings.allowed_origins,
         admin_token=settings.admin_token or None,
         access_log=settings.access_log,
+        http_timeout=settings.http_timeout,
+        metrics=settings.metrics == "yes",
+        metrics_token=settings.metrics_token or None,
     )
     # Listeners come last: MultiService stops children in reverse order, so
     # on shutdown they stop accepting before the service says goodbye.
+    # Clients that stop reading are closed (every WebSocket and TCP client);
+    # open sockets are counted per address on every chat listener from the
+    # moment they are accepted, before any handshake (policies.py).
+    slow_readers = SlowReaderPolicy(reactor, settings.slow_client_timeout, settings.max_send_buffer)
+    for socket_factory in (ws_factory, mychat_factory, app_factory):
+        socket_factory.slow_readers = slow_readers
+    per_address = AddressLimit(settings.max_connections_per_ip)
+    http_factory = per_address.wrap(site)
     for description in settings.port:
-        listener = Listener(description, site, reactor)
+        listener = Listener(description, http_factory, reactor)
         listener.setName(f"http:{description}")
         listener.setServiceParent(top)
     line_factory = LineChatFactory(service, reactor, stream_options)
+    line_factory.slow_readers = slow_readers
+    limited_line_factory = per_address.wrap(line_factory)
     for description in settings.tcp:
-        listener = Listener(description, line_factory, reactor)
+        listener = Listener(description, limited_line_factory, reactor)
         listener.setName(f"tcp:{description}")
+        listener.setServiceParent(top)
+    if settings.metrics not in ("yes", "no"):
+        metrics_site = make_metrics_site(service, settings.metrics_token or None)
+        listener = Listener(settings.metrics, metrics_site, reactor)
+        listener.setName(f"metrics:{settings.metrics}")
         listener.setServiceParent(top)
     return top

@@ -9,7 +9,7 @@ from typing import Any
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, fail, maybeDeferred
 from twisted.internet.task import Clock
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import TestCase
@@ -33,6 +33,7 @@ from parkchat.errors import (
     InvalidName,
     InvalidPassword,
     ServiceBusy,
+    StorageFailed,
 )
 from parkchat.model import User
 from parkchat.store.memory import MemoryStore
@@ -295,7 +296,45 @@ class AccountsTests(TestCase):
         self.accounts = Accounts(self.store, self.hasher, self.clock)
 
     def register(self, nickname: object, password: object) -> Deferred[User]:
-        return Deferred.fromCoroutine(self.accounts.register(nickname, password))
+        """Register, then empty the verification cache (registration warms
+        it), so that cache tests start cold, as after a restart."""
+        d = Deferred.fromCoroutine(self.accounts.register(nickname, password))
+
+        def cold(user: User) -> User:
+            self.accounts.cache.clear()
+            return user
+
+        return d.addCallback(cold)
+
+    def test_registration_warms_the_cache(self) -> None:
+        """The first login right after registering costs no bcrypt check:
+        registration has just hashed that very password."""
+        self.successResultOf(Deferred.fromCoroutine(self.accounts.register("alice", "pw")))
+        before = self.bcrypt.checks()
+        self.assertEqual(
+            self.successResultOf(self.accounts.authenticate("alice", "pw")).nickname, "alice"
+        )
+        self.assertEqual(self.bcrypt.checks(), before)
+        self.failureResultOf(self.accounts.authenticate("alice", "wrong"), AuthenticationFailed)
+
+    def test_unwritable_store_is_storage_failed(self) -> None:
+        """A database that refuses the write (read-only, full) answers
+        StorageFailed (503), not an internal error; the failure is logged."""
+
+        def refuse(*args: Any) -> Deferred[Any]:
+            return fail(OSError("attempt to write a readonly database"))
+
+        self.store.create_user = refuse  # type: ignore[method-assign]
+        failure = self.failureResultOf(self.register("alice", "pw"), StorageFailed)
+        self.assertIn("could not be stored", failure.value.message)
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+
+    def test_taken_name_costs_no_hash(self) -> None:
+        """A registration of a taken name is refused before bcrypt runs."""
+        self.successResultOf(self.register("alice", "pw"))
+        jobs = len(self.bcrypt.jobs)
+        self.failureResultOf(self.register("Alice", "other"), AccountExists)
+        self.assertEqual(len(self.bcrypt.jobs), jobs)
 
     def authenticate(self, nickname: str, password: str) -> Deferred[User]:
         return maybeDeferred(self.accounts.authenticate, nickname, password)

@@ -1020,6 +1020,7 @@ class SlowCheckBehaviour(StreamHelpers):
         service.startService()
         self.hasher.holding = False
         service.register("alice", "pw-alice")
+        service.accounts.cache.clear()  # registration warms it; these tests need a real check
         self.hasher.holding = True
         return service, store
 

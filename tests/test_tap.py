@@ -20,6 +20,8 @@ from twisted.trial.unittest import TestCase
 from twisted.web.server import Site
 
 from parkchat.config import SETTINGS, Settings
+from parkchat.protocols.line import LineChatFactory
+from parkchat.protocols.policies import AddressLimitedFactory
 from parkchat.service import ChatService
 from parkchat.store.memory import MemoryStore
 from parkchat.store.schema import latest_version
@@ -216,7 +218,9 @@ class MakeServiceTests(TapTestCase):
             assert isinstance(listener, StreamServerEndpointService)
             self.assertIsInstance(listener.endpoint, endpoints.TCP4ServerEndpoint)
             self.assertIs(listener.endpoint._reactor, reactor)
-            self.assertIsInstance(listener.factory, Site)
+            # behind the per-address socket limit (parkchat.protocols.policies)
+            self.assertIsInstance(listener.factory, AddressLimitedFactory)
+            self.assertIsInstance(listener.factory.wrappedFactory, Site)
         self.assertEqual(
             [(s.endpoint._port, s.endpoint._interface) for s in listeners],
             [(0, "127.0.0.1"), (9999, "")],
@@ -240,9 +244,31 @@ class MakeServiceTests(TapTestCase):
         http, line = children[2], children[3]
         assert isinstance(http, StreamServerEndpointService)
         assert isinstance(line, StreamServerEndpointService)
-        self.assertIsInstance(http.factory, Site)
-        self.assertNotIsInstance(line.factory, Site)
+        self.assertIsInstance(http.factory.wrappedFactory, Site)
+        self.assertIsInstance(line.factory.wrappedFactory, LineChatFactory)
         self.assertEqual(line.endpoint._port, 8989)
+
+    def test_hostile_client_settings(self) -> None:
+        """--max-connections-per-ip limits sockets on every chat listener
+        (one count shared by all), --slow-client-timeout and
+        --max-send-buffer reach every WebSocket and TCP factory,
+        --http-timeout the site."""
+        top, _ = self.make(
+            "--db", ":memory:", "--port", LOCAL, "--tcp", "tcp:8989",
+            "--max-connections-per-ip", "7", "--slow-client-timeout", "5",
+            "--max-send-buffer", "1000", "--http-timeout", "9",
+        )  # fmt: skip
+        http, line = list(top)[2:]
+        assert isinstance(http, StreamServerEndpointService)
+        assert isinstance(line, StreamServerEndpointService)
+        self.assertIs(http.factory.address_limit, line.factory.address_limit)
+        self.assertEqual(http.factory.address_limit.limit, 7)
+        site = http.factory.wrappedFactory
+        self.assertEqual(site.timeOut, 9)
+        policy = line.factory.wrappedFactory.slow_readers
+        self.assertEqual((policy.timeout, policy.max_buffer), (5, 1000))
+        ws_root = site.resource.children[b"ws"]
+        self.assertIs(ws_root.app_factory.slow_readers, policy)
 
     def test_memory_db(self) -> None:
         """``--db :memory:`` uses the in-memory store and creates no file."""

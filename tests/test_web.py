@@ -474,6 +474,7 @@ class CredentialCacheTests(TestCase):
         site = make_site(self.service, RoomSocketFactory(self.service), access_log=False)
         self.stub: Any = StubTreq(site.resource)
         self.successResultOf(self.service.register("alice", "s3cret"))
+        self.service.accounts.cache.clear()  # start cold, as after a restart
 
     def get(self, password: str) -> int:
         d = self.stub.get(

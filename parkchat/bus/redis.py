@@ -107,12 +107,30 @@ def message_from_wire(data: dict[str, Any]) -> Message:
     )
 
 
+def _no_delay(transport: Any) -> None:
+    """Small commands and messages must not wait for Nagle's algorithm: with
+    a reply outstanding, the kernel holds the next small write until the
+    peer's (possibly delayed) ACK, which stalls pub/sub for tens of ms."""
+    set_no_delay = getattr(transport, "setTcpNoDelay", None)
+    if set_no_delay is not None:
+        set_no_delay(True)
+
+
+class _Commands(txredisapi.RedisProtocol):
+    """The command connection (PUBLISH, presence keys)."""
+
+    def connectionMade(self) -> Any:
+        _no_delay(self.transport)
+        return super().connectionMade()
+
+
 class _Subscriber(txredisapi.SubscriberProtocol):
     """The pub/sub connection; (re)subscribes everything on every connect."""
 
     bus: RedisBus
 
     def connectionMade(self) -> Any:
+        _no_delay(self.transport)
         d = super().connectionMade()
         d.addCallback(lambda _: self.bus._subscriber_ready(self))
         return d
@@ -188,6 +206,7 @@ class RedisBus(Service):
             password=self.config["password"],
             replyTimeout=5,
         )
+        commands.protocol = _Commands
         commands.startConnecting(self._endpoint())
         self._command_factory = commands
         self._commands = commands.handler

@@ -16,6 +16,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
 from parkchat.errors import InvalidRequest
+from parkchat.protocols.policies import SlowReaderPolicy
 from parkchat.protocols.stream import LineEncoder, StreamOptions, StreamSession
 from parkchat.service import ChatService
 
@@ -38,6 +39,14 @@ class LineChatProtocol(Protocol):
     def connectionMade(self) -> None:
         f = self.factory
         self.session = StreamSession(f.service, self, f.encoder, f.clock, f.options)
+        if f.slow_readers is not None:
+            f.slow_readers.watch(self.transport, self._too_slow)
+
+    def _too_slow(self, reason: str) -> None:
+        # Its buffer is full: a goodbye line would not arrive either.
+        transport: Any = self.transport
+        if transport is not None:
+            transport.abortConnection()
 
     def dataReceived(self, data: bytes) -> None:
         limit = self.factory.options.max_line_length
@@ -102,6 +111,8 @@ class LineChatFactory(Factory):
     """Builds TCP line clients; holds the settings they share."""
 
     protocol = LineChatProtocol  # type: ignore[assignment]
+    #: Closes clients that stop reading (set by ``tap.makeService``).
+    slow_readers: SlowReaderPolicy | None = None
 
     def __init__(
         self,

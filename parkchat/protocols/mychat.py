@@ -34,6 +34,8 @@ class PreparedLinesEncoder:
     def __init__(self, factory: WebSocketServerFactory) -> None:
         self._factory = factory
 
+    surface = "mychat"
+
     def encode(self, message: Message) -> tuple[bool, Any] | None:
         if message.type not in (CHAT, SYSTEM):
             return None

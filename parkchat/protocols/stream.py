@@ -74,6 +74,8 @@ class LineEncoder:
     ``(is_notice, bytes)`` so each session can drop join/leave notices unless
     it asked for them, without a second encoding."""
 
+    surface = "tcp"
+
     def encode(self, message: Message) -> tuple[bool, bytes] | None:
         if message.type not in (CHAT, SYSTEM):
             return None  # typing notices are for apps, not terminals
@@ -369,6 +371,7 @@ class StreamSession:
         self.carrier.write_text(NOTICE + text)
 
     def error(self, error: ChatError) -> None:
+        self.service.metrics.error_sent(getattr(self.encoder, "surface", "other"), error.code)
         self.carrier.write_text(f"{NOTICE}error ({error.code}): {error.message}")
 
     # -- IParticipant ------------------------------------------------------

@@ -117,6 +117,8 @@ class AppEventEncoder:
         self._factory = factory
         self._member_count = member_count
 
+    surface = "app_ws"
+
     def encode(self, message: Message) -> tuple[str | None, Any]:
         total = None if message.type == TYPING else self._member_count(message.room)
         frame = self._factory.prepareMessage(dumps(event_dict(message, total)))
@@ -495,6 +497,7 @@ class AppSocketProtocol(WebSocketServerProtocol):
         self._send_json(value)
 
     def _send_error(self, error: ChatError, request_id: Any = None) -> None:
+        self.service.metrics.error_sent("app_ws", error.code)
         value: dict[str, Any] = {"type": "error", "code": error.code, "content": error.message}
         if request_id is not None:
             value["id"] = request_id

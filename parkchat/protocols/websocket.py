@@ -30,6 +30,7 @@ from zope.interface import implementer
 from parkchat.errors import ChatError, InvalidRequest
 from parkchat.interfaces import IEncoder, IParticipant
 from parkchat.model import CHAT, SYSTEM, Message, User
+from parkchat.protocols.policies import SlowReaderPolicy
 from parkchat.service import SHUTDOWN_REASON, ChatService
 
 CLOSE_GOING_AWAY = 1001
@@ -75,21 +76,44 @@ class ParkchatSocketFactory(WebSocketServerFactory):
     protocol instance unless the instance already has it. Here every
     ``setProtocolOptions`` also makes a protocol subclass holding the options
     as class attributes, so nothing is copied and each idle connection is a
-    few KB smaller.
+    few KB smaller. The subclass also watches for slow readers (below).
     """
+
+    #: Closes connections that stop reading (set by ``tap.makeService``).
+    slow_readers: SlowReaderPolicy | None = None
 
     def setProtocolOptions(self, **options: Any) -> None:  # type: ignore[override]
         super().setProtocolOptions(**options)
         base: Any = self.protocol
         while getattr(base, "_parkchat_shared_options", False):
-            base = base.__bases__[0]
+            base = base.__bases__[-1]
         attrs: dict[str, Any] = {"_parkchat_shared_options": True}
         for name in base.CONFIG_ATTRS:
             if hasattr(self, name):
                 value = getattr(self, name)
                 # a function stored on a class would become a method
                 attrs[name] = staticmethod(value) if callable(value) else value
-        self.protocol = type(base.__name__, (base,), attrs)  # type: ignore[assignment]
+        self.protocol = type(base.__name__, (_SlowReaderWatch, base), attrs)  # type: ignore[assignment]
+
+
+class _SlowReaderWatch:
+    """Registers the factory's SlowReaderPolicy on the connection's transport:
+    a client that stops reading gets a 1008 close frame (which it will not
+    read either) and its TCP connection is dropped."""
+
+    factory: ParkchatSocketFactory
+    transport: Any
+
+    def connectionMade(self) -> None:
+        super().connectionMade()  # type: ignore[misc]
+        policy = self.factory.slow_readers
+        if policy is not None:
+            policy.watch(self.transport, self._too_slow)
+
+    def _too_slow(self, reason: str) -> None:
+        protocol: Any = self
+        close_with(protocol, CLOSE_POLICY, reason)
+        protocol.dropConnection(abort=True)
 
 
 def close_with(protocol: WebSocketServerProtocol, code: int, reason: str) -> None:
@@ -127,6 +151,8 @@ class PreparedMessageEncoder:
 
     def __init__(self, factory: WebSocketServerFactory) -> None:
         self._factory = factory
+
+    surface = "room_ws"
 
     def encode(self, message: Message) -> Any:
         if message.type not in (CHAT, SYSTEM):
@@ -169,7 +195,7 @@ class RoomSocketProtocol(WebSocketServerProtocol):
             service.join(self, self.room_name)
         except ChatError as e:
             self._log.info("{nickname} refused: {reason}", nickname=self.nickname, reason=e.message)
-            self.sendMessage(error_frame(e))
+            self._send_error(e)
             close_with(self, CLOSE_POLICY, e.message)
             return
         self._log.info(
@@ -193,7 +219,7 @@ class RoomSocketProtocol(WebSocketServerProtocol):
                 raise InvalidRequest('"content" is required')
             d = self.factory.service.post(self, self.room_name, data["content"])
         except ChatError as e:
-            self.sendMessage(error_frame(e))
+            self._send_error(e)
             return
         d.addErrback(self._post_failed)
 
@@ -201,9 +227,13 @@ class RoomSocketProtocol(WebSocketServerProtocol):
         if failure.check(ChatError):
             error = failure.value
             assert isinstance(error, ChatError)
-            self.sendMessage(error_frame(error))
+            self._send_error(error)
         else:
             self._log.failure("posting for {nickname} failed", failure, nickname=self.nickname)
+
+    def _send_error(self, error: ChatError) -> None:
+        self.factory.service.metrics.error_sent("room_ws", error.code)
+        self.sendMessage(error_frame(error))
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         if getattr(self, "user", None) is not None:

@@ -298,10 +298,24 @@ class HistoryResource(ApiResource):
 
 
 class HealthResource(ApiResource):
-    """``GET /health`` -> ``200 OK`` (plain text, as the seed API)."""
+    """``GET /health`` -> ``200 OK`` (plain text, as the seed API): liveness,
+    the event loop answers. ``GET /health/ready`` -> 200 JSON when the
+    database answers (and, with Redis, the bus is live), else 503 with the
+    reason: readiness, for load balancers and Kubernetes."""
+
+    #: Paths below /health (tests/test_openapi.py checks them against the spec).
+    subpaths = ("ready",)
 
     async def handle_GET(self, request: Request) -> Response:
-        return Response(b"OK", content_type=b"text/plain; charset=utf-8")
+        if request.postpath in ([], [b""]):
+            return Response(b"OK", content_type=b"text/plain; charset=utf-8")
+        if request.postpath == [b"ready"]:
+            report = await self.service.readiness()
+            if report["status"] == "ready":
+                return Response(report)
+            # The API's error shape; the message says what is not ready.
+            return Response(_error_body("not_ready", report["reason"]), 503)
+        raise NotFound()
 
 
 class RoomSocketResource(ApiResource):
@@ -350,11 +364,14 @@ def upgrade(request: Request, factory: Any) -> Any:
     Autobahn takes the transport over, which keeps the channel, the request,
     its headers and body alive for the whole life of the socket (a few KB
     per idle connection). Unregistering it leaves them to the garbage
-    collector; the WebSocket protocol does not use the producer.
+    collector; the WebSocket protocol does not use the producer. (A
+    producer the WebSocket registered itself, the slow-reader guard of
+    ``protocols.policies``, is left alone.)
     """
     transport: Any = request.transport
+    channel = request.channel
     result = WebSocketResource(factory).render(request)
-    if transport is not None and getattr(transport, "producer", None) is not None:
+    if transport is not None and getattr(transport, "producer", None) is channel:
         transport.unregisterProducer()
     return result
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from twisted.web.http import combinedLogFormatter
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
@@ -12,6 +14,7 @@ from parkchat.protocols.unified import AppSocketFactory
 from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.service import ChatService
 from parkchat.tokens import TokenAuthority
+from parkchat.web.metrics import MetricsResource, metrics_root
 from parkchat.web.page import SiteRoot
 from parkchat.web.resources import (
     AdminResource,
@@ -27,6 +30,40 @@ from parkchat.web.resources import (
 #: Seconds an HTTP connection may sit idle (or half-sent) before it is closed.
 HTTP_IDLE_TIMEOUT = 60
 
+#: Query parameters whose values never reach the access log.
+_SECRET_PARAMETER = re.compile(rb"([?&](?:access_)?token=)[^&#]*", re.IGNORECASE)
+REDACTED = b"REDACTED"
+
+
+def redact_uri(uri: bytes) -> bytes:
+    """``uri`` with the value of any ``token`` query parameter replaced."""
+    return _SECRET_PARAMETER.sub(rb"\1" + REDACTED, uri)
+
+
+class _RedactedRequest:
+    """What the access-log formatter sees of a request: the same, except
+    for a token in the URI or the Referer."""
+
+    def __init__(self, request: Request) -> None:
+        self._request = request
+        self.uri = redact_uri(request.uri)
+
+    def getHeader(self, name: bytes) -> bytes | None:
+        value = self._request.getHeader(name)
+        if value is not None and name.lower() == b"referer":
+            return redact_uri(value)
+        return value
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._request, name)
+
+
+def access_log_line(timestamp: str, request: Request) -> str:
+    """The combined log format with login tokens redacted (``?token=`` on
+    WebSocket URLs would otherwise land in every access log line)."""
+    line: str = combinedLogFormatter(timestamp, _RedactedRequest(request))
+    return line
+
 
 def make_site(
     service: ChatService,
@@ -38,9 +75,13 @@ def make_site(
     allowed_origins: tuple[str, ...] = (),
     admin_token: str | None = None,
     access_log: bool = True,
+    http_timeout: float = HTTP_IDLE_TIMEOUT,
+    metrics: bool = False,
+    metrics_token: str | None = None,
 ) -> Site:
     """The resource tree: the browser client at /, the seed API, /ws for
-    apps, /login, /mychat and, with an admin token, /admin."""
+    apps, /login, /mychat, with an admin token /admin and with ``metrics``
+    /metrics (behind ``metrics_token`` if given)."""
     root = SiteRoot()  # "/" and every path not below is the browser client's files
     root.putChild(b"register", RegisterResource(service))
     root.putChild(b"history", HistoryResource(service))
@@ -52,10 +93,20 @@ def make_site(
         root.putChild(b"mychat", OriginGuard(mychat_factory, allowed_origins))
     if admin_token:
         root.putChild(b"admin", AdminResource(service, admin_token))
-    site = Site(root, timeout=HTTP_IDLE_TIMEOUT)
+    if metrics:
+        root.putChild(b"metrics", MetricsResource(service.metrics, metrics_token))
+    site = Site(root, timeout=http_timeout, logFormatter=access_log_line)
     site.displayTracebacks = False
     if not access_log:
         site.log = lambda request: None  # type: ignore[method-assign]
+    return site
+
+
+def make_metrics_site(service: ChatService, token: str | None = None) -> Site:
+    """A site serving only /metrics, for a separate metrics listener."""
+    site = Site(metrics_root(service.metrics, token), timeout=HTTP_IDLE_TIMEOUT)
+    site.displayTracebacks = False
+    site.log = lambda request: None  # type: ignore[method-assign]  # scrapes would flood the log
     return site
 
 
