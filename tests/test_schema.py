@@ -10,6 +10,7 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from parkchat.model import Message
@@ -506,3 +507,54 @@ class ConcurrentStartTests(TestCase):
             "INSERT INTO t VALUES ('a;b');\n"
         )
         self.assertEqual(len(_statements(script)), 2)
+
+
+class CheckpointTests(SchemaTestCase):
+    """WAL checkpoints run on their own connection, not inside commits."""
+
+    def in_main_file(self, path: str) -> int:
+        """Messages in the database file itself, ignoring the WAL."""
+        conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+        try:
+            (count,) = conn.execute("SELECT count(*) FROM messages").fetchone()
+        finally:
+            conn.close()
+        return int(count)
+
+    async def insert_three(self, every: int) -> tuple[str, Any]:
+        from parkchat.store.sqlite import SQLiteFileStore
+
+        path = self.db_path()
+        store = open_sqlite(path)
+        self.addCleanup(store.close)
+        assert isinstance(store, SQLiteFileStore)
+        store.checkpoint_every = every
+        self.assertEqual(await store.pool.runQuery("PRAGMA wal_autocheckpoint"), [(0,)])
+        for i in range(3):
+            await store.insert_messages([chat("lobby", f"m{i}")])
+        for _ in range(200):  # bounded wait for a checkpoint in flight
+            if not store._checkpointing:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        return path, store
+
+    def test_checkpointer_moves_the_wal(self) -> Deferred[None]:
+        """After ``checkpoint_every`` batches the second connection copies
+        the WAL into the database file."""
+
+        async def run() -> None:
+            path, store = await self.insert_three(every=3)
+            self.assertFalse(store._checkpointing)
+            self.assertEqual(self.in_main_file(path), 3)
+
+        return Deferred.fromCoroutine(run())
+
+    def test_commits_never_checkpoint(self) -> Deferred[None]:
+        """Below the threshold, committed messages stay in the WAL: no
+        commit pays for a checkpoint."""
+
+        async def run() -> None:
+            path, _ = await self.insert_three(every=1000)
+            self.assertEqual(self.in_main_file(path), 0)
+
+        return Deferred.fromCoroutine(run())

@@ -425,8 +425,63 @@ class SQLStore:
         return succeed(None)
 
 
+class SQLiteFileStore(SQLStore):
+    """SQLStore on a SQLite file, with WAL checkpoints off the commit path.
+
+    SQLite's automatic checkpoint runs inside whichever commit crosses the
+    threshold, copying the WAL into the database and syncing it: that commit
+    (and every message waiting on it) stalls for the sync. Here the writer
+    connection never checkpoints; a second connection on its own thread runs
+    a PASSIVE checkpoint every ``checkpoint_every`` message batches, which
+    WAL mode lets run alongside the writer without blocking it. Once a
+    checkpoint has caught up, the next commit starts the WAL from its
+    beginning again, so the file stays bounded.
+    """
+
+    def __init__(
+        self,
+        pool: adbapi.ConnectionPool,
+        checkpoints: adbapi.ConnectionPool,
+        checkpoint_every: int = 200,
+    ) -> None:
+        super().__init__(pool, SQLITE)
+        self.checkpoints = checkpoints
+        self.checkpoint_every = checkpoint_every
+        self._batches = 0
+        self._checkpointing = False
+
+    def insert_messages(self, messages: Sequence[Message]) -> Deferred[list[int]]:
+        d = super().insert_messages(messages)
+        self._batches += 1
+        if self._batches >= self.checkpoint_every and not self._checkpointing:
+            d.addBoth(self._checkpoint)
+        return d
+
+    def _checkpoint(self, result: Any) -> Any:
+        if self._checkpointing or not self.checkpoints.running:
+            return result
+        self._batches = 0
+        self._checkpointing = True
+
+        def done(outcome: Any) -> None:
+            self._checkpointing = False
+            if isinstance(outcome, Failure):
+                _log.failure("WAL checkpoint failed", outcome)
+
+        self.checkpoints.runOperation("PRAGMA wal_checkpoint(PASSIVE)").addBoth(done)
+        return result
+
+    def close(self) -> Deferred[None]:
+        if self.checkpoints.running:
+            self.checkpoints.close()
+        return super().close()
+
+
 def _configure_sqlite(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA journal_mode=WAL")
+    # Checkpoints run on a connection of their own (SQLiteFileStore), never
+    # inside a commit.
+    conn.execute("PRAGMA wal_autocheckpoint=0")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     conn.execute("PRAGMA foreign_keys=ON")
@@ -480,7 +535,20 @@ def open_sqlite(path: str, reactor: Any = None, schema_dir: Path = SCHEMA_DIR) -
         cp_noisy=False,
         **kwargs,
     )
-    return SQLStore(pool, SQLITE)
+    if path == ":memory:":
+        return SQLStore(pool, SQLITE)
+    checkpoints = adbapi.ConnectionPool(
+        "sqlite3",
+        path,
+        timeout=BUSY_TIMEOUT_MS / 1000,
+        check_same_thread=False,
+        cp_min=1,
+        cp_max=1,
+        cp_openfun=_configure_sqlite,
+        cp_noisy=False,
+        **kwargs,
+    )
+    return SQLiteFileStore(pool, checkpoints)
 
 
 def load_or_create_setting(path: str, name: str, make: Callable[[], str]) -> str:
