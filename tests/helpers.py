@@ -101,3 +101,16 @@ def make_service(
     )
     service.startService()
     return service, store, clock
+
+
+def settle_pumps(clock: Clock, pumps: Any, rounds: int = 100) -> bool:
+    """Run the clock's due calls and move bytes over iosim pumps until nothing
+    changes; False if that never happens within ``rounds``."""
+    for _ in range(rounds):
+        clock.advance(0)
+        moved = [pump.pump() for pump in pumps]
+        if not any(moved) and not any(
+            call.getTime() <= clock.seconds() for call in clock.getDelayedCalls()
+        ):
+            return True
+    return False

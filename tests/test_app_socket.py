@@ -39,7 +39,7 @@ from parkchat.protocols.unified import AppSocketFactory, AppSocketProtocol
 from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.tokens import ExternalTokenVerifier, TokenAuthority, TokenVerifier
 from parkchat.web.site import make_site
-from tests.helpers import make_service
+from tests.helpers import make_service, settle_pumps
 from tests.test_websocket import SERVER, START, RecordingClient, basic, clock_timer
 
 HOST = "parkchat.test"
@@ -206,14 +206,8 @@ class AppSocketCase(TestCase):
 
     def settle(self) -> None:
         """Run the clock's due calls and move bytes until nothing changes."""
-        for _ in range(100):
-            self.clock.advance(0)
-            moved = [pump.pump() for pump in self.pumps]
-            if not any(moved) and not any(
-                call.getTime() <= self.clock.seconds() for call in self.clock.getDelayedCalls()
-            ):
-                return
-        self.fail("the connections never settled")
+        if not settle_pumps(self.clock, self.pumps):
+            self.fail("the connections never settled")
 
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)

@@ -50,7 +50,7 @@ from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.service import ChatService
 from parkchat.store.memory import MemoryStore
 from parkchat.web.site import make_site
-from tests.helpers import TEST_ROUNDS, FakeParticipant, make_service
+from tests.helpers import TEST_ROUNDS, FakeParticipant, make_service, settle_pumps
 
 START = 1_757_345_400.0
 HTTP_SERVER = IPv4Address("TCP", "127.0.0.1", 8080)
@@ -294,14 +294,8 @@ class StreamCase(TestCase):
 
     def settle(self) -> None:
         """Run the clock's due calls and move bytes until nothing changes."""
-        for _ in range(100):
-            self.clock.advance(0)
-            moved = [pump.pump() for pump in self.pumps]
-            if not any(moved) and not any(
-                call.getTime() <= self.clock.seconds() for call in self.clock.getDelayedCalls()
-            ):
-                return
-        self.fail("the connections never settled")
+        if not settle_pumps(self.clock, self.pumps):
+            self.fail("the connections never settled")
 
     def advance(self, seconds: float) -> None:
         self.clock.advance(seconds)

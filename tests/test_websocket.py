@@ -32,7 +32,7 @@ from parkchat.limits import Limits
 from parkchat.model import User
 from parkchat.protocols.websocket import RoomSocketFactory, RoomSocketProtocol
 from parkchat.web.site import make_site
-from tests.helpers import FakeParticipant, make_service
+from tests.helpers import FakeParticipant, make_service, settle_pumps
 
 START = 1_757_345_400.0
 SERVER = IPv4Address("TCP", "127.0.0.1", 8080)
@@ -165,14 +165,8 @@ class WebSocketCase(TestCase):
 
     def settle(self) -> None:
         """Run the clock's due calls and move bytes until nothing changes."""
-        for _ in range(50):
-            self.clock.advance(0)
-            moved = [pump.pump() for pump in self.pumps]
-            if not any(moved) and not any(
-                call.getTime() <= self.clock.seconds() for call in self.clock.getDelayedCalls()
-            ):
-                return
-        self.fail("the connections never settled")
+        if not settle_pumps(self.clock, self.pumps, rounds=50):
+            self.fail("the connections never settled")
 
     def close_everything(self) -> None:
         for client in self.clients:
