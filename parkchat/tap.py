@@ -343,6 +343,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         allowed_origins=settings.allowed_origins,
         admin_token=settings.admin_token or None,
         access_log=settings.access_log,
+        access_log_file=settings.access_log_file or None,
         http_timeout=settings.http_timeout,
         metrics=settings.metrics == "yes",
         metrics_token=settings.metrics_token or None,

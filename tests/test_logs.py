@@ -178,3 +178,34 @@ class NoSecretsInLogsTests(TestCase):
             b"/ws?a=1&token=REDACTED&access_token=REDACTED#f",
         )
         self.assertEqual(redact_uri(b"/history/lobby?limit=5"), b"/history/lobby?limit=5")
+
+
+class AccessLogFileTests(TestCase):
+    """``--access-log-file``: lines go to a file, tokens still redacted."""
+
+    def test_lines_appended_to_the_file(self) -> None:
+        """Each request becomes one combined-format line in the file, with
+        ``?token=`` redacted and nothing in the server log."""
+        service, _, clock = make_service()
+        self.addCleanup(service.stopService)
+        path = self.mktemp()
+        site = make_site(service, RoomSocketFactory(service), access_log_file=path)
+        site.startFactory()
+        events: list[Any] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        for uri in (b"/health", b"/history/x?token=sekrit-token-value"):
+            protocol = site.buildProtocol(None)
+            transport = StringTransport()
+            protocol.makeConnection(transport)
+            protocol.dataReceived(b"GET " + uri + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            clock.advance(0)
+            protocol.connectionLost(Failure(ConnectionDone()))
+        site.stopFactory()
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        self.assertEqual(len(lines), 2)
+        self.assertIn('"GET /health HTTP/1.1" 200', lines[0])
+        self.assertIn("token=", lines[1])
+        self.assertNotIn("sekrit-token-value", lines[1])
+        self.assertFalse([e for e in events if "GET /health" in formatEvent(e)])

@@ -75,6 +75,7 @@ def make_site(
     allowed_origins: tuple[str, ...] = (),
     admin_token: str | None = None,
     access_log: bool = True,
+    access_log_file: str | None = None,
     http_timeout: float = HTTP_IDLE_TIMEOUT,
     metrics: bool = False,
     metrics_token: str | None = None,
@@ -95,7 +96,10 @@ def make_site(
         root.putChild(b"admin", AdminResource(service, admin_token))
     if metrics:
         root.putChild(b"metrics", MetricsResource(service.metrics, metrics_token))
-    site = Site(root, timeout=http_timeout, logFormatter=access_log_line)
+    # With a file, twisted.web appends each line to it directly; without,
+    # lines go through the server's log observers (formatting, timestamps),
+    # which costs about a third of a cached history request.
+    site = Site(root, logPath=access_log_file, timeout=http_timeout, logFormatter=access_log_line)
     site.displayTracebacks = False
     if not access_log:
         site.log = lambda request: None  # type: ignore[method-assign]
