@@ -19,11 +19,14 @@ class Room:
     connection (WebSocket, TCP, ...) plus one ``send`` per member.
     """
 
-    __slots__ = ("_groups", "last_delivered", "name")
+    __slots__ = ("_groups", "_names", "last_delivered", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self._groups: dict[IEncoder, dict[IParticipant, None]] = {}
+        # nickname -> connections: distinct people without walking the room
+        # (totalUsers goes out with every /ws room event).
+        self._names: dict[str, int] = {}
         #: Members the last ``broadcast`` handed the message to (for metrics).
         self.last_delivered = 0
 
@@ -40,7 +43,10 @@ class Room:
             yield from members
 
     def add(self, participant: IParticipant) -> None:
-        self._groups.setdefault(participant.encoder, {})[participant] = None
+        group = self._groups.setdefault(participant.encoder, {})
+        if participant not in group:
+            group[participant] = None
+            self._names[participant.nickname] = self._names.get(participant.nickname, 0) + 1
 
     def remove(self, participant: IParticipant) -> bool:
         """Remove ``participant``; return whether it was a member."""
@@ -50,7 +56,16 @@ class Room:
         del group[participant]
         if not group:
             del self._groups[participant.encoder]
+        left = self._names.get(participant.nickname, 1) - 1
+        if left:
+            self._names[participant.nickname] = left
+        else:
+            self._names.pop(participant.nickname, None)
         return True
+
+    def distinct_count(self) -> int:
+        """How many different nicknames are here (O(1))."""
+        return len(self._names)
 
     def nicknames(self) -> list[str]:
         """Who is here, each name once, in order of arrival per kind."""

@@ -382,7 +382,12 @@ class ChatService(Service):
         return {name: len(room) for name, room in sorted(self._rooms.items())}
 
     def member_count(self, room_name: str) -> int:
-        """Distinct people in a room (GarinChat's ``totalUsers``)."""
+        """Distinct people in a room (GarinChat's ``totalUsers``). Asked once
+        per /ws room event, so the one-instance case costs no walk over the
+        members."""
+        if not self.bus.remote_presence()["rooms"].get(room_name):
+            room = self._rooms.get(room_name)
+            return room.distinct_count() if room is not None else 0
         return len(self.members(room_name))
 
     def online_users(self) -> list[User]:

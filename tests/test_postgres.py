@@ -30,6 +30,9 @@ from parkchat.store.writer import GroupCommitWriter
 from tests import postgres_support
 from tests.postgres_support import query
 
+# The upgrade scripts of test_schema's notes schema are engine-neutral.
+from tests.test_schema import BROKEN_UPGRADE_TO_V2, NOTES_UPGRADE_TO_V2
+
 T0 = 1_700_000_000_000
 
 # The notes schema of test_schema, in SQL both engines accept.
@@ -48,16 +51,6 @@ CREATE TABLE notes (
 );
 CREATE INDEX notes_author ON notes (author);
 INSERT INTO notes (body) VALUES ('seed');
-"""
-
-NOTES_UPGRADE_TO_V2 = """
-ALTER TABLE notes ADD COLUMN author TEXT NOT NULL DEFAULT 'unknown';
-CREATE INDEX notes_author ON notes (author);
-"""
-
-BROKEN_UPGRADE_TO_V2 = """
-ALTER TABLE notes ADD COLUMN author TEXT NOT NULL DEFAULT 'unknown';
-INSERT INTO no_such_table VALUES (1);
 """
 
 

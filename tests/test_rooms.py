@@ -163,3 +163,27 @@ class RoomTests(TestCase):
         self.room.add(FakeParticipant("alice", self.tcp))
         self.room.add(FakeParticipant("carol", self.tcp))
         self.assertEqual(self.room.nicknames(), ["alice", "bob", "carol"])
+
+
+class DistinctCountTests(TestCase):
+    """Room.distinct_count: people, not connections, kept without a walk."""
+
+    def test_counts_nicknames_once(self) -> None:
+        """Two connections of one nickname count once; the count follows
+        removals and never goes below the people still present."""
+        room = Room("lobby")
+        encoder = RecordingEncoder()
+        alice1, alice2 = FakeParticipant("alice", encoder), FakeParticipant("alice", encoder)
+        bob = FakeParticipant("bob")
+        for p in (alice1, alice2, bob):
+            room.add(p)
+        room.add(bob)  # adding twice changes nothing
+        self.assertEqual(room.distinct_count(), 2)
+        self.assertEqual(room.distinct_count(), len(room.nicknames()))
+        room.remove(alice1)
+        self.assertEqual(room.distinct_count(), 2)
+        room.remove(alice2)
+        room.remove(alice2)  # removing twice changes nothing
+        self.assertEqual(room.distinct_count(), 1)
+        room.remove(bob)
+        self.assertEqual(room.distinct_count(), 0)

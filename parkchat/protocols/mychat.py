@@ -21,7 +21,6 @@ from parkchat.protocols.stream import StreamOptions, StreamSession, render_lines
 from parkchat.protocols.websocket import (
     ParkchatSocketFactory,
     close_with,
-    configure_factory,
     write_prepared,
 )
 from parkchat.service import ChatService
@@ -108,15 +107,13 @@ class MyChatFactory(ParkchatSocketFactory):
         ping_interval: float = 30.0,
         ping_timeout: float = 20.0,
     ) -> None:
-        super().__init__()
-        self.service = service
-        self.clock = clock
-        self.encoder = PreparedLinesEncoder(self)
         self.options = options if options is not None else StreamOptions()
-        configure_factory(
-            self,
+        super().__init__(
             max_message_size=max_message_size,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             handshake_timeout=self.options.handshake_timeout,
         )
+        self.service = service
+        self.clock = clock
+        self.encoder = PreparedLinesEncoder(self)

@@ -43,7 +43,6 @@ from parkchat.protocols.websocket import (
     CLOSE_POLICY,
     ParkchatSocketFactory,
     close_with,
-    configure_factory,
     write_prepared,
 )
 from parkchat.service import BANNED_REASON, REPLACED_REASON, SHUTDOWN_REASON, ChatService
@@ -559,20 +558,18 @@ class AppSocketFactory(ParkchatSocketFactory):
         ping_timeout: float = 20.0,
         handshake_timeout: float = 10.0,
     ) -> None:
-        super().__init__()
+        super().__init__(
+            max_message_size=max_message_size,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            handshake_timeout=handshake_timeout,
+        )
         self.service = service
         self.tokens = tokens
         self.clock = clock
         self.auth_timeout = auth_timeout
         self.join_timeout = join_timeout
         self.encoder = AppEventEncoder(self, service.member_count)
-        configure_factory(
-            self,
-            max_message_size=max_message_size,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-            handshake_timeout=handshake_timeout,
-        )
 
     def bound(self, claims: TokenClaims | None) -> _BoundAppFactory:
         return _BoundAppFactory(self, claims)

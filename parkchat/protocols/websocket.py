@@ -82,6 +82,23 @@ class ParkchatSocketFactory(WebSocketServerFactory):
     #: Closes connections that stop reading (set by ``tap.makeService``).
     slow_readers: SlowReaderPolicy | None = None
 
+    def __init__(
+        self,
+        *,
+        max_message_size: int = 65536,
+        ping_interval: float = 30.0,
+        ping_timeout: float = 20.0,
+        handshake_timeout: float = 10.0,
+    ) -> None:
+        super().__init__()
+        configure_factory(
+            self,
+            max_message_size=max_message_size,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
+            handshake_timeout=handshake_timeout,
+        )
+
     def setProtocolOptions(self, **options: Any) -> None:  # type: ignore[override]
         super().setProtocolOptions(**options)
         base: Any = self.protocol
@@ -275,16 +292,14 @@ class RoomSocketFactory(ParkchatSocketFactory):
         ping_timeout: float = 20.0,
         handshake_timeout: float = 10.0,
     ) -> None:
-        super().__init__()
-        self.service = service
-        self.encoder = PreparedMessageEncoder(self)
-        configure_factory(
-            self,
+        super().__init__(
             max_message_size=max_message_size,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             handshake_timeout=handshake_timeout,
         )
+        self.service = service
+        self.encoder = PreparedMessageEncoder(self)
 
     def bound(self, user: User, room_name: str) -> _BoundFactory:
         """A one-use factory that hands the authenticated user and room to the
