@@ -33,6 +33,12 @@ LOOPBACK = "127.0.0.1"
 CLEAN_EXITS = (0, -signal.SIGTERM)
 
 
+def in_ci() -> bool:
+    """Whether this run is CI's (``CI=true``): there a test that would skip
+    for want of a service (PostgreSQL, Redis, Chromium) fails instead."""
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
 def free_port() -> int:
     """A TCP port on the loopback interface that nobody listens on now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

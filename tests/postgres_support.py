@@ -39,9 +39,9 @@ else:
     SKIP_REASON = None
 
 
-def admin_connection() -> Any:
-    """An autocommit connection to the ``PARKCHAT_TEST_POSTGRES`` database."""
-    conn = psycopg2.connect(ADMIN_DSN)
+def admin_connection(dsn: str = ADMIN_DSN) -> Any:
+    """An autocommit connection to ``dsn`` (``PARKCHAT_TEST_POSTGRES``)."""
+    conn = psycopg2.connect(dsn)
     conn.autocommit = True
     return conn
 
@@ -51,11 +51,13 @@ def with_database(url: str, name: str) -> str:
     return urlsplit(url)._replace(path="/" + name).geturl()
 
 
-def create_database(add_cleanup: Callable[..., Any]) -> str:
-    """Create an empty database, drop it (closing any connection left to it)
-    at cleanup, and return its URL."""
-    name = f"parkchat_test_{secrets.token_hex(6)}"
-    conn = admin_connection()
+def create_database(
+    add_cleanup: Callable[..., Any], dsn: str = ADMIN_DSN, prefix: str = "parkchat_test"
+) -> str:
+    """Create an empty database on the server of ``dsn``, drop it (closing
+    any connection left to it) at cleanup, and return its URL."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    conn = admin_connection(dsn)
     try:
         with conn.cursor() as cursor:
             cursor.execute(f"CREATE DATABASE {name}")
@@ -63,7 +65,7 @@ def create_database(add_cleanup: Callable[..., Any]) -> str:
         conn.close()
 
     def drop() -> None:
-        conn = admin_connection()
+        conn = admin_connection(dsn)
         try:
             with conn.cursor() as cursor:
                 cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -71,7 +73,7 @@ def create_database(add_cleanup: Callable[..., Any]) -> str:
             conn.close()
 
     add_cleanup(drop)
-    return with_database(ADMIN_DSN, name)
+    return with_database(dsn, name)
 
 
 def query(dsn: str, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:

@@ -36,7 +36,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from websockets.sync.client import ClientConnection, connect
 
-from tests.e2e_support import CLEAN_EXITS, LineSocket, ParkchatProcess, basic_auth
+from tests.e2e_support import CLEAN_EXITS, LineSocket, ParkchatProcess, basic_auth, in_ci
 
 try:
     from playwright.sync_api import (
@@ -72,14 +72,10 @@ DESKTOP = {"width": 1000, "height": 640}
 PHONE = {"width": 390, "height": 844}
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("true", "1", "yes")
-
-
 def skip_reason() -> str | None:
     """Why the browser tests cannot run here, or None. Under CI they always
     run (and fail loudly if the browser is missing)."""
-    if _in_ci():
+    if in_ci():
         return None
     if sync_playwright is None:
         return "playwright is not installed (pip install '.[test]')"

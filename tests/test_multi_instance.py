@@ -28,14 +28,20 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
-from urllib.parse import urlsplit
 
 from twisted.trial.unittest import SkipTest, TestCase
 
 from websockets.sync.client import ClientConnection, connect
 
-from tests.e2e_support import ParkchatProcess, basic_auth
-from tests.test_redis_bus import REDIS_HOST, REDIS_PORT, REDIS_URL, redis_reachable, require_redis
+from tests.e2e_support import ParkchatProcess, basic_auth, in_ci
+from tests.postgres_support import create_database
+from tests.redis_support import (
+    REDIS_HOST,
+    REDIS_PORT,
+    REDIS_URL,
+    redis_reachable,
+    require_redis,
+)
 
 POSTGRES_URL = os.environ.get(
     "PARKCHAT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -67,10 +73,6 @@ REDIS_START = [
 Frame = dict[str, Any]
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
 def _psycopg2() -> Any:
     try:
         import psycopg2
@@ -99,27 +101,9 @@ def shared_database(case: TestCase) -> str:
     if conn is None:
         if in_ci():
             raise AssertionError(f"no PostgreSQL at {POSTGRES_URL}; CI must use it")
-        path = os.path.abspath(case.mktemp() + ".db")
-        return path
-    name = f"parkchat_mi_{secrets.token_hex(6)}"
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(f"CREATE DATABASE {name}")
-    finally:
-        conn.close()
-
-    def drop() -> None:
-        admin = postgres_admin()
-        if admin is None:
-            return
-        try:
-            with admin.cursor() as cursor:
-                cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        finally:
-            admin.close()
-
-    case.addCleanup(drop)
-    return urlsplit(POSTGRES_URL)._replace(path="/" + name).geturl()
+        return os.path.abspath(case.mktemp() + ".db")
+    conn.close()
+    return create_database(case.addCleanup, POSTGRES_URL, "parkchat_mi")
 
 
 def default_local_redis() -> bool:
@@ -425,6 +409,22 @@ class RedisRestartTests(MultiInstanceCase):
         # Whatever happens, Redis is left running.
         self.addCleanup(start_redis)
 
+    def until_crossing(self, sender: ClientConnection, receiver: ClientConnection) -> None:
+        """Probe from ``sender`` until a probe reaches ``receiver`` on the
+        other instance (pub/sub keeps nothing for a subscriber that is not
+        back yet; the probes it misses are in history)."""
+        # Its own marker: the receiver also holds its own earlier probes.
+        marker = f"probe-{secrets.token_hex(3)}"
+        deadline = time.monotonic() + 30
+        while True:
+            self.assertLess(time.monotonic(), deadline, "no delivery across after the restart")
+            self.send(sender, {"type": "message", "body": marker})
+            try:
+                self.next_frame(receiver, lambda f: f.get("body") == marker, timeout=0.5)
+                return
+            except (AssertionError, TimeoutError):
+                pass
+
     def test_redis_restart(self) -> None:
         for nickname in ("alice", "ann", "bob"):
             self.register(nickname)
@@ -444,18 +444,11 @@ class RedisRestartTests(MultiInstanceCase):
         finally:
             start_redis()
 
-        # Both instances reconnect and resubscribe by themselves.
-        deadline = time.monotonic() + 30
-        crossed: list[tuple[int, str]] = []
-        while not crossed:
-            self.assertLess(time.monotonic(), deadline, "no delivery across after the restart")
-            self.send(alice, {"type": "message", "body": "probe"})
-            try:
-                crossed = self.chats(bob, 1, timeout=0.5)
-            except (AssertionError, TimeoutError):
-                pass
-        self.send(bob, {"type": "message", "body": "back"})
-        self.next_frame(alice, lambda f: f.get("body") == "back")
+        # Both instances reconnect and resubscribe by themselves, each on its
+        # own back-off schedule: a message crossing one way says nothing of
+        # the other way, so each direction is probed until it carries.
+        self.until_crossing(alice, bob)
+        self.until_crossing(bob, alice)
         # bob fills the gap from history.
         missed = self.history(1, "lobby", f"?after={last_seen[-1][0]}")
         self.assertEqual(missed[0]["content"], "during")

@@ -10,27 +10,28 @@ Every wait is bounded (``wait_for`` polls with a deadline).
 
 from __future__ import annotations
 
-import os
+import json
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock, deferLater
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from parkchat.auth import VerifiedCredentials
 from parkchat.bus.redis import (
+    FAST_PARSER,
     RedisBus,
     RedisURLError,
+    _Subscriber,
     message_from_wire,
     message_to_wire,
     parse_redis_url,
@@ -42,34 +43,7 @@ from parkchat.model import CHAT, JOINED, LEFT, SYSTEM, Message, system_message
 from parkchat.service import BANNED_REASON, REPLACED_REASON, ChatService
 from parkchat.store.memory import MemoryStore
 from tests.helpers import FakeParticipant, sync_hasher
-
-REDIS_URL = os.environ.get("PARKCHAT_TEST_REDIS", "redis://127.0.0.1:6379/0")
-_REDIS = urlsplit(REDIS_URL)
-REDIS_HOST = _REDIS.hostname or "127.0.0.1"
-REDIS_PORT = _REDIS.port or 6379
-
-
-def redis_reachable() -> bool:
-    """Whether a Redis answers PING at ``REDIS_URL`` (one short blocking try)."""
-    try:
-        with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith((b"+PONG", b"-NOAUTH"))
-    except OSError:
-        return False
-
-
-def require_redis() -> None:
-    """Skip (or, under CI, fail) when no Redis answers."""
-    if redis_reachable():
-        return
-    message = (
-        f"no Redis at {REDIS_HOST}:{REDIS_PORT} (set PARKCHAT_TEST_REDIS, or start one: "
-        "redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no)"
-    )
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        raise AssertionError(message + "; CI must run the Redis tests")
-    raise SkipTest(message)
+from tests.redis_support import REDIS_HOST, REDIS_PORT, REDIS_URL, require_redis
 
 
 def redis_cli(*args: str) -> str:
@@ -354,6 +328,40 @@ class OfflineBusTests(TestCase):
     def test_other_channels_ignored(self) -> None:
         self.bus._received(b"someone-else:room:r", b"{}")
         self.assertEqual((self.handler.delivered, self.handler.events), ([], []))
+
+
+class SubscriberParserTests(TestCase):
+    """The pub/sub connection must hand a whole burst over in one reactor
+    turn: everything broadcast in one turn shares one write per socket."""
+
+    def test_burst_is_delivered_in_one_data_received(self) -> None:
+        bus = RedisBus("redis://127.0.0.1:1/0?prefix=unit", Clock(), None, "me")
+        handler = RecordingHandler()
+        bus.attach(handler)
+
+        class Subscriber(_Subscriber):
+            pass
+
+        Subscriber.bus = bus
+        protocol = Subscriber()
+        protocol.transport = StringTransport()
+        channel = bus.room_channel("r").encode()
+        burst = b""
+        for n in range(1, 4):
+            message = Message(room="r", nickname="a", content=f"m{n}", timestamp_ms=n, id=n)
+            payload = json.dumps({"i": "other", "m": message_to_wire(message)}).encode()
+            burst += b"*3\r\n$7\r\nmessage\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+                len(channel),
+                channel,
+                len(payload),
+                payload,
+            )
+        # Split mid-reply too, as TCP may.
+        protocol.dataReceived(burst[:-7])
+        protocol.dataReceived(burst[-7:])
+        self.assertEqual([m.content for _, m in handler.delivered], ["m1", "m2", "m3"])
+        self.assertFalse(protocol.paused)
+        self.assertTrue(FAST_PARSER)
 
 
 class WiringTests(TestCase):

@@ -44,6 +44,14 @@ from parkchat.model import JOINED, SYSTEM, Message
 
 _log = Logger()
 
+#: Whether txredisapi parses replies with hiredis (installed with parkchat).
+#: Its pure-Python parser pauses the connection after every bulk string and
+#: resumes on the next reactor turn, so a burst of N pub/sub messages takes
+#: about 3N turns and N separate broadcasts, none of which can share a socket
+#: write: fanout across two workers measured 93k deliveries/s with it and
+#: 809k with hiredis (docs/performance.md).
+FAST_PARSER = txredisapi.hiredis is not None
+
 #: How long an instance's presence lives without renewal (seconds).
 PRESENCE_TTL = 30.0
 #: Coalescing delay for presence announcements after changes (seconds).
@@ -198,6 +206,11 @@ class RedisBus(Service):
 
     def startService(self) -> None:
         super().startService()
+        if not FAST_PARSER:
+            _log.warn(
+                "hiredis is not installed: txredisapi falls back to its slow parser; "
+                "'pip install hiredis' for full cross-instance throughput"
+            )
         commands = txredisapi.RedisFactory(
             f"{self.config['host']}:{self.config['port']}",
             self.config["db"],
