@@ -14,6 +14,7 @@ included) here and, with a shared bus, on every other instance.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import Service
@@ -97,7 +98,7 @@ class ChatService(Service):
         #: Counters and histograms for /metrics (parkchat.metrics).
         self.metrics = ServiceMetrics()
         self.writer = GroupCommitWriter(
-            store.insert_messages, clock, on_batch=self.metrics.batch_done
+            store.insert_messages, clock, on_batch=self.metrics.batch_done, on_stored=self._publish
         )
         self.bus: IBus = bus if bus is not None else LocalBus()
         self.bus.attach(self)
@@ -465,13 +466,28 @@ class ChatService(Service):
         limit; the Deferred fires with the stored message (id set) after it is
         committed and delivered, or fails with StorageFailed.
         """
+        return self.writer.submit(self._new_post(participant, room_name, content))
+
+    def post_quietly(
+        self,
+        participant: IParticipant,
+        room_name: str,
+        content: object,
+        failed: Callable[[Failure], object],
+    ) -> None:
+        """``post`` for a sender that needs no result, only to hear of a
+        failure after the fact (``failed`` gets a Failure, StorageFailed when
+        the store refused): no Deferred per message on the hot path."""
+        self.writer.submit_quietly(self._new_post(participant, room_name, content), failed)
+
+    def _new_post(self, participant: IParticipant, room_name: str, content: object) -> Message:
         room = self._rooms.get(room_name)
         if room is None or participant not in room:
             raise NotInRoom(f"not in room {room_name!r}")
         self.metrics.messages_received += 1
         content = validate_content(content, self.limits.max_content_length)
         self._consume_rate(participant)
-        message = Message(
+        return Message(
             room=room_name,
             nickname=participant.nickname,
             content=content,
@@ -479,7 +495,6 @@ class ChatService(Service):
             user_id=participant.user_id,
             origin=self._ids.get(participant),
         )
-        return self.writer.submit(message).addCallback(self._publish)
 
     def _consume_rate(self, participant: IParticipant) -> None:
         try:

@@ -11,6 +11,7 @@ from typing import Any
 from twisted.cred.credentials import UsernamePassword
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
@@ -329,6 +330,30 @@ class PostTests(ServiceTestCase):
         self.store.fail_writes = None
         self.post(alice, "kept")
         self.assertEqual(self.chats(bob), ["kept"])
+
+    def test_post_quietly(self) -> None:
+        """The no-result post delivers like post, after the commit; its
+        sender hears only of a storage failure; bad input still raises."""
+        alice = self.joined("alice")
+        bob = self.joined("bob")
+        failures: list[Failure] = []
+        self.service.post_quietly(alice, "lobby", "hello", failures.append)
+        self.assertEqual(self.chats(bob), [])
+        self.clock.advance(0)
+        self.assertEqual((self.chats(alice), self.chats(bob)), (["hello"], ["hello"]))
+        self.assertEqual([m.content for m in self.stored()], ["hello"])
+        self.store.fail_writes = RuntimeError("disk full")
+        self.service.post_quietly(alice, "lobby", "lost", failures.append)
+        self.clock.advance(0)
+        self.assertEqual([f.check(StorageFailed) for f in failures], [StorageFailed])
+        self.assertEqual(self.chats(bob), ["hello"])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertRaises(
+            NotInRoom, self.service.post_quietly, alice, "elsewhere", "x", failures.append
+        )
+        self.assertRaises(
+            ContentTooLong, self.service.post_quietly, alice, "lobby", "x" * 21, failures.append
+        )
 
     def test_sender_left_before_commit(self) -> None:
         """A message is still delivered to the room if its sender left meanwhile."""

@@ -278,3 +278,58 @@ class GroupCommitWriterTests(TestCase):
         self.successResultOf(flushed)
         self.failureResultOf(d, StorageFailed)
         self.flushLoggedErrors(RuntimeError)
+
+
+class StoredHookAndQuietTests(TestCase):
+    """``on_stored`` hears every committed message before its sender;
+    ``submit_quietly`` senders hear only of failures."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.insert = ControlledInsert()
+        self.events: list[str] = []
+        self.writer = GroupCommitWriter(self.insert, self.clock, on_stored=self.stored)
+
+    def stored(self, message: Message) -> None:
+        if message.content == "boom":
+            raise ValueError("publishing failed")
+        self.events.append(f"stored {message.content}#{message.id}")
+
+    def test_hook_runs_in_commit_order_before_the_sender(self) -> None:
+        d = self.writer.submit(message("a"))
+        d.addCallback(lambda m: self.events.append(f"sender {m.content}#{m.id}"))
+        self.writer.submit_quietly(message("b"), lambda f: self.events.append("failed b"))
+        self.writer.submit(message("c"))
+        self.clock.advance(0)
+        self.assertEqual(self.events, [])
+        self.insert.commit()
+        self.assertEqual(self.events, ["stored a#1", "sender a#1", "stored b#2", "stored c#3"])
+
+    def test_quiet_sender_hears_of_a_failed_commit(self) -> None:
+        failures: list[Failure] = []
+        self.writer.submit_quietly(message("a"), failures.append)
+        self.writer.submit_quietly(message("b"), failures.append)
+        self.clock.advance(0)
+        self.insert.fail()
+        self.assertEqual([f.check(StorageFailed) for f in failures], [StorageFailed] * 2)
+        self.assertEqual(self.events, [])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_hook_error_goes_to_that_message_only(self) -> None:
+        """If publishing one message raises, its sender gets the error and
+        the rest of the batch is still published and reported."""
+        failures: list[Failure] = []
+        self.writer.submit_quietly(message("boom"), failures.append)
+        bad = self.writer.submit(message("boom"))
+        good = self.writer.submit(message("after"))
+        self.clock.advance(0)
+        self.insert.commit()
+        self.assertEqual([f.check(ValueError) for f in failures], [ValueError])
+        self.failureResultOf(bad, ValueError)
+        self.assertEqual(self.successResultOf(good).id, 3)
+        self.assertEqual(self.events, ["stored after#3"])
+
+    def test_quiet_submit_respects_max_pending(self) -> None:
+        self.writer.max_pending = 1
+        self.writer.submit_quietly(message("a"), self.fail)
+        self.assertRaises(ServiceBusy, self.writer.submit_quietly, message("b"), self.fail)

@@ -22,6 +22,10 @@ from parkchat.model import Message
 
 _log = Logger()
 
+#: Who hears how a queued message ended: a Deferred (``submit``) or a
+#: function called only on failure (``submit_quietly``).
+_Waiter = Deferred[Message] | Callable[[Failure], object]
+
 
 class GroupCommitWriter:
     """Queues messages and writes them in batches, one batch at a time.
@@ -29,6 +33,13 @@ class GroupCommitWriter:
     ``insert`` stores a sequence of messages in one transaction and fires with
     their ids in order. Batches are committed strictly one after the other, so
     ids (and therefore per-room order) follow submission order.
+
+    ``on_stored`` is told every committed message (id set), in commit order,
+    before whoever submitted it: the chat service publishes from there, so a
+    message needs no Deferred of its own unless its sender wants the result
+    (``submit``); ``submit_quietly`` only reports failure. Per message, the
+    Deferred and its callbacks were a tenth of the reactor's time in the
+    ingest benchmark.
     """
 
     def __init__(
@@ -38,15 +49,17 @@ class GroupCommitWriter:
         max_batch: int = 2000,
         max_pending: int = 50_000,
         on_batch: Callable[[int, float, bool], None] | None = None,
+        on_stored: Callable[[Message], object] | None = None,
     ) -> None:
         self._insert = insert
         self._clock = clock
         #: Told ``(size, seconds, committed)`` once per batch (for metrics).
         self._on_batch = on_batch
+        self.on_stored = on_stored
         self._started = 0.0
         self.max_batch = max_batch
         self.max_pending = max_pending
-        self._queue: list[tuple[Message, Deferred[Message]]] = []
+        self._queue: list[tuple[Message, _Waiter]] = []
         self._in_flight = False
         self._scheduled: IDelayedCall | None = None
         self._idle_waiters: list[Deferred[None]] = []
@@ -65,14 +78,22 @@ class GroupCommitWriter:
 
     def submit(self, message: Message) -> Deferred[Message]:
         """Queue ``message``; the result fires with the stored copy (id set)
-        once committed, or fails with StorageFailed."""
+        once committed (after ``on_stored``), or fails with StorageFailed."""
+        d: Deferred[Message] = Deferred()
+        self._enqueue(message, d)
+        return d
+
+    def submit_quietly(self, message: Message, failed: Callable[[Failure], object]) -> None:
+        """Queue ``message``; ``failed`` is called with a Failure if it could
+        not be stored (StorageFailed) or ``on_stored`` raised for it."""
+        self._enqueue(message, failed)
+
+    def _enqueue(self, message: Message, waiter: _Waiter) -> None:
         if len(self._queue) >= self.max_pending:
             raise ServiceBusy("too many messages waiting to be stored")
-        d: Deferred[Message] = Deferred()
-        self._queue.append((message, d))
+        self._queue.append((message, waiter))
         if not self._in_flight and self._scheduled is None:
             self._scheduled = self._clock.callLater(0, self._commit)
-        return d
 
     def flush(self) -> Deferred[None]:
         """Fire when everything queued so far has been committed (or failed)."""
@@ -100,14 +121,23 @@ class GroupCommitWriter:
             d = fail()
         d.addCallbacks(self._committed, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
 
-    def _committed(self, ids: list[int], batch: list[tuple[Message, Deferred[Message]]]) -> None:
+    def _committed(self, ids: list[int], batch: list[tuple[Message, _Waiter]]) -> None:
         self._in_flight = False
         if self._on_batch is not None:
             self._on_batch(len(batch), self._clock.seconds() - self._started, True)
 
         def report() -> None:
-            for (message, d), message_id in zip(batch, ids, strict=True):
-                d.callback(message.with_id(message_id))
+            on_stored = self.on_stored
+            for (message, waiter), message_id in zip(batch, ids, strict=True):
+                stored = message.with_id(message_id)
+                if on_stored is not None:
+                    try:
+                        on_stored(stored)
+                    except Exception:
+                        _fail(waiter, Failure())
+                        continue
+                if isinstance(waiter, Deferred):
+                    waiter.callback(stored)
 
         self._outbox.append(report)
         # Start the next transaction before telling anyone, so the database
@@ -115,15 +145,15 @@ class GroupCommitWriter:
         self._next()
         self._report()
 
-    def _failed(self, failure: Failure, batch: list[tuple[Message, Deferred[Message]]]) -> None:
+    def _failed(self, failure: Failure, batch: list[tuple[Message, _Waiter]]) -> None:
         self._in_flight = False
         _log.failure("storing a batch of {count} messages failed", failure, count=len(batch))
         if self._on_batch is not None:
             self._on_batch(len(batch), self._clock.seconds() - self._started, False)
 
         def report() -> None:
-            for _, d in batch:
-                d.errback(StorageFailed())
+            for _, waiter in batch:
+                _fail(waiter, Failure(StorageFailed()))
 
         self._outbox.append(report)
         self._next()
@@ -151,3 +181,13 @@ class GroupCommitWriter:
         waiters, self._idle_waiters = self._idle_waiters, []
         for d in waiters:
             d.callback(None)
+
+
+def _fail(waiter: _Waiter, failure: Failure) -> None:
+    if isinstance(waiter, Deferred):
+        waiter.errback(failure)
+    else:
+        try:
+            waiter(failure)
+        except Exception:
+            _log.failure("reporting a message that was not stored failed")
