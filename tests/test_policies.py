@@ -15,8 +15,8 @@ from parkchat.protocols.policies import (
     AddressLimit,
     AddressLimitedFactory,
     SlowReaderPolicy,
-    buffered_bytes,
 )
+from parkchat.protocols.writes import buffered_bytes
 
 
 class BufferingTransport(StringTransport):

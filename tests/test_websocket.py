@@ -478,6 +478,17 @@ class BadFrameTests(WebSocketCase):
         self.alice.send_json({"content": "\x1b[2Jgotcha"})
         self.assertErrorThenUsable(self.alice, "invalid_content")
 
+    def test_storage_failure(self) -> None:
+        """A message the store refuses comes back to its sender only, as a
+        ``storage_failed`` error, after the commit failed; nobody sees it."""
+        self.store.fail_writes = RuntimeError("disk full")
+        self.alice.send_json({"content": "lost"})
+        self.settle()
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.store.fail_writes = None
+        self.assertEqual(self.bob.take(), [])
+        self.assertErrorThenUsable(self.alice, "storage_failed")
+
     def test_binary_frame(self) -> None:
         """A binary frame is an ``invalid_request`` error, not a close."""
         self.alice.sendMessage(b'{"content": "hi"}', isBinary=True)

@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from parkchat.errors import InvalidRequest
 from parkchat.protocols.policies import SlowReaderPolicy
 from parkchat.protocols.stream import LineEncoder, StreamOptions, StreamSession
+from parkchat.protocols.writes import TurnWriter
 from parkchat.service import ChatService
 
 
@@ -94,16 +95,22 @@ class LineChatProtocol(Protocol):
 
     # -- Carrier -----------------------------------------------------------
 
+    # Room lines go through the factory's TurnWriter (sent once per reactor
+    # turn, see parkchat.protocols.writes); anything else written to the
+    # socket, and closing it, comes after what it holds.
+
     def write_text(self, text: str) -> None:
         if self.transport is not None:
+            self.factory.turn_writer.release(self.transport)
             self.transport.write((text + "\n").encode("utf-8"))
 
     def send_payload(self, payload: Any) -> None:
         if self.transport is not None:
-            self.transport.write(payload)
+            self.factory.turn_writer.write(self.transport, payload)
 
     def close(self, code: int = 1000) -> None:
         if self.transport is not None:
+            self.factory.turn_writer.release(self.transport)
             self.transport.loseConnection()
 
 
@@ -122,6 +129,7 @@ class LineChatFactory(Factory):
     ) -> None:
         self.service = service
         self.clock = clock
+        self.turn_writer = TurnWriter(clock)
         self.encoder = LineEncoder()
         self.options = options if options is not None else StreamOptions()
 

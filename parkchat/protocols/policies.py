@@ -27,30 +27,11 @@ from twisted.logger import Logger
 from twisted.protocols.policies import WrappingFactory
 from zope.interface import implementer
 
+from parkchat.protocols.writes import buffered_bytes
+
 _log = Logger()
 
 MiB = 1024 * 1024
-
-
-def buffered_bytes(transport: Any) -> int | None:
-    """Bytes written to ``transport`` that the kernel has not taken yet, or
-    None if that cannot be known.
-
-    Twisted has no public API for this; it reads the internals of
-    ``twisted.internet.abstract.FileDescriptor`` (``dataBuffer``, ``offset``,
-    ``_tempDataLen``) and is the only place in parkchat that does. Wrapping
-    transports (TLS) are followed to the socket underneath.
-    """
-    for _ in range(4):
-        data = getattr(transport, "dataBuffer", None)
-        if data is not None:
-            return (
-                len(data) - getattr(transport, "offset", 0) + getattr(transport, "_tempDataLen", 0)
-            )
-        transport = getattr(transport, "transport", None)
-        if transport is None:
-            break
-    return None
 
 
 @implementer(IPushProducer)

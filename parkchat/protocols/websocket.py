@@ -31,6 +31,7 @@ from parkchat.errors import ChatError, InvalidRequest
 from parkchat.interfaces import IEncoder, IParticipant
 from parkchat.model import CHAT, SYSTEM, Message, User
 from parkchat.protocols.policies import SlowReaderPolicy
+from parkchat.protocols.writes import TurnWriter
 from parkchat.service import SHUTDOWN_REASON, ChatService
 
 CLOSE_GOING_AWAY = 1001
@@ -91,6 +92,8 @@ class ParkchatSocketFactory(WebSocketServerFactory):
         handshake_timeout: float = 10.0,
     ) -> None:
         super().__init__()
+        #: Broadcast frames for idle sockets, sent once per reactor turn.
+        self.turn_writer = TurnWriter(self.reactor)
         configure_factory(
             self,
             max_message_size=max_message_size,
@@ -115,16 +118,31 @@ class ParkchatSocketFactory(WebSocketServerFactory):
         # pformat of all options that Autobahn builds for a debug log line
         # (a fifth of the cost of accepting a connection) even with debug off.
         attrs["CONFIG_ATTRS"] = ()
-        self.protocol = type(base.__name__, (_SlowReaderWatch, base), attrs)  # type: ignore[assignment]
+        self.protocol = type(base.__name__, (_ParkchatConnection, base), attrs)  # type: ignore[assignment]
 
 
-class _SlowReaderWatch:
-    """Registers the factory's SlowReaderPolicy on the connection's transport:
-    a client that stops reading gets a 1008 close frame (which it will not
-    read either) and its TCP connection is dropped."""
+class _ParkchatConnection:
+    """What every parkchat WebSocket connection adds to Autobahn's protocol.
+
+    * The factory's SlowReaderPolicy watches the transport: a client that
+      stops reading gets a 1008 close frame (which it will not read either)
+      and its TCP connection is dropped.
+    * Frames held by the factory's TurnWriter go out before anything
+      Autobahn writes itself (error frames, pings, the closing handshake)
+      and before a graceful drop.
+    * Incoming bytes go straight to the frame parser, and a complete
+      message straight to ``onMessage``: Autobahn's ``dataReceived`` builds
+      (click-styled) debug-log arguments for every read even with debug
+      logging off, and its ``onMessageEnd`` also fires a "message" observer
+      event, which makes a txaio future per message that nothing here
+      listens to.
+    """
 
     factory: ParkchatSocketFactory
     transport: Any
+    failedByMe: bool
+    message_data: list[bytes] | None
+    message_is_binary: bool
 
     def connectionMade(self) -> None:
         super().connectionMade()  # type: ignore[misc]
@@ -136,6 +154,25 @@ class _SlowReaderWatch:
         protocol: Any = self
         close_with(protocol, CLOSE_POLICY, reason)
         protocol.dropConnection(abort=True)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        self.factory.turn_writer.release(self.transport)
+        super().sendData(data, sync, chopsize)  # type: ignore[misc]
+
+    def dropConnection(self, abort: bool = False) -> None:
+        if not abort:
+            self.factory.turn_writer.release(self.transport)
+        super().dropConnection(abort)  # type: ignore[misc]
+
+    def dataReceived(self, data: bytes) -> None:
+        protocol: Any = self
+        protocol._dataReceived(data)
+
+    def onMessageEnd(self) -> None:
+        if not self.failedByMe and self.message_data is not None:
+            protocol: Any = self
+            protocol.onMessage(b"".join(self.message_data), self.message_is_binary)
+        self.message_data = None
 
 
 def close_with(protocol: WebSocketServerProtocol, code: int, reason: str) -> None:
@@ -152,7 +189,8 @@ _OPEN = WebSocketProtocol.STATE_OPEN
 def write_prepared(protocol: WebSocketServerProtocol, prepared: Any) -> None:
     """Send a frame made by ``factory.prepareMessage`` to one member.
 
-    The common case goes straight to the transport: Autobahn's ``sendData``
+    The common case goes to the transport (through the factory's
+    TurnWriter, see parkchat.protocols.writes): Autobahn's ``sendData``
     evaluates its debug-log arguments for every frame even with debug logging
     off (``hltype``/``hlval`` style text with click when click is installed),
     which costs more than the write itself, and a broadcast pays it once per
@@ -162,7 +200,7 @@ def write_prepared(protocol: WebSocketServerProtocol, prepared: Any) -> None:
         return
     transport = protocol.transport
     if transport is not None and not protocol.send_queue and protocol._perMessageCompress is None:
-        transport.write(prepared.payloadHybi)
+        protocol.factory.turn_writer.write(transport, prepared.payloadHybi)
     else:
         protocol.sendPreparedMessage(prepared)
 
@@ -232,18 +270,19 @@ class RoomSocketProtocol(WebSocketServerProtocol):
             if isBinary:
                 raise InvalidRequest("binary frames are not accepted; send JSON text")
             try:
-                data = json.loads(payload)
+                # Decoded here: json.loads would first sniff bytes for UTF-16/32.
+                data = json.loads(payload.decode("utf-8"))
             except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
                 raise InvalidRequest("frame is not valid JSON") from e
             if not isinstance(data, dict):
                 raise InvalidRequest('frame must be a JSON object like {"content": "..."}')
             if "content" not in data:
                 raise InvalidRequest('"content" is required')
-            d = self.factory.service.post(self, self.room_name, data["content"])
+            self.factory.service.post_quietly(
+                self, self.room_name, data["content"], self._post_failed
+            )
         except ChatError as e:
             self._send_error(e)
-            return
-        d.addErrback(self._post_failed)
 
     def _post_failed(self, failure: Failure) -> None:
         if failure.check(ChatError):
