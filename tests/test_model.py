@@ -7,6 +7,9 @@ from datetime import UTC, datetime
 
 from twisted.trial.unittest import TestCase
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from parkchat.errors import ContentTooLong, InvalidContent, InvalidName, InvalidRoom
 from parkchat.model import (
     CHAT,
@@ -288,6 +291,37 @@ class MessageTests(TestCase):
         self.assertIn("héllo 🌍".encode(), data)
         self.assertNotIn(b": ", data)
         self.assertNotIn(b", ", data)
+
+    @given(
+        id=st.integers(min_value=0, max_value=2**63 - 1),
+        room=st.text(),
+        nickname=st.text(),
+        content=st.text(),
+        timestamp_ms=st.integers(min_value=-(10**12), max_value=10**14),
+        type=st.sampled_from(["chat", "system", "typing", 'x"\\\n']),
+    )
+    def test_json_is_what_json_dumps_gives(self, **fields: object) -> None:
+        """The hand-built encoding is byte for byte json.dumps's, for any
+        text (quotes, backslashes, controls, non-BMP)."""
+        message = Message(**fields)  # type: ignore[arg-type]
+        expected = json.dumps(message.as_dict(), ensure_ascii=False, separators=(",", ":"))
+        self.assertEqual(message.json(), expected.encode("utf-8"))
+
+    def test_timestamp_cache_keeps_seconds_apart(self) -> None:
+        """Timestamps of neighbouring seconds, formatted in turn, stay distinct
+        (the per-second prefix is cached)."""
+        ms = SEPT_8_2025 * 1000
+        got = [format_timestamp(ms + step) for step in (999, 1000, 999, 61_000, 1)]
+        self.assertEqual(
+            got,
+            [
+                "2025-09-08T15:32:10.999Z",
+                "2025-09-08T15:32:11.000Z",
+                "2025-09-08T15:32:10.999Z",
+                "2025-09-08T15:33:11.000Z",
+                "2025-09-08T15:32:10.001Z",
+            ],
+        )
 
     def test_json_cached(self) -> None:
         """json() serialises once: the second call returns the same object."""
