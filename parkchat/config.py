@@ -397,9 +397,10 @@ SETTINGS: tuple[Setting, ...] = (
         "access_log_file",
         "",
         _any_text,
-        "Write the access log to this file (combined log format, appended, one "
-        "line per request) instead of the server log; much cheaper on a busy "
-        "API. Empty = the server log.",
+        "Write the access log to this file (combined log format, one line per "
+        "request, written once per event-loop turn; rotates at 64 MiB keeping 8 "
+        "old files) instead of the server log; much cheaper on a busy API. "
+        "Empty = the server log.",
         "PATH",
     ),
     Setting(

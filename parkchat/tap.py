@@ -6,9 +6,11 @@ This is the only module that chooses concrete classes and wires them together;
 
 from __future__ import annotations
 
+import gc
 import os
 import secrets
 import sys
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,6 +42,7 @@ from parkchat.store.sqlite import load_or_create_setting as load_or_create_sqlit
 from parkchat.store.sqlite import open_sqlite
 from parkchat.tokens import ExternalTokenVerifier, TokenAuthority, TokenVerifier
 from parkchat.web.site import make_metrics_site, make_site
+from parkchat.workers import WORKER_ENV
 
 #: The twistd ``--logger`` factory of ``--log-format json``.
 JSON_OBSERVER = "parkchat.logs.json_observer"
@@ -163,6 +166,37 @@ class ThreadPoolService(Service):
         self.pool.stop()
 
 
+def access_log_path(path: str, environ: Mapping[str, str]) -> str | None:
+    """The access-log file of this process: ``path``, or under
+    ``parkchat-workers`` ``path.workerN``, since every worker gets the same
+    options and one file must not have several writers rotating it."""
+    if not path:
+        return None
+    number = environ.get(WORKER_ENV)
+    return f"{path}.worker{number}" if number else path
+
+
+def freeze_startup_objects(reactor: Any, freeze: Callable[[], None] | None = None) -> None:
+    """Once the reactor runs, move every object that exists then (modules,
+    classes, functions: some 100,000) out of the garbage collector's sight
+    with ``gc.freeze()``.
+
+    Such objects never become garbage, yet each full collection walked all
+    of them: 70-90 ms with the reactor stopped, several times a minute under
+    load, which alone set the p99 latency of the ingest benchmark (now
+    25-35 ms pauses). Only when the application is built before the reactor
+    runs (twistd, chat.tac, each worker): a process that is already running
+    (a test, an embedding program) keeps its objects collectable.
+    """
+    if not getattr(reactor, "running", True):
+        reactor.callWhenRunning(freeze if freeze is not None else _collect_and_freeze)
+
+
+def _collect_and_freeze() -> None:
+    gc.collect()
+    gc.freeze()
+
+
 def _postgres() -> ModuleType:
     """``parkchat.store.postgres``, imported only when ``--db`` asks for it
     (psycopg2 comes with the optional ``postgres`` extra)."""
@@ -246,6 +280,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     if settings is None:
         settings = Settings()
     top = MultiService()
+    freeze_startup_objects(reactor)
 
     bcrypt_pool = ThreadPool(
         minthreads=0, maxthreads=settings.bcrypt_threads, name="parkchat-bcrypt"
@@ -343,7 +378,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         allowed_origins=settings.allowed_origins,
         admin_token=settings.admin_token or None,
         access_log=settings.access_log,
-        access_log_file=settings.access_log_file or None,
+        access_log_file=access_log_path(settings.access_log_file, os.environ),
         http_timeout=settings.http_timeout,
         metrics=settings.metrics == "yes",
         metrics_token=settings.metrics_token or None,

@@ -241,12 +241,19 @@ def bind_socket(config: Config) -> socket.socket:
     return sock
 
 
-def child_env(environ: Mapping[str, str]) -> dict[str, str]:
-    """A worker's environment: the caller's plus the systemd socket-passing
-    variables (``LISTEN_PID`` is set by the trampoline to the worker's pid)."""
+#: Each worker's number (1..N), for what must differ between workers (the
+#: access-log file, see parkchat.tap.access_log_path).
+WORKER_ENV = "PARKCHAT_WORKER"
+
+
+def child_env(environ: Mapping[str, str], number: int) -> dict[str, str]:
+    """Worker ``number``'s environment: the caller's plus the systemd
+    socket-passing variables (``LISTEN_PID`` is set by the trampoline to the
+    worker's pid) and its number."""
     env = {k: v for k, v in environ.items() if k not in ("LISTEN_PID", "LISTEN_FDS")}
     env["LISTEN_FDS"] = "1"
     env["LISTEN_FDNAMES"] = FD_NAME
+    env[WORKER_ENV] = str(number)
     return env
 
 
@@ -340,12 +347,11 @@ class Launcher:
         """Bind, start one worker, wait until it serves, start the others."""
         sock = bind_socket(self.config)
         try:
-            env = child_env(self.environ)
-            self._spawn(sock, env)
+            self._spawn(sock, child_env(self.environ, 1))
             if self.config.workers > 1:
                 self._wait_first_ready()
             while len(self.children) < self.config.workers and self.stop_signal is None:
-                self._spawn(sock, env)
+                self._spawn(sock, child_env(self.environ, len(self.children) + 1))
         finally:
             sock.close()  # the workers hold it now
         log(f"{self.config.workers} worker(s) sharing {self.config.interface}:{self.config.port}")

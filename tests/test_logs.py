@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from base64 import b64encode
 from typing import Any
 
 from treq.testing import StubTreq
 from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import (
     ILogObserver,
@@ -27,7 +29,7 @@ from parkchat.protocols.unified import AppSocketFactory
 from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.tap import JSON_OBSERVER, Options
 from parkchat.tokens import TokenAuthority, TokenVerifier
-from parkchat.web.site import make_site, redact_uri
+from parkchat.web.site import AccessLogFile, make_site, redact_uri
 from tests.helpers import make_service
 
 PASSWORD = "Pa55word-never-logged"
@@ -209,3 +211,45 @@ class AccessLogFileTests(TestCase):
         self.assertIn("token=", lines[1])
         self.assertNotIn("sekrit-token-value", lines[1])
         self.assertFalse([e for e in events if "GET /health" in formatEvent(e)])
+
+
+class BufferedAccessLogTests(TestCase):
+    """AccessLogFile: one write per reactor turn, bounded rotation."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.dir = self.mktemp()
+        os.makedirs(self.dir)
+        self.path = os.path.join(self.dir, "access.log")
+
+    def read(self, name: str = "access.log") -> str:
+        with open(os.path.join(self.dir, name), encoding="utf-8") as f:
+            return f.read()
+
+    def test_lines_of_a_turn_are_written_together(self) -> None:
+        log = AccessLogFile(self.path, self.clock)
+        self.addCleanup(log.close)
+        log.write("one\n")
+        log.write("two\n")
+        self.assertEqual(self.read(), "")
+        self.clock.advance(0)
+        self.assertEqual(self.read(), "one\ntwo\n")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_close_writes_what_is_left(self) -> None:
+        log = AccessLogFile(self.path, self.clock)
+        log.write("last\n")
+        log.close()
+        self.assertEqual(self.read(), "last\n")
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_rotation_keeps_a_bounded_number_of_files(self) -> None:
+        log = AccessLogFile(self.path, self.clock, rotate_length=100, max_rotated_files=2)
+        self.addCleanup(log.close)
+        for n in range(30):
+            log.write(f"line {n:02d} {'x' * 40}\n")
+            self.clock.advance(0)
+        self.assertEqual(
+            sorted(os.listdir(self.dir)), ["access.log", "access.log.1", "access.log.2"]
+        )
+        self.assertIn("line 29", self.read())

@@ -19,6 +19,7 @@ from twisted.python.systemd import ListenFDs
 from twisted.trial.unittest import TestCase
 from twisted.web.server import Site
 
+from parkchat import tap
 from parkchat.config import SETTINGS, Settings
 from parkchat.protocols.line import LineChatFactory
 from parkchat.protocols.policies import AddressLimitedFactory
@@ -26,7 +27,13 @@ from parkchat.service import ChatService
 from parkchat.store.memory import MemoryStore
 from parkchat.store.schema import latest_version
 from parkchat.store.sqlite import SQLStore
-from parkchat.tap import Listener, Options, ThreadPoolService, makeService
+from parkchat.tap import (
+    Listener,
+    Options,
+    ThreadPoolService,
+    freeze_startup_objects,
+    makeService,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
@@ -326,6 +333,45 @@ class MakeServiceTests(TapTestCase):
         self.successResultOf(top.stopService())
         self.assertFalse(top.running)
         self.assertFalse(top.getServiceNamed("chat").running)
+
+
+class AccessLogPathTests(TestCase):
+    def test_one_file_per_worker(self) -> None:
+        """Under parkchat-workers every worker gets the same options; each
+        writes (and rotates) an access-log file of its own."""
+        self.assertEqual(tap.access_log_path("/var/log/a.log", {}), "/var/log/a.log")
+        self.assertEqual(
+            tap.access_log_path("/var/log/a.log", {"PARKCHAT_WORKER": "2"}),
+            "/var/log/a.log.worker2",
+        )
+        self.assertIsNone(tap.access_log_path("", {"PARKCHAT_WORKER": "2"}))
+
+
+class FreezeStartupObjectsTests(TestCase):
+    def test_freezes_once_the_reactor_runs(self) -> None:
+        """Built before the reactor runs (twistd): the objects are frozen
+        when it runs, not before (start-up is not finished until then)."""
+        reactor = MemoryReactorClock()
+        frozen: list[bool] = []
+        freeze_startup_objects(reactor, lambda: frozen.append(True))
+        self.assertEqual(frozen, [])
+        reactor.run()
+        self.assertEqual(frozen, [True])
+
+    def test_not_in_a_running_process(self) -> None:
+        """Built in a running reactor (a test, an embedding program): the
+        process's objects stay collectable."""
+        reactor = MemoryReactorClock()
+        reactor.running = True
+        frozen: list[bool] = []
+        freeze_startup_objects(reactor, lambda: frozen.append(True))
+        self.assertEqual((frozen, reactor.whenRunningHooks), ([], []))
+
+    def test_make_service_asks_for_it(self) -> None:
+        reactor = MemoryReactorClock()
+        makeService(Options(), reactor=reactor)
+        hooks = [f for f, _, _ in reactor.whenRunningHooks]
+        self.assertIn(tap._collect_and_freeze, hooks)
 
 
 class TwistdTests(TestCase):

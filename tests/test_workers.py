@@ -27,36 +27,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from websockets.sync.client import ClientConnection, connect
 
 from parkchat import workers
 from tests.e2e_support import basic_auth, free_port
+from tests.redis_support import REDIS_URL, require_redis
 
-REDIS_URL = os.environ.get("PARKCHAT_TEST_REDIS", "redis://127.0.0.1:6379/0")
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
 IO_TIMEOUT = 5.0
-
-
-def redis_reachable() -> bool:
-    url = urlsplit(REDIS_URL)
-    try:
-        with socket.create_connection((url.hostname or "127.0.0.1", url.port or 6379), 1) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith((b"+PONG", b"-NOAUTH"))
-    except OSError:
-        return False
-
-
-def require_redis() -> None:
-    if redis_reachable():
-        return
-    message = f"no Redis at {REDIS_URL} (set PARKCHAT_TEST_REDIS or start redis-server)"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        raise AssertionError(message + "; CI must run the Redis tests")
-    raise SkipTest(message)
 
 
 def drop_redis_keys(prefix: str) -> None:
@@ -152,8 +133,11 @@ class ParseArgsTests(TestCase):
 
 class ChildTests(TestCase):
     def test_environment(self) -> None:
-        env = workers.child_env({"PATH": "/bin", "LISTEN_PID": "1", "LISTEN_FDS": "4"})
-        self.assertEqual(env, {"PATH": "/bin", "LISTEN_FDS": "1", "LISTEN_FDNAMES": "http"})
+        env = workers.child_env({"PATH": "/bin", "LISTEN_PID": "1", "LISTEN_FDS": "4"}, 2)
+        self.assertEqual(
+            env,
+            {"PATH": "/bin", "LISTEN_FDS": "1", "LISTEN_FDNAMES": "http", "PARKCHAT_WORKER": "2"},
+        )
 
     def test_argv(self) -> None:
         config = workers.parse_args(
@@ -262,7 +246,7 @@ class WorkersEndToEndTests(TestCase):
         argv = [sys.executable, "-m", "parkchat.workers", "--workers", "2", "--port"]
         argv += [str(self.port), "--interface", "127.0.0.1", "--stop-timeout", "10", "--"]
         argv += ["--redis", redis, "--db", str(self.workdir / "chat.db")]
-        argv += ["--bcrypt-rounds", "4"]
+        argv += ["--bcrypt-rounds", "4", "--access-log-file", str(self.workdir / "access.log")]
         self.launcher = subprocess.Popen(
             argv,
             cwd=self.workdir,
@@ -389,6 +373,13 @@ class WorkersEndToEndTests(TestCase):
         self.assertLess(time.monotonic() - started, STOP_TIMEOUT)
         for pid in self.pids:
             self.assertFalse(_alive(pid), f"worker {pid} still running after the launcher")
+        # One access-log file per worker, each with that worker's requests.
+        logs = sorted(p.name for p in self.workdir.glob("access.log*"))
+        self.assertEqual(logs, ["access.log.worker1", "access.log.worker2"])
+        lines = "".join(
+            (self.workdir / name).read_text(encoding="utf-8") for name in logs
+        ).splitlines()
+        self.assertEqual(sum('"POST /register HTTP/1.1" 201' in line for line in lines), 2)
 
     def test_a_failing_worker_stops_the_launcher(self) -> None:
         victim, survivor = self.pids

@@ -521,34 +521,25 @@ def open_sqlite(path: str, reactor: Any = None, schema_dir: Path = SCHEMA_DIR) -
         if not parent.exists():
             raise FileNotFoundError(f"directory {parent} does not exist")
         prepare_sqlite(path, schema_dir)
-    kwargs: dict[str, Any] = {}
-    if reactor is not None:
-        kwargs["cp_reactor"] = reactor
-    pool = adbapi.ConnectionPool(
-        "sqlite3",
-        path,
-        timeout=BUSY_TIMEOUT_MS / 1000,
-        check_same_thread=False,
-        cp_min=1,
-        cp_max=1,
-        cp_openfun=openfun,
-        cp_noisy=False,
-        **kwargs,
-    )
+
+    def one_connection(init: Callable[[sqlite3.Connection], None]) -> adbapi.ConnectionPool:
+        kwargs: dict[str, Any] = {} if reactor is None else {"cp_reactor": reactor}
+        return adbapi.ConnectionPool(
+            "sqlite3",
+            path,
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            check_same_thread=False,
+            cp_min=1,
+            cp_max=1,
+            cp_openfun=init,
+            cp_noisy=False,
+            **kwargs,
+        )
+
     if path == ":memory:":
-        return SQLStore(pool, SQLITE)
-    checkpoints = adbapi.ConnectionPool(
-        "sqlite3",
-        path,
-        timeout=BUSY_TIMEOUT_MS / 1000,
-        check_same_thread=False,
-        cp_min=1,
-        cp_max=1,
-        cp_openfun=_configure_sqlite,
-        cp_noisy=False,
-        **kwargs,
-    )
-    return SQLiteFileStore(pool, checkpoints)
+        return SQLStore(one_connection(openfun), SQLITE)
+    # The writer's connection, and one for WAL checkpoints beside it.
+    return SQLiteFileStore(one_connection(openfun), one_connection(_configure_sqlite))
 
 
 def load_or_create_setting(path: str, name: str, make: Callable[[], str]) -> str:

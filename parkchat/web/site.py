@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.python.logfile import LogFile
 from twisted.web.http import combinedLogFormatter
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
@@ -29,6 +32,10 @@ from parkchat.web.resources import (
 
 #: Seconds an HTTP connection may sit idle (or half-sent) before it is closed.
 HTTP_IDLE_TIMEOUT = 60
+
+#: ``--access-log-file`` rotates past this size, keeping this many old files.
+ACCESS_LOG_ROTATE_BYTES = 64 * 1024 * 1024
+ACCESS_LOG_KEEP = 8
 
 #: Query parameters whose values never reach the access log.
 _SECRET_PARAMETER = re.compile(rb"([?&](?:access_)?token=)[^&#]*", re.IGNORECASE)
@@ -65,6 +72,58 @@ def access_log_line(timestamp: str, request: Request) -> str:
     return line
 
 
+class AccessLogFile:
+    """The file behind ``--access-log-file``: lines are collected and
+    written once per reactor turn, and the file rotates by size with a
+    bounded number of old files.
+
+    twisted.web's own choice (``twisted.python.logfile.LogFile`` with its
+    defaults) makes a ``write`` system call per request, rotates every
+    1 MB (every few seconds under load) and keeps every old file forever.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        reactor: IReactorTime,
+        rotate_length: int = ACCESS_LOG_ROTATE_BYTES,
+        max_rotated_files: int = ACCESS_LOG_KEEP,
+    ) -> None:
+        self._file = LogFile(
+            os.path.basename(path),
+            os.path.dirname(os.path.abspath(path)),
+            rotateLength=rotate_length,
+            maxRotatedFiles=max_rotated_files,
+        )
+        self._reactor = reactor
+        self._lines: list[str] = []
+        self._call: IDelayedCall | None = None
+
+    def write(self, line: str) -> None:
+        self._lines.append(line)
+        if self._call is None:
+            self._call = self._reactor.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+        if self._lines:
+            data, self._lines = "".join(self._lines), []
+            self._file.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._file.close()
+
+
+class ParkchatSite(Site):
+    """twisted.web's Site with parkchat's access-log file (AccessLogFile)."""
+
+    def _openLogFile(self, path: str) -> AccessLogFile:  # type: ignore[override]
+        return AccessLogFile(path, self.reactor)
+
+
 def make_site(
     service: ChatService,
     ws_factory: RoomSocketFactory,
@@ -96,10 +155,12 @@ def make_site(
         root.putChild(b"admin", AdminResource(service, admin_token))
     if metrics:
         root.putChild(b"metrics", MetricsResource(service.metrics, metrics_token))
-    # With a file, twisted.web appends each line to it directly; without,
-    # lines go through the server's log observers (formatting, timestamps),
-    # which costs about a third of a cached history request.
-    site = Site(root, logPath=access_log_file, timeout=http_timeout, logFormatter=access_log_line)
+    # With a file, lines go to it in one write per reactor turn; without,
+    # they go through the server's log observers (formatting, timestamps),
+    # which costs a fifth to a third of a cached history request.
+    site = ParkchatSite(
+        root, logPath=access_log_file, timeout=http_timeout, logFormatter=access_log_line
+    )
     site.displayTracebacks = False
     if not access_log:
         site.log = lambda request: None  # type: ignore[method-assign]
