@@ -54,7 +54,11 @@ LIMITS_OFF = (
     "PARKCHAT_RATE_LIMIT=0 PARKCHAT_MAX_CONNECTIONS_PER_USER=0 PARKCHAT_MAX_CONNECTIONS_PER_IP=0"
 )
 BCRYPT_ROUNDS = 12
-INGEST_RATES = (2000, 5000, 10000, 20000, 30000, 40000)
+#: Every request is logged, to a file of its own: the setting docs/operations.md
+#: recommends for a busy API (through the server log, each line costs a fifth to
+#: a third of a cached history request).
+ACCESS_LOG = "--access-log-file {tmp}/access.log"
+INGEST_RATES = (2000, 5000, 7500, 10000, 12500, 15000, 20000, 30000)
 INGEST_P99_MS = 50.0
 INGEST_MIN_DELIVERY = 0.95
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -436,7 +440,7 @@ def parkchat_template(db: str) -> str:
     return (
         f"env {LIMITS_OFF} {shlex.quote(twistd_path())} -n --pidfile= parkchat "
         f"--port tcp:{{port}}:interface=127.0.0.1 --db {quote(db)} "
-        f"--bcrypt-rounds {BCRYPT_ROUNDS}"
+        f"--bcrypt-rounds {BCRYPT_ROUNDS} {ACCESS_LOG}"
     )
 
 
@@ -565,89 +569,141 @@ def run_harness_scenarios(
 
 
 def run_ingest(runner: Runner, args: argparse.Namespace, workdir: Path) -> list[dict[str, Any]]:
-    """Rooms of 2 at rising rates on one SQLite file; stop at the first rate
-    whose p99 passes 50 ms or whose deliveries fall below 95 % of target."""
+    """Rooms of 2 at rising rates, parkchat on one SQLite file and then the
+    raw Twisted/Autobahn reference (which stores nothing). Each rate is run
+    ``--ingest-tries`` times; a rate holds when the median p99 of its tries
+    is at most 50 ms and every try delivered (and, for parkchat, persisted)
+    at least 95 % of its target. Each server stops at its first rate that
+    does not hold."""
     db = workdir / "ingest.db"
     rows: list[dict[str, Any]] = []
-    for rate in args.ingest_rates:
-        before = count_messages(db)
-        extra = loadgen_args(args, "ingest")
-        extra += ["--rooms", str(args.ingest_rooms), "--members", "2", "--rate", str(rate)]
-        res = runner.bench(
-            "run",
-            ["--server", parkchat_template(str(db)), "--scenario", "rooms"],
-            extra,
-            {"server": f"ingest@{rate}"},
-        )
-        r = next((x for x in res if "summary" not in x), {"error": "no result"})
-        persisted = count_messages(db) - before
-        warmup = 1.0 if args.quick else 2.0
-        window = float(r.get("window_s") or 0)
-        expected = rate * (warmup + window) - int(r.get("skipped_sends") or 0)
-        row: dict[str, Any] = {
-            "rate": rate,
-            "result": r,
-            "persisted": persisted,
-            "expected": round(expected),
-            "persisted_per_s": round(persisted / (warmup + window)) if window else None,
-        }
-        target = float(r.get("target_deliveries_per_s") or rate * 2)
-        delivered = float(r.get("deliveries_per_s") or 0)
-        p99 = get(r, "latency_ms.p99")
-        row["delivery_ratio"] = round(delivered / target, 3) if target else None
-        row["held"] = (
-            "error" not in r
-            and isinstance(p99, int | float)
-            and p99 <= INGEST_P99_MS
-            and delivered >= INGEST_MIN_DELIVERY * target
-            and persisted >= INGEST_MIN_DELIVERY * expected
-        )
-        rows.append(row)
-        runner.raw.write(
-            json.dumps({"ingest_step": {k: v for k, v in row.items() if k != "result"}}) + "\n"
-        )
-        log(
-            f"ingest {rate}/s: p99 {p99} ms, deliveries {delivered:.0f}/{target:.0f}, "
-            f"persisted {persisted}/{expected:.0f} -> {'held' if row['held'] else 'NOT held'}"
-        )
-        if not row["held"]:
-            break
+    servers = [("parkchat-sqlite", parkchat_template(str(db)))]
+    if not args.no_ingest_reference:
+        servers.append(("twisted", "twisted"))
+    for name, template in servers:
+        stored = name != "twisted"
+        for rate in args.ingest_rates:
+            tries = [
+                ingest_try(runner, args, name, template, db if stored else None, rate, n)
+                for n in range(1, args.ingest_tries + 1)
+            ]
+            p99s = [t["p99"] for t in tries if isinstance(t["p99"], int | float)]
+            median_p99 = statistics.median(p99s) if len(p99s) == len(tries) else None
+            held = median_p99 is not None and median_p99 <= INGEST_P99_MS
+            held = held and all(t["complete"] for t in tries)
+            for t in tries:
+                t["step_p99"] = median_p99
+                t["held"] = held
+            rows += tries
+            runner.raw.write(json.dumps({"ingest_step": [strip_result(t) for t in tries]}) + "\n")
+            log(
+                f"ingest {name} {rate}/s: p99 of tries {[t['p99'] for t in tries]} ms "
+                f"(median {median_p99}) -> {'held' if held else 'NOT held'}"
+            )
+            if not held:
+                break
     return rows
+
+
+def strip_result(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "result"}
+
+
+def ingest_try(
+    runner: Runner,
+    args: argparse.Namespace,
+    name: str,
+    template: str,
+    db: Path | None,
+    rate: int,
+    attempt: int,
+) -> dict[str, Any]:
+    """One run of the rooms scenario at ``rate``; with ``db``, the chat rows
+    it added to that SQLite file are counted."""
+    before = count_messages(db) if db is not None else 0
+    extra = loadgen_args(args, "ingest")
+    extra += ["--rooms", str(args.ingest_rooms), "--members", "2", "--rate", str(rate)]
+    res = runner.bench(
+        "run",
+        ["--server", template, "--scenario", "rooms"],
+        extra,
+        {"server": f"ingest-{name}@{rate}#{attempt}"},
+    )
+    r = next((x for x in res if "summary" not in x), {"error": "no result"})
+    warmup = 1.0 if args.quick else 2.0
+    window = float(r.get("window_s") or 0)
+    expected = rate * (warmup + window) - int(r.get("skipped_sends") or 0)
+    persisted = count_messages(db) - before if db is not None else None
+    target = float(r.get("target_deliveries_per_s") or rate * 2)
+    delivered = float(r.get("deliveries_per_s") or 0)
+    return {
+        "server": name,
+        "rate": rate,
+        "try": attempt,
+        "result": r,
+        "p99": get(r, "latency_ms.p99"),
+        "persisted": persisted,
+        "expected": round(expected),
+        "persisted_per_s": (
+            round(persisted / (warmup + window)) if window and persisted is not None else None
+        ),
+        "delivery_ratio": round(delivered / target, 3) if target else None,
+        "complete": (
+            "error" not in r
+            and delivered >= INGEST_MIN_DELIVERY * target
+            and (persisted is None or persisted >= INGEST_MIN_DELIVERY * expected)
+        ),
+    }
 
 
 def ingest_lines(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
     if not rows:
         return []
-    held = [r["rate"] for r in rows if r["held"]]
+    best = {
+        name: max((r["rate"] for r in rows if r["server"] == name and r["held"]), default=None)
+        for name in dict.fromkeys(r["server"] for r in rows)
+    }
     lines = [
         "",
-        f"### Ingest: {args.ingest_rooms} rooms x 2 members, parkchat on SQLite, rising rate",
+        f"### Ingest: {args.ingest_rooms} rooms x 2 members, rising rate",
         "",
-        f"Highest rate that held (p99 <= {INGEST_P99_MS:g} ms, deliveries and persisted "
-        f">= {INGEST_MIN_DELIVERY:.0%} of target): **{max(held):,} msg/s**"
-        if held
-        else "No rate held.",
+        f"Highest rate that held (median p99 of {args.ingest_tries} tries <= "
+        f"{INGEST_P99_MS:g} ms; deliveries and, for parkchat, persisted rows >= "
+        f"{INGEST_MIN_DELIVERY:.0%} of target in every try): "
+        + "; ".join(
+            f"{name} **{rate:,} msg/s**" if rate else f"{name}: none" for name, rate in best.items()
+        ),
         "",
-        "| send rate msg/s | sends/s measured | deliveries/s / target | p50 ms | p99 ms "
-        "| persisted / sent | server cpu_util | loadgen cpu_util | held |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| server | send rate msg/s | try | sends/s measured | deliveries/s / target | p50 ms "
+        "| p99 ms | persisted / sent | server cpu_util | loadgen cpu_util | rate held |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         r = row["result"]
         if "error" in r:
-            lines.append(f"| {row['rate']:,} | error: {r['error']} | | | | | | | no |")
+            lines.append(
+                f"| {row['server']} | {row['rate']:,} | {row['try']} | error: {r['error']} "
+                "| | | | | | | no |"
+            )
             continue
+        persisted = (
+            f"{row['persisted']:,} / {row['expected']:,}"
+            if row["persisted"] is not None
+            else "(stores nothing)"
+        )
         lines.append(
             "| "
             + " | ".join(
                 [
+                    row["server"],
                     f"{row['rate']:,}",
+                    str(row["try"]),
                     fmt(r.get("sends_per_s"), 0),
                     f"{fmt(r.get('deliveries_per_s'), 0)} / "
                     + fmt(r.get("target_deliveries_per_s"), 0),
                     fmt(get(r, "latency_ms.p50"), 2),
                     fmt(get(r, "latency_ms.p99"), 2),
-                    f"{row['persisted']:,} / {row['expected']:,}",
+                    persisted,
                     fmt(get(r, "server.cpu_util"), 2),
                     fmt(get(r, "loadgen.cpu_util"), 2),
                     "yes" if row["held"] else "**no**",
@@ -749,6 +805,17 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="comma list of msg/s, tried in order until one fails",
     )
     ap.add_argument("--ingest-rooms", type=int, default=500)
+    ap.add_argument(
+        "--ingest-tries",
+        type=int,
+        default=1,
+        help="ingest: runs per rate; a rate holds on the median p99 [1]",
+    )
+    ap.add_argument(
+        "--no-ingest-reference",
+        action="store_true",
+        help="ingest: skip the raw Twisted reference's ramp",
+    )
     ap.add_argument("--worker-counts", default="1,2", help="parkchat-workers sizes [1,2]")
     ap.add_argument("--timeout", type=float, default=600, help="per loadgen run [600]")
     ap.add_argument("--out", default=str(REPO / "docs" / "performance.md"), help="'-': none")
@@ -761,6 +828,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if not 1 <= args.repeat <= 20:
         ap.error("--repeat must be 1-20")
     args.ingest_rates = [int(r) for r in args.ingest_rates.split(",") if r][:12]
+    if not 1 <= args.ingest_tries <= 5:
+        ap.error("--ingest-tries must be 1-5")
     args.worker_counts = [int(n) for n in args.worker_counts.split(",") if n][:4]
     if args.connections is None:
         args.connections = 1000 if args.quick else 5000
