@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from parkchat.proxies import parse_network
+
 ENV_PREFIX = "PARKCHAT_"
 
 
@@ -386,6 +388,15 @@ SETTINGS: tuple[Setting, ...] = (
         repeatable=True,
     ),
     Setting(
+        "trusted_proxies",
+        (),
+        parse_network,
+        "Reverse proxies (addresses or networks, e.g. 10.0.0.0/8) whose X-Forwarded-For "
+        "names the client; none = the header is ignored. Repeatable.",
+        "NETWORK",
+        repeatable=True,
+    ),
+    Setting(
         "admin_token",
         "",
         _secret,
@@ -492,6 +503,7 @@ class Settings:
     login_failures: int = 10
     login_window: float = 300.0
     allowed_origins: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
     admin_token: str = field(default="", repr=False)
     access_log: bool = True
     access_log_file: str = ""

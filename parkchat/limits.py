@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from twisted.internet.interfaces import IReactorTime
 
 from parkchat.errors import RateLimited, TooManyConnections
+from parkchat.proxies import TrustedProxies
 
 
 @dataclass(slots=True)
@@ -66,7 +67,8 @@ class TokenBucketLimiter:
 
 @dataclass
 class ConnectionCounter:
-    """Counts open connections per key against a maximum (0 = no limit)."""
+    """Counts open connections per key against a maximum (0 = no limit);
+    the key None (nothing to count by) is never counted nor refused."""
 
     limit: int
     what: str
@@ -74,16 +76,19 @@ class ConnectionCounter:
 
     def check(self, key: Hashable) -> None:
         """Raise TooManyConnections if one more connection for ``key`` is too many."""
-        if self.limit and self._counts.get(key, 0) >= self.limit:
+        if self.limit and key is not None and self._counts.get(key, 0) >= self.limit:
             raise TooManyConnections(
                 f"too many connections for this {self.what} (limit {self.limit})"
             )
 
     def acquire(self, key: Hashable) -> None:
         self.check(key)
-        self._counts[key] = self._counts.get(key, 0) + 1
+        if key is not None:
+            self._counts[key] = self._counts.get(key, 0) + 1
 
     def release(self, key: Hashable) -> None:
+        if key is None:
+            return
         count = self._counts.get(key, 0) - 1
         if count > 0:
             self._counts[key] = count
@@ -110,6 +115,15 @@ class Limits:
     #: Failed logins per account and per address in ``login_window`` seconds.
     login_failures: int = 10
     login_window: float = 300.0
+    #: Reverse proxies: a connection that resolves to one of them (no
+    #: forwarded client address) stands for many clients and is not limited
+    #: or throttled per address.
+    trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
+
+    def address_key(self, host: str) -> str | None:
+        """The key to count ``host`` by per address; None when it is a
+        trusted proxy's own address."""
+        return None if self.trusted_proxies.trusts(host) else host
 
 
 @dataclass

@@ -170,7 +170,7 @@ class ChatService(Service):
         """Raise TooManyConnections if a new connection would pass a limit;
         lets a surface refuse before it upgrades or accepts anything."""
         self._per_user.check(nickname_key(nickname))
-        self._per_ip.check(peer_host)
+        self._per_ip.check(self.limits.address_key(peer_host))
 
     def connect(self, participant: IParticipant) -> str:
         """Register a new connection and return its id, enforcing bans and the
@@ -185,10 +185,11 @@ class ChatService(Service):
         if self.single_session and participant.user_id is not None:
             for older in list(self._by_user.get(key, ())):
                 self._force_out(older, REPLACED_REASON)
+        address = self.limits.address_key(participant.peer_host)
         self._per_user.check(key)
-        self._per_ip.check(participant.peer_host)
+        self._per_ip.check(address)
         self._per_user.acquire(key)
-        self._per_ip.acquire(participant.peer_host)
+        self._per_ip.acquire(address)
         self._connections[participant] = set()
         self._next_id += 1
         prefix = f"{self.instance_id}." if self.instance_id else ""
@@ -213,7 +214,7 @@ class ChatService(Service):
             if not mine:
                 del self._by_user[key]
         self._per_user.release(key)
-        self._per_ip.release(participant.peer_host)
+        self._per_ip.release(self.limits.address_key(participant.peer_host))
         for name in list(rooms):
             self._leave_room(participant, name)
         self.bus.presence_changed()
@@ -232,7 +233,7 @@ class ChatService(Service):
 
     def connections_from(self, peer_host: str) -> int:
         """Open registered connections from one address."""
-        return self._per_ip.count(peer_host)
+        return self._per_ip.count(self.limits.address_key(peer_host))
 
     @property
     def connection_count(self) -> int:
@@ -766,7 +767,10 @@ class ChatService(Service):
         """``authenticate`` behind the failed-login throttle: too many failures
         for the account or from the address answer TooManyAttempts (429)
         without even checking the password."""
-        keys = (("account", nickname_key(nickname) if nickname else ""), ("address", peer_host))
+        account = ("account", nickname_key(nickname) if nickname else "")
+        keys: tuple[tuple[str, str], ...] = (account,)
+        if self.limits.address_key(peer_host) is not None:  # not a proxy's own address
+            keys += (("address", peer_host),)
         wait = self.login_throttle.retry_after(*keys)
         if wait > 0:
             self.metrics.login_throttled += 1

@@ -34,6 +34,7 @@ from parkchat.protocols.policies import AddressLimit, SlowReaderPolicy
 from parkchat.protocols.stream import StreamOptions
 from parkchat.protocols.unified import AppSocketFactory
 from parkchat.protocols.websocket import RoomSocketFactory
+from parkchat.proxies import TrustedProxies
 from parkchat.service import ChatService
 from parkchat.store import is_postgres_url
 from parkchat.store.memory import MemoryStore
@@ -57,6 +58,16 @@ def _help(setting: Any) -> str:
     elif isinstance(default, bool):
         default = "yes" if default else "no"
     return f"{setting.help} [default: {default}; env {setting.env}]"
+
+
+def _repeatable(name: str) -> Callable[[Any, str], None]:
+    """An ``opt_<name>`` method: each use of a repeatable option adds a value."""
+
+    def opt(self: Any, value: str) -> None:
+        self._repeated.setdefault(name, []).append(value)
+
+    opt.__doc__ = _help(next(s for s in SETTINGS if s.name == name))
+    return opt
 
 
 class Options(usage.Options):
@@ -84,20 +95,10 @@ class Options(usage.Options):
         self._repeated: dict[str, list[str]] = {}
         self.settings: Settings | None = None
 
-    def opt_port(self, value: str) -> None:
-        self._repeated.setdefault("port", []).append(value)
-
-    opt_port.__doc__ = _help(next(s for s in SETTINGS if s.name == "port"))
-
-    def opt_tcp(self, value: str) -> None:
-        self._repeated.setdefault("tcp", []).append(value)
-
-    opt_tcp.__doc__ = _help(next(s for s in SETTINGS if s.name == "tcp"))
-
-    def opt_allowed_origins(self, value: str) -> None:
-        self._repeated.setdefault("allowed_origins", []).append(value)
-
-    opt_allowed_origins.__doc__ = _help(next(s for s in SETTINGS if s.name == "allowed_origins"))
+    opt_port = _repeatable("port")
+    opt_tcp = _repeatable("tcp")
+    opt_allowed_origins = _repeatable("allowed_origins")
+    opt_trusted_proxies = _repeatable("trusted_proxies")
 
     def opt_version(self) -> None:
         """Print the parkchat version and exit."""
@@ -302,6 +303,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         # Before the chat service: stopped after it, so goodbyes still cross.
         redis_bus.setServiceParent(top)
         bus = redis_bus
+    trusted_proxies = TrustedProxies(settings.trusted_proxies)
     service = ChatService(
         store,
         hasher,
@@ -315,6 +317,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
             rate_strict=settings.rate_limit_strict,
             login_failures=settings.login_failures,
             login_window=settings.login_window,
+            trusted_proxies=trusted_proxies,
         ),
         credential_cache=VerifiedCredentials(
             reactor, ttl=settings.auth_cache_ttl, max_entries=settings.auth_cache_size
@@ -382,6 +385,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         http_timeout=settings.http_timeout,
         metrics=settings.metrics == "yes",
         metrics_token=settings.metrics_token or None,
+        trusted_proxies=trusted_proxies,
     )
     # Listeners come last: MultiService stops children in reverse order, so
     # on shutdown they stop accepting before the service says goodbye.
@@ -391,7 +395,8 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     slow_readers = SlowReaderPolicy(reactor, settings.slow_client_timeout, settings.max_send_buffer)
     for socket_factory in (ws_factory, mychat_factory, app_factory):
         socket_factory.slow_readers = slow_readers
-    per_address = AddressLimit(settings.max_connections_per_ip)
+        socket_factory.trusted_proxies = trusted_proxies
+    per_address = AddressLimit(settings.max_connections_per_ip, trusted_proxies)
     http_factory = per_address.wrap(site)
     for description in settings.port:
         listener = Listener(description, http_factory, reactor)

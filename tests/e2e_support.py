@@ -67,7 +67,8 @@ class ParkchatProcess:
     """One ``twistd -n parkchat`` process on loopback ports.
 
     ``workdir`` holds the database, the log and nothing else; ``tcp`` adds a
-    ``--tcp`` line-protocol listener; ``args`` are further parkchat options;
+    ``--tcp`` line-protocol listener (behind the PROXY protocol with
+    ``tcp_proxy_protocol``); ``args`` are further parkchat options;
     ``env`` adds environment variables (``PARKCHAT_*`` settings among them) to
     the caller's environment, from which ``PARKCHAT_*`` is otherwise removed.
     Ports are chosen once, so a ``restart`` serves the same URLs and data.
@@ -84,6 +85,7 @@ class ParkchatProcess:
         bcrypt_rounds: int = 4,
         start_timeout: float = 30.0,
         stop_timeout: float = 15.0,
+        tcp_proxy_protocol: bool = False,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -96,6 +98,7 @@ class ParkchatProcess:
         self.args = list(args)
         self.env = dict(env) if env is not None else {}
         self.bcrypt_rounds = bcrypt_rounds
+        self.tcp_proxy_protocol = tcp_proxy_protocol
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self.process: subprocess.Popen[bytes] | None = None
@@ -132,7 +135,8 @@ class ParkchatProcess:
             str(self.bcrypt_rounds),
         ]
         if self.tcp_port is not None:
-            argv += ["--tcp", f"tcp:{self.tcp_port}:interface={LOOPBACK}"]
+            prefix = "haproxy:" if self.tcp_proxy_protocol else ""
+            argv += ["--tcp", f"{prefix}tcp:{self.tcp_port}:interface={LOOPBACK}"]
         return argv + self.args
 
     # -- lifecycle -------------------------------------------------------------
@@ -238,6 +242,7 @@ class ParkchatProcess:
         body: Any = None,
         auth: tuple[str, str] | None = None,
         timeout: float = 10.0,
+        headers: Mapping[str, str] | None = None,
     ) -> tuple[int, bytes]:
         """An HTTP request; ``(status, body)`` whatever the status."""
         data = json.dumps(body).encode() if body is not None else None
@@ -246,6 +251,8 @@ class ParkchatProcess:
             request.add_header("Content-Type", "application/json")
         if auth is not None:
             request.add_header("Authorization", basic_auth(*auth))
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 return response.status, response.read()

@@ -133,9 +133,11 @@ class WebSocketCase(TestCase):
         factory._batched_timer = clock_timer(self.clock)
         return factory
 
-    def wire(self, server: Any, client_factory: WebSocketClientFactory) -> RecordingClient:
+    def wire(
+        self, server: Any, client_factory: WebSocketClientFactory, peer_host: str = "127.0.0.1"
+    ) -> RecordingClient:
         self.next_port += 1
-        peer = IPv4Address("TCP", "127.0.0.1", self.next_port)
+        peer = IPv4Address("TCP", peer_host, self.next_port)
         client = client_factory.buildProtocol(SERVER)
         assert isinstance(client, RecordingClient)
         server_transport = iosim.FakeTransport(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
@@ -19,6 +19,7 @@ from parkchat.interfaces import IEncoder
 from parkchat.model import CHAT, SYSTEM, Message
 from parkchat.protocols.stream import StreamOptions, StreamSession, render_lines
 from parkchat.protocols.websocket import (
+    ParkchatServerProtocol,
     ParkchatSocketFactory,
     close_with,
     write_prepared,
@@ -41,17 +42,12 @@ class PreparedLinesEncoder:
         return (message.type == SYSTEM, self._factory.prepareMessage(render_lines(message)))
 
 
-class MyChatProtocol(WebSocketServerProtocol):
+class MyChatProtocol(ParkchatServerProtocol):
     """One /mychat client; the carrier of its StreamSession."""
 
     factory: MyChatFactory
     session: StreamSession | None = None
     _closing = False
-
-    @property
-    def peer_host(self) -> str:
-        peer = self.transport.getPeer() if self.transport is not None else None
-        return getattr(peer, "host", "")
 
     def onOpen(self) -> None:
         f = self.factory

@@ -12,7 +12,10 @@ faults").
 * ``AddressLimit`` counts open sockets per client address at accept time,
   on every listener, before any protocol has run: a flood of idle,
   half-sent or never-authenticated connections from one address is refused
-  once it reaches the limit, however far each got.
+  once it reaches the limit, however far each got. Trusted reverse proxies
+  (``--trusted-proxies``) are not counted here: every client behind them
+  shares their address, and the per-address limit applies to the forwarded
+  client address once a request says it (``ChatService``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from twisted.protocols.policies import WrappingFactory
 from zope.interface import implementer
 
 from parkchat.protocols.writes import buffered_bytes
+from parkchat.proxies import TrustedProxies
 
 _log = Logger()
 
@@ -158,8 +162,9 @@ class AddressLimit:
     """Open sockets per client address, shared by every listener it wraps;
     ``limit`` 0 = no limit (nothing is counted)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, trusted: TrustedProxies | None = None) -> None:
         self.limit = limit
+        self.trusted = trusted if trusted is not None else TrustedProxies()
         self._counts: dict[str, int] = {}
         #: Connections refused since the start.
         self.refused = 0
@@ -205,9 +210,9 @@ class AddressLimitedFactory(WrappingFactory):
 
     def buildProtocol(self, addr: Any) -> Any:
         host = getattr(addr, "host", None)
-        if not isinstance(host, str):
-            return self.wrappedFactory.buildProtocol(addr)  # e.g. a UNIX socket
         limit = self.address_limit
+        if not isinstance(host, str) or limit.trusted.trusts(host):
+            return self.wrappedFactory.buildProtocol(addr)  # a UNIX socket, a proxy
         if not limit._acquire(host):
             return _Refused()
         try:

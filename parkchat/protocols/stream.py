@@ -204,6 +204,10 @@ class StreamSession:
         Deferred.fromCoroutine(self._check_handshake(value)).addErrback(self._refused)
 
     async def _check_handshake(self, value: object) -> None:
+        # Read again now that the client has spoken: behind the PROXY
+        # protocol (``--tcp haproxy:...``) the client's address is known only
+        # once the proxy's header has arrived, after the connection opened.
+        self.peer_host = self.carrier.peer_host
         if not isinstance(value, dict):
             raise InvalidRequest(
                 'handshake must be a JSON object like {"name": "Mina", "room": "devroom"}'

@@ -19,7 +19,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
@@ -41,6 +41,7 @@ from parkchat.model import JOINED, SYSTEM, DirectMessage, Message, nickname_key
 from parkchat.protocols.websocket import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY,
+    ParkchatServerProtocol,
     ParkchatSocketFactory,
     close_with,
     write_prepared,
@@ -125,7 +126,7 @@ class AppEventEncoder:
 
 
 @implementer(IParticipant)
-class AppSocketProtocol(WebSocketServerProtocol):
+class AppSocketProtocol(ParkchatServerProtocol):
     """One app connection on /ws."""
 
     factory: AppSocketFactory
@@ -153,11 +154,6 @@ class AppSocketProtocol(WebSocketServerProtocol):
     @property
     def encoder(self) -> IEncoder:
         return self.factory.encoder
-
-    @property
-    def peer_host(self) -> str:
-        peer = self.transport.getPeer() if self.transport is not None else None
-        return getattr(peer, "host", "")
 
     @property
     def service(self) -> ChatService:

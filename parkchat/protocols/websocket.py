@@ -23,6 +23,7 @@ from typing import Any
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.util import encode_truncate
 from autobahn.websocket.protocol import WebSocketProtocol
+from autobahn.websocket.types import ConnectionRequest
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -32,6 +33,7 @@ from parkchat.interfaces import IEncoder, IParticipant
 from parkchat.model import CHAT, SYSTEM, Message, User
 from parkchat.protocols.policies import SlowReaderPolicy
 from parkchat.protocols.writes import TurnWriter
+from parkchat.proxies import TrustedProxies
 from parkchat.service import SHUTDOWN_REASON, ChatService
 
 CLOSE_GOING_AWAY = 1001
@@ -82,6 +84,8 @@ class ParkchatSocketFactory(WebSocketServerFactory):
 
     #: Closes connections that stop reading (set by ``tap.makeService``).
     slow_readers: SlowReaderPolicy | None = None
+    #: Proxies whose X-Forwarded-For names the client (set by ``tap.makeService``).
+    trusted_proxies: TrustedProxies = TrustedProxies()
 
     def __init__(
         self,
@@ -175,6 +179,35 @@ class _ParkchatConnection:
         self.message_data = None
 
 
+class ParkchatServerProtocol(WebSocketServerProtocol):
+    """The base of parkchat's WebSocket protocols: the client's address.
+
+    ``peer_host`` is the socket's peer, or the client a trusted reverse proxy
+    names in X-Forwarded-For (``parkchat.proxies``), read from the opening
+    handshake; it is what per-address limits, login throttling and logs use.
+    """
+
+    factory: ParkchatSocketFactory
+    #: Set only when a trusted proxy named someone other than the peer.
+    _client_host: str | None = None
+
+    def onConnect(self, request: ConnectionRequest) -> None:
+        trusted = self.factory.trusted_proxies
+        if trusted:
+            peer = self._socket_host()
+            client = trusted.client(peer, request.headers.get("x-forwarded-for"))
+            if client != peer:
+                self._client_host = client
+
+    def _socket_host(self) -> str:
+        peer = self.transport.getPeer() if self.transport is not None else None
+        return getattr(peer, "host", "")
+
+    @property
+    def peer_host(self) -> str:
+        return self._client_host if self._client_host is not None else self._socket_host()
+
+
 def close_with(protocol: WebSocketServerProtocol, code: int, reason: str) -> None:
     """Start the closing handshake with a protocol-level code such as 1001 or
     1008. Autobahn's ``sendClose`` accepts only 1000 and 3000-4999 (the codes
@@ -221,7 +254,7 @@ class PreparedMessageEncoder:
 
 
 @implementer(IParticipant)
-class RoomSocketProtocol(WebSocketServerProtocol):
+class RoomSocketProtocol(ParkchatServerProtocol):
     """One browser or app connection to one room."""
 
     factory: RoomSocketFactory
@@ -242,11 +275,6 @@ class RoomSocketProtocol(WebSocketServerProtocol):
     @property
     def encoder(self) -> IEncoder:
         return self.factory.encoder
-
-    @property
-    def peer_host(self) -> str:
-        peer = self.transport.getPeer() if self.transport is not None else None
-        return getattr(peer, "host", "")
 
     def onOpen(self) -> None:
         service = self.factory.service

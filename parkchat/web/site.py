@@ -6,7 +6,8 @@ import os
 import re
 from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.python.logfile import LogFile
 from twisted.web.http import combinedLogFormatter
 from twisted.web.resource import Resource
@@ -15,6 +16,7 @@ from twisted.web.server import Request, Site
 from parkchat.protocols.mychat import MyChatFactory
 from parkchat.protocols.unified import AppSocketFactory
 from parkchat.protocols.websocket import RoomSocketFactory
+from parkchat.proxies import TrustedProxies
 from parkchat.service import ChatService
 from parkchat.tokens import TokenAuthority
 from parkchat.web.metrics import MetricsResource, metrics_root
@@ -117,8 +119,41 @@ class AccessLogFile:
         self._file.close()
 
 
+class ParkchatRequest(Request):
+    """A request whose client address is the one a trusted reverse proxy
+    names in X-Forwarded-For (``parkchat.proxies``), when the site has
+    trusted proxies and the socket's peer is one of them. Everything that
+    asks ``getClientAddress`` -- per-address limits, login throttling, the
+    access log -- then sees the client, not the proxy."""
+
+    _client_address: IAddress | None = None
+
+    def getClientAddress(self) -> IAddress:
+        if self._client_address is None:
+            self._client_address = self._resolve(super().getClientAddress())
+        return self._client_address
+
+    def _resolve(self, peer: IAddress) -> IAddress:
+        trusted: TrustedProxies | None = getattr(
+            getattr(self.channel, "site", None), "trusted_proxies", None
+        )
+        if not trusted or not isinstance(peer, IPv4Address | IPv6Address):
+            return peer
+        forwarded = self.requestHeaders.getRawHeaders(b"x-forwarded-for")
+        joined = b",".join(forwarded).decode("latin-1") if forwarded else None
+        client = trusted.client(peer.host, joined)
+        if client == peer.host:
+            return peer
+        kind = IPv6Address if ":" in client else IPv4Address
+        return kind("TCP", client, 0)
+
+
 class ParkchatSite(Site):
-    """twisted.web's Site with parkchat's access-log file (AccessLogFile)."""
+    """twisted.web's Site with parkchat's access-log file (AccessLogFile)
+    and client addresses from trusted proxies (ParkchatRequest)."""
+
+    requestFactory = ParkchatRequest
+    trusted_proxies: TrustedProxies = TrustedProxies()
 
     def _openLogFile(self, path: str) -> AccessLogFile:  # type: ignore[override]
         return AccessLogFile(path, self.reactor)
@@ -138,6 +173,7 @@ def make_site(
     http_timeout: float = HTTP_IDLE_TIMEOUT,
     metrics: bool = False,
     metrics_token: str | None = None,
+    trusted_proxies: TrustedProxies | None = None,
 ) -> Site:
     """The resource tree: the browser client at /, the seed API, /ws for
     apps, /login, /mychat, with an admin token /admin and with ``metrics``
@@ -162,6 +198,8 @@ def make_site(
         root, logPath=access_log_file, timeout=http_timeout, logFormatter=access_log_line
     )
     site.displayTracebacks = False
+    if trusted_proxies is not None:
+        site.trusted_proxies = trusted_proxies
     if not access_log:
         site.log = lambda request: None  # type: ignore[method-assign]
     return site
