@@ -177,6 +177,19 @@ def access_log_path(path: str, environ: Mapping[str, str]) -> str | None:
     return f"{path}.worker{number}" if number else path
 
 
+def check_access_log(path: str | None) -> None:
+    """Stop with one line if the access-log file cannot be written: the site
+    opens it only when its listener starts, where a failure would leave a
+    running server with a traceback in its log and no HTTP port."""
+    if path is None:
+        return
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as e:
+        raise SystemExit(f"parkchat: cannot open access log {path}: {e.strerror}") from None
+
+
 def freeze_startup_objects(reactor: Any, freeze: Callable[[], None] | None = None) -> None:
     """Once the reactor runs, move every object that exists then (modules,
     classes, functions: some 100,000) out of the garbage collector's sight
@@ -289,6 +302,8 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     ThreadPoolService(bcrypt_pool).setServiceParent(top)
     hasher = PasswordHasher.on_threadpool(reactor, bcrypt_pool, settings.bcrypt_rounds)
 
+    access_log_file = access_log_path(settings.access_log_file, os.environ)
+    check_access_log(access_log_file)
     store = open_store(settings.db, reactor, settings.db_pool_size)
     bus: IBus | None = None
     instance_id = ""
@@ -381,7 +396,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         allowed_origins=settings.allowed_origins,
         admin_token=settings.admin_token or None,
         access_log=settings.access_log,
-        access_log_file=access_log_path(settings.access_log_file, os.environ),
+        access_log_file=access_log_file,
         http_timeout=settings.http_timeout,
         metrics=settings.metrics == "yes",
         metrics_token=settings.metrics_token or None,

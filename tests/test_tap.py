@@ -440,6 +440,27 @@ class TwistdTests(TestCase):
         self.assertNotIn("Traceback", output)
         self.assertIn("cannot open database /no/such/dir/chat.db", output)
 
+    def test_unwritable_access_log(self) -> None:
+        """So does an access-log file that cannot be opened (it would
+        otherwise fail only when the HTTP listener starts)."""
+        db = os.path.abspath(os.path.join(self.mktemp(), "chat.db"))
+        result = self.twistd(
+            "--nodaemon",
+            "--pidfile=",
+            "--logfile=-",
+            "parkchat",
+            "--db",
+            db,
+            "--port",
+            LOCAL,
+            "--access-log-file",
+            "/no/such/dir/access.log",
+        )
+        output = result.stdout + result.stderr
+        self.assertNotEqual(result.returncode, 0)
+        self.assertNotIn("Traceback", output)
+        self.assertIn("cannot open access log /no/such/dir/access.log", output)
+
 
 class ChatTacTests(TapTestCase):
     """``twistd -y chat.tac``."""
