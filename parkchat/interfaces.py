@@ -119,6 +119,10 @@ class IBusHandler(Interface):
         """An instance-wide event (direct message, ban, kick, session) as a
         JSON-able dict with a ``kind``."""
 
+    def bus_recovered() -> None:
+        """The bus works again after a time when events published here
+        could not cross to other instances (or theirs to here)."""
+
     def presence_snapshot() -> dict[str, Any]:
         """This instance's presence, for the bus to share:
         ``{"users": {user_key: [user_id, nickname]}, "rooms": {room: [nick, ...]}}``."""

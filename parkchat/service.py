@@ -20,7 +20,7 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, TimeoutError, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -67,6 +67,9 @@ BANNED_REASON = "banned"
 MAX_ID = 2**63 - 1
 #: Seconds the readiness check waits for the database to answer.
 READY_TIMEOUT = 5.0
+#: How long a message delivered by a resync is ignored if it also comes over
+#: the bus (seconds): far longer than a publish takes to cross.
+CAUGHT_UP_WINDOW = 60.0
 
 
 @implementer(IBusHandler)
@@ -102,6 +105,16 @@ class ChatService(Service):
         )
         self.bus: IBus = bus if bus is not None else LocalBus()
         self.bus.attach(self)
+        #: A shared bus can lose events while it is down: rooms then remember
+        #: the ids they delivered, for ``resync``.
+        self._track_seen = bus is not None
+        self._resyncing = False
+        self._resync_again = False
+        # (room, id) delivered by a resync, for a while: the same message may
+        # still come over the bus (stored, then published, after the resync
+        # read it) and must not be shown twice.
+        self._caught_up: set[tuple[str, int]] = set()
+        self._caught_up_expiry: IDelayedCall | None = None
         self._rooms: dict[str, Room] = {}
         self._connections: dict[IParticipant, set[str]] = {}
         self._rate = TokenBucketLimiter(clock, self.limits.rate_limit, self.limits.rate_burst)
@@ -153,6 +166,8 @@ class ChatService(Service):
         self._stopping = True
         if self._housekeeping.running:
             self._housekeeping.stop()
+        if self._caught_up_expiry is not None and self._caught_up_expiry.active():
+            self._caught_up_expiry.cancel()
         for participant in list(self._connections):
             try:
                 participant.disconnect(SHUTDOWN_REASON)
@@ -438,7 +453,9 @@ class ChatService(Service):
                 return
             if event.get("instance") == self.instance_id:
                 return
-            if kind == "kick":
+            if kind == "resync":
+                self.resync()
+            elif kind == "kick":
                 self._kick_here(event["nickname"], event["room"], event.get("reason", ""))
             elif kind == "ban":
                 ban = Ban(
@@ -535,10 +552,74 @@ class ChatService(Service):
         room = self._rooms.get(room_name)
         if room is None:
             return
+        if self._track_seen and message.id:
+            if self._caught_up and (room_name, message.id) in self._caught_up:
+                self._caught_up.discard((room_name, message.id))
+                return
+            room.saw(message.id)
         failed = room.broadcast(message)
         self.metrics.deliveries += room.last_delivered
         for member in failed:
             self._force_out(member, "delivery failed")
+
+    def bus_recovered(self) -> None:
+        """The bus carries events between instances again after an outage
+        (IBusHandler): messages stored meanwhile reached only the members on
+        the instance that stored them. Catch up here, and ask every other
+        instance to do the same for this one's messages."""
+        self._control({"kind": "resync"})
+        self.resync()
+
+    def resync(self) -> None:
+        """Deliver to local members the stored messages of their rooms that
+        never reached this instance: each room's messages above the oldest id
+        it remembers delivering (``rooms.SEEN`` of them), minus those it did
+        deliver, in id order. Runs one pass at a time; a request during a
+        pass makes one more pass after it."""
+        if self._resyncing:
+            self._resync_again = True
+            return
+        self._resyncing = True  # before the pass: it may finish at once
+        Deferred.fromCoroutine(self._resync()).addErrback(
+            lambda failure: _log.failure("resync failed", failure)
+        )
+
+    async def _resync(self) -> None:
+        try:
+            again = True
+            while again and not self._stopping:
+                self._resync_again = False
+                delivered = 0
+                for name in list(self._rooms):
+                    delivered += await self._resync_room(name)
+                if delivered:
+                    _log.info("resync: delivered {count} missed messages", count=delivered)
+                again = self._resync_again
+        finally:
+            self._resyncing = False
+
+    async def _resync_room(self, name: str) -> int:
+        room = self._rooms.get(name)
+        floor = room.seen_floor() if room is not None else None
+        if floor is None:
+            return 0
+        try:
+            stored = await self.store.recent_messages(name, self.limits.history_max, None, floor)
+        except Exception:
+            _log.failure("resync: reading {room} failed", room=name)
+            return 0
+        room = self._rooms.get(name)  # it may have emptied meanwhile
+        if room is None:
+            return 0
+        missed = room.unseen(stored)
+        for message in missed:
+            self.deliver(name, message)
+            self._caught_up.add((name, message.id))
+        if missed:
+            if self._caught_up_expiry is not None and self._caught_up_expiry.active():
+                self._caught_up_expiry.cancel()
+            self._caught_up_expiry = self.clock.callLater(CAUGHT_UP_WINDOW, self._caught_up.clear)
+        return len(missed)
 
     def history(
         self,

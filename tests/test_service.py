@@ -31,7 +31,7 @@ from parkchat.errors import (
 from parkchat.interfaces import IBus, IParticipant
 from parkchat.limits import Limits
 from parkchat.model import CHAT, SYSTEM, Message
-from parkchat.service import SHUTDOWN_REASON, ChatService
+from parkchat.service import CAUGHT_UP_WINDOW, SHUTDOWN_REASON, ChatService
 from parkchat.store.memory import MemoryStore
 from tests.helpers import FakeParticipant, RecordingEncoder, make_service, sync_hasher
 
@@ -727,3 +727,145 @@ class ShutdownTests(ServiceTestCase):
         self.service.leave(bob, "lobby")
         self.assertEqual(alice.contents()[-1], "bob has left the room")
         self.successResultOf(self.service.stopService())
+
+
+class ResyncTests(TestCase):
+    """After a bus outage, members get the stored messages that did not
+    reach this instance, once each, in id order (``ChatService.resync``)."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.store = MemoryStore()
+        self.bus = ControlRecordingBus()
+        self.service = ChatService(
+            self.store, sync_hasher(), self.clock, bus=self.bus, instance_id="here"
+        )
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        self.alice = FakeParticipant("alice")
+        self.service.connect(self.alice)
+        self.service.join(self.alice, "lobby")
+
+    def post(self, text: str) -> Message:
+        d = self.service.post(self.alice, "lobby", text)
+        self.clock.advance(0)  # the group commit
+        message: Message = self.successResultOf(d)
+        return message
+
+    def stored_elsewhere(self, *texts: str, room: str = "lobby") -> list[int]:
+        """Messages another instance stored (and this one never delivered)."""
+        batch = [
+            Message(room=room, nickname="bob", content=t, timestamp_ms=0, user_id=None)
+            for t in texts
+        ]
+        ids: list[int] = self.successResultOf(self.store.insert_messages(batch))
+        return ids
+
+    def chats(self) -> list[str]:
+        return [m.content for m in self.alice.received if m.type == CHAT]
+
+    def test_missed_messages_are_delivered_once(self) -> None:
+        self.stored_elsewhere("too old")  # before anything was delivered here
+        self.post("one")
+        self.stored_elsewhere("missed 1")
+        self.post("two")
+        self.stored_elsewhere("missed 2", "missed 3")
+        self.service.resync()
+        self.assertEqual(self.chats(), ["one", "two", "missed 1", "missed 2", "missed 3"])
+        self.service.resync()  # nothing new: nothing twice
+        self.assertEqual(len(self.chats()), 5)
+
+    def test_caught_up_message_arriving_late_over_the_bus(self) -> None:
+        """A message the resync read from the database may still come over
+        the bus afterwards (stored, then published): it is shown once. The
+        memory of it lasts CAUGHT_UP_WINDOW seconds."""
+        self.post("one")
+        [late_id] = self.stored_elsewhere("late")
+        self.service.resync()
+        [late] = [m for m in self.alice.received if m.type == CHAT and m.id == late_id]
+        self.service.deliver("lobby", late)
+        self.assertEqual(self.chats(), ["one", "late"])
+        self.clock.advance(CAUGHT_UP_WINDOW)
+        self.assertEqual(self.service._caught_up, set())
+
+    def test_rooms_without_deliveries_are_left_alone(self) -> None:
+        bob = FakeParticipant("bob")
+        self.service.connect(bob)
+        self.service.join(bob, "quiet")
+        self.stored_elsewhere("unknown territory", room="quiet")
+        self.service.resync()
+        self.assertEqual([m.content for m in bob.received if m.type == CHAT], [])
+
+    def test_one_pass_at_a_time(self) -> None:
+        """Requests during a pass make one more pass, not one each."""
+        self.post("one")
+        gate: Deferred[None] = Deferred()
+        reads: list[str] = []
+        recent = self.store.recent_messages
+
+        def slow(*args: Any) -> Deferred[list[Message]]:
+            reads.append(args[0])
+            return gate.addCallback(lambda _: self.successResultOf(recent(*args)))
+
+        self.store.recent_messages = slow  # type: ignore[method-assign]
+        self.service.resync()
+        self.service.resync()
+        self.service.resync()
+        self.assertEqual(reads, ["lobby"])
+        self.stored_elsewhere("missed")
+        self.store.recent_messages = recent  # type: ignore[method-assign]
+        gate.callback(None)
+        self.assertEqual(self.chats(), ["one", "missed"])
+
+    def test_read_failure_is_logged(self) -> None:
+        self.post("one")
+        self.store.recent_messages = lambda *a: Deferred.fromCoroutine(  # type: ignore[method-assign]
+            _raise(OSError("disk gone"))
+        )
+        self.service.resync()
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        self.assertEqual(self.chats(), ["one"])
+
+    def test_recovery_asks_the_others(self) -> None:
+        """``bus_recovered`` resyncs here and publishes a resync for the
+        other instances; one from another instance resyncs here; its own
+        echo does not."""
+        self.post("one")
+        self.stored_elsewhere("missed")
+        self.service.bus_recovered()
+        self.assertEqual([e["kind"] for e in self.bus.controls], ["resync"])
+        self.assertEqual(self.chats(), ["one", "missed"])
+        self.stored_elsewhere("missed again")
+        self.service.control({"kind": "resync", "instance": "here"})
+        self.assertEqual(self.chats(), ["one", "missed"])
+        self.service.control({"kind": "resync", "instance": "there"})
+        self.assertEqual(self.chats(), ["one", "missed", "missed again"])
+
+    def test_single_instance_keeps_no_ring(self) -> None:
+        """Without a shared bus nothing can be missed: rooms remember nothing."""
+        service, _, clock = make_service()
+        self.addCleanup(service.stopService)
+        alice = FakeParticipant("alice")
+        service.connect(alice)
+        service.join(alice, "lobby")
+        d = service.post(alice, "lobby", "hi")
+        clock.advance(0)
+        self.successResultOf(d)
+        self.assertIsNone(service._rooms["lobby"].seen_floor())
+
+
+async def _raise(error: Exception) -> Any:
+    raise error
+
+
+class ControlRecordingBus(LocalBus):
+    """A LocalBus (events come straight back) that also records what the
+    service publishes to the other instances."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.controls: list[dict[str, Any]] = []
+
+    def publish_control(self, event: dict[str, Any]) -> None:
+        self.controls.append(dict(event))
+        super().publish_control(event)

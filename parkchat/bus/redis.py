@@ -18,8 +18,11 @@ an instance that missed them.
 
 While Redis is unreachable an instance keeps serving its own members: events
 are delivered locally and nothing crosses instances; txredisapi reconnects by
-itself, the subscriber subscribes again, and clients fill any gap from history
-(``after=<last id>``).
+itself and the subscriber subscribes again. Once both connections work again
+the handler hears of it (``bus_recovered``): the service then delivers to its
+members, from the database, the room messages stored elsewhere meanwhile, and
+asks the other instances to do the same (``ChatService.resync``). Events that
+are not stored (joins, leaves, direct messages, kicks) are not caught up.
 """
 
 from __future__ import annotations
@@ -177,6 +180,10 @@ class RedisBus(Service):
         # so that the first local members get their own join (and messages)
         self._subscribing: dict[str, list[Message]] = {}
         self._live = False
+        # Something published here was delivered here only, or the
+        # subscriber lost events: tell the handler once the bus is back.
+        self._outage = False
+        self._recheck: IDelayedCall | None = None
         self._commands: Any = None
         self._command_factory: txredisapi.RedisFactory | None = None
         self._subscriber_factory: txredisapi.SubscriberFactory | None = None
@@ -240,8 +247,9 @@ class RedisBus(Service):
         super().stopService()
         if self._heartbeat.running:
             self._heartbeat.stop()
-        if self._announce is not None and self._announce.active():
-            self._announce.cancel()
+        for call in (self._announce, self._recheck):
+            if call is not None and call.active():
+                call.cancel()
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
@@ -305,6 +313,7 @@ class RedisBus(Service):
 
     def publish(self, room: str, message: Any) -> None:
         if not self.live:
+            self._outage = True
             self._target().deliver(room, message)
             return
         held = self._subscribing.get(room)
@@ -317,6 +326,7 @@ class RedisBus(Service):
 
     def publish_control(self, event: dict[str, Any]) -> None:
         if not self.live:
+            self._outage = True
             self._target().control(event)
             return
         payload = json.dumps({"k": "event", "i": self.instance_id, "e": event})
@@ -349,6 +359,7 @@ class RedisBus(Service):
             for room in sorted(self._rooms - asked):
                 self._subscribe_room(protocol, room)
             self._renew(scan=True)
+            self._check_recovered()
 
         d.addCallbacks(subscribed, self._log_failure)
         return d
@@ -358,7 +369,22 @@ class RedisBus(Service):
             self._subscriber = None
         if self._live:
             _log.warn("Redis bus lost: serving local members only until it is back")
+            self._outage = True
         self._live = False
+
+    def _check_recovered(self) -> None:
+        """After an outage, tell the handler once events cross again: the
+        subscriber is back and so is the command connection (which may
+        reconnect later than the subscriber: checked again each second)."""
+        self._recheck = None
+        if not self._outage or not self.running:
+            return
+        if self.live:
+            self._outage = False
+            _log.info("Redis bus back: catching up on what did not cross")
+            self._target().bus_recovered()
+        elif self._live:
+            self._recheck = self.clock.callLater(1.0, self._check_recovered)
 
     def _received(self, channel: Any, raw: Any) -> None:
         try:
@@ -465,7 +491,10 @@ class RedisBus(Service):
         _log.warn(
             "publishing on Redis failed ({why}); delivering locally", why=failure.getErrorMessage()
         )
+        self._outage = True
         fallback()
+        if self._recheck is None and self.running:
+            self._recheck = self.clock.callLater(1.0, self._check_recovered)
 
     def _log_failure(self, failure: Failure) -> None:
         _log.warn("Redis: {why}", why=failure.getErrorMessage())
