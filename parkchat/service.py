@@ -574,8 +574,9 @@ class ChatService(Service):
         """Deliver to local members the stored messages of their rooms that
         never reached this instance: each room's messages above the oldest id
         it remembers delivering (``rooms.SEEN`` of them), minus those it did
-        deliver, in id order. Runs one pass at a time; a request during a
-        pass makes one more pass after it."""
+        deliver, in id order; and reload the stored bans, closing banned
+        accounts' connections here. Runs one pass at a time; a request during
+        a pass makes one more pass after it."""
         if self._resyncing:
             self._resync_again = True
             return
@@ -589,6 +590,7 @@ class ChatService(Service):
             again = True
             while again and not self._stopping:
                 self._resync_again = False
+                await self._resync_bans()
                 delivered = 0
                 for name in list(self._rooms):
                     delivered += await self._resync_room(name)
@@ -597,6 +599,20 @@ class ChatService(Service):
                 again = self._resync_again
         finally:
             self._resyncing = False
+
+    async def _resync_bans(self) -> None:
+        """Bans and unbans made on another instance during the outage did
+        not cross either; they are stored, so take the list from there."""
+        try:
+            bans = await self.store.list_bans()
+        except Exception:
+            _log.failure("resync: reading the ban list failed")
+            return
+        self._bans = {ban.user_id: ban for ban in bans}
+        now = self._now_ms()
+        for ban in bans:
+            if ban.active(now):
+                self._apply_ban(ban)
 
     async def _resync_room(self, name: str) -> int:
         room = self._rooms.get(name)

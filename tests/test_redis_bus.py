@@ -745,6 +745,17 @@ class CrashedInstanceTests(TwoInstancesCase):
 class RedisOutageTests(TwoInstancesCase):
     timeout = 90
 
+    async def test_ban_during_the_outage_applies_after_it(self) -> None:
+        bob_id = await self.account("bob")
+        bob = await self.joined(self.two, "bob", user_id=bob_id)
+        for port in self.two.bus_ports():
+            redis_cli("CLIENT", "KILL", "ADDR", f"127.0.0.1:{port}")
+        await wait_for(lambda: not self.two.bus.live, what="instance two to notice")
+        await self.one.service.ban("bob", "spam")  # two cannot hear of it now
+        self.assertEqual(bob.disconnected, [])
+        await wait_for(lambda: bob.disconnected, timeout=20, what="bob closed once two is back")
+        self.assertEqual(bob.disconnected, [BANNED_REASON])
+
     async def test_connection_killed_local_delivery_then_recovery(self) -> None:
         a = await self.joined(self.one, "alice")
         b = await self.joined(self.two, "bob")

@@ -19,6 +19,7 @@ from parkchat.auth import IChatUser
 from parkchat.bus.local import LocalBus
 from parkchat.errors import (
     AuthenticationFailed,
+    Banned,
     ContentTooLong,
     InvalidContent,
     InvalidRequest,
@@ -30,8 +31,8 @@ from parkchat.errors import (
 )
 from parkchat.interfaces import IBus, IParticipant
 from parkchat.limits import Limits
-from parkchat.model import CHAT, SYSTEM, Message
-from parkchat.service import CAUGHT_UP_WINDOW, SHUTDOWN_REASON, ChatService
+from parkchat.model import CHAT, SYSTEM, Ban, Message
+from parkchat.service import BANNED_REASON, CAUGHT_UP_WINDOW, SHUTDOWN_REASON, ChatService
 from parkchat.store.memory import MemoryStore
 from tests.helpers import FakeParticipant, RecordingEncoder, make_service, sync_hasher
 
@@ -787,6 +788,21 @@ class ResyncTests(TestCase):
         self.assertEqual(self.chats(), ["one", "late"])
         self.clock.advance(CAUGHT_UP_WINDOW)
         self.assertEqual(self.service._caught_up, set())
+
+    def test_bans_made_elsewhere_apply(self) -> None:
+        """Bans and unbans stored by another instance during the outage take
+        effect here: banned accounts are closed, unbanned ones admitted."""
+        carl = self.successResultOf(self.service.register("carl", "carl-secret"))
+        dora = self.successResultOf(self.service.register("dora", "dora-secret"))
+        connection = FakeParticipant("carl", user_id=carl.id)
+        self.service.connect(connection)
+        self.service._bans[dora.id] = Ban(dora.id, "dora", "old", 0, None)
+        self.successResultOf(self.store.set_ban(carl.id, "spam", 0, None))
+        self.service.resync()
+        self.assertEqual(connection.disconnected, [BANNED_REASON])
+        self.service.check_not_banned(dora.id)  # lifted elsewhere: no error
+        with self.assertRaises(Banned):
+            self.service.check_not_banned(carl.id)
 
     def test_rooms_without_deliveries_are_left_alone(self) -> None:
         bob = FakeParticipant("bob")
