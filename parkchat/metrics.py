@@ -74,6 +74,9 @@ class ServiceMetrics:
         self.login_throttled = 0
         #: Messages refused by the per-user rate limit.
         self.rate_limited = 0
+        #: Sockets closed as soon as they were accepted: their address already
+        #: had --max-connections-per-ip open.
+        self.connections_refused = 0
         #: Error replies sent to clients, by (surface, code).
         self.errors_sent: dict[tuple[str, str], int] = {}
         self._codes = error_codes()
@@ -102,6 +105,9 @@ class ServiceMetrics:
             self.commit_seconds.observe(seconds)
         else:
             self.commit_failures += 1
+
+    def connection_refused(self) -> None:
+        self.connections_refused += 1
 
     def token_failed(self) -> None:
         self.auth_failures["token"] += 1
@@ -172,6 +178,11 @@ class _ServiceCollector(Collector):
             "parkchat_rate_limited",
             "Messages refused by the per-user rate limit.",
             value=m.rate_limited,
+        )
+        yield CounterMetricFamily(
+            "parkchat_connections_refused",
+            "Sockets closed at accept because their address was at --max-connections-per-ip.",
+            value=m.connections_refused,
         )
         errors = CounterMetricFamily(
             "parkchat_errors_sent",

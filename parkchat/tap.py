@@ -411,7 +411,9 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     for socket_factory in (ws_factory, mychat_factory, app_factory):
         socket_factory.slow_readers = slow_readers
         socket_factory.trusted_proxies = trusted_proxies
-    per_address = AddressLimit(settings.max_connections_per_ip, trusted_proxies)
+    per_address = AddressLimit(
+        settings.max_connections_per_ip, trusted_proxies, service.metrics.connection_refused
+    )
     http_factory = per_address.wrap(site)
     for description in settings.port:
         listener = Listener(description, http_factory, reactor)

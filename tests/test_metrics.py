@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from treq.testing import StubTreq
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import fail
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.trial.unittest import TestCase
@@ -282,6 +283,21 @@ class MetricsConfigTests(TestCase):
         self.assertIn(b"parkchat_connections", await response.content())
         response = await stub.get("http://x/health")
         self.assertEqual(response.code, 404)
+
+    def test_refusals_at_accept_are_counted(self) -> None:
+        """Sockets the per-address limit closes at accept (HTTP and line
+        listeners alike) show as parkchat_connections_refused_total."""
+        top = self.make("--max-connections-per-ip", "1", "--tcp", "tcp:0")
+        http = top.getServiceNamed("http:tcp:0").factory
+        line = top.getServiceNamed("tcp:tcp:0").factory
+        address = IPv4Address("TCP", "192.0.2.7", 1234)
+        self.assertIsNotNone(http.buildProtocol(address))  # counted: the first
+        for factory in (http, line):
+            refused = factory.buildProtocol(address)
+            self.assertEqual(type(refused).__name__, "_Refused")
+        metrics = self.main_site(top).resource.children[b"metrics"]
+        text = metrics._metrics.render().decode()
+        self.assertIn("parkchat_connections_refused_total 2.0", text)
 
     def test_bad_endpoint_is_a_usage_error(self) -> None:
         """A --metrics value that is not a usable endpoint stops at parse time."""

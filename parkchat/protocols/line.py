@@ -137,5 +137,6 @@ class LineChatFactory(Factory):
         host = getattr(addr, "host", "")
         limit = self.service.limits.max_connections_per_ip
         if limit and self.service.connections_from(host) >= limit:
+            self.service.metrics.connection_refused()
             return None  # refuse before spending anything on it
         return super().buildProtocol(addr)

@@ -162,12 +162,19 @@ class AddressLimit:
     """Open sockets per client address, shared by every listener it wraps;
     ``limit`` 0 = no limit (nothing is counted)."""
 
-    def __init__(self, limit: int, trusted: TrustedProxies | None = None) -> None:
+    def __init__(
+        self,
+        limit: int,
+        trusted: TrustedProxies | None = None,
+        on_refused: Callable[[], None] | None = None,
+    ) -> None:
         self.limit = limit
         self.trusted = trusted if trusted is not None else TrustedProxies()
         self._counts: dict[str, int] = {}
         #: Connections refused since the start.
         self.refused = 0
+        #: Told of each refusal (the /metrics counter).
+        self.on_refused = on_refused
 
     def count(self, host: str) -> int:
         return self._counts.get(host, 0)
@@ -180,6 +187,8 @@ class AddressLimit:
         count = self._counts.get(host, 0)
         if count >= self.limit:
             self.refused += 1
+            if self.on_refused is not None:
+                self.on_refused()
             return False
         self._counts[host] = count + 1
         return True
