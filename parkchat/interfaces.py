@@ -101,6 +101,27 @@ class IMessageStore(Interface):
     def list_bans() -> Deferred[list[Any]]:
         """Every recorded ``Ban``."""
 
+    def revoke_token(jti: str, expires_s: int) -> Deferred[None]:
+        """Revoke one login token (logout) by its JWT id until ``expires_s``,
+        its own expiry in seconds since the epoch. Revoking a token again
+        changes nothing and is no error."""
+
+    def list_revoked_tokens(now_s: int) -> Deferred[list[tuple[str, int]]]:
+        """``(jti, expires_s)`` of every revoked token not yet expired
+        (``expires_s > now_s``), in no particular order."""
+
+    def prune_revoked_tokens(now_s: int) -> Deferred[int]:
+        """Forget revoked tokens that have expired (``expires_s <= now_s``);
+        fire with how many were deleted."""
+
+    def set_token_cutoff(user_id: int, before_ms: int) -> Deferred[None]:
+        """Revoke every token of the account issued at or before
+        ``before_ms`` (ms since the epoch): log out everywhere. An existing
+        cutoff is never moved backwards: the later of the two is kept."""
+
+    def list_token_cutoffs() -> Deferred[list[tuple[int, int]]]:
+        """``(user_id, before_ms)`` of every account with a cutoff, by user id."""
+
     def ping() -> Deferred[None]:
         """Run a trivial query (``SELECT 1``): fires when the database
         answers, fails when it cannot (readiness checks)."""

@@ -3,9 +3,10 @@ migrations, instances starting at once, connections the server drops, group
 commit with server-assigned ids, the shared settings, and ``tap`` choosing
 it by URL.
 
-The common store behaviour runs against PostgreSQL in ``test_store`` and
-``test_store_v2``. Everything here needs ``PARKCHAT_TEST_POSTGRES`` (see
-``tests/postgres_support.py``) except ``ShippedScriptsTests``.
+The common store behaviour runs against PostgreSQL in ``test_store``,
+``test_store_v2`` and ``test_store_v3``. Everything here needs
+``PARKCHAT_TEST_POSTGRES`` (see ``tests/postgres_support.py``) except
+``ShippedScriptsTests``.
 """
 
 from __future__ import annotations
@@ -147,13 +148,20 @@ class PostgresTestCase(TestCase):
         for name, text in scripts.items():
             (directory / f"{name.replace('_', '-')}.sql").write_text(text, encoding="utf-8")
 
-    def shipped_v1_only(self) -> Path:
-        """A schema directory holding the shipped v1 scripts only."""
+    def shipped_up_to(self, version: int) -> Path:
+        """A schema directory holding the shipped scripts (both engines) up
+        to ``version``: what a parkchat of that version ships."""
         directory = Path(self.mktemp())
         directory.mkdir()
-        for name in ("v1.sql", "v1.postgres.sql"):
-            shutil.copy(SCHEMA_DIR / name, directory / name)
+        names = ["v1"] + [f"upgrade-to-v{n}" for n in range(2, version + 1)] + [f"v{version}"]
+        for name in dict.fromkeys(names):
+            for suffix in (".sql", ".postgres.sql"):
+                shutil.copy(SCHEMA_DIR / f"{name}{suffix}", directory / f"{name}{suffix}")
         return directory
+
+    def shipped_v1_only(self) -> Path:
+        """A schema directory holding the shipped v1 scripts only."""
+        return self.shipped_up_to(1)
 
 
 class PostgresSchemaTests(PostgresTestCase):
@@ -168,7 +176,17 @@ class PostgresSchemaTests(PostgresTestCase):
         self.assertEqual(query(self.dsn, "SELECT count(*) FROM schema_version"), [(1,)])
         tables = {t for (t,) in query(self.dsn, "SELECT tablename FROM pg_tables")}
         self.assertTrue(
-            {"users", "messages", "direct_messages", "bans", "server_settings"} <= tables, tables
+            {
+                "users",
+                "messages",
+                "direct_messages",
+                "bans",
+                "server_settings",
+                "revoked_tokens",
+                "token_cutoffs",
+            }
+            <= tables,
+            tables,
         )
         types = dict(
             ((table, column), kind) for table, column, kind, _, _ in catalog(self.dsn)["columns"]
@@ -180,15 +198,18 @@ class PostgresSchemaTests(PostgresTestCase):
             ("users", "id"),
             ("direct_messages", "to_user_id"),
             ("bans", "expires_ms"),
+            ("revoked_tokens", "expires_s"),
+            ("token_cutoffs", "user_id"),
+            ("token_cutoffs", "before_ms"),
         ]:
             self.assertEqual(types[key], "bigint", key)
         self.assertEqual(self.prepare(), (latest_version(), latest_version()))
         self.assertEqual(query(self.dsn, "SELECT count(*) FROM schema_version"), [(1,)])
 
     def test_full_script_matches_upgrade(self) -> None:
-        """``v2.postgres.sql`` builds exactly the database (columns, types,
-        defaults, indexes, constraints) that ``v1.postgres.sql`` plus
-        ``upgrade-to-v2.postgres.sql`` build."""
+        """The latest ``vN.postgres.sql`` builds exactly the database
+        (columns, types, defaults, indexes, constraints) that
+        ``v1.postgres.sql`` plus every ``upgrade-to-vN.postgres.sql`` build."""
         self.assertEqual(self.prepare(self.shipped_v1_only()), (None, 1))
         self.assertEqual(self.prepare(), (1, latest_version()))
         fresh = postgres_support.create_database(self.addCleanup)
@@ -218,6 +239,40 @@ class PostgresSchemaTests(PostgresTestCase):
         self.assertEqual([m.content for m in await store.pending_direct(bob.id, 5)], ["new in v2"])
         await store.set_ban(bob.id, "", T0, None)
         self.assertEqual([b.user_id for b in await store.list_bans()], [bob.id])
+
+    async def test_upgrade_v2_to_v3_keeps_data(self) -> None:
+        """A database made by a v2 parkchat is upgraded in place: accounts,
+        messages, direct messages and bans are kept, the version-3 tables
+        work, and the result matches a database created at the latest
+        version."""
+        old = self.open_store(schema_dir=self.shipped_up_to(2))
+        alice = await old.create_user("Alice", b"hash-a", T0)
+        bob = await old.create_user("bob", b"hash-b", T0)
+        [message_id] = await old.insert_messages([chat("lobby", "from v2", alice.id)])
+        await old.insert_direct(alice.id, bob.id, "dm from v2", T0, False)
+        await old.set_ban(bob.id, "spam", T0, None)
+        await old.close()
+        self.assertEqual(version_of(self.dsn), 2)
+
+        store = self.open_store()
+        self.assertEqual(version_of(self.dsn), latest_version())
+        self.assertEqual(await store.get_user("alice"), StoredUser(alice.id, "Alice", b"hash-a"))
+        [kept] = await store.recent_messages("lobby", 10)
+        self.assertEqual((kept.id, kept.content, kept.user_id), (message_id, "from v2", alice.id))
+        self.assertEqual([m.content for m in await store.pending_direct(bob.id, 5)], ["dm from v2"])
+        self.assertEqual(
+            [(b.user_id, b.reason) for b in await store.list_bans()], [(bob.id, "spam")]
+        )
+        await store.revoke_token("jti-1", T0 // 1000 + 60)
+        self.assertEqual(await store.list_revoked_tokens(T0 // 1000), [("jti-1", T0 // 1000 + 60)])
+        await store.set_token_cutoff(alice.id, T0 + 1)
+        self.assertEqual(await store.list_token_cutoffs(), [(alice.id, T0 + 1)])
+
+        fresh = postgres_support.create_database(self.addCleanup)
+        from parkchat.store.postgres import prepare_postgres
+
+        prepare_postgres(fresh)
+        self.assertEqual(catalog(self.dsn), catalog(fresh))
 
     def test_failing_upgrade_is_atomic(self) -> None:
         """An upgrade step that fails half-way raises SchemaError naming the

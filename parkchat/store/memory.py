@@ -27,6 +27,8 @@ class MemoryStore:
         self._last_id = 0
         self._direct: list[tuple[int, int, int, str, int, bool]] = []
         self._bans: dict[int, Ban] = {}
+        self._revoked_tokens: dict[str, int] = {}
+        self._token_cutoffs: dict[int, int] = {}
         self.settings: dict[str, str] = {}
         self.fail_writes: Exception | None = None
 
@@ -131,6 +133,30 @@ class MemoryStore:
 
     def list_bans(self) -> Deferred[list[Ban]]:
         return succeed([self._bans[k] for k in sorted(self._bans)])
+
+    def revoke_token(self, jti: str, expires_s: int) -> Deferred[None]:
+        self._revoked_tokens.setdefault(jti, expires_s)
+        return succeed(None)
+
+    def list_revoked_tokens(self, now_s: int) -> Deferred[list[tuple[str, int]]]:
+        return succeed([(j, e) for j, e in self._revoked_tokens.items() if e > now_s])
+
+    def prune_revoked_tokens(self, now_s: int) -> Deferred[int]:
+        expired = [j for j, e in self._revoked_tokens.items() if e <= now_s]
+        for jti in expired:
+            del self._revoked_tokens[jti]
+        return succeed(len(expired))
+
+    def set_token_cutoff(self, user_id: int, before_ms: int) -> Deferred[None]:
+        if self._user_by_id(user_id) is None:
+            # As the SQL stores' foreign key refuses it (with their own
+            # IntegrityError).
+            return fail(KeyError(f"no account with id {user_id}"))
+        self._token_cutoffs[user_id] = max(before_ms, self._token_cutoffs.get(user_id, before_ms))
+        return succeed(None)
+
+    def list_token_cutoffs(self) -> Deferred[list[tuple[int, int]]]:
+        return succeed(sorted(self._token_cutoffs.items()))
 
     def ping(self) -> Deferred[None]:
         return succeed(None)

@@ -1,0 +1,276 @@
+"""The store methods of schema version 3 (token revocation: revoked tokens and
+per-account cutoffs), held to one contract for the in-memory store, SQLite on
+a real file and PostgreSQL (when ``PARKCHAT_TEST_POSTGRES`` is set); and the
+shipped v3 schema itself: the full script and the upgrade from v2 build the
+same database, and an upgrade keeps the data.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from twisted.trial.unittest import TestCase
+from zope.interface.verify import verifyObject
+
+from parkchat.interfaces import IMessageStore
+from parkchat.model import Ban, Message, StoredUser
+from parkchat.store.memory import MemoryStore
+from parkchat.store.schema import SCHEMA_DIR, latest_version
+from parkchat.store.sqlite import (
+    SQLITE,
+    list_revoked_tokens_txn,
+    open_sqlite,
+    prepare_sqlite,
+    prune_revoked_tokens_txn,
+)
+from tests import postgres_support
+from tests.test_store_v2 import query, run_scripts, schema_objects
+
+T0 = 1_700_000_000_000
+#: A time in seconds since the epoch (token expiries are in seconds).
+S0 = T0 // 1000
+
+if TYPE_CHECKING:
+    _Base = TestCase
+else:
+    # Not a TestCase at run time, or trial would run the abstract suite.
+    _Base = object
+
+
+class StoreV3TestsMixin(_Base):
+    """The version-3 part of the IMessageStore contract."""
+
+    def make_store(self) -> IMessageStore:
+        """Build a fresh, empty store and arrange for it to be closed."""
+        raise NotImplementedError
+
+    async def users(self, store: IMessageStore, *nicknames: str) -> list[StoredUser]:
+        return [await store.create_user(n, f"hash-{n}".encode(), T0) for n in nicknames]
+
+    def test_provides_interface(self) -> None:
+        """The store provides IMessageStore, version-3 methods included."""
+        self.assertTrue(verifyObject(IMessageStore, self.make_store()))
+
+    # -- revoked tokens --------------------------------------------------------
+
+    async def test_revoke_token_idempotent(self) -> None:
+        """Revoking a token again is no error and leaves one entry."""
+        store = self.make_store()
+        self.assertIsNone(await store.revoke_token("jti-a", S0 + 60))
+        self.assertIsNone(await store.revoke_token("jti-a", S0 + 60))
+        self.assertEqual(await store.list_revoked_tokens(S0), [("jti-a", S0 + 60)])
+
+    async def test_list_revoked_tokens_only_unexpired(self) -> None:
+        """``list_revoked_tokens`` gives ``(jti, expires_s)`` of the tokens
+        expiring after ``now_s``; one expiring at ``now_s`` is left out."""
+        store = self.make_store()
+        self.assertEqual(await store.list_revoked_tokens(S0), [])
+        await store.revoke_token("past", S0 - 1)
+        await store.revoke_token("now", S0)
+        await store.revoke_token("soon", S0 + 1)
+        await store.revoke_token("later", S0 + 3600)
+        self.assertEqual(
+            sorted(await store.list_revoked_tokens(S0)), [("later", S0 + 3600), ("soon", S0 + 1)]
+        )
+        self.assertEqual(await store.list_revoked_tokens(S0 + 1), [("later", S0 + 3600)])
+        self.assertEqual(len(await store.list_revoked_tokens(0)), 4)
+        self.assertEqual(await store.list_revoked_tokens(S0 + 3600), [])
+
+    async def test_prune_revoked_tokens(self) -> None:
+        """``prune_revoked_tokens`` deletes the tokens expired by ``now_s``
+        (``expires_s <= now_s``), only those, and fires with their count."""
+        store = self.make_store()
+        self.assertEqual(await store.prune_revoked_tokens(S0), 0)
+        await store.revoke_token("past", S0 - 10)
+        await store.revoke_token("now", S0)
+        await store.revoke_token("later", S0 + 10)
+        self.assertEqual(await store.prune_revoked_tokens(S0), 2)
+        self.assertEqual(await store.list_revoked_tokens(0), [("later", S0 + 10)])
+        self.assertEqual(await store.prune_revoked_tokens(S0), 0)
+        self.assertEqual(await store.prune_revoked_tokens(S0 + 10), 1)
+        self.assertEqual(await store.list_revoked_tokens(0), [])
+
+    async def test_revoked_token_values_round_trip(self) -> None:
+        """Token ids come back exactly; expiries past 2^31 (BIGINT) too."""
+        store = self.make_store()
+        jti = "Zm9v-YmFy_" + "x" * 40
+        await store.revoke_token(jti, 2**40)
+        self.assertEqual(await store.list_revoked_tokens(S0), [(jti, 2**40)])
+
+    # -- token cutoffs ---------------------------------------------------------
+
+    async def test_set_token_cutoff_keeps_larger(self) -> None:
+        """A cutoff is stored per account; setting it again moves it forward
+        but never backwards."""
+        store = self.make_store()
+        [bob] = await self.users(store, "bob")
+        self.assertEqual(await store.list_token_cutoffs(), [])
+        self.assertIsNone(await store.set_token_cutoff(bob.id, T0))
+        self.assertEqual(await store.list_token_cutoffs(), [(bob.id, T0)])
+        await store.set_token_cutoff(bob.id, T0 + 500)
+        self.assertEqual(await store.list_token_cutoffs(), [(bob.id, T0 + 500)])
+        await store.set_token_cutoff(bob.id, T0 + 100)
+        self.assertEqual(await store.list_token_cutoffs(), [(bob.id, T0 + 500)])
+        await store.set_token_cutoff(bob.id, T0 + 500)
+        self.assertEqual(await store.list_token_cutoffs(), [(bob.id, T0 + 500)])
+
+    async def test_list_token_cutoffs_by_user_id(self) -> None:
+        """``list_token_cutoffs`` gives every account with a cutoff, ordered
+        by user id whatever order they were set in; others are not listed."""
+        store = self.make_store()
+        alice, _bob, carol, dave = await self.users(store, "alice", "bob", "carol", "dave")
+        await store.set_token_cutoff(dave.id, T0 + 3)
+        await store.set_token_cutoff(alice.id, T0 + 1)
+        await store.set_token_cutoff(carol.id, T0 + 2)
+        self.assertEqual(
+            await store.list_token_cutoffs(),
+            [(alice.id, T0 + 1), (carol.id, T0 + 2), (dave.id, T0 + 3)],
+        )
+
+    async def test_revocation_tables_independent(self) -> None:
+        """Cutoffs and revoked tokens do not affect each other."""
+        store = self.make_store()
+        [alice] = await self.users(store, "alice")
+        await store.revoke_token("t1", S0 + 60)
+        await store.set_token_cutoff(alice.id, T0)
+        self.assertEqual(await store.prune_revoked_tokens(S0 + 60), 1)
+        self.assertEqual(await store.list_token_cutoffs(), [(alice.id, T0)])
+        self.assertEqual(await store.list_revoked_tokens(0), [])
+
+
+class MemoryStoreV3Tests(StoreV3TestsMixin, TestCase):
+    """The version-3 contract, for the in-memory store."""
+
+    def make_store(self) -> IMessageStore:
+        store = MemoryStore()
+        self.addCleanup(store.close)
+        return store
+
+
+class SQLiteStoreV3Tests(StoreV3TestsMixin, TestCase):
+    """The version-3 contract, for SQLite on a real file."""
+
+    def make_store(self) -> IMessageStore:
+        store = open_sqlite(self.mktemp())
+        self.addCleanup(store.close)
+        return store
+
+
+class PostgreSQLStoreV3Tests(StoreV3TestsMixin, TestCase):
+    """The version-3 contract, for PostgreSQL on a new database per test."""
+
+    skip = postgres_support.SKIP_REASON
+
+    def make_store(self) -> IMessageStore:
+        from parkchat.store.postgres import open_postgres
+
+        store = open_postgres(postgres_support.create_database(self.addCleanup))
+        self.addCleanup(store.close)
+        return store
+
+
+class SchemaV3Tests(TestCase):
+    """The shipped version-3 scripts."""
+
+    def db_path(self) -> str:
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        return str(directory / "chat.db")
+
+    def v2_only(self) -> Path:
+        """A schema directory holding the shipped scripts up to version 2."""
+        directory = Path(self.mktemp())
+        directory.mkdir()
+        for name in ("v1.sql", "upgrade-to-v2.sql", "v2.sql"):
+            shutil.copy(SCHEMA_DIR / name, directory / name)
+        return directory
+
+    def test_latest_is_at_least_three(self) -> None:
+        """Version 3 is shipped (full scripts and upgrades, both engines)."""
+        self.assertGreaterEqual(latest_version(), 3)
+        for name in ("v3", "upgrade-to-v3"):
+            self.assertTrue((SCHEMA_DIR / f"{name}.sql").exists(), name)
+            self.assertTrue((SCHEMA_DIR / f"{name}.postgres.sql").exists(), name)
+
+    def test_full_script_matches_upgrade(self) -> None:
+        """v3.sql creates exactly the objects (type, name, table and SQL) that
+        v2.sql followed by upgrade-to-v3.sql create (and v1.sql followed by
+        both upgrades), so new and upgraded databases are the same database."""
+        fresh, from_v2, from_v1 = self.db_path(), self.db_path(), self.db_path()
+        run_scripts(fresh, "v3")
+        run_scripts(from_v2, "v2", "upgrade-to-v3")
+        run_scripts(from_v1, "v1", "upgrade-to-v2", "upgrade-to-v3")
+        objects = schema_objects(fresh)
+        self.assertEqual(objects, schema_objects(from_v2))
+        self.assertEqual(objects, schema_objects(from_v1))
+        names = {name for _, name, _, _ in objects}
+        self.assertTrue(
+            {"revoked_tokens", "revoked_tokens_expires", "token_cutoffs", "bans"} <= names, names
+        )
+
+    async def test_upgrade_in_place_keeps_data(self) -> None:
+        """A real v2 database, opened by this parkchat, is upgraded to v3 in
+        place (backup kept): its accounts, messages, direct messages and bans
+        are still there, the new tables work, and it matches a database
+        created at v3."""
+        path = self.db_path()
+        old = open_sqlite(path, schema_dir=self.v2_only())
+        alice = await old.create_user("Alice", b"hash-a", T0)
+        bob = await old.create_user("bob", b"hash-b", T0)
+        message = Message(room="lobby", nickname="Alice", content="from v2", timestamp_ms=T0)
+        [message_id] = await old.insert_messages([message])
+        await old.insert_direct(alice.id, bob.id, "dm from v2", T0, False)
+        await old.set_ban(bob.id, "spam", T0, None)
+        await old.close()
+        self.assertEqual(query(path, "SELECT version FROM schema_version"), [(2,)])
+
+        store = open_sqlite(path)
+        self.addCleanup(store.close)
+        self.assertEqual(query(path, "SELECT version FROM schema_version"), [(latest_version(),)])
+        self.assertTrue(Path(f"{path}.v2.bak").exists())
+        self.assertEqual(await store.get_user("alice"), StoredUser(alice.id, "Alice", b"hash-a"))
+        [kept] = await store.recent_messages("lobby", 10)
+        self.assertEqual((kept.id, kept.content), (message_id, "from v2"))
+        self.assertEqual([m.content for m in await store.pending_direct(bob.id, 5)], ["dm from v2"])
+        self.assertEqual(await store.list_bans(), [Ban(bob.id, "bob", "spam", T0, None)])
+
+        await store.revoke_token("jti-1", S0 + 60)
+        self.assertEqual(await store.list_revoked_tokens(S0), [("jti-1", S0 + 60)])
+        await store.set_token_cutoff(alice.id, T0 + 1)
+        self.assertEqual(await store.list_token_cutoffs(), [(alice.id, T0 + 1)])
+
+        fresh = self.db_path()
+        prepare_sqlite(fresh)
+        self.assertEqual(schema_objects(path), schema_objects(fresh))
+
+    def test_revoked_tokens_by_expiry_use_index(self) -> None:
+        """Listing unexpired and pruning expired tokens search the expires_s
+        index instead of scanning the table."""
+        path = self.db_path()
+        prepare_sqlite(path)
+        conn = sqlite3.connect(path)
+        self.addCleanup(conn.close)
+        plans: list[str] = []
+
+        class ExplainingCursor:
+            """A transaction that records the plan of each query it runs."""
+
+            rowcount = 0
+
+            def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+                rows = conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
+                plans.append(" / ".join(row[-1] for row in rows))
+                self.rowcount = conn.execute(sql, params).rowcount
+
+            def fetchall(self) -> list[Any]:
+                return []
+
+        list_revoked_tokens_txn(ExplainingCursor(), SQLITE, S0)
+        prune_revoked_tokens_txn(ExplainingCursor(), SQLITE, S0)
+        self.assertEqual(len(plans), 2)
+        for plan in plans:
+            self.assertIn("revoked_tokens_expires", plan)
