@@ -57,12 +57,14 @@ from parkchat.model import (
 from parkchat.recent import RecentMessages
 from parkchat.rooms import Room
 from parkchat.store.writer import GroupCommitWriter
+from parkchat.tokens import LEEWAY, Revocations, TokenClaims
 
 _log = Logger()
 
 SHUTDOWN_REASON = "server shutting down"
 REPLACED_REASON = "replaced by a newer session"
 BANNED_REASON = "banned"
+LOGGED_OUT_REASON = "logged out everywhere"
 #: The largest id a store can hold (SQL BIGINT); larger ones are refused, not sent to it.
 MAX_ID = 2**63 - 1
 #: Seconds the readiness check waits for the database to answer.
@@ -131,6 +133,8 @@ class ChatService(Service):
         self._next_id = 0
         self._by_user: dict[str, dict[IParticipant, None]] = {}
         self._bans: dict[int, Ban] = {}
+        #: Tokens refused before their expiry; the TokenAuthority consults it.
+        self.revocations = Revocations()
         self.single_session = single_session
         #: In-memory newest messages per room; only with one instance (see
         #: parkchat.recent), so not with a shared bus.
@@ -147,10 +151,27 @@ class ChatService(Service):
         self._stopping = False
         self._housekeeping.start(60, now=False)
         self.store.list_bans().addCallbacks(self._bans_loaded, self._bans_failed)
+        Deferred.fromCoroutine(self._load_revocations())
 
     def _prune(self) -> None:
         self._rate.prune()
         self.login_throttle.prune()
+        now = self.clock.seconds()
+        self.revocations.prune(now)
+        self.store.prune_revoked_tokens(int(now) - LEEWAY).addErrback(
+            lambda f: _log.failure("pruning revoked tokens failed", f)
+        )
+
+    async def _load_revocations(self) -> None:
+        """Revoked tokens and per-account cutoffs from the database: at
+        start, and again after a bus outage (``resync``)."""
+        try:
+            tokens = await self.store.list_revoked_tokens(int(self.clock.seconds()) - LEEWAY)
+            cutoffs = await self.store.list_token_cutoffs()
+        except Exception:
+            _log.failure("loading revoked tokens failed")
+            return
+        self.revocations.load(tokens, cutoffs)
 
     def _bans_loaded(self, bans: list[Ban]) -> None:
         self._bans.update({ban.user_id: ban for ban in bans})
@@ -468,6 +489,11 @@ class ChatService(Service):
                 self._apply_ban(ban)
             elif kind == "unban":
                 self._bans.pop(event["user_id"], None)
+            elif kind == "revoke":
+                self.revocations.revoke(event["token_id"], int(event["expires_s"]))
+            elif kind == "cutoff":
+                self.revocations.cut_off(event["user_id"], int(event["before_ms"]))
+                self._logged_out_here(event["user_id"], event["nickname"])
             elif kind == "session":
                 for p in list(self._by_user.get(event["user_key"], ())):
                     if p.user_id is not None and self._ids.get(p) != event["keep"]:
@@ -591,6 +617,7 @@ class ChatService(Service):
             while again and not self._stopping:
                 self._resync_again = False
                 await self._resync_bans()
+                await self._load_revocations()
                 delivered = 0
                 for name in list(self._rooms):
                     delivered += await self._resync_room(name)
@@ -889,7 +916,51 @@ class ChatService(Service):
         return user
 
     def change_password(self, nickname: str, password: object) -> Deferred[None]:
-        return Deferred.fromCoroutine(self.accounts.change_password(nickname, password))
+        """Set a new password; the account's tokens issued until now stop
+        working (whoever knew the old password may hold one)."""
+        return Deferred.fromCoroutine(self._change_password(nickname, password))
+
+    async def _change_password(self, nickname: str, password: object) -> None:
+        await self.accounts.change_password(nickname, password)
+        user = await self.store.get_user(nickname)
+        if user is not None:
+            await self._cut_off_tokens(user.id, user.nickname, close=False)
+
+    # -- tokens ----------------------------------------------------------------
+
+    async def logout(self, claims: TokenClaims, everywhere: bool = False) -> None:
+        """Revoke the token ``claims`` came from; with ``everywhere``, every
+        token of its account issued until now, and close the account's
+        connections on every instance. Tokens of an external auth service
+        are revoked there, not here."""
+        if claims.user_id is None:
+            raise InvalidRequest("tokens of the external auth service cannot be revoked here")
+        if everywhere or claims.token_id is None:
+            await self._cut_off_tokens(claims.user_id, claims.nickname, close=True)
+            return
+        await self.store.revoke_token(claims.token_id, claims.expires_at)
+        self.revocations.revoke(claims.token_id, claims.expires_at)
+        self._control(
+            {"kind": "revoke", "token_id": claims.token_id, "expires_s": claims.expires_at}
+        )
+
+    async def _cut_off_tokens(self, user_id: int, nickname: str, *, close: bool) -> None:
+        before_ms = self._now_ms()
+        await self.store.set_token_cutoff(user_id, before_ms)
+        self.revocations.cut_off(user_id, before_ms)
+        # With no nickname, the other instances close nothing either.
+        shown = nickname if close else ""
+        self._logged_out_here(user_id, shown)
+        self._control(
+            {"kind": "cutoff", "user_id": user_id, "nickname": shown, "before_ms": before_ms}
+        )
+
+    def _logged_out_here(self, user_id: int, nickname: str) -> None:
+        if not nickname:
+            return
+        for participant in list(self._by_user.get(nickname_key(nickname), ())):
+            if participant.user_id == user_id:
+                self._force_out(participant, LOGGED_OUT_REASON)
 
     def _now_ms(self) -> int:
         return int(self.clock.seconds() * 1000)

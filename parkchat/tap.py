@@ -345,7 +345,10 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     service.setServiceParent(top)
 
     authority = TokenAuthority(
-        token_secret(settings).encode("utf-8"), reactor, settings.token_lifetime
+        token_secret(settings).encode("utf-8"),
+        reactor,
+        settings.token_lifetime,
+        service.revocations,
     )
     external = (
         ExternalTokenVerifier(

@@ -599,11 +599,20 @@ class PhoneAndKeyboardTests(BrowserCase):
         self.assertLessEqual(width, PHONE["width"])
         self.shot(page, "phone", full_page=True)
 
+        token = json.loads(page.evaluate("sessionStorage.getItem('parkchat.session')"))["token"]
         page.get_by_role("button", name="Log out").focus()
         page.keyboard.press("Enter")
         expect(page.get_by_label("Nickname", exact=True)).to_be_focused()
         expect(page.get_by_role("status")).to_have_text("Not connected")
         self.assertIsNone(page.evaluate("sessionStorage.getItem('parkchat.session')"))
+        # The server forgot the token: a copy of it no longer works (asked
+        # without changing anything: a room socket refuses it before any
+        # upgrade).
+        bearer = {"Authorization": f"Bearer {token}"}
+        deadline = time.monotonic() + 5
+        while self.server.request("/ws/lobby", headers=bearer)[0] != 401:
+            self.assertLess(time.monotonic(), deadline, "the logged-out token still works")
+            time.sleep(0.1)
         # bob sees alice go.
         expect(bob.locator("#log li.system").filter(has_text="alice left")).to_be_visible()
         self.assert_no_console_errors()

@@ -16,12 +16,12 @@ from twisted.trial.unittest import TestCase
 from twisted.web.iweb import IResponse
 from twisted.web.test.requesthelper import DummyRequest
 
-from parkchat.errors import Banned
+from parkchat.errors import AuthenticationFailed, Banned
 from parkchat.limits import Limits
 from parkchat.model import format_timestamp
 from parkchat.protocols.unified import AppSocketFactory
 from parkchat.protocols.websocket import RoomSocketFactory
-from parkchat.service import BANNED_REASON
+from parkchat.service import BANNED_REASON, LOGGED_OUT_REASON
 from parkchat.tokens import TokenAuthority, TokenVerifier
 from parkchat.web.resources import origin_allowed
 from parkchat.web.site import make_site
@@ -57,7 +57,9 @@ class SiteCase(TestCase):
         self.clock.advance(START)
         self.service, self.store, _ = make_service(clock=self.clock, limits=self.limits)
         self.addCleanup(self.service.stopService)
-        self.tokens = TokenAuthority(b"x" * 32, self.clock, lifetime=LIFETIME)
+        self.tokens = TokenAuthority(
+            b"x" * 32, self.clock, lifetime=LIFETIME, revocations=self.service.revocations
+        )
         app_factory = (
             AppSocketFactory(self.service, TokenVerifier(self.tokens), self.clock)
             if self.with_app_socket
@@ -114,6 +116,66 @@ class SiteCase(TestCase):
 
     def login(self, nickname: str, password: str, field: str = "nickname") -> tuple[IResponse, Any]:
         return self.json_request("POST", "/login", body={field: nickname, "password": password})
+
+
+class LogoutTests(SiteCase):
+    """``POST /logout``: a token stops working before it expires."""
+
+    def token(self, nickname: str = "alice") -> str:
+        response, data = self.login(nickname, PASSWORD)
+        self.assertEqual(response.code, 200, data)
+        token: str = data["token"]
+        return token
+
+    def logout(self, token: str, body: Any = None) -> tuple[IResponse, Any]:
+        return self.json_request(
+            "POST", "/logout", body=body, headers={"Authorization": f"Bearer {token}"}
+        )
+
+    def test_one_token(self) -> None:
+        """The token sent is revoked; the account's other tokens work."""
+        laptop, phone = self.token(), self.token()
+        response, data = self.logout(laptop)
+        self.assertEqual((response.code, data), (200, {"logged_out": True, "everywhere": False}))
+        response, data = self.logout(laptop)
+        self.assertError(response, data, 401, "unauthorized")
+        self.assertIn("revoked", data["message"])
+        self.assertEqual(self.tokens.verify(phone).user_id, self.alice.id)
+        # Stored: a restarted service (same database) still refuses it.
+        self.assertEqual(len(self.successResultOf(self.store.list_revoked_tokens(int(START)))), 1)
+
+    def test_everywhere(self) -> None:
+        """``everywhere`` revokes every token of the account issued so far
+        and closes its connections; a later login works; others are untouched."""
+        laptop, phone, bobs = self.token(), self.token(), self.token("bob")
+        connection = FakeParticipant("alice", user_id=self.alice.id)
+        self.service.connect(connection)
+        response, data = self.logout(phone, {"everywhere": True})
+        self.assertEqual((response.code, data), (200, {"logged_out": True, "everywhere": True}))
+        self.assertEqual(connection.disconnected, [LOGGED_OUT_REASON])
+        for token in (laptop, phone):
+            self.assertRaises(AuthenticationFailed, self.tokens.verify, token)
+        self.assertEqual(self.tokens.verify(bobs).nickname, "bob")
+        self.clock.advance(0.001)
+        self.assertEqual(self.tokens.verify(self.token()).user_id, self.alice.id)
+
+    def test_refusals(self) -> None:
+        """No token, a bad token or a bad body: 401 / 400, nothing revoked."""
+        response, data = self.json_request("POST", "/logout")
+        self.assertError(response, data, 401, "unauthorized")
+        response, data = self.logout("not-a-token")
+        self.assertError(response, data, 401, "unauthorized")
+        token = self.token()
+        for body in ({"everywhere": "yes"}, [1]):
+            response, data = self.logout(token, body)
+            self.assertError(response, data, 400, "invalid_request")
+        response, data = self.json_request(
+            "POST", "/logout", raw=b"{", headers={"Authorization": f"Bearer {token}"}
+        )
+        self.assertError(response, data, 400, "invalid_request")
+        self.assertEqual(self.tokens.verify(token).user_id, self.alice.id)
+        response, data = self.json_request("GET", "/logout")
+        self.assertError(response, data, 405, "method_not_allowed")
 
 
 class LoginTests(SiteCase):

@@ -36,12 +36,13 @@ from parkchat.bus.redis import (
     message_to_wire,
     parse_redis_url,
 )
-from parkchat.errors import Banned
+from parkchat.errors import AuthenticationFailed, Banned
 from parkchat.interfaces import IBus, IBusHandler
 from parkchat.limits import Limits
 from parkchat.model import CHAT, JOINED, LEFT, SYSTEM, Message, system_message
-from parkchat.service import BANNED_REASON, REPLACED_REASON, ChatService
+from parkchat.service import BANNED_REASON, LOGGED_OUT_REASON, REPLACED_REASON, ChatService
 from parkchat.store.memory import MemoryStore
+from parkchat.tokens import TokenAuthority
 from tests.helpers import FakeParticipant, sync_hasher
 from tests.redis_support import REDIS_HOST, REDIS_PORT, REDIS_URL, require_redis
 
@@ -649,6 +650,32 @@ class ModerationTests(TwoInstancesCase):
         await wait_for(lambda: not self.two.service.bans(), what="the unban on two")
         self.two.connect("bob", bob_id)
         await self.two.service.authenticate("bob", "bob-secret")
+
+    async def test_logout_on_the_other_instance(self) -> None:
+        """A revoked token, then a log-out-everywhere, made on one instance
+        are refused (and closed) on the other."""
+        alice_id = await self.account("alice")
+        secret = b"s" * 32
+        one = TokenAuthority(secret, reactor, revocations=self.one.service.revocations)
+        two = TokenAuthority(secret, reactor, revocations=self.two.service.revocations)
+        token, _ = one.issue(alice_id, "alice")
+        other, _ = one.issue(alice_id, "alice")
+
+        def refused(authority: TokenAuthority, token: str) -> bool:
+            try:
+                authority.verify(token)
+            except AuthenticationFailed:
+                return True
+            return False
+
+        await self.one.service.logout(one.verify(token))
+        await wait_for(lambda: refused(two, token), what="the revocation on two")
+        self.assertFalse(refused(two, other))
+        alice = await self.joined(self.two, "alice", user_id=alice_id)
+        await self.one.service.logout(one.verify(other), everywhere=True)
+        await wait_for(lambda: alice.disconnected, what="alice closed on two")
+        self.assertEqual(alice.disconnected, [LOGGED_OUT_REASON])
+        self.assertTrue(refused(two, other))
 
     async def test_kick_on_the_other_instance(self) -> None:
         bob = await self.joined(self.two, "bob")

@@ -34,6 +34,7 @@ from parkchat.limits import Limits
 from parkchat.model import CHAT, SYSTEM, Ban, Message
 from parkchat.service import BANNED_REASON, CAUGHT_UP_WINDOW, SHUTDOWN_REASON, ChatService
 from parkchat.store.memory import MemoryStore
+from parkchat.tokens import TokenAuthority, TokenClaims
 from tests.helpers import FakeParticipant, RecordingEncoder, make_service, sync_hasher
 
 
@@ -885,3 +886,52 @@ class ControlRecordingBus(LocalBus):
     def publish_control(self, event: dict[str, Any]) -> None:
         self.controls.append(dict(event))
         super().publish_control(event)
+
+
+class TokenRevocationTests(TestCase):
+    """Revocations outlive the process and follow password changes."""
+
+    def setUp(self) -> None:
+        self.service, self.store, self.clock = make_service()
+        self.clock.advance(1_757_345_400)
+        self.addCleanup(self.service.stopService)
+        self.user = self.successResultOf(self.service.register("alice", "alice-secret"))
+        self.authority = TokenAuthority(b"k" * 32, self.clock, 3600, self.service.revocations)
+
+    def test_loaded_at_start(self) -> None:
+        one, _ = self.authority.issue(self.user.id, "alice")
+        two, _ = self.authority.issue(self.user.id, "alice")
+        self.successResultOf(
+            Deferred.fromCoroutine(self.service.logout(self.authority.verify(one)))
+        )
+        self.clock.advance(1)
+        everywhere_before, _ = self.authority.issue(self.user.id, "alice")
+        bob = self.successResultOf(self.service.register("bob", "bob-secret"))
+        bobs, _ = self.authority.issue(bob.id, "bob")
+        self.successResultOf(
+            Deferred.fromCoroutine(
+                self.service.logout(self.authority.verify(bobs), everywhere=True)
+            )
+        )
+        # A new process on the same database.
+        restarted, _, _ = make_service(store=self.store, clock=self.clock)
+        self.addCleanup(restarted.stopService)
+        fresh = TokenAuthority(b"k" * 32, self.clock, 3600, restarted.revocations)
+        self.assertRaises(AuthenticationFailed, fresh.verify, one)
+        self.assertEqual(fresh.verify(two).user_id, self.user.id)
+        self.assertEqual(fresh.verify(everywhere_before).user_id, self.user.id)
+        self.assertRaises(AuthenticationFailed, fresh.verify, bobs)
+
+    def test_password_change_revokes(self) -> None:
+        connection = FakeParticipant("alice", user_id=self.user.id)
+        self.service.connect(connection)
+        token, _ = self.authority.issue(self.user.id, "alice")
+        self.clock.advance(0.001)
+        self.successResultOf(self.service.change_password("alice", "new-secret-123"))
+        self.assertRaises(AuthenticationFailed, self.authority.verify, token)
+        self.assertEqual(connection.disconnected, [])  # it proved the password anew
+
+    def test_external_tokens_cannot_be_revoked(self) -> None:
+        claims = TokenClaims("garin", None, 2**40, external=True)
+        failure = self.failureResultOf(Deferred.fromCoroutine(self.service.logout(claims)))
+        failure.trap(InvalidRequest)

@@ -18,6 +18,7 @@ from parkchat.tokens import (
     LEEWAY,
     MIN_SECRET_BYTES,
     ExternalTokenVerifier,
+    Revocations,
     TokenAuthority,
     TokenClaims,
     TokenVerifier,
@@ -68,18 +69,34 @@ class TokenAuthorityTests(TestCase):
         token, expires = self.authority.issue(7, "Alice")
         self.assertIsInstance(token, str)
         self.assertEqual(expires, int(START) + 3600)
-        self.assertEqual(self.authority.verify(token), TokenClaims("Alice", 7, expires))
-        self.assertFalse(self.authority.verify(token).external)
+        claims = self.authority.verify(token)
+        self.assertEqual(
+            (claims.nickname, claims.user_id, claims.expires_at), ("Alice", 7, expires)
+        )
+        self.assertEqual(claims.issued_ms, int(START * 1000))
+        self.assertFalse(claims.external)
+        # Every token has its own id (what a logout revokes).
+        other, _ = self.authority.issue(7, "Alice")
+        self.assertNotEqual(self.authority.verify(other).token_id, claims.token_id)
 
     def test_claims_are_standard(self) -> None:
-        """The token is a plain HS256 JWT with iss, sub, name, iat and exp, so
-        that clients and other services can read it."""
+        """The token is a plain HS256 JWT with iss, sub, name, iat, exp and
+        jti (plus iat_ms), so that clients and other services can read it."""
         token, expires = self.authority.issue(7, "Alice")
         self.assertEqual(jwt.get_unverified_header(token)["alg"], "HS256")
         claims = jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_exp": False})
+        jti = claims.pop("jti")
+        self.assertGreaterEqual(len(jti), 20)
         self.assertEqual(
             claims,
-            {"iss": "parkchat", "sub": "7", "name": "Alice", "iat": int(START), "exp": expires},
+            {
+                "iss": "parkchat",
+                "sub": "7",
+                "name": "Alice",
+                "iat": int(START),
+                "iat_ms": int(START * 1000),
+                "exp": expires,
+            },
         )
 
     def test_valid_until_lifetime_plus_leeway(self) -> None:
@@ -169,6 +186,75 @@ class TokenAuthorityTests(TestCase):
         with self.assertRaises(ValueError):
             TokenAuthority(b"x" * (MIN_SECRET_BYTES - 1), self.clock)
         TokenAuthority(b"x" * MIN_SECRET_BYTES, self.clock)
+
+
+class RevocationTests(TestCase):
+    """Tokens refused before their expiry."""
+
+    def setUp(self) -> None:
+        self.clock = make_clock()
+        self.revocations = Revocations()
+        self.authority = TokenAuthority(SECRET, self.clock, 3600, self.revocations)
+
+    def test_one_token(self) -> None:
+        """Revoking a token by id refuses it and no other."""
+        token, expires = self.authority.issue(7, "Alice")
+        other, _ = self.authority.issue(7, "Alice")
+        token_id = self.authority.verify(token).token_id
+        assert token_id is not None
+        self.revocations.revoke(token_id, expires)
+        with self.assertRaises(AuthenticationFailed) as caught:
+            self.authority.verify(token)
+        self.assertIn("revoked", str(caught.exception))
+        self.assertEqual(self.authority.verify(other).user_id, 7)
+
+    def test_cutoff(self) -> None:
+        """A cutoff refuses the account's tokens issued until then (to the
+        millisecond), not later ones nor other accounts'."""
+        before, _ = self.authority.issue(7, "Alice")
+        bob, _ = self.authority.issue(8, "bob")
+        self.clock.advance(0.0005)
+        self.revocations.cut_off(7, int(self.clock.seconds() * 1000))
+        self.clock.advance(0.001)
+        after, _ = self.authority.issue(7, "Alice")
+        self.assertRaises(AuthenticationFailed, self.authority.verify, before)
+        self.assertEqual(self.authority.verify(after).user_id, 7)
+        self.assertEqual(self.authority.verify(bob).user_id, 8)
+        self.revocations.cut_off(7, 0)  # never backwards
+        self.assertRaises(AuthenticationFailed, self.authority.verify, before)
+
+    def test_tokens_from_before_ids(self) -> None:
+        """Tokens issued before parkchat added jti/iat_ms still verify and
+        obey a cutoff by their iat."""
+        old = jwt.encode(
+            {"iss": "parkchat", "sub": "7", "name": "Alice", "iat": int(START), "exp": 2**40},
+            SECRET,
+            algorithm="HS256",
+        )
+        claims = self.authority.verify(old)
+        self.assertEqual((claims.token_id, claims.issued_ms), (None, int(START) * 1000))
+        self.revocations.cut_off(7, int(START) * 1000)
+        self.assertRaises(AuthenticationFailed, self.authority.verify, old)
+
+    def test_revoked_is_not_tried_as_external(self) -> None:
+        """A revoked token is refused as such, even where external tokens
+        signed with the same secret would be accepted."""
+        token, expires = self.authority.issue(7, "Alice")
+        token_id = self.authority.verify(token).token_id
+        assert token_id is not None
+        self.revocations.revoke(token_id, expires)
+        verifier = TokenVerifier(self.authority, ExternalTokenVerifier(SECRET, self.clock, "name"))
+        with self.assertRaises(AuthenticationFailed) as caught:
+            verifier.verify(token)
+        self.assertIn("revoked", str(caught.exception))
+
+    def test_load_and_prune(self) -> None:
+        self.revocations.load([("a", 100), ("b", 200)], [(7, 5)])
+        self.assertEqual(len(self.revocations), 3)
+        self.revocations.prune(150)
+        self.assertEqual(len(self.revocations), 2)  # "a" expired (and its token with it)
+        self.revocations.load([], [])
+        self.assertEqual(len(self.revocations), 0)
 
 
 class ExternalTokenVerifierTests(TestCase):
@@ -278,7 +364,8 @@ class TokenVerifierTests(TestCase):
             TokenVerifier(self.authority),
             TokenVerifier(self.authority, self.external),
         ):
-            self.assertEqual(verifier.verify(token), TokenClaims("alice", 3, expires))
+            self.assertEqual(verifier.verify(token), self.authority.verify(token))
+            self.assertEqual(verifier.verify(token).expires_at, expires)
 
     def test_external_only_when_configured(self) -> None:
         """An external token is refused without an external verifier and

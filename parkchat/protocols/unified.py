@@ -46,7 +46,13 @@ from parkchat.protocols.websocket import (
     close_with,
     write_prepared,
 )
-from parkchat.service import BANNED_REASON, REPLACED_REASON, SHUTDOWN_REASON, ChatService
+from parkchat.service import (
+    BANNED_REASON,
+    LOGGED_OUT_REASON,
+    REPLACED_REASON,
+    SHUTDOWN_REASON,
+    ChatService,
+)
 from parkchat.tokens import TokenClaims, TokenVerifier
 
 #: Close codes of /ws beyond RFC 6455's (documented in docs/websocket.md).
@@ -54,6 +60,7 @@ CLOSE_AUTH_TIMEOUT = 4001
 CLOSE_JOIN_TIMEOUT = 4002
 CLOSE_BANNED = 4003
 CLOSE_REPLACED = 4004
+CLOSE_LOGGED_OUT = 4005
 
 TYPING = "typing"
 #: Most missed messages sent on a resume before saying ``recovered: false``.
@@ -461,6 +468,7 @@ class AppSocketProtocol(ParkchatServerProtocol):
             SHUTDOWN_REASON: CLOSE_GOING_AWAY,
             BANNED_REASON: CLOSE_BANNED,
             REPLACED_REASON: CLOSE_REPLACED,
+            LOGGED_OUT_REASON: CLOSE_LOGGED_OUT,
         }.get(reason, CLOSE_POLICY)
         self._close(code, reason)
 

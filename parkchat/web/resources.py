@@ -450,6 +450,31 @@ class LoginResource(ApiResource):
         }
 
 
+class LogoutResource(ApiResource):
+    """``POST /logout`` with ``Authorization: Bearer <token>``: that token
+    stops working on every instance; with ``{"everywhere": true}``, every
+    token of the account issued until now, and its open connections close."""
+
+    def __init__(self, service: ChatService, tokens: TokenAuthority) -> None:
+        super().__init__(service)
+        self.tokens = tokens
+
+    async def handle_POST(self, request: Request) -> dict[str, Any]:
+        token = bearer_token(request)
+        if token is None:
+            raise AuthenticationFailed("send the token to revoke as Authorization: Bearer")
+        claims = self.tokens.verify(token)
+        everywhere = False
+        assert request.content is not None
+        if request.content.read(1):
+            request.content.seek(0)
+            everywhere = read_json_object(request).get("everywhere", False)
+            if not isinstance(everywhere, bool):
+                raise InvalidRequest('"everywhere" must be true or false')
+        await self.service.logout(claims, everywhere)
+        return {"logged_out": True, "everywhere": everywhere or claims.token_id is None}
+
+
 class SocketRoot(ApiResource):
     """``/ws`` is the app endpoint, ``/ws/{room}`` the seed API's room socket.
 

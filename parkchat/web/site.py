@@ -26,6 +26,7 @@ from parkchat.web.resources import (
     HealthResource,
     HistoryResource,
     LoginResource,
+    LogoutResource,
     RegisterResource,
     SocketRoot,
     origin_allowed,
@@ -185,6 +186,7 @@ def make_site(
     root.putChild(b"ws", SocketRoot(service, ws_factory, app_factory, allowed_origins))
     if tokens is not None:
         root.putChild(b"login", LoginResource(service, tokens))
+        root.putChild(b"logout", LogoutResource(service, tokens))
     if mychat_factory is not None:
         root.putChild(b"mychat", OriginGuard(mychat_factory, allowed_origins))
     if admin_token:

@@ -118,6 +118,19 @@ async function postJson(path, body) {
   return { status: response.status, data };
 }
 
+// Logging out asks the server to forget the token: otherwise it would keep
+// working until it expires for anyone who copied it. The page logs out
+// whether or not the request gets through.
+function revokeToken(token) {
+  fetch("/logout", {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}` },
+    credentials: "same-origin",
+    cache: "no-store",
+    keepalive: true,
+  }).catch(() => {});
+}
+
 function httpError(status, data, fallback) {
   const message = data && typeof data.message === "string" ? data.message : "";
   if (status === 401) return "Wrong nickname or password.";
@@ -261,7 +274,7 @@ function connectionState(name, detail = {}) {
     setStatus(`Connection lost. Reconnecting in ${detail.seconds} s…`, { offline: true, canReconnect: true });
   } else if (name === "stopped") {
     markPendingUnconfirmed();
-    if (detail.reason === "unauthorized" || detail.reason === "banned") {
+    if (["unauthorized", "banned", "logged_out"].includes(detail.reason)) {
       logOut(detail.message);
     } else {
       setStatus("Disconnected", { offline: true, canReconnect: true });
@@ -863,7 +876,10 @@ ui.loginForm.addEventListener("submit", (event) => {
   withBusyForm(logIn);
 });
 ui.registerButton.addEventListener("click", () => withBusyForm(register));
-ui.logout.addEventListener("click", () => logOut());
+ui.logout.addEventListener("click", () => {
+  if (state.me) revokeToken(state.me.token);
+  logOut();
+});
 ui.reconnect.addEventListener("click", () => {
   if (state.conn) state.conn.reconnectNow();
 });

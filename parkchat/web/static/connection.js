@@ -14,6 +14,7 @@ const PONG_WITHIN_MS = 10000;
 const CLOSE_POLICY = 1008;
 const CLOSE_BANNED = 4003;
 const CLOSE_REPLACED = 4004;
+const CLOSE_LOGGED_OUT = 4005;
 
 /** The /ws URL of the server this page came from (wss: under https:). */
 export function socketUrl(location = window.location) {
@@ -175,6 +176,9 @@ export class ChatConnection {
     }
     if (this.fatal && this.fatal.code === "unauthorized") {
       return { reason: "unauthorized", message: "Your session has expired: please log in again." };
+    }
+    if (code === CLOSE_LOGGED_OUT) {
+      return { reason: "logged_out", message: "You logged out everywhere, so this window was logged out too." };
     }
     if (code === CLOSE_REPLACED) {
       return { reason: "replaced", message: "You opened parkchat somewhere else, so this window was disconnected." };
