@@ -84,6 +84,15 @@ class IMessageStore(Interface):
     def pending_direct(to_user_id: int, limit: int) -> Deferred[list[Any]]:
         """Undelivered direct messages (``DirectMessage``) for an account, oldest first."""
 
+    def direct_history(
+        user_id: int, other_id: int, limit: int, before: int | None = None
+    ) -> Deferred[list[Any]]:
+        """The direct messages (``DirectMessage``) between two accounts, in
+        both directions, delivered or not (with ``user_id == other_id``, the
+        account's notes to itself): the last ``limit`` of them (with an id
+        below ``before``, if given), oldest first. Other pairs' messages are
+        never included."""
+
     def mark_delivered(ids: Sequence[int]) -> Deferred[None]:
         """Mark direct messages as handed to their recipient."""
 

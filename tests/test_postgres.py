@@ -261,6 +261,9 @@ class PostgresSchemaTests(PostgresTestCase):
         self.assertEqual((kept.id, kept.content, kept.user_id), (message_id, "from v2", alice.id))
         self.assertEqual([m.content for m in await store.pending_direct(bob.id, 5)], ["dm from v2"])
         self.assertEqual(
+            [m.content for m in await store.direct_history(bob.id, alice.id, 5)], ["dm from v2"]
+        )
+        self.assertEqual(
             [(b.user_id, b.reason) for b in await store.list_bans()], [(bob.id, "spam")]
         )
         await store.revoke_token("jti-1", T0 // 1000 + 60)
@@ -381,6 +384,80 @@ class PostgresSchemaTests(PostgresTestCase):
         self.assertEqual(
             query(self.dsn, "SELECT body FROM notes ORDER BY id"), [("seed",), ("once",)]
         )
+
+
+class PostgresDirectHistoryTests(PostgresTestCase):
+    """``direct_history`` on PostgreSQL: BIGINT ids and the pair index (the
+    behaviour common to every store is in ``test_store_v3``)."""
+
+    async def test_ids_past_2_31(self) -> None:
+        """Direct messages whose ids pass 2^31 (BIGSERIAL) come back, and
+        page with ``before``, like any other."""
+        store = self.open_store()
+        alice = await store.create_user("alice", b"hash-a", T0)
+        bob = await store.create_user("bob", b"hash-b", T0)
+        query(self.dsn, "SELECT setval('direct_messages_id_seq', %s)", (2**31 + 10,))
+        ids = [
+            await store.insert_direct(alice.id, bob.id, "one", T0, False),
+            await store.insert_direct(bob.id, alice.id, "two", T0 + 1, False),
+            await store.insert_direct(alice.id, bob.id, "three", T0 + 2, False),
+        ]
+        self.assertEqual(ids, [2**31 + 11, 2**31 + 12, 2**31 + 13])
+        history = await store.direct_history(bob.id, alice.id, 10)
+        self.assertEqual(
+            [(m.id, m.content) for m in history],
+            list(zip(ids, ["one", "two", "three"], strict=True)),
+        )
+        self.assertEqual(
+            [m.id for m in await store.direct_history(alice.id, bob.id, 1, ids[2])], ids[1:2]
+        )
+
+    def test_query_uses_pair_index(self) -> None:
+        """On a populated, analysed table the planner reads each direction
+        through the (from_user_id, to_user_id, id) index, never by a
+        sequential scan of direct_messages."""
+        from parkchat.store.postgres import POSTGRES, prepare_postgres
+        from parkchat.store.sqlite import direct_history_txn
+
+        prepare_postgres(self.dsn)
+        query(
+            self.dsn,
+            "INSERT INTO users (nickname, nickname_key, password_hash, created_ms, "
+            "password_changed_ms) SELECT 'u' || g, 'u' || g, 'x', 0, 0 "
+            "FROM generate_series(1, 20) g",
+        )
+        query(
+            self.dsn,
+            "INSERT INTO direct_messages (from_user_id, to_user_id, content, created_ms) "
+            "SELECT 1 + mod(g, 20), 1 + mod(g / 20, 20), 'hi', g FROM generate_series(0, 3999) g",
+        )
+        query(self.dsn, "ANALYZE")
+        import psycopg2
+
+        conn = psycopg2.connect(self.dsn)
+        self.addCleanup(conn.close)
+        cursor = conn.cursor()
+        plans: list[str] = []
+
+        class ExplainingCursor:
+            """A transaction that records the plan of each query it runs."""
+
+            def execute(self, sql: str, params: Any = ()) -> None:
+                cursor.execute("EXPLAIN " + sql, params)
+                plans.append("\n".join(row[0] for row in cursor.fetchall()))
+                cursor.execute(sql, params)
+
+            def fetchall(self) -> list[Any]:
+                return cursor.fetchall()
+
+        found = [
+            direct_history_txn(ExplainingCursor(), POSTGRES, user_id, other_id, 50, before)
+            for user_id, other_id, before in [(3, 5, None), (3, 5, 1500), (4, 4, 1500)]
+        ]
+        self.assertTrue(all(found), found)
+        for plan, directions in zip(plans, [2, 2, 1], strict=True):
+            self.assertEqual(plan.count("direct_messages_pair"), directions, plan)
+            self.assertNotIn("Seq Scan on direct_messages", plan)
 
 
 class PostgresPoolTests(PostgresTestCase):

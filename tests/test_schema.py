@@ -18,6 +18,7 @@ from parkchat.store.schema import SCHEMA_DIR, SchemaError, latest_version
 from parkchat.store.sqlite import (
     SQLITE,
     SQLStore,
+    direct_history_txn,
     open_sqlite,
     prepare_sqlite,
     recent_messages_txn,
@@ -208,6 +209,66 @@ class NewDatabaseTests(SchemaTestCase):
             self.assertTrue(plan.startswith("SEARCH"), plan)
             self.assertNotIn("SCAN", plan)
             self.assertNotIn("TEMP B-TREE", plan)
+
+    def test_direct_history_query_uses_pair_index(self) -> None:
+        """The direct-message history of two accounts (latest, and paging
+        with ``before``; a pair, and notes-to-self) searches the
+        (from_user_id, to_user_id, id) index once per direction, already in
+        id order: no scan and no sort of direct_messages, only of the at
+        most ``limit`` rows each search keeps. The plans are taken on a
+        populated table with fresh statistics, as a real database has."""
+        path = self.db_path()
+        prepare_sqlite(path)
+        conn = sqlite3.connect(path)
+        self.addCleanup(conn.close)
+        conn.executemany(
+            "INSERT INTO users (nickname, nickname_key, password_hash, created_ms, "
+            "password_changed_ms) VALUES (?, ?, 'x', 0, 0)",
+            [(f"u{i}", f"u{i}") for i in range(1, 21)],
+        )
+        conn.executemany(
+            "INSERT INTO direct_messages (from_user_id, to_user_id, content, created_ms, "
+            "delivered) VALUES (?, ?, 'hi', ?, ?)",
+            [(1 + i % 20, 1 + i // 20 % 20, T0 + i, i % 2) for i in range(4000)],
+        )
+        conn.execute("ANALYZE")
+        conn.commit()
+        plans: list[list[str]] = []
+
+        class ExplainingCursor:
+            """A transaction that records the plan of each query it runs."""
+
+            def __init__(self) -> None:
+                self.cursor = conn.cursor()
+
+            def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+                rows = conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
+                plans.append([row[-1] for row in rows])
+                self.cursor.execute(sql, params)
+
+            def fetchall(self) -> list[Any]:
+                return self.cursor.fetchall()
+
+        results = {}
+        for user_id, other_id in [(3, 5), (4, 4)]:
+            for before in [None, 1500]:
+                results[user_id, other_id, before] = direct_history_txn(
+                    ExplainingCursor(), SQLITE, user_id, other_id, 50, before
+                )
+        self.assertEqual(len(plans), 4)
+        for plan, directions in zip(plans, [2, 2, 1, 1], strict=True):
+            text = " / ".join(plan)
+            searches = [line for line in plan if "direct_messages" in line]
+            self.assertEqual(len(searches), directions, text)
+            for line in searches:
+                self.assertTrue(
+                    line.startswith("SEARCH direct_messages USING ")
+                    and "INDEX direct_messages_pair (from_user_id=? AND to_user_id=?" in line,
+                    text,
+                )
+            self.assertNotIn("SCAN direct_messages", text)
+        # The queries the plans are for did run, and found the pairs' rows.
+        self.assertTrue(all(results.values()), results)
 
     async def test_memory_database_has_schema(self) -> None:
         """``open_sqlite(":memory:")`` gives a working store: the schema is

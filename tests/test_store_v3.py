@@ -1,8 +1,9 @@
 """The store methods of schema version 3 (token revocation: revoked tokens and
-per-account cutoffs), held to one contract for the in-memory store, SQLite on
-a real file and PostgreSQL (when ``PARKCHAT_TEST_POSTGRES`` is set); and the
-shipped v3 schema itself: the full script and the upgrade from v2 build the
-same database, and an upgrade keeps the data.
+per-account cutoffs; the direct-message history of two accounts), held to one
+contract for the in-memory store, SQLite on a real file and PostgreSQL (when
+``PARKCHAT_TEST_POSTGRES`` is set); and the shipped v3 schema itself: the
+full script and the upgrade from v2 build the same database, and an upgrade
+keeps the data.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
 from parkchat.interfaces import IMessageStore
-from parkchat.model import Ban, Message, StoredUser
+from parkchat.model import Ban, DirectMessage, Message, StoredUser
 from parkchat.store.memory import MemoryStore
 from parkchat.store.schema import SCHEMA_DIR, latest_version
 from parkchat.store.sqlite import (
@@ -141,6 +142,116 @@ class StoreV3TestsMixin(_Base):
         self.assertEqual(await store.list_token_cutoffs(), [(alice.id, T0)])
         self.assertEqual(await store.list_revoked_tokens(0), [])
 
+    # -- direct-message history ------------------------------------------------
+
+    async def test_direct_history_both_directions(self) -> None:
+        """``direct_history`` gives the messages of the pair in both
+        directions, delivered or not, oldest first, with both nicknames;
+        the same history whichever account asks. Other pairs' messages
+        (either account with a third one) are not included."""
+        store = self.make_store()
+        alice, bob, carol = await self.users(store, "Alice", "bob", "carol")
+        one = await store.insert_direct(alice.id, bob.id, "one", T0, True)
+        await store.insert_direct(alice.id, carol.id, "alice to carol", T0 + 1, False)
+        two = await store.insert_direct(bob.id, alice.id, "two", T0 + 2, False)
+        await store.insert_direct(carol.id, bob.id, "carol to bob", T0 + 3, False)
+        await store.insert_direct(bob.id, bob.id, "bob's note", T0 + 4, False)
+        three = await store.insert_direct(alice.id, bob.id, "three", T0 + 5, False)
+        expected = [
+            DirectMessage(one, alice.id, "Alice", bob.id, "bob", "one", T0),
+            DirectMessage(two, bob.id, "bob", alice.id, "Alice", "two", T0 + 2),
+            DirectMessage(three, alice.id, "Alice", bob.id, "bob", "three", T0 + 5),
+        ]
+        self.assertEqual(await store.direct_history(alice.id, bob.id, 10), expected)
+        self.assertEqual(await store.direct_history(bob.id, alice.id, 10), expected)
+        self.assertEqual(
+            [m.content for m in await store.direct_history(carol.id, alice.id, 10)],
+            ["alice to carol"],
+        )
+
+    async def test_direct_history_limit_keeps_newest(self) -> None:
+        """With more messages than ``limit``, the newest ``limit`` come back,
+        still oldest first, whichever direction each went."""
+        store = self.make_store()
+        alice, bob = await self.users(store, "alice", "bob")
+        ids = []
+        for i in range(7):
+            sender, recipient = (alice, bob) if i % 3 else (bob, alice)
+            ids.append(await store.insert_direct(sender.id, recipient.id, f"m{i}", T0 + i, False))
+        history = await store.direct_history(alice.id, bob.id, 4)
+        self.assertEqual([m.id for m in history], ids[3:])
+        self.assertEqual([m.content for m in history], ["m3", "m4", "m5", "m6"])
+        self.assertEqual([m.id for m in await store.direct_history(bob.id, alice.id, 1)], ids[6:])
+        self.assertEqual([m.id for m in await store.direct_history(alice.id, bob.id, 100)], ids)
+        self.assertEqual(await store.direct_history(alice.id, bob.id, 0), [])
+
+    async def test_direct_history_before_pages_back(self) -> None:
+        """``before`` gives the messages with a smaller id: paging with the
+        oldest id of each page walks the whole history back, without gaps or
+        repeats, and ends with an empty page."""
+        store = self.make_store()
+        alice, bob, carol = await self.users(store, "alice", "bob", "carol")
+        ids = []
+        for i in range(8):
+            sender, recipient = (alice, bob) if i % 2 else (bob, alice)
+            ids.append(await store.insert_direct(sender.id, recipient.id, f"m{i}", T0 + i, False))
+            # Other pairs' messages between them: never on a page.
+            await store.insert_direct(carol.id, alice.id, f"c{i}", T0 + i, False)
+        pages = []
+        before = None
+        while page := await store.direct_history(alice.id, bob.id, 3, before):
+            pages.append([m.id for m in page])
+            before = page[0].id
+        self.assertEqual(pages, [ids[5:], ids[2:5], ids[:2]])
+        self.assertEqual(
+            [m.id for m in await store.direct_history(bob.id, alice.id, 10, ids[4])], ids[:4]
+        )
+        self.assertEqual(await store.direct_history(alice.id, bob.id, 10, ids[0]), [])
+        # A ``before`` past 2^31 (BIGINT on PostgreSQL) is no error.
+        self.assertEqual(
+            [m.id for m in await store.direct_history(alice.id, bob.id, 2, 2**40)], ids[6:]
+        )
+
+    async def test_direct_history_empty_pair(self) -> None:
+        """A pair that never exchanged a message has an empty history, even
+        when both have messages with others."""
+        store = self.make_store()
+        alice, bob, carol = await self.users(store, "alice", "bob", "carol")
+        self.assertEqual(await store.direct_history(alice.id, bob.id, 10), [])
+        await store.insert_direct(alice.id, carol.id, "hi carol", T0, False)
+        await store.insert_direct(carol.id, bob.id, "hi bob", T0 + 1, False)
+        self.assertEqual(await store.direct_history(alice.id, bob.id, 10), [])
+        self.assertEqual(await store.direct_history(bob.id, alice.id, 10, 2**40), [])
+        self.assertEqual(await store.direct_history(alice.id, alice.id, 10), [])
+
+    async def test_direct_history_notes_to_self(self) -> None:
+        """With ``user_id == other_id``: the account's messages to itself,
+        each once, oldest first; its messages with others are not included;
+        ``limit`` and ``before`` work as for a pair."""
+        store = self.make_store()
+        alice, bob = await self.users(store, "alice", "bob")
+        first = await store.insert_direct(alice.id, alice.id, "note 1", T0, False)
+        await store.insert_direct(alice.id, bob.id, "to bob", T0 + 1, False)
+        await store.insert_direct(bob.id, alice.id, "to alice", T0 + 2, False)
+        second = await store.insert_direct(alice.id, alice.id, "note 2", T0 + 3, True)
+        third = await store.insert_direct(alice.id, alice.id, "note 3", T0 + 4, False)
+        notes = await store.direct_history(alice.id, alice.id, 10)
+        self.assertEqual(
+            notes,
+            [
+                DirectMessage(first, alice.id, "alice", alice.id, "alice", "note 1", T0),
+                DirectMessage(second, alice.id, "alice", alice.id, "alice", "note 2", T0 + 3),
+                DirectMessage(third, alice.id, "alice", alice.id, "alice", "note 3", T0 + 4),
+            ],
+        )
+        self.assertEqual(await store.direct_history(alice.id, alice.id, 2), notes[1:])
+        self.assertEqual(await store.direct_history(alice.id, alice.id, 10, third), notes[:2])
+        self.assertEqual(await store.direct_history(bob.id, bob.id, 10), [])
+        self.assertEqual(
+            [m.content for m in await store.direct_history(alice.id, bob.id, 10)],
+            ["to bob", "to alice"],
+        )
+
 
 class MemoryStoreV3Tests(StoreV3TestsMixin, TestCase):
     """The version-3 contract, for the in-memory store."""
@@ -209,7 +320,15 @@ class SchemaV3Tests(TestCase):
         self.assertEqual(objects, schema_objects(from_v1))
         names = {name for _, name, _, _ in objects}
         self.assertTrue(
-            {"revoked_tokens", "revoked_tokens_expires", "token_cutoffs", "bans"} <= names, names
+            {
+                "revoked_tokens",
+                "revoked_tokens_expires",
+                "token_cutoffs",
+                "bans",
+                "direct_messages_pair",
+            }
+            <= names,
+            names,
         )
 
     async def test_upgrade_in_place_keeps_data(self) -> None:
@@ -236,6 +355,9 @@ class SchemaV3Tests(TestCase):
         [kept] = await store.recent_messages("lobby", 10)
         self.assertEqual((kept.id, kept.content), (message_id, "from v2"))
         self.assertEqual([m.content for m in await store.pending_direct(bob.id, 5)], ["dm from v2"])
+        self.assertEqual(
+            [m.content for m in await store.direct_history(bob.id, alice.id, 5)], ["dm from v2"]
+        )
         self.assertEqual(await store.list_bans(), [Ban(bob.id, "bob", "spam", T0, None)])
 
         await store.revoke_token("jti-1", S0 + 60)

@@ -91,24 +91,30 @@ class MemoryStore:
         self._direct.append((message_id, from_user_id, to_user_id, content, created_ms, delivered))
         return succeed(message_id)
 
+    def _direct_message(self, row: tuple[int, int, int, str, int, bool]) -> DirectMessage:
+        """A stored row as a ``DirectMessage``, both nicknames looked up."""
+        message_id, from_id, to_id, content, created_ms, _delivered = row
+        sender, recipient = self._user_by_id(from_id), self._user_by_id(to_id)
+        assert sender is not None and recipient is not None
+        return DirectMessage(
+            message_id, from_id, sender.nickname, to_id, recipient.nickname, content, created_ms
+        )
+
     def pending_direct(self, to_user_id: int, limit: int) -> Deferred[list[DirectMessage]]:
-        pending: list[DirectMessage] = []
-        for message_id, from_id, to_id, content, created_ms, delivered in self._direct:
-            if to_id == to_user_id and not delivered and len(pending) < limit:
-                sender, recipient = self._user_by_id(from_id), self._user_by_id(to_id)
-                assert sender is not None and recipient is not None
-                pending.append(
-                    DirectMessage(
-                        message_id,
-                        from_id,
-                        sender.nickname,
-                        to_id,
-                        recipient.nickname,
-                        content,
-                        created_ms,
-                    )
-                )
-        return succeed(pending)
+        pending = [row for row in self._direct if row[2] == to_user_id and not row[5]]
+        return succeed([self._direct_message(row) for row in pending[: max(0, limit)]])
+
+    def direct_history(
+        self, user_id: int, other_id: int, limit: int, before: int | None = None
+    ) -> Deferred[list[DirectMessage]]:
+        pair = {(user_id, other_id), (other_id, user_id)}
+        found = [
+            row
+            for row in self._direct
+            if (row[1], row[2]) in pair and (before is None or row[0] < before)
+        ]
+        # ``_direct`` is in id order: the newest ``limit`` are its tail.
+        return succeed([self._direct_message(row) for row in found[max(0, len(found) - limit) :]])
 
     def mark_delivered(self, ids: Sequence[int]) -> Deferred[None]:
         wanted = set(ids)

@@ -1,6 +1,7 @@
 -- parkchat schema: version 2 -> 3.
 -- Token revocation: single login tokens revoked before they expire (logout),
 -- and per-account cutoffs that revoke every token issued up to a time.
+-- The direct-message history of two accounts: an index on (from, to, id).
 
 -- Single tokens revoked before their expiry (logout), by JWT id. A row is
 -- useless once expires_s has passed (the token is refused as expired then):
@@ -21,3 +22,7 @@ CREATE TABLE token_cutoffs (
     -- milliseconds since the epoch
     before_ms INTEGER NOT NULL
 );
+
+-- direct_history: the last N messages between two accounts, one search per
+-- direction (from, to), and paging by id
+CREATE INDEX direct_messages_pair ON direct_messages (from_user_id, to_user_id, id);

@@ -48,6 +48,10 @@ CREATE TABLE direct_messages (
 -- get_offline: a recipient's undelivered messages, oldest first
 CREATE INDEX direct_messages_pending ON direct_messages (to_user_id, delivered, id);
 
+-- direct_history: the last N messages between two accounts, one search per
+-- direction (from, to), and paging by id
+CREATE INDEX direct_messages_pair ON direct_messages (from_user_id, to_user_id, id);
+
 CREATE TABLE bans (
     user_id INTEGER PRIMARY KEY REFERENCES users (id),
     reason TEXT NOT NULL DEFAULT '',
