@@ -47,6 +47,7 @@ from parkchat.model import (
     Ban,
     DirectMessage,
     Message,
+    StoredUser,
     User,
     format_timestamp,
     nickname_key,
@@ -72,6 +73,15 @@ READY_TIMEOUT = 5.0
 #: How long a message delivered by a resync is ignored if it also comes over
 #: the bus (seconds): far longer than a publish takes to cross.
 CAUGHT_UP_WINDOW = 60.0
+
+
+def _message_id(name: str, value: object) -> int | None:
+    """A page boundary: None or a message id a store can hold."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
+        raise InvalidRequest(f"{name} must be a message id")
+    return value
 
 
 @implementer(IBusHandler)
@@ -674,19 +684,26 @@ class ChatService(Service):
         """The last ``limit`` messages of a room (default 50, at most the
         configured maximum), oldest first; paged with ``before``/``after`` ids."""
         room_name = validate_room(room_name)
-        if limit is None:
-            limit = self.limits.history_default
-        if not 1 <= limit <= self.limits.history_max:
-            raise InvalidRequest(f"limit must be between 1 and {self.limits.history_max}")
-        for name, value in (("before", before), ("after", after)):
-            if value is not None and not 0 <= value <= MAX_ID:
-                raise InvalidRequest(f"{name} must be a message id")
+        limit, before, after = self._page(limit, before, after)
         if self.recent is None or before is not None or after is not None:
             return self.store.recent_messages(room_name, limit, before, after)
         cached = self.recent.get(room_name, limit)
         if cached is not None:
             return succeed(cached)
         return self._load_recent(room_name).addCallback(lambda window: window[-limit:])
+
+    def _page(
+        self, limit: object, before: object, after: object
+    ) -> tuple[int, int | None, int | None]:
+        """A page request (``limit`` messages before or after a message id)
+        checked against the history limits."""
+        if limit is None:
+            limit = self.limits.history_default
+        if isinstance(limit, bool) or not isinstance(limit, int):
+            raise InvalidRequest("limit must be an integer")
+        if not 1 <= limit <= self.limits.history_max:
+            raise InvalidRequest(f"limit must be between 1 and {self.limits.history_max}")
+        return limit, _message_id("before", before), _message_id("after", after)
 
     def _load_recent(self, room_name: str) -> Deferred[list[Message]]:
         """Load a room's newest messages into ``recent``; concurrent readers
@@ -732,17 +749,9 @@ class ChatService(Service):
         if participant.user_id is None:
             raise InvalidRequest("direct messages need a registered account")
         content = validate_content(content, self.limits.max_content_length)
-        if isinstance(to, bool) or not isinstance(to, int | str) or to == "":
-            raise InvalidRequest("name the recipient by user id or nickname")
-        if not (0 < to <= MAX_ID if isinstance(to, int) else _encodable(to)):
-            raise UnknownRecipient(f"no account {to!r}")  # no store could hold it
+        name = self._account_name(to)
         self._consume_rate(participant)
-        if isinstance(to, int):
-            recipient = await self.store.get_user_by_id(to)
-        else:
-            recipient = await self.store.get_user(to)
-        if recipient is None:
-            raise UnknownRecipient(f"no account {to!r}")
+        recipient = await self._account(name)
         now = self._now_ms()
         message_id = await self.store.insert_direct(
             participant.user_id, recipient.id, content, now, False
@@ -769,6 +778,44 @@ class ChatService(Service):
             }
         )
         return message
+
+    @staticmethod
+    def _account_name(to: object) -> int | str:
+        """``to`` if it names an account by user id or nickname that a store
+        could hold."""
+        if isinstance(to, bool) or not isinstance(to, int | str) or to == "":
+            raise InvalidRequest("name the other account by user id or nickname")
+        if not (0 < to <= MAX_ID if isinstance(to, int) else _encodable(to)):
+            raise UnknownRecipient(f"no account {to!r}")  # no store could hold it
+        return to
+
+    async def _account(self, to: int | str) -> StoredUser:
+        recipient = await (
+            self.store.get_user_by_id(to) if isinstance(to, int) else self.store.get_user(to)
+        )
+        if recipient is None:
+            raise UnknownRecipient(f"no account {to!r}")
+        return recipient
+
+    async def direct_history(
+        self,
+        participant: IParticipant,
+        other: object,
+        limit: int | None = None,
+        before: object = None,
+    ) -> tuple[StoredUser, list[DirectMessage]]:
+        """The other account, and the direct messages between it and the
+        participant's account (both ways), oldest first: the newest
+        ``limit`` (default 50), or those before the message id ``before``."""
+        if participant.user_id is None:
+            raise InvalidRequest("direct messages need a registered account")
+        name = self._account_name(other)
+        size, older_than, _ = self._page(limit, before, None)
+        account = await self._account(name)
+        messages = await self.store.direct_history(
+            participant.user_id, account.id, size, older_than
+        )
+        return account, messages
 
     def _deliver_direct(self, event: dict[str, Any]) -> None:
         """Hand a direct message to this instance's connections of the

@@ -1179,6 +1179,65 @@ class DirectMessageTests(AppSocketCase):
             self.send(bob, {"type": "get_offline"}), [{"type": "offline_list", "data": []}]
         )
 
+    def test_direct_history(self) -> None:
+        """``get_direct_history`` returns both directions of one
+        conversation, oldest first, paged back with ``limit``/``before``;
+        other conversations stay out."""
+        alice = self.login("alice")
+        bob = self.login("bob")
+        carol = self.login("carol")
+        sent = []
+        for sender, to, text in (
+            (alice, "bob", "hi bob"),
+            (bob, "alice", "hi alice"),
+            (carol, "alice", "not this one"),
+            (alice, "bob", "how are you"),
+        ):
+            frames = self.send(sender, {"type": "chat", "to": to, "content": text})
+            [ack] = [f for f in frames if f["type"] == "ack"]  # DMs to it come too
+            sent.append(ack["message_id"])
+            self.clock.advance(1)
+        for client in (alice, bob, carol):
+            client.take()
+        [reply] = self.send(alice, {"type": "get_direct_history", "with": "BOB", "id": "h"})
+        self.assertEqual(
+            (reply["type"], reply["id"], reply["with"], reply["with_user_id"]),
+            ("direct_history", "h", "bob", self.accounts["bob"].id),
+        )
+        self.assertEqual(
+            [(m["from"], m["to"], m["content"]) for m in reply["messages"]],
+            [
+                ("alice", "bob", "hi bob"),
+                ("bob", "alice", "hi alice"),
+                ("alice", "bob", "how are you"),
+            ],
+        )
+        self.assertEqual(reply["messages"][0]["id"], sent[0])
+        # The same conversation from bob's side, by user id; then paged.
+        [mirror] = self.send(
+            bob, {"type": "get_direct_history", "with_user_id": self.accounts["alice"].id}
+        )
+        self.assertEqual(mirror["messages"], reply["messages"])
+        [page] = self.send(
+            alice, {"type": "get_direct_history", "with": "bob", "limit": 1, "before": sent[3]}
+        )
+        self.assertEqual([m["content"] for m in page["messages"]], ["hi alice"])
+
+    def test_direct_history_refusals(self) -> None:
+        alice = self.login("alice")
+        for frame, code in (
+            ({"with": "nobody"}, "unknown_recipient"),
+            ({}, "invalid_request"),
+            ({"with": "bob", "limit": 0}, "invalid_request"),
+            ({"with": "bob", "limit": "5"}, "invalid_request"),
+            ({"with": "bob", "before": -1}, "invalid_request"),
+            ({"with": "bob", "before": True}, "invalid_request"),
+        ):
+            with self.subTest(frame=frame):
+                self.assertError(
+                    self.send(alice, {"type": "get_direct_history", "id": "x", **frame}), code, "x"
+                )
+
     def test_seed_socket_does_not_take_dms(self) -> None:
         """A recipient connected only on ``/ws/{room}`` (no DMs there) gets
         the message later through ``get_offline``."""

@@ -320,6 +320,17 @@ class TwoPeopleTests(BrowserCase):
         # Back in the room, nothing of the DM leaked into it.
         bob.locator("#room-list button[data-room='lobby']").click()
         self.assertNotIn("psst, bring the frisbee", self.bodies(bob))
+
+        # alice on another device: the conversation comes from the server,
+        # both ways, each message once, hers marked as hers.
+        other = self.log_in("alice")
+        self.join(other, "lobby")
+        other.locator("#people").get_by_role("button", name="bob", exact=True).click()
+        expect(other.locator("#conv-title")).to_have_text("@ bob")
+        self.expect_message(other, "alice", "psst, bring the frisbee")
+        self.expect_message(other, "bob", "will do")
+        expect(other.locator("#log li.msg")).to_have_count(2)
+        expect(other.locator("#log li.msg.mine")).to_have_count(1)
         self.assert_no_console_errors()
 
     def wait_quiet_in_room(self, carol: ClientConnection, mina: LineSocket) -> None:

@@ -410,6 +410,28 @@ class AppSocketProtocol(ParkchatServerProtocol):
 
         return d.addCallback(ack)
 
+    def handle_get_direct_history(self, frame: dict[str, Any]) -> Deferred[None]:
+        """The direct messages between this account and ``with`` (a user id
+        or nickname), oldest first; ``limit`` and ``before`` page back."""
+        other = frame.get("with_user_id", frame.get("with"))
+        d = Deferred.fromCoroutine(
+            self.service.direct_history(self, other, frame.get("limit"), frame.get("before"))
+        )
+
+        def reply(result: tuple[Any, list[DirectMessage]]) -> None:
+            account, messages = result
+            self._reply(
+                frame,
+                {
+                    "type": "direct_history",
+                    "with_user_id": account.id,
+                    "with": account.nickname,
+                    "messages": [direct_dict(m) for m in messages],
+                },
+            )
+
+        return d.addCallback(reply)
+
     def handle_get_online_list(self, frame: dict[str, Any]) -> None:
         users = self.service.online_users()
         self._reply(

@@ -292,7 +292,8 @@ function hideAlertIfConnectionProblem() {
 
 function onReady() {
   state.generation += 1;
-  // Direct messages have no history to resume from: say what may be lost.
+  // Unconfirmed direct messages are marked failed; one that was stored after
+  // all comes back with the conversation's history and replaces its copy.
   for (const [id, pending] of state.pending) {
     if (pending.conv.kind === "dm") {
       state.pending.delete(id);
@@ -301,6 +302,8 @@ function onReady() {
   }
   for (const room of state.rooms.values()) sendJoin(room);
   request({ type: "get_offline" }, { kind: "offline" });
+  // What was said while we were away is stored: fill the open conversations.
+  for (const dm of state.dms.values()) loadDirectHistory(dm);
 }
 
 /** Send a frame with a fresh client id and remember what it was for. */
@@ -342,6 +345,9 @@ function handleFrame(frame) {
       break;
     case "chat":
       onDirect(frame.from, frame.content, frame.timestamp, frame.id);
+      break;
+    case "direct_history":
+      onDirectHistory(frame, what);
       break;
     case "offline_list":
       for (const item of frame.data || []) onDirect(item.from, item.content, item.created_at, item.msg_id);
@@ -420,6 +426,7 @@ function addDm(nickname) {
   state.dms.set(key, dm);
   ui.dmList.append(dm.item);
   renderListButton(dm);
+  loadDirectHistory(dm);
   return dm;
 }
 
@@ -474,7 +481,7 @@ function renderMeta() {
     ui.convMeta.textContent = conv.joined ? `${conv.total} online` : "joining…";
     ui.loadOlder.hidden = !conv.hasOlder;
   } else {
-    ui.convMeta.textContent = "Direct messages (kept for this session)";
+    ui.convMeta.textContent = "Direct messages";
     ui.loadOlder.hidden = true;
   }
 }
@@ -753,11 +760,45 @@ function onTyping(frame) {
 function onDirect(from, content, timestamp, id) {
   if (typeof from !== "string" || typeof content !== "string") return;
   const dm = addDm(from);
-  if (id !== undefined && dm.ids.has(`in${id}`)) return;
-  if (id !== undefined) dm.ids.add(`in${id}`);
+  if (typeof id === "number") {
+    if (dm.ids.has(id)) return;
+    dm.ids.add(id);
+  }
   const stick = nearEnd(dm.ol);
-  dm.ol.append(messageItem({ id: undefined, username: from, body: content, timestamp, mine: false }));
+  const li = messageItem({ id, username: from, body: content, timestamp, mine: false });
+  if (typeof id === "number") insertById(dm.ol, li, id);
+  else dm.ol.append(li);
   noteNew(dm, stick);
+}
+
+/** A direct message of ours marked failed that was stored after all. */
+function adoptFailed(dm, body) {
+  for (const li of dm.ol.querySelectorAll("li.msg.mine.failed:not([data-id])")) {
+    if (li.querySelector(".msg-body").textContent === body) {
+      li.remove();
+      return;
+    }
+  }
+}
+
+/** Ask for the stored conversation with ``dm`` (its newest page). */
+function loadDirectHistory(dm) {
+  if (!state.conn || !state.conn.ready) return; // onReady asks again
+  request({ type: "get_direct_history", with: dm.name, limit: HISTORY_PAGE }, { kind: "dm_history", dm });
+}
+
+function onDirectHistory(frame, what) {
+  if (!what || !what.dm || state.dms.get(what.dm.name.toLowerCase()) !== what.dm) return;
+  const dm = what.dm;
+  const stick = nearEnd(dm.ol);
+  for (const m of Array.isArray(frame.messages) ? frame.messages : []) {
+    if (typeof m.id !== "number" || typeof m.content !== "string" || dm.ids.has(m.id)) continue;
+    dm.ids.add(m.id);
+    const mine = Boolean(state.me) && m.from_user_id === state.me.user_id;
+    if (mine) adoptFailed(dm, m.content);
+    insertById(dm.ol, messageItem({ id: m.id, username: m.from, body: m.content, timestamp: m.timestamp, mine }), m.id);
+  }
+  if (stick || state.current === dm) scrollToEnd(dm);
 }
 
 function openDm(name) {
@@ -807,6 +848,14 @@ function onAck(frame) {
   time.textContent = localTime(frame.timestamp);
   time.dateTime = frame.timestamp;
   time.title = localDateTime(frame.timestamp);
+  if (conv.kind === "dm" && typeof frame.message_id === "number") {
+    if (conv.ids.has(frame.message_id)) {
+      li.remove(); // the stored copy is already shown (history got there first)
+      return;
+    }
+    conv.ids.add(frame.message_id);
+    li.dataset.id = String(frame.message_id);
+  }
   if (conv.kind === "room" && typeof frame.message_id === "number") {
     if (conv.ids.has(frame.message_id)) {
       li.remove(); // already shown (a resume got there first)

@@ -1,0 +1,1 @@
+Direct-message history: `get_direct_history` on `/ws` returns the stored conversation with another account (both directions, oldest first, paged with `limit`/`before`); the browser page shows it when a conversation opens and after a reconnect, so conversations are the same on every device.
