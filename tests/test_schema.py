@@ -24,6 +24,7 @@ from parkchat.store.sqlite import (
     recent_messages_txn,
 )
 from parkchat.store.writer import GroupCommitWriter
+from tests.store_support import SQLitePlans
 
 T0 = 1_700_000_000_000
 
@@ -185,24 +186,10 @@ class NewDatabaseTests(SchemaTestCase):
         prepare_sqlite(path)
         conn = sqlite3.connect(path)
         self.addCleanup(conn.close)
-        plans: list[str] = []
-
-        class ExplainingCursor:
-            """A transaction that records the plan of each query it runs."""
-
-            def __init__(self) -> None:
-                self.cursor = conn.cursor()
-
-            def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-                rows = conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
-                plans.append(" / ".join(row[-1] for row in rows))
-                self.cursor.execute(sql, params)
-
-            def fetchall(self) -> list[Any]:
-                return self.cursor.fetchall()
-
+        txn = SQLitePlans(conn)
         for before, after in [(None, None), (100, None), (None, 5)]:
-            recent_messages_txn(ExplainingCursor(), SQLITE, "lobby", 50, before, after)
+            recent_messages_txn(txn, SQLITE, "lobby", 50, before, after)
+        plans = [" / ".join(plan) for plan in txn.plans]
         self.assertEqual(len(plans), 3)
         for plan in plans:
             self.assertIn("messages_room_id", plan)
@@ -233,30 +220,15 @@ class NewDatabaseTests(SchemaTestCase):
         )
         conn.execute("ANALYZE")
         conn.commit()
-        plans: list[list[str]] = []
-
-        class ExplainingCursor:
-            """A transaction that records the plan of each query it runs."""
-
-            def __init__(self) -> None:
-                self.cursor = conn.cursor()
-
-            def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-                rows = conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
-                plans.append([row[-1] for row in rows])
-                self.cursor.execute(sql, params)
-
-            def fetchall(self) -> list[Any]:
-                return self.cursor.fetchall()
-
+        txn = SQLitePlans(conn)
         results = {}
         for user_id, other_id in [(3, 5), (4, 4)]:
             for before in [None, 1500]:
                 results[user_id, other_id, before] = direct_history_txn(
-                    ExplainingCursor(), SQLITE, user_id, other_id, 50, before
+                    txn, SQLITE, user_id, other_id, 50, before
                 )
-        self.assertEqual(len(plans), 4)
-        for plan, directions in zip(plans, [2, 2, 1, 1], strict=True):
+        self.assertEqual(len(txn.plans), 4)
+        for plan, directions in zip(txn.plans, [2, 2, 1, 1], strict=True):
             text = " / ".join(plan)
             searches = [line for line in plan if "direct_messages" in line]
             self.assertEqual(len(searches), directions, text)

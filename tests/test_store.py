@@ -17,9 +17,7 @@ from zope.interface.verify import verifyObject
 from parkchat.errors import AccountExists
 from parkchat.interfaces import IMessageStore
 from parkchat.model import Message
-from parkchat.store.memory import MemoryStore
-from parkchat.store.sqlite import open_sqlite
-from tests import postgres_support
+from tests.store_support import OnMemory, OnPostgreSQL, OnSQLite
 
 T0 = 1_700_000_000_000
 
@@ -249,32 +247,13 @@ class MessageStoreTestsMixin(_Base):
         self.assertEqual((await store.get_user("bob")).password_hash, b"bobs")
 
 
-class MemoryStoreTests(MessageStoreTestsMixin, TestCase):
+class MemoryStoreTests(OnMemory, MessageStoreTestsMixin, TestCase):
     """The contract, for the in-memory store."""
 
-    def make_store(self) -> IMessageStore:
-        store = MemoryStore()
-        self.addCleanup(store.close)
-        return store
 
-
-class SQLiteStoreTests(MessageStoreTestsMixin, TestCase):
+class SQLiteStoreTests(OnSQLite, MessageStoreTestsMixin, TestCase):
     """The contract, for the SQLite store on a real file."""
 
-    def make_store(self) -> IMessageStore:
-        store = open_sqlite(self.mktemp())
-        self.addCleanup(store.close)
-        return store
 
-
-class PostgreSQLStoreTests(MessageStoreTestsMixin, TestCase):
+class PostgreSQLStoreTests(OnPostgreSQL, MessageStoreTestsMixin, TestCase):
     """The contract, for the PostgreSQL store on a new database per test."""
-
-    skip = postgres_support.SKIP_REASON
-
-    def make_store(self) -> IMessageStore:
-        from parkchat.store.postgres import open_postgres
-
-        store = open_postgres(postgres_support.create_database(self.addCleanup))
-        self.addCleanup(store.close)
-        return store

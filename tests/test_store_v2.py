@@ -19,10 +19,9 @@ from zope.interface.verify import verifyObject
 
 from parkchat.interfaces import IMessageStore
 from parkchat.model import Ban, DirectMessage, Message, StoredUser, User
-from parkchat.store.memory import MemoryStore
 from parkchat.store.schema import SCHEMA_DIR, latest_version
 from parkchat.store.sqlite import load_or_create_setting, open_sqlite, prepare_sqlite
-from tests import postgres_support
+from tests.store_support import OnMemory, OnPostgreSQL, OnSQLite
 
 T0 = 1_700_000_000_000
 
@@ -160,35 +159,16 @@ class StoreV2TestsMixin(_Base):
         )
 
 
-class MemoryStoreV2Tests(StoreV2TestsMixin, TestCase):
+class MemoryStoreV2Tests(OnMemory, StoreV2TestsMixin, TestCase):
     """The version-2 contract, for the in-memory store."""
 
-    def make_store(self) -> IMessageStore:
-        store = MemoryStore()
-        self.addCleanup(store.close)
-        return store
 
-
-class SQLiteStoreV2Tests(StoreV2TestsMixin, TestCase):
+class SQLiteStoreV2Tests(OnSQLite, StoreV2TestsMixin, TestCase):
     """The version-2 contract, for SQLite on a real file."""
 
-    def make_store(self) -> IMessageStore:
-        store = open_sqlite(self.mktemp())
-        self.addCleanup(store.close)
-        return store
 
-
-class PostgreSQLStoreV2Tests(StoreV2TestsMixin, TestCase):
+class PostgreSQLStoreV2Tests(OnPostgreSQL, StoreV2TestsMixin, TestCase):
     """The version-2 contract, for PostgreSQL on a new database per test."""
-
-    skip = postgres_support.SKIP_REASON
-
-    def make_store(self) -> IMessageStore:
-        from parkchat.store.postgres import open_postgres
-
-        store = open_postgres(postgres_support.create_database(self.addCleanup))
-        self.addCleanup(store.close)
-        return store
 
 
 def schema_objects(path: str) -> list[tuple[Any, ...]]:

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
 from parkchat.interfaces import IMessageStore
 from parkchat.model import Ban, DirectMessage, Message, StoredUser
-from parkchat.store.memory import MemoryStore
 from parkchat.store.schema import SCHEMA_DIR, latest_version
 from parkchat.store.sqlite import (
     SQLITE,
@@ -28,7 +26,7 @@ from parkchat.store.sqlite import (
     prepare_sqlite,
     prune_revoked_tokens_txn,
 )
-from tests import postgres_support
+from tests.store_support import OnMemory, OnPostgreSQL, OnSQLite, SQLitePlans
 from tests.test_store_v2 import query, run_scripts, schema_objects
 
 T0 = 1_700_000_000_000
@@ -253,35 +251,16 @@ class StoreV3TestsMixin(_Base):
         )
 
 
-class MemoryStoreV3Tests(StoreV3TestsMixin, TestCase):
+class MemoryStoreV3Tests(OnMemory, StoreV3TestsMixin, TestCase):
     """The version-3 contract, for the in-memory store."""
 
-    def make_store(self) -> IMessageStore:
-        store = MemoryStore()
-        self.addCleanup(store.close)
-        return store
 
-
-class SQLiteStoreV3Tests(StoreV3TestsMixin, TestCase):
+class SQLiteStoreV3Tests(OnSQLite, StoreV3TestsMixin, TestCase):
     """The version-3 contract, for SQLite on a real file."""
 
-    def make_store(self) -> IMessageStore:
-        store = open_sqlite(self.mktemp())
-        self.addCleanup(store.close)
-        return store
 
-
-class PostgreSQLStoreV3Tests(StoreV3TestsMixin, TestCase):
+class PostgreSQLStoreV3Tests(OnPostgreSQL, StoreV3TestsMixin, TestCase):
     """The version-3 contract, for PostgreSQL on a new database per test."""
-
-    skip = postgres_support.SKIP_REASON
-
-    def make_store(self) -> IMessageStore:
-        from parkchat.store.postgres import open_postgres
-
-        store = open_postgres(postgres_support.create_database(self.addCleanup))
-        self.addCleanup(store.close)
-        return store
 
 
 class SchemaV3Tests(TestCase):
@@ -376,23 +355,9 @@ class SchemaV3Tests(TestCase):
         prepare_sqlite(path)
         conn = sqlite3.connect(path)
         self.addCleanup(conn.close)
-        plans: list[str] = []
-
-        class ExplainingCursor:
-            """A transaction that records the plan of each query it runs."""
-
-            rowcount = 0
-
-            def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-                rows = conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
-                plans.append(" / ".join(row[-1] for row in rows))
-                self.rowcount = conn.execute(sql, params).rowcount
-
-            def fetchall(self) -> list[Any]:
-                return []
-
-        list_revoked_tokens_txn(ExplainingCursor(), SQLITE, S0)
-        prune_revoked_tokens_txn(ExplainingCursor(), SQLITE, S0)
-        self.assertEqual(len(plans), 2)
-        for plan in plans:
-            self.assertIn("revoked_tokens_expires", plan)
+        txn = SQLitePlans(conn)
+        list_revoked_tokens_txn(txn, SQLITE, S0)
+        prune_revoked_tokens_txn(txn, SQLITE, S0)
+        self.assertEqual(len(txn.plans), 2)
+        for plan in txn.plans:
+            self.assertIn("revoked_tokens_expires", " / ".join(plan))

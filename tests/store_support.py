@@ -1,0 +1,72 @@
+"""Where the store contract suites run: one mixin per backend, each making
+a fresh store for a test and closing it afterwards. Put the backend first
+in the bases, before the suite (whose ``make_store`` is abstract)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from parkchat.interfaces import IMessageStore
+from parkchat.store.memory import MemoryStore
+from parkchat.store.sqlite import open_sqlite
+from tests import postgres_support
+
+
+class OnMemory:
+    """The in-memory store."""
+
+    addCleanup: Any
+
+    def make_store(self) -> IMessageStore:
+        store = MemoryStore()
+        self.addCleanup(store.close)
+        return store
+
+
+class OnSQLite:
+    """SQLite on a real file."""
+
+    addCleanup: Any
+    mktemp: Any
+
+    def make_store(self) -> IMessageStore:
+        store = open_sqlite(self.mktemp())
+        self.addCleanup(store.close)
+        return store
+
+
+class OnPostgreSQL:
+    """PostgreSQL, a new database per test (skipped without one)."""
+
+    addCleanup: Any
+    skip = postgres_support.SKIP_REASON
+
+    def make_store(self) -> IMessageStore:
+        from parkchat.store.postgres import open_postgres
+
+        store = open_postgres(postgres_support.create_database(self.addCleanup))
+        self.addCleanup(store.close)
+        return store
+
+
+class SQLitePlans:
+    """Stands in for the transaction that a store's ``*_txn`` function gets,
+    on a real SQLite connection: each query runs, and its plan (the detail
+    column of EXPLAIN QUERY PLAN, one string per line) is kept in ``plans``."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.plans: list[list[str]] = []
+        self._cursor = conn.cursor()
+        self.rowcount = 0
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        rows = self.conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
+        self.plans.append([row[-1] for row in rows])
+        self._cursor.execute(sql, params)
+        self.rowcount = self._cursor.rowcount
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
