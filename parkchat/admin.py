@@ -11,6 +11,7 @@ docs/moderation.md)::
     parkchat-admin kick alice lounge --reason "off topic"
     parkchat-admin register bob                # asks for the password
     printf '%s\\n' "$PW" | parkchat-admin register bob --password-stdin
+    parkchat-admin password bob                # a new password (asked for)
 
 The admin token is never taken from the command line (argv is visible to
 every local user through ``ps``), nor are passwords. Requests go straight to
@@ -230,15 +231,17 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     kick.add_argument("room", metavar="ROOM")
     kick.add_argument("--reason", default="", metavar="TEXT", help="shown to the kicked user")
 
-    register = commands.add_parser(
-        "register", help="create an account (the password is asked for, never an argument)"
-    )
-    register.add_argument("nickname", metavar="NICK")
-    register.add_argument(
-        "--password-stdin",
-        action="store_true",
-        help="read the password from the first line of standard input",
-    )
+    for name, text in (
+        ("register", "create an account (the password is asked for, never an argument)"),
+        ("password", "set an account's password; its login tokens stop working"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("nickname", metavar="NICK")
+        command.add_argument(
+            "--password-stdin",
+            action="store_true",
+            help="read the password from the first line of standard input",
+        )
     return parser
 
 
@@ -335,6 +338,9 @@ class AdminClient:
 
     def register(self, nickname: str, password: str) -> Any:
         return self.request("POST", "/admin/register", {"nickname": nickname, "password": password})
+
+    def set_password(self, nickname: str, password: str) -> Any:
+        return self.request("POST", "/admin/password", {"nickname": nickname, "password": password})
 
     def request(self, method: str, path: str, body: Any = None) -> Any:
         """One request; the JSON answer of a 2xx response."""
@@ -560,6 +566,10 @@ def run(
         password = read_password(args.nickname, args.password_stdin, streams.stdin, ask)
         data = client.register(args.nickname, password)
         text = format_register(data)
+    elif args.command == "password":
+        password = read_password(args.nickname, args.password_stdin, streams.stdin, ask)
+        data = client.set_password(args.nickname, password)
+        text = clean(f"new password set for {args.nickname}; its login tokens no longer work")
     else:  # pragma: no cover -- argparse only accepts the commands above
         raise UsageError(f"unknown command {args.command!r}")
     if args.json:

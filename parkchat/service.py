@@ -503,7 +503,11 @@ class ChatService(Service):
                 self.revocations.revoke(event["token_id"], int(event["expires_s"]))
             elif kind == "cutoff":
                 self.revocations.cut_off(event["user_id"], int(event["before_ms"]))
-                self._logged_out_here(event["user_id"], event["nickname"])
+                # A new password: this instance may still hold the old one
+                # as verified (the credential cache).
+                self.accounts.cache.forget(nickname_key(event["nickname"]))
+                if event.get("close"):
+                    self._logged_out_here(event["user_id"], event["nickname"])
             elif kind == "session":
                 for p in list(self._by_user.get(event["user_key"], ())):
                     if p.user_id is not None and self._ids.get(p) != event["keep"]:
@@ -964,7 +968,9 @@ class ChatService(Service):
 
     def change_password(self, nickname: str, password: object) -> Deferred[None]:
         """Set a new password; the account's tokens issued until now stop
-        working (whoever knew the old password may hold one)."""
+        working (whoever knew the old password may hold one), and every
+        instance forgets the old password's cached verification. Open
+        connections stay: they proved the password when they opened."""
         return Deferred.fromCoroutine(self._change_password(nickname, password))
 
     async def _change_password(self, nickname: str, password: object) -> None:
@@ -995,16 +1001,19 @@ class ChatService(Service):
         before_ms = self._now_ms()
         await self.store.set_token_cutoff(user_id, before_ms)
         self.revocations.cut_off(user_id, before_ms)
-        # With no nickname, the other instances close nothing either.
-        shown = nickname if close else ""
-        self._logged_out_here(user_id, shown)
+        if close:
+            self._logged_out_here(user_id, nickname)
         self._control(
-            {"kind": "cutoff", "user_id": user_id, "nickname": shown, "before_ms": before_ms}
+            {
+                "kind": "cutoff",
+                "user_id": user_id,
+                "nickname": nickname,
+                "before_ms": before_ms,
+                "close": close,
+            }
         )
 
     def _logged_out_here(self, user_id: int, nickname: str) -> None:
-        if not nickname:
-            return
         for participant in list(self._by_user.get(nickname_key(nickname), ())):
             if participant.user_id == user_id:
                 self._force_out(participant, LOGGED_OUT_REASON)

@@ -756,6 +756,21 @@ class AdminEndToEndTests(TestCase):
         self.assertEqual(self.ok("bans"), "no bans\n")
         self.websocket("lounge", alice)
 
+    def test_password(self) -> None:
+        """``password`` sets a new one: the old is refused (even though the
+        server had it cached as verified), the new works."""
+        alice = self.register("alice")
+        self.assertEqual(self.server.request("/history/lounge", auth=alice)[0], 200)
+        out = self.ok("password", "alice", "--password-stdin", stdin="brand-new-pw\n")
+        self.assertEqual(out, "new password set for alice; its login tokens no longer work\n")
+        self.assertEqual(self.server.request("/history/lounge", auth=alice)[0], 401)
+        self.assertEqual(
+            self.server.request("/history/lounge", auth=("alice", "brand-new-pw"))[0], 200
+        )
+        result = self.cli("password", "nobody", "--password-stdin", stdin="x\n")
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn("no account", result.stderr)
+
     def test_kick_and_rooms(self) -> None:
         """``rooms`` counts connections; ``kick`` closes the kicked member's
         room socket with the reason, the others see them leave."""

@@ -178,6 +178,61 @@ class LogoutTests(SiteCase):
         self.assertError(response, data, 405, "method_not_allowed")
 
 
+class PasswordTests(SiteCase):
+    """``POST /password`` (the user) and ``POST /admin/password`` (an admin)."""
+
+    def change(self, current: str, new: Any) -> tuple[IResponse, Any]:
+        return self.json_request(
+            "POST",
+            "/password",
+            body={"new_password": new},
+            headers={"Authorization": basic("alice", current)},
+        )
+
+    def test_change(self) -> None:
+        """With the current password: the new one works, the old one and the
+        tokens issued before do not."""
+        _, data = self.login("alice", PASSWORD)
+        token = data["token"]
+        self.clock.advance(1)
+        response, data = self.change(PASSWORD, "a-better-secret")
+        self.assertEqual((response.code, data), (200, {"changed": True, "nickname": "alice"}))
+        self.assertEqual(self.login("alice", PASSWORD)[0].code, 401)
+        self.assertEqual(self.login("alice", "a-better-secret")[0].code, 200)
+        self.assertRaises(AuthenticationFailed, self.tokens.verify, token)
+
+    def test_refusals(self) -> None:
+        """A wrong current password is 401 (and counts as a failed login); a
+        missing or empty new one 400; nothing changes."""
+        response, data = self.change("wrong", "whatever")
+        self.assertError(response, data, 401, "unauthorized")
+        for new in ("", None, 7):
+            response, data = self.change(PASSWORD, new)
+            self.assertError(response, data, 400, "invalid_password")
+        response, data = self.json_request("POST", "/password", body={"new_password": "x"})
+        self.assertError(response, data, 401, "unauthorized")
+        self.assertEqual(self.login("alice", PASSWORD)[0].code, 200)
+
+    def test_admin_sets_it(self) -> None:
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        response, data = self.json_request(
+            "POST",
+            "/admin/password",
+            body={"nickname": "bob", "password": "reset-1"},
+            headers=admin,
+        )
+        self.assertEqual((response.code, data), (200, {"changed": True}))
+        self.assertEqual(self.login("bob", "reset-1")[0].code, 200)
+        response, data = self.json_request(
+            "POST", "/admin/password", body={"nickname": "nobody", "password": "x"}, headers=admin
+        )
+        self.assertError(response, data, 404, "unknown_recipient")
+        response, data = self.json_request(
+            "POST", "/admin/password", body={"nickname": "bob", "password": "x"}
+        )
+        self.assertError(response, data, 401, "unauthorized")
+
+
 class LoginTests(SiteCase):
     """``POST /login``: a signed token for a nickname and password."""
 

@@ -677,6 +677,28 @@ class ModerationTests(TwoInstancesCase):
         self.assertEqual(alice.disconnected, [LOGGED_OUT_REASON])
         self.assertTrue(refused(two, other))
 
+    async def test_password_change_reaches_the_other_cache(self) -> None:
+        """Two caches the verified old password; a change on one makes the
+        other forget it at once (not after --auth-cache-ttl)."""
+        await self.account("alice")
+        await self.two.service.authenticate("alice", "alice-secret")  # cached on two
+        await self.one.service.change_password("alice", "new-secret")
+
+        async def old_refused() -> bool:
+            try:
+                await self.two.service.authenticate("alice", "alice-secret")
+            except AuthenticationFailed:
+                return True
+            return False
+
+        for _ in range(100):  # the event crosses Redis: bounded wait
+            if await old_refused():
+                break
+            await deferLater(reactor, 0.05, lambda: None)
+        self.assertTrue(await old_refused())
+        user = await self.two.service.authenticate("alice", "new-secret")
+        self.assertEqual(user.nickname, "alice")
+
     async def test_kick_on_the_other_instance(self) -> None:
         bob = await self.joined(self.two, "bob")
         alice = await self.joined(self.one, "alice")

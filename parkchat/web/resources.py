@@ -27,7 +27,13 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from parkchat.accounts import _encodable
 from parkchat.auth import IChatUser, PeerUsernamePassword
-from parkchat.errors import AuthenticationFailed, ChatError, InvalidRequest, OriginForbidden
+from parkchat.errors import (
+    AuthenticationFailed,
+    ChatError,
+    InvalidRequest,
+    OriginForbidden,
+    UnknownRecipient,
+)
 from parkchat.model import Ban, User, format_timestamp, validate_room
 from parkchat.protocols.unified import AppSocketFactory
 from parkchat.protocols.websocket import RoomSocketFactory
@@ -475,6 +481,18 @@ class LogoutResource(ApiResource):
         return {"logged_out": True, "everywhere": everywhere or claims.token_id is None}
 
 
+class PasswordResource(ApiResource):
+    """``POST /password {"new_password"}`` with ``Authorization: Basic``
+    (the current password): a new password for the account. Its tokens
+    issued until now stop working; log in again for a new one."""
+
+    async def handle_POST(self, request: Request) -> dict[str, Any]:
+        user = await authenticate_basic(self.service, request)
+        data = read_json_object(request)
+        await self.service.change_password(user.nickname, data.get("new_password"))
+        return {"changed": True, "nickname": user.nickname}
+
+
 class SocketRoot(ApiResource):
     """``/ws`` is the app endpoint, ``/ws/{room}`` the seed API's room socket.
 
@@ -536,6 +554,7 @@ class AdminResource(Resource):
             (b"unban", AdminUnban),
             (b"kick", AdminKick),
             (b"register", AdminRegister),
+            (b"password", AdminPassword),
         ):
             self.putChild(name, cls(service, admin_token))
 
@@ -641,6 +660,19 @@ class AdminKick(AdminApi):
         if not isinstance(reason, str):
             raise InvalidRequest('"reason" must be a string')
         return {"kicked": self.service.kick(_nickname_field(data), room, reason)}
+
+
+class AdminPassword(AdminApi):
+    """Set an account's password (a user who forgot theirs); its tokens stop
+    working, its open connections stay."""
+
+    async def handle_POST(self, request: Request) -> dict[str, Any]:
+        data = read_json_object(request)
+        nickname = _nickname_field(data)
+        if not await self.service.account_exists(nickname):
+            raise UnknownRecipient(f"no account {nickname!r}")
+        await self.service.change_password(nickname, data.get("password"))
+        return {"changed": True}
 
 
 class AdminRegister(AdminApi):

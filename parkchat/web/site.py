@@ -27,6 +27,7 @@ from parkchat.web.resources import (
     HistoryResource,
     LoginResource,
     LogoutResource,
+    PasswordResource,
     RegisterResource,
     SocketRoot,
     origin_allowed,
@@ -181,6 +182,7 @@ def make_site(
     /metrics (behind ``metrics_token`` if given)."""
     root = SiteRoot()  # "/" and every path not below is the browser client's files
     root.putChild(b"register", RegisterResource(service))
+    root.putChild(b"password", PasswordResource(service))
     root.putChild(b"history", HistoryResource(service))
     root.putChild(b"health", HealthResource(service))
     root.putChild(b"ws", SocketRoot(service, ws_factory, app_factory, allowed_origins))
