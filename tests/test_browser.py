@@ -566,6 +566,45 @@ class ErrorTests(BrowserCase):
         self.assert_no_console_errors()
 
 
+class PasswordTests(BrowserCase):
+    def test_change_password(self) -> None:
+        """The Password dialog: mistakes are said in the dialog; a change
+        keeps this window signed in (a reload reconnects with the token the
+        page got for the new password), and only the new password works."""
+        page = self.sign_up("alice")
+        page.get_by_role("button", name="Password", exact=True).click()
+        dialog = page.get_by_role("dialog", name="Change your password")
+        expect(dialog).to_be_visible()
+        expect(page.get_by_label("Current password", exact=True)).to_be_focused()
+        page.get_by_label("Current password", exact=True).fill("not-my-password")
+        page.get_by_label("New password", exact=True).fill("a-new-one-42")
+        page.get_by_label("Repeat the new password", exact=True).fill("a-new-one-42")
+        page.get_by_role("button", name="Change password", exact=True).click()
+        expect(page.locator("#password-error")).to_have_text("That is not your current password.")
+        self.shot(page, "password-dialog")
+        page.get_by_label("Current password", exact=True).fill("alice-password")
+        page.get_by_label("Repeat the new password", exact=True).fill("typo")
+        page.get_by_role("button", name="Change password", exact=True).click()
+        expect(page.locator("#password-error")).to_have_text("The new passwords do not match.")
+        page.get_by_label("Repeat the new password", exact=True).fill("a-new-one-42")
+        page.get_by_role("button", name="Change password", exact=True).click()
+        expect(dialog).to_be_hidden()
+        expect(page.locator("#alert-text")).to_have_text("Your password was changed.")
+        self.shot(page, "password-changed")
+
+        old, new = ("alice", "alice-password"), ("alice", "a-new-one-42")
+        self.assertEqual(self.server.request("/history/lobby", auth=old)[0], 401)
+        self.assertEqual(self.server.request("/history/lobby", auth=new)[0], 200)
+        page.reload()
+        self.expect_connected(page, "alice")
+        self.join(page, "lobby")
+        self.say(page, "still here")
+        self.expect_message(page, "alice", "still here")
+        # Chromium logs every 4xx answer to fetch() as a console error.
+        self.expected_console.append(re.compile(r"Failed to load resource: .* 401 "))
+        self.assert_no_console_errors()
+
+
 class PhoneAndKeyboardTests(BrowserCase):
     def test_phone_width_keyboard_only_and_logout(self) -> None:
         """At 390 px wide, with only the keyboard: register, join, send,

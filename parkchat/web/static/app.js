@@ -20,6 +20,15 @@ const ui = {
   reconnect: $("reconnect"),
   whoami: $("whoami"),
   logout: $("logout"),
+  passwordButton: $("password-button"),
+  passwordDialog: $("password-dialog"),
+  passwordForm: $("password-form"),
+  currentPassword: $("current-password"),
+  newPassword: $("new-password"),
+  repeatPassword: $("repeat-password"),
+  passwordError: $("password-error"),
+  passwordSave: $("password-save"),
+  passwordCancel: $("password-cancel"),
   alert: $("alert"),
   alertText: $("alert-text"),
   alertClose: $("alert-close"),
@@ -191,6 +200,73 @@ async function register() {
   await logIn();
 }
 
+// -- password --------------------------------------------------------------------
+
+function basicAuth(nickname, password) {
+  const bytes = new TextEncoder().encode(`${nickname}:${password}`);
+  return `Basic ${btoa(String.fromCharCode(...bytes))}`;
+}
+
+function openPasswordDialog() {
+  ui.passwordForm.reset();
+  ui.passwordError.textContent = "";
+  ui.passwordDialog.showModal();
+  ui.currentPassword.focus();
+}
+
+/** POST /password with the current password (Basic), then log in with the
+ * new one: the change revokes every token issued until now, this window's
+ * included, and the next reconnect needs a fresh one. */
+async function changePassword() {
+  const me = state.me;
+  const current = ui.currentPassword.value;
+  const fresh = ui.newPassword.value;
+  if (!me) return;
+  if (!current || !fresh) {
+    ui.passwordError.textContent = "Enter your current password and a new one.";
+    return;
+  }
+  if (fresh !== ui.repeatPassword.value) {
+    ui.passwordError.textContent = "The new passwords do not match.";
+    ui.repeatPassword.select();
+    return;
+  }
+  ui.passwordSave.disabled = true;
+  try {
+    const response = await fetch("/password", {
+      method: "POST",
+      headers: { Authorization: basicAuth(me.nickname, current), "Content-Type": "application/json" },
+      body: JSON.stringify({ new_password: fresh }),
+      credentials: "omit",
+      cache: "no-store",
+    });
+    if (response.status !== 200) {
+      let data = null;
+      try {
+        data = await response.json();
+      } catch {
+        data = null;
+      }
+      ui.passwordError.textContent =
+        response.status === 401 ? "That is not your current password." : httpError(response.status, data, "Not changed");
+      return;
+    }
+    const { status, data } = await postJson("/login", { nickname: me.nickname, password: fresh });
+    if (status === 200 && data && typeof data.token === "string" && state.me === me) {
+      me.token = data.token;
+      me.expires_at = data.expires_at;
+      sessionStorage.setItem(SESSION_KEY, JSON.stringify(me));
+      if (state.conn) state.conn.token = data.token;
+    }
+    ui.passwordDialog.close();
+    showAlert("Your password was changed.");
+  } catch (error) {
+    ui.passwordError.textContent = `Could not reach the server (${error}).`;
+  } finally {
+    ui.passwordSave.disabled = false;
+  }
+}
+
 // -- session -----------------------------------------------------------------
 
 function saveRooms() {
@@ -206,6 +282,7 @@ function startSession(me, roomNames) {
   ui.loginView.hidden = true;
   ui.chatView.hidden = false;
   ui.logout.hidden = false;
+  ui.passwordButton.hidden = false;
   ui.whoami.hidden = false;
   ui.whoami.textContent = `Signed in as ${me.nickname}`;
   for (const name of roomNames) addRoom(name);
@@ -234,6 +311,8 @@ function logOut(message) {
   ui.chatView.hidden = true;
   ui.loginView.hidden = false;
   ui.logout.hidden = true;
+  ui.passwordButton.hidden = true;
+  if (ui.passwordDialog.open) ui.passwordDialog.close();
   ui.whoami.hidden = true;
   ui.whoami.textContent = "";
   setStatus("Not connected", { offline: true });
@@ -928,6 +1007,12 @@ ui.registerButton.addEventListener("click", () => withBusyForm(register));
 ui.logout.addEventListener("click", () => {
   if (state.me) revokeToken(state.me.token);
   logOut();
+});
+ui.passwordButton.addEventListener("click", openPasswordDialog);
+ui.passwordCancel.addEventListener("click", () => ui.passwordDialog.close());
+ui.passwordForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  changePassword();
 });
 ui.reconnect.addEventListener("click", () => {
   if (state.conn) state.conn.reconnectNow();
