@@ -12,6 +12,7 @@ docs/moderation.md)::
     parkchat-admin register bob                # asks for the password
     printf '%s\\n' "$PW" | parkchat-admin register bob --password-stdin
     parkchat-admin password bob                # a new password (asked for)
+    parkchat-admin delete 4711                 # remove a message from its room
 
 The admin token is never taken from the command line (argv is visible to
 every local user through ``ps``), nor are passwords. Requests go straight to
@@ -231,6 +232,9 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     kick.add_argument("room", metavar="ROOM")
     kick.add_argument("--reason", default="", metavar="TEXT", help="shown to the kicked user")
 
+    delete = commands.add_parser("delete", help="remove a stored message from its room")
+    delete.add_argument("message_id", metavar="ID", type=int)
+
     for name, text in (
         ("register", "create an account (the password is asked for, never an argument)"),
         ("password", "set an account's password; its login tokens stop working"),
@@ -338,6 +342,9 @@ class AdminClient:
 
     def register(self, nickname: str, password: str) -> Any:
         return self.request("POST", "/admin/register", {"nickname": nickname, "password": password})
+
+    def delete(self, message_id: int) -> Any:
+        return self.request("POST", "/admin/delete", {"id": message_id})
 
     def set_password(self, nickname: str, password: str) -> Any:
         return self.request("POST", "/admin/password", {"nickname": nickname, "password": password})
@@ -566,6 +573,9 @@ def run(
         password = read_password(args.nickname, args.password_stdin, streams.stdin, ask)
         data = client.register(args.nickname, password)
         text = format_register(data)
+    elif args.command == "delete":
+        data = client.delete(args.message_id)
+        text = clean(f"deleted message {args.message_id} from {data.get('room')}")
     elif args.command == "password":
         password = read_password(args.nickname, args.password_stdin, streams.stdin, ask)
         data = client.set_password(args.nickname, password)

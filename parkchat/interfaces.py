@@ -51,6 +51,10 @@ class IMessageStore(Interface):
         """Store a batch of chat messages in one transaction; fire with their ids
         in order, only after the transaction has committed."""
 
+    def delete_message(message_id: int) -> Deferred[str | None]:
+        """Remove a stored chat message (moderation); fire with the name of
+        its room, or None if there was no such message."""
+
     def recent_messages(
         room: str, limit: int, before: int | None = None, after: int | None = None
     ) -> Deferred[list[Any]]:

@@ -20,6 +20,8 @@ from parkchat.errors import ContentTooLong, InvalidContent, InvalidName, Invalid
 
 CHAT: Final = "chat"
 SYSTEM: Final = "system"
+#: A room event saying that the stored message ``id`` was deleted (moderation).
+DELETED: Final = "deleted"
 
 #: System event kinds carried by ``Message.event``.
 JOINED: Final = "joined"

@@ -22,8 +22,10 @@ class RecentMessages:
         self.max_rooms = max_rooms
         self._rooms: OrderedDict[str, deque[Message]] = OrderedDict()
         self._versions: dict[str, int] = {}
-        # Rooms being loaded from the store: messages stored meanwhile.
+        # Rooms being loaded from the store: messages stored meanwhile, and
+        # ids deleted meanwhile.
         self._loading: dict[str, list[Message]] = {}
+        self._deleted: dict[str, set[int]] = {}
 
     def __len__(self) -> int:
         return len(self._rooms)
@@ -51,6 +53,10 @@ class RecentMessages:
         """The load finished with ``stored`` (the newest ``depth`` messages,
         oldest first); merge what arrived meanwhile and cache the window."""
         arrived = self._loading.pop(room, [])
+        deleted = self._deleted.pop(room, None)
+        if deleted:
+            stored = [m for m in stored if m.id not in deleted]
+            arrived = [m for m in arrived if m.id not in deleted]
         last = stored[-1].id if stored else 0
         window = deque(stored, maxlen=self.depth)
         window.extend(m for m in arrived if m.id > last)
@@ -61,6 +67,16 @@ class RecentMessages:
             dropped, _ = self._rooms.popitem(last=False)
             self._versions.pop(dropped, None)
         return list(window)
+
+    def remove(self, room: str, message_id: int) -> None:
+        """A stored message of ``room`` was deleted (moderation)."""
+        if room in self._loading:
+            # The load may have read it before the delete: filter it there too.
+            self._deleted.setdefault(room, set()).add(message_id)
+        window = self._rooms.get(room)
+        if window is not None and any(m.id == message_id for m in window):
+            self._rooms.pop(room)  # reloaded from the store on the next read
+            self._versions[room] = self._versions.get(room, 0) + 1
 
     def add(self, message: Message) -> None:
         """A message of this instance was stored."""

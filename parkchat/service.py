@@ -42,6 +42,8 @@ from parkchat.interfaces import IBus, IBusHandler, IMessageStore, IParticipant
 from parkchat.limits import ConnectionCounter, Limits, LoginThrottle, TokenBucketLimiter
 from parkchat.metrics import ServiceMetrics
 from parkchat.model import (
+    CHAT,
+    DELETED,
     JOINED,
     LEFT,
     Ban,
@@ -592,7 +594,7 @@ class ChatService(Service):
         room = self._rooms.get(room_name)
         if room is None:
             return
-        if self._track_seen and message.id:
+        if self._track_seen and message.id and message.type == CHAT:
             if self._caught_up and (room_name, message.id) in self._caught_up:
                 self._caught_up.discard((room_name, message.id))
                 return
@@ -601,6 +603,31 @@ class ChatService(Service):
         self.metrics.deliveries += room.last_delivered
         for member in failed:
             self._force_out(member, "delivery failed")
+
+    async def delete_message(self, message_id: object) -> str | None:
+        """Remove a stored message (moderation): from the database, from this
+        instance's recent-history cache, and from the screens of the room's
+        members on every instance that show such events (``deleted`` on
+        /ws). The name of its room, or None if there was no such message."""
+        if isinstance(message_id, bool) or not isinstance(message_id, int):
+            raise InvalidRequest('"id" must be a message id')
+        if not 0 < message_id <= MAX_ID:
+            return None
+        room = await self.store.delete_message(message_id)
+        if room is None:
+            return None
+        if self.recent is not None:
+            self.recent.remove(room, message_id)
+        notice = Message(
+            room=room,
+            nickname="",
+            content="",
+            timestamp_ms=self._now_ms(),
+            type=DELETED,
+            id=message_id,
+        )
+        self.bus.publish(room, notice)
+        return room
 
     def bus_recovered(self) -> None:
         """The bus carries events between instances again after an outage

@@ -771,6 +771,21 @@ class AdminEndToEndTests(TestCase):
         self.assertEqual(result.returncode, 1, result.stderr)
         self.assertIn("no account", result.stderr)
 
+    def test_delete(self) -> None:
+        """``delete ID`` removes a message from the history and from the
+        screens of /ws members; an unknown id is an error (exit 1)."""
+        alice = self.register("alice")
+        ws = self.websocket("lounge", alice)
+        ws.send(json.dumps({"content": "regrettable"}))
+        posted = json.loads(ws.recv(timeout=TIMEOUT))
+        out = self.ok("delete", str(posted["id"]))
+        self.assertEqual(out, f"deleted message {posted['id']} from lounge\n")
+        status, body = self.server.request("/history/lounge", auth=alice)
+        self.assertEqual((status, json.loads(body)), (200, []))
+        result = self.cli("delete", str(posted["id"]))
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn("no message", result.stderr)
+
     def test_kick_and_rooms(self) -> None:
         """``rooms`` counts connections; ``kick`` closes the kicked member's
         room socket with the reason, the others see them leave."""

@@ -1053,6 +1053,27 @@ class TypingTests(AppSocketCase):
         self.assertEqual(seed.take(), [])
         self.assertEqual(line.take(), [])
 
+    def test_deleted_message(self) -> None:
+        """A moderator's deletion reaches /ws members as ``deleted`` with the
+        id; seed and TCP clients, whose protocols have no such event, get
+        nothing."""
+        alice = self.joined("alice")
+        bob = self.joined("bob")
+        seed = self.seed_client("carol")
+        line = self.line_client("dave")
+        alice.take()
+        frames = self.send(alice, {"type": "message", "body": "oops"})
+        [ack] = [f for f in frames if f["type"] == "ack"]
+        for client in (bob, seed, line):
+            client.take()
+        self.successResultOf(Deferred.fromCoroutine(self.service.delete_message(ack["message_id"])))
+        self.settle()
+        deleted = {"type": "deleted", "room": "lobby", "id": ack["message_id"]}
+        self.assertEqual(alice.take(), [deleted])
+        self.assertEqual(bob.take(), [deleted])
+        self.assertEqual(seed.take(), [])
+        self.assertEqual(line.take(), [])
+
     def test_not_joined(self) -> None:
         """Typing in a room not joined is ``not_in_room``."""
         alice = self.login("alice")

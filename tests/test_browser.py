@@ -566,6 +566,41 @@ class ErrorTests(BrowserCase):
         self.assert_no_console_errors()
 
 
+class ModerationTests(BrowserCase):
+    server_args = ("--admin-token", ADMIN_TOKEN)
+
+    def test_deleted_message_leaves_every_screen(self) -> None:
+        """A moderator deletes a message (admin API): it disappears from the
+        pages showing it, and a page that joins later never sees it."""
+        alice = self.sign_up("alice")
+        bob = self.sign_up("bob")
+        for page in (alice, bob):
+            self.join(page, "lobby")
+        self.say(bob, "something regrettable")
+        self.say(bob, "something fine")
+        self.expect_message(alice, "bob", "something fine")
+        item = alice.locator("#log li.msg").filter(has_text="something regrettable")
+        message_id = int(item.get_attribute("data-id") or "0")
+        self.assertGreater(message_id, 0)
+        status, _ = self.server.request(
+            "/admin/delete",
+            "POST",
+            {"id": message_id},
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        )
+        self.assertEqual(status, 200)
+        for page in (alice, bob):
+            expect(
+                page.locator("#log li.msg").filter(has_text="something regrettable")
+            ).to_have_count(0)
+            self.assertIn("something fine", self.bodies(page))
+        carol = self.sign_up("carol")
+        self.join(carol, "lobby")
+        self.expect_message(carol, "bob", "something fine")
+        self.assertNotIn("something regrettable", self.bodies(carol))
+        self.assert_no_console_errors()
+
+
 class PasswordTests(BrowserCase):
     def test_change_password(self) -> None:
         """The Password dialog: mistakes are said in the dialog; a change

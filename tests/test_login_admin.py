@@ -233,6 +233,32 @@ class PasswordTests(SiteCase):
         self.assertError(response, data, 401, "unauthorized")
 
 
+class AdminDeleteTests(SiteCase):
+    """``POST /admin/delete``: a moderator removes a stored message."""
+
+    def test_delete(self) -> None:
+        poster = FakeParticipant("alice", user_id=self.alice.id)
+        self.service.connect(poster)
+        self.service.join(poster, "lobby")
+        posted = self.service.post(poster, "lobby", "spam spam")
+        self.clock.advance(0)
+        message_id = self.successResultOf(posted).id
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        response, data = self.json_request(
+            "POST", "/admin/delete", body={"id": message_id}, headers=admin
+        )
+        self.assertEqual((response.code, data), (200, {"deleted": True, "room": "lobby"}))
+        self.assertEqual(self.successResultOf(self.service.history("lobby")), [])
+        response, data = self.json_request(
+            "POST", "/admin/delete", body={"id": message_id}, headers=admin
+        )
+        self.assertError(response, data, 404, "not_found")
+        response, data = self.json_request("POST", "/admin/delete", body={"id": "1"}, headers=admin)
+        self.assertError(response, data, 400, "invalid_request")
+        response, data = self.json_request("POST", "/admin/delete", body={"id": 1})
+        self.assertError(response, data, 401, "unauthorized")
+
+
 class LoginTests(SiteCase):
     """``POST /login``: a signed token for a nickname and password."""
 

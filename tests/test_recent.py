@@ -53,6 +53,26 @@ class RecentMessagesTests(TestCase):
         window = recent.fill("lobby", [message(1), message(2), message(3)])
         self.assertEqual([m.id for m in window], [1, 2, 3, 4])
 
+    def test_remove(self) -> None:
+        """A deleted message drops the room's window (reloaded on the next
+        read) and changes its version; one deleted while the room loads is
+        kept out of the window the load builds."""
+        recent = RecentMessages(depth=10)
+        recent.loading("lobby")
+        recent.fill("lobby", [message(1), message(2)])
+        before = recent.version("lobby")
+        recent.remove("lobby", 99)  # not there: nothing changes
+        self.assertEqual(recent.version("lobby"), before)
+        recent.remove("lobby", 2)
+        self.assertIsNone(recent.get("lobby", 10))
+        self.assertNotEqual(recent.version("lobby"), before)
+        recent.loading("lobby")
+        recent.add(message(4))
+        recent.remove("lobby", 1)  # the load below read it before the delete
+        recent.remove("lobby", 4)
+        window = recent.fill("lobby", [message(1), message(3)])
+        self.assertEqual([m.id for m in window], [3])
+
     def test_rooms_are_bounded(self) -> None:
         """At most ``max_rooms`` rooms are kept; the least recently read goes."""
         recent = RecentMessages(depth=2, max_rooms=2)

@@ -31,7 +31,7 @@ from parkchat.errors import (
 )
 from parkchat.interfaces import IBus, IParticipant
 from parkchat.limits import Limits
-from parkchat.model import CHAT, SYSTEM, Ban, Message
+from parkchat.model import CHAT, DELETED, SYSTEM, Ban, Message
 from parkchat.service import BANNED_REASON, CAUGHT_UP_WINDOW, SHUTDOWN_REASON, ChatService
 from parkchat.store.memory import MemoryStore
 from parkchat.tokens import TokenAuthority, TokenClaims
@@ -729,6 +729,39 @@ class ShutdownTests(ServiceTestCase):
         self.service.leave(bob, "lobby")
         self.assertEqual(alice.contents()[-1], "bob has left the room")
         self.successResultOf(self.service.stopService())
+
+
+class DeleteMessageTests(ServiceTestCase):
+    """Moderators remove stored messages."""
+
+    def test_delete(self) -> None:
+        """The message leaves the history (cached or not) and the room's
+        members get a ``deleted`` event for its id; others stay."""
+        alice = self.joined("alice")
+        outsider = self.joined("bob", room="garden")
+        keep = self.post(alice, "keep")
+        spam = self.post(alice, "spam")
+        self.assertEqual(
+            [m.content for m in self.successResultOf(self.service.history("lobby"))],
+            ["keep", "spam"],
+        )
+        room = self.successResultOf(Deferred.fromCoroutine(self.service.delete_message(spam.id)))
+        self.assertEqual(room, "lobby")
+        history = self.successResultOf(self.service.history("lobby"))
+        self.assertEqual([m.id for m in history], [keep.id])
+        [event] = [m for m in alice.received if m.type == DELETED]
+        self.assertEqual((event.room, event.id), ("lobby", spam.id))
+        self.assertEqual([m for m in outsider.received if m.type == DELETED], [])
+
+    def test_unknown_or_bad_ids(self) -> None:
+        for message_id in (12345, 0, -1, 2**70):
+            result = self.successResultOf(
+                Deferred.fromCoroutine(self.service.delete_message(message_id))
+            )
+            self.assertIsNone(result)
+        for bad in ("1", True, None, 1.5):
+            failure = self.failureResultOf(Deferred.fromCoroutine(self.service.delete_message(bad)))
+            failure.trap(InvalidRequest)
 
 
 class ResyncTests(TestCase):

@@ -70,6 +70,19 @@ class MessageStoreTestsMixin(_Base):
         self.assertTrue(all(i > 0 for i in ids), ids)
         self.assertEqual(ids, sorted(set(ids)))
 
+    async def test_delete_message(self) -> None:
+        """delete_message removes one message, answers its room, and None
+        for an id that is not (or no longer) there."""
+        store = self.make_store()
+        _, b, c = await self.insert(
+            store, [chat("lobby", "keep"), chat("lobby", "spam"), chat("garden", "other")]
+        )
+        self.assertEqual(await store.delete_message(b.id), "lobby")
+        self.assertIsNone(await store.delete_message(b.id))
+        self.assertIsNone(await store.delete_message(c.id + 1000))
+        self.assertEqual([m.content for m in await store.recent_messages("lobby", 10)], ["keep"])
+        self.assertEqual([m.content for m in await store.recent_messages("garden", 10)], ["other"])
+
     async def test_insert_empty_batch(self) -> None:
         """An empty batch stores nothing and fires with no ids."""
         store = self.make_store()

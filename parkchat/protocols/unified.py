@@ -37,7 +37,7 @@ from parkchat.errors import (
     UnknownType,
 )
 from parkchat.interfaces import IEncoder, IParticipant
-from parkchat.model import JOINED, SYSTEM, DirectMessage, Message, nickname_key
+from parkchat.model import DELETED, JOINED, SYSTEM, DirectMessage, Message, nickname_key
 from parkchat.protocols.websocket import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY,
@@ -88,6 +88,8 @@ def event_dict(message: Message, total_users: int | None = None) -> dict[str, An
         }
     elif message.type == TYPING:
         return {"type": "typing", "room": message.room, "username": message.nickname}
+    elif message.type == DELETED:
+        return {"type": "deleted", "room": message.room, "id": message.id}
     else:
         event = {
             "type": "message",
@@ -127,7 +129,7 @@ class AppEventEncoder:
     surface = "app_ws"
 
     def encode(self, message: Message) -> tuple[str | None, Any]:
-        total = None if message.type == TYPING else self._member_count(message.room)
+        total = None if message.type in (TYPING, DELETED) else self._member_count(message.room)
         frame = self._factory.prepareMessage(dumps(event_dict(message, total)))
         return (message.origin if message.type != SYSTEM else None, frame)
 

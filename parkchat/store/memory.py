@@ -131,6 +131,14 @@ class MemoryStore:
         self._bans[user_id] = Ban(user_id, user.nickname, reason, created_ms, expires_ms)
         return succeed(None)
 
+    def delete_message(self, message_id: int) -> Deferred[str | None]:
+        for room, messages in self._rooms.items():
+            kept = [m for m in messages if m.id != message_id]
+            if len(kept) != len(messages):
+                self._rooms[room] = kept
+                return succeed(room)
+        return succeed(None)
+
     def remove_ban(self, user_id: int) -> Deferred[bool]:
         return succeed(self._bans.pop(user_id, None) is not None)
 

@@ -113,6 +113,15 @@ def insert_messages_txn(txn: Any, dialect: Dialect, messages: Sequence[Message])
     )
 
 
+def delete_message_txn(txn: Any, dialect: Dialect, message_id: int) -> str | None:
+    txn.execute(dialect.sql("SELECT room FROM messages WHERE id = ?"), (message_id,))
+    row = txn.fetchone()
+    if row is None:
+        return None
+    txn.execute(dialect.sql("DELETE FROM messages WHERE id = ?"), (message_id,))
+    return str(row[0])
+
+
 def recent_messages_txn(
     txn: Any,
     dialect: Dialect,
@@ -492,6 +501,9 @@ class SQLStore:
 
     def remove_ban(self, user_id: int) -> Deferred[bool]:
         return self.pool.runInteraction(remove_ban_txn, self.dialect, user_id)
+
+    def delete_message(self, message_id: int) -> Deferred[str | None]:
+        return self.pool.runInteraction(delete_message_txn, self.dialect, message_id)
 
     def get_ban(self, user_id: int) -> Deferred[Ban | None]:
         return self._read(get_ban_txn, user_id)

@@ -555,6 +555,7 @@ class AdminResource(Resource):
             (b"kick", AdminKick),
             (b"register", AdminRegister),
             (b"password", AdminPassword),
+            (b"delete", AdminDelete),
         ):
             self.putChild(name, cls(service, admin_token))
 
@@ -660,6 +661,18 @@ class AdminKick(AdminApi):
         if not isinstance(reason, str):
             raise InvalidRequest('"reason" must be a string')
         return {"kicked": self.service.kick(_nickname_field(data), room, reason)}
+
+
+class AdminDelete(AdminApi):
+    """Remove a stored message: from the history, and from the screens of
+    the room's members whose surface shows deletions."""
+
+    async def handle_POST(self, request: Request) -> dict[str, Any]:
+        message_id = read_json_object(request).get("id")
+        room = await self.service.delete_message(message_id)
+        if room is None:
+            raise NotFound(f"no message {message_id}")
+        return {"deleted": True, "room": room}
 
 
 class AdminPassword(AdminApi):

@@ -434,6 +434,9 @@ function handleFrame(frame) {
     case "typing":
       onTyping(frame);
       break;
+    case "deleted":
+      onDeleted(frame);
+      break;
     case "kicked":
       onKicked(frame);
       break;
@@ -945,6 +948,14 @@ function onAck(frame) {
     conv.lastId = Math.max(conv.lastId, frame.message_id);
     if (conv.oldestId === null) conv.oldestId = frame.message_id;
   }
+}
+
+/** A moderator removed a stored message: take it off the screen. */
+function onDeleted(frame) {
+  const room = state.rooms.get(frame.room);
+  if (!room || typeof frame.id !== "number") return;
+  const li = room.ol.querySelector(`li[data-id="${frame.id}"]`);
+  if (li) li.remove();
 }
 
 /** A resumed room message of ours that we sent but never saw acknowledged:

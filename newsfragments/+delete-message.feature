@@ -1,0 +1,1 @@
+Moderation: `POST /admin/delete {"id"}` and `parkchat-admin delete ID` remove a stored room message: it leaves the history (and the recent-history cache), and `/ws` members of the room get a `deleted` event that the browser page uses to take it off the screen.
