@@ -625,6 +625,7 @@ class PasswordTests(BrowserCase):
         page.get_by_role("button", name="Change password", exact=True).click()
         expect(dialog).to_be_hidden()
         expect(page.locator("#alert-text")).to_have_text("Your password was changed.")
+        expect(page.locator("#alert")).to_have_class(re.compile(r"\bgood\b"))  # not an error
         self.shot(page, "password-changed")
 
         old, new = ("alice", "alice-password"), ("alice", "a-new-one-42")

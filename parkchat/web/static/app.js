@@ -88,8 +88,9 @@ const state = {
 
 // -- alerts and status -------------------------------------------------------
 
-function showAlert(text, detail) {
+function showAlert(text, detail, { good = false } = {}) {
   ui.alertText.textContent = detail && detail !== text ? `${text} (${detail})` : text;
+  ui.alert.classList.toggle("good", good);
   ui.alert.hidden = false;
 }
 
@@ -259,7 +260,7 @@ async function changePassword() {
       if (state.conn) state.conn.token = data.token;
     }
     ui.passwordDialog.close();
-    showAlert("Your password was changed.");
+    showAlert("Your password was changed.", undefined, { good: true });
   } catch (error) {
     ui.passwordError.textContent = `Could not reach the server (${error}).`;
   } finally {
