@@ -6,12 +6,36 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from twisted.trial.unittest import TestCase
 
 from parkchat.interfaces import IMessageStore
+from parkchat.model import StoredUser
 from parkchat.store.memory import MemoryStore
 from parkchat.store.sqlite import open_sqlite
 from tests import postgres_support
+
+#: A fixed time for stored rows (ms since the epoch).
+T0 = 1_700_000_000_000
+
+if TYPE_CHECKING:
+    _Base = TestCase
+else:
+    # Not a TestCase at run time, or trial would run the abstract suites.
+    _Base = object
+
+
+class StoreSuite(_Base):
+    """The base of a store contract suite: a backend mixin supplies
+    ``make_store``."""
+
+    def make_store(self) -> IMessageStore:
+        """Build a fresh, empty store and arrange for it to be closed."""
+        raise NotImplementedError
+
+    async def users(self, store: IMessageStore, *nicknames: str) -> list[StoredUser]:
+        return [await store.create_user(n, f"hash-{n}".encode(), T0) for n in nicknames]
 
 
 class OnMemory:

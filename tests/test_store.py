@@ -9,17 +9,13 @@ SQLite and PostgreSQL are held to the same contract.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
 from parkchat.errors import AccountExists
 from parkchat.interfaces import IMessageStore
 from parkchat.model import Message
-from tests.store_support import OnMemory, OnPostgreSQL, OnSQLite
-
-T0 = 1_700_000_000_000
+from tests.store_support import T0, OnMemory, OnPostgreSQL, OnSQLite, StoreSuite
 
 
 def chat(room: str, content: str, nickname: str = "alice", timestamp_ms: int = T0) -> Message:
@@ -27,19 +23,8 @@ def chat(room: str, content: str, nickname: str = "alice", timestamp_ms: int = T
     return Message(room=room, nickname=nickname, content=content, timestamp_ms=timestamp_ms)
 
 
-if TYPE_CHECKING:
-    _Base = TestCase
-else:
-    # Not a TestCase at run time, or trial would run the abstract suite.
-    _Base = object
-
-
-class MessageStoreTestsMixin(_Base):
+class MessageStoreTestsMixin(StoreSuite):
     """The IMessageStore contract; mixed into a TestCase per implementation."""
-
-    def make_store(self) -> IMessageStore:
-        """Build a fresh, empty store and arrange for it to be closed."""
-        raise NotImplementedError
 
     async def insert(self, store: IMessageStore, messages: list[Message]) -> list[Message]:
         """Store ``messages`` and return them as stored (ids set)."""

@@ -12,39 +12,18 @@ import shutil
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.trial.unittest import TestCase
-from zope.interface.verify import verifyObject
 
-from parkchat.interfaces import IMessageStore
 from parkchat.model import Ban, DirectMessage, Message, StoredUser, User
 from parkchat.store.schema import SCHEMA_DIR, latest_version
 from parkchat.store.sqlite import load_or_create_setting, open_sqlite, prepare_sqlite
-from tests.store_support import OnMemory, OnPostgreSQL, OnSQLite
-
-T0 = 1_700_000_000_000
-
-if TYPE_CHECKING:
-    _Base = TestCase
-else:
-    # Not a TestCase at run time, or trial would run the abstract suite.
-    _Base = object
+from tests.store_support import T0, OnMemory, OnPostgreSQL, OnSQLite, StoreSuite
 
 
-class StoreV2TestsMixin(_Base):
+class StoreV2TestsMixin(StoreSuite):
     """The version-2 part of the IMessageStore contract."""
-
-    def make_store(self) -> IMessageStore:
-        """Build a fresh, empty store and arrange for it to be closed."""
-        raise NotImplementedError
-
-    async def users(self, store: IMessageStore, *nicknames: str) -> list[StoredUser]:
-        return [await store.create_user(n, f"hash-{n}".encode(), T0) for n in nicknames]
-
-    def test_provides_interface(self) -> None:
-        """The store provides IMessageStore, version-2 methods included."""
-        self.assertTrue(verifyObject(IMessageStore, self.make_store()))
 
     # -- users -----------------------------------------------------------------
 

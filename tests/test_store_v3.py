@@ -11,12 +11,9 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from twisted.trial.unittest import TestCase
-from zope.interface.verify import verifyObject
 
-from parkchat.interfaces import IMessageStore
 from parkchat.model import Ban, DirectMessage, Message, StoredUser
 from parkchat.store.schema import SCHEMA_DIR, latest_version
 from parkchat.store.sqlite import (
@@ -26,33 +23,15 @@ from parkchat.store.sqlite import (
     prepare_sqlite,
     prune_revoked_tokens_txn,
 )
-from tests.store_support import OnMemory, OnPostgreSQL, OnSQLite, SQLitePlans
+from tests.store_support import T0, OnMemory, OnPostgreSQL, OnSQLite, SQLitePlans, StoreSuite
 from tests.test_store_v2 import query, run_scripts, schema_objects
 
-T0 = 1_700_000_000_000
 #: A time in seconds since the epoch (token expiries are in seconds).
 S0 = T0 // 1000
 
-if TYPE_CHECKING:
-    _Base = TestCase
-else:
-    # Not a TestCase at run time, or trial would run the abstract suite.
-    _Base = object
 
-
-class StoreV3TestsMixin(_Base):
+class StoreV3TestsMixin(StoreSuite):
     """The version-3 part of the IMessageStore contract."""
-
-    def make_store(self) -> IMessageStore:
-        """Build a fresh, empty store and arrange for it to be closed."""
-        raise NotImplementedError
-
-    async def users(self, store: IMessageStore, *nicknames: str) -> list[StoredUser]:
-        return [await store.create_user(n, f"hash-{n}".encode(), T0) for n in nicknames]
-
-    def test_provides_interface(self) -> None:
-        """The store provides IMessageStore, version-3 methods included."""
-        self.assertTrue(verifyObject(IMessageStore, self.make_store()))
 
     # -- revoked tokens --------------------------------------------------------
 
