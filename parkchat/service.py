@@ -63,6 +63,9 @@ from parkchat.store.writer import GroupCommitWriter
 from parkchat.tokens import LEEWAY, Revocations, TokenClaims
 
 _log = Logger()
+#: Moderation and account-security actions, one line each (the operator's
+#: record of who was banned, kicked or deleted; never a password or token).
+_moderation_log = Logger(namespace="parkchat.moderation")
 
 SHUTDOWN_REASON = "server shutting down"
 REPLACED_REASON = "replaced by a newer session"
@@ -386,6 +389,13 @@ class ChatService(Service):
         ``IParticipant.removed``."""
         kicked = self._kick_here(nickname, room_name, reason)
         self._control({"kind": "kick", "nickname": nickname, "room": room_name, "reason": reason})
+        _moderation_log.info(
+            "moderation: kicked {nickname} from {room} ({reason})",
+            nickname=nickname,
+            room=room_name,
+            reason=reason,
+            action="kick",
+        )
         return kicked
 
     def _kick_here(self, nickname: str, room_name: str, reason: str) -> int:
@@ -618,6 +628,12 @@ class ChatService(Service):
             return None
         if self.recent is not None:
             self.recent.remove(room, message_id)
+        _moderation_log.info(
+            "moderation: deleted message {id} from {room}",
+            id=message_id,
+            room=room,
+            action="delete",
+        )
         notice = Message(
             room=room,
             nickname="",
@@ -920,6 +936,13 @@ class ChatService(Service):
         await self.store.set_ban(user.id, reason, now, expires)
         ban = Ban(user.id, user.nickname, reason, now, expires)
         self._apply_ban(ban)
+        _moderation_log.info(
+            "moderation: banned {nickname} until {until} ({reason})",
+            nickname=ban.nickname,
+            until="lifted" if expires is None else format_timestamp(expires),
+            reason=reason,
+            action="ban",
+        )
         self._control(
             {
                 "kind": "ban",
@@ -945,6 +968,9 @@ class ChatService(Service):
         self._bans.pop(user.id, None)
         removed: bool = await self.store.remove_ban(user.id)
         self._control({"kind": "unban", "user_id": user.id})
+        _moderation_log.info(
+            "moderation: unbanned {nickname}", nickname=user.nickname, action="unban"
+        )
         return removed
 
     def bans(self) -> list[Ban]:
@@ -1005,6 +1031,9 @@ class ChatService(Service):
         user = await self.store.get_user(nickname)
         if user is not None:
             await self._cut_off_tokens(user.id, user.nickname, close=False)
+            _moderation_log.info(
+                "account: new password for {nickname}", nickname=user.nickname, action="password"
+            )
 
     # -- tokens ----------------------------------------------------------------
 

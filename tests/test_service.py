@@ -11,6 +11,7 @@ from typing import Any
 from twisted.cred.credentials import UsernamePassword
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
@@ -968,3 +969,32 @@ class TokenRevocationTests(TestCase):
         claims = TokenClaims("garin", None, 2**40, external=True)
         failure = self.failureResultOf(Deferred.fromCoroutine(self.service.logout(claims)))
         failure.trap(InvalidRequest)
+
+
+class ModerationLogTests(ServiceTestCase):
+    """Every moderation and password action leaves one log line for the
+    operator, without the password."""
+
+    def test_actions_are_logged(self) -> None:
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.successResultOf(self.service.register("carl", "carl-secret-1"))
+        carl = self.joined("carl")
+        posted = self.post(carl, "spam")
+        self.service.kick("carl", "lobby", "off topic")
+        run = Deferred.fromCoroutine
+        self.successResultOf(run(self.service.ban("carl", "spam", 60)))
+        self.successResultOf(run(self.service.unban("carl")))
+        self.successResultOf(run(self.service.delete_message(posted.id)))
+        self.successResultOf(self.service.change_password("carl", "another-secret-2"))
+        mine = [e for e in events if e.get("log_namespace") == "parkchat.moderation"]
+        self.assertEqual(
+            [e["action"] for e in mine], ["kick", "ban", "unban", "delete", "password"]
+        )
+        lines = [formatEvent(e) for e in mine]
+        self.assertIn("kicked carl from lobby (off topic)", lines[0])
+        self.assertIn("deleted message", lines[3])
+        everything = repr(events)
+        self.assertNotIn("another-secret-2", everything)
+        self.assertNotIn("carl-secret-1", everything)
