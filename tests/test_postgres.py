@@ -20,6 +20,7 @@ from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.defer import gatherResults
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from parkchat.config import Settings
@@ -561,6 +562,36 @@ class PostgresPoolTests(PostgresTestCase):
         flat = [i for batch in ids for i in batch]
         self.assertEqual(len(set(flat)), 40)
         self.assertEqual(len(await one.recent_messages("lobby", 100)), 40)
+
+
+class MessageOrderTests(PostgresTestCase):
+    """Message ids become visible in id order across connections (and so
+    across instances): ``after=<last seen id>`` never misses a lower id."""
+
+    async def test_later_batch_waits_for_the_earlier(self) -> None:
+        import psycopg2
+
+        from parkchat.store.postgres import POSTGRES
+        from parkchat.store.sqlite import insert_messages_txn
+
+        store = self.open_store()
+        await store.ping()  # the schema exists
+        # Another instance's batch: it has drawn its id, not yet committed.
+        other = psycopg2.connect(self.dsn)
+        self.addCleanup(other.close)
+        cursor = other.cursor()
+        [first] = insert_messages_txn(cursor, POSTGRES, [chat("lobby", "first")])
+        second = store.insert_messages([chat("lobby", "second")])
+        await deferLater(reactor, 0.3, lambda: None)
+        # Without the lock this batch would have drawn first + 1 and
+        # committed: a reader would see it while ``first`` is still missing.
+        self.assertFalse(second.called)
+        self.assertEqual(query(self.dsn, "SELECT count(*) FROM messages"), [(0,)])
+        other.commit()
+        [second_id] = await second
+        self.assertGreater(second_id, first)
+        stored = await store.recent_messages("lobby", 10, after=0)
+        self.assertEqual([m.content for m in stored], ["first", "second"])
 
 
 class GroupCommitPostgresTests(PostgresTestCase):

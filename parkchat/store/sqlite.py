@@ -57,6 +57,12 @@ class Dialect:
     def sql(self, query: str) -> str:
         return query if self.placeholder == "?" else query.replace("?", self.placeholder)
 
+    def order_message_ids(self, txn: Any) -> None:
+        """Make message ids become visible in id order, whoever commits them
+        (a client that saw id N and asks ``after=N`` must not miss a lower id
+        committed later). SQLite allocates ids inside its one write
+        transaction at a time: nothing to do."""
+
     def insert_returning_ids(
         self, txn: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> list[int]:
@@ -105,6 +111,7 @@ def _message_from_row(row: Sequence[Any]) -> Message:
 def insert_messages_txn(txn: Any, dialect: Dialect, messages: Sequence[Message]) -> list[int]:
     if not messages:
         return []
+    dialect.order_message_ids(txn)
     return dialect.insert_returning_ids(
         txn,
         "messages",
