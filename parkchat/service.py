@@ -71,6 +71,7 @@ SHUTDOWN_REASON = "server shutting down"
 REPLACED_REASON = "replaced by a newer session"
 BANNED_REASON = "banned"
 LOGGED_OUT_REASON = "logged out everywhere"
+TOKEN_REVOKED_REASON = "logged out"
 #: The largest id a store can hold (SQL BIGINT); larger ones are refused, not sent to it.
 MAX_ID = 2**63 - 1
 #: Seconds the readiness check waits for the database to answer.
@@ -513,6 +514,7 @@ class ChatService(Service):
                 self._bans.pop(event["user_id"], None)
             elif kind == "revoke":
                 self.revocations.revoke(event["token_id"], int(event["expires_s"]))
+                self._token_revoked_here(event["user_id"], event["nickname"], event["token_id"])
             elif kind == "cutoff":
                 self.revocations.cut_off(event["user_id"], int(event["before_ms"]))
                 # A new password: this instance may still hold the old one
@@ -1049,8 +1051,15 @@ class ChatService(Service):
             return
         await self.store.revoke_token(claims.token_id, claims.expires_at)
         self.revocations.revoke(claims.token_id, claims.expires_at)
+        self._token_revoked_here(claims.user_id, claims.nickname, claims.token_id)
         self._control(
-            {"kind": "revoke", "token_id": claims.token_id, "expires_s": claims.expires_at}
+            {
+                "kind": "revoke",
+                "token_id": claims.token_id,
+                "expires_s": claims.expires_at,
+                "user_id": claims.user_id,
+                "nickname": claims.nickname,
+            }
         )
 
     async def _cut_off_tokens(self, user_id: int, nickname: str, *, close: bool) -> None:
@@ -1068,6 +1077,16 @@ class ChatService(Service):
                 "close": close,
             }
         )
+
+    def _token_revoked_here(self, user_id: int, nickname: str, token_id: str) -> None:
+        """Close this instance's connections that authenticated with a token
+        now revoked (a copy of it in other hands must not stay connected)."""
+        for participant in list(self._by_user.get(nickname_key(nickname), ())):
+            if (
+                participant.user_id == user_id
+                and getattr(participant, "token_id", None) == token_id
+            ):
+                self._force_out(participant, TOKEN_REVOKED_REASON)
 
     def _logged_out_here(self, user_id: int, nickname: str) -> None:
         for participant in list(self._by_user.get(nickname_key(nickname), ())):

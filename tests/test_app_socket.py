@@ -1494,3 +1494,32 @@ class ReferenceDocTests(TestCase):
         ).split()
         missing = [code for code in codes if f"| `{code}` |" not in self.text]
         self.assertEqual(missing, [])
+
+
+class TokenRevocationTests(AppSocketCase):
+    """A revoked token's live connections close (4005 on /ws), on every
+    surface it was used on; the account's other sessions stay."""
+
+    def test_revoked_token_closes_its_connections(self) -> None:
+        stolen, kept = self.token("alice"), self.token("alice")
+        app = self.open()
+        app.send_json({"type": "auth", "body": stolen})
+        self.settle()
+        [ready] = app.take()
+        self.assertEqual(ready["type"], "ready")
+        room = self.open("/ws/lobby", {"Authorization": f"Bearer {stolen}"})
+        other = self.open()
+        other.send_json({"type": "auth", "body": kept})
+        basic_client = self.seed_client("alice", "garden")
+        self.settle()
+        for client in (room, other, basic_client):
+            self.assertTrue(client.opened)
+            client.take()
+        claims = self.authority.verify(stolen)
+        self.successResultOf(Deferred.fromCoroutine(self.service.logout(claims)))
+        self.settle()
+        self.assertEqual(app.close_code, 4005)
+        self.assertEqual(room.close_code, 1008)  # the seed API has no such code
+        self.assertIsNone(other.closed)
+        self.assertIsNone(basic_client.closed)
+        self.assertEqual(self.service.connection_count, 2)

@@ -40,7 +40,13 @@ from parkchat.errors import AuthenticationFailed, Banned
 from parkchat.interfaces import IBus, IBusHandler
 from parkchat.limits import Limits
 from parkchat.model import CHAT, JOINED, LEFT, SYSTEM, Message, system_message
-from parkchat.service import BANNED_REASON, LOGGED_OUT_REASON, REPLACED_REASON, ChatService
+from parkchat.service import (
+    BANNED_REASON,
+    LOGGED_OUT_REASON,
+    REPLACED_REASON,
+    TOKEN_REVOKED_REASON,
+    ChatService,
+)
 from parkchat.store.memory import MemoryStore
 from parkchat.tokens import TokenAuthority
 from tests.helpers import FakeParticipant, sync_hasher
@@ -668,9 +674,13 @@ class ModerationTests(TwoInstancesCase):
                 return True
             return False
 
+        thief = await self.joined(self.two, "alice", user_id=alice_id)
+        thief.token_id = one.verify(token).token_id  # type: ignore[attr-defined]
         await self.one.service.logout(one.verify(token))
         await wait_for(lambda: refused(two, token), what="the revocation on two")
         self.assertFalse(refused(two, other))
+        await wait_for(lambda: thief.disconnected, what="the token's connection closed on two")
+        self.assertEqual(thief.disconnected, [TOKEN_REVOKED_REASON])
         alice = await self.joined(self.two, "alice", user_id=alice_id)
         await self.one.service.logout(one.verify(other), everywhere=True)
         await wait_for(lambda: alice.disconnected, what="alice closed on two")

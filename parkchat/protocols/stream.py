@@ -131,6 +131,8 @@ class StreamSession:
         self.peer_host = carrier.peer_host
         self.nickname = ""
         self.user_id: int | None = None
+        #: The login token the handshake proved, if any (its revocation closes it).
+        self.token_id: str | None = None
         self.room: str | None = None
         self.notices = False
         self._clock = clock
@@ -228,6 +230,7 @@ class StreamSession:
             if claims.user_id is not None:
                 self.service.check_not_banned(claims.user_id)
             self.nickname, self.user_id = claims.nickname, claims.user_id
+            self.token_id = claims.token_id
         elif password is not None:
             if not isinstance(password, str):
                 raise InvalidRequest('"password" must be a string')

@@ -51,6 +51,7 @@ from parkchat.service import (
     LOGGED_OUT_REASON,
     REPLACED_REASON,
     SHUTDOWN_REASON,
+    TOKEN_REVOKED_REASON,
     ChatService,
 )
 from parkchat.tokens import TokenClaims, TokenVerifier
@@ -163,6 +164,12 @@ class AppSocketProtocol(ParkchatServerProtocol):
     @property
     def encoder(self) -> IEncoder:
         return self.factory.encoder
+
+    @property
+    def token_id(self) -> str | None:
+        """The id of the login token this connection proved (None for
+        Basic credentials and external tokens): its revocation closes it."""
+        return self.claims.token_id if self.claims is not None else None
 
     @property
     def service(self) -> ChatService:
@@ -493,6 +500,7 @@ class AppSocketProtocol(ParkchatServerProtocol):
             BANNED_REASON: CLOSE_BANNED,
             REPLACED_REASON: CLOSE_REPLACED,
             LOGGED_OUT_REASON: CLOSE_LOGGED_OUT,
+            TOKEN_REVOKED_REASON: CLOSE_LOGGED_OUT,
         }.get(reason, CLOSE_POLICY)
         self._close(code, reason)
 

@@ -261,6 +261,8 @@ class RoomSocketProtocol(ParkchatServerProtocol):
     # Set by RoomSocketResource before the handshake is replayed.
     user: User
     room_name: str
+    #: The login token this connection proved, if any (its revocation closes it).
+    token_id: str | None = None
 
     _log = Logger()
 
@@ -368,21 +370,27 @@ class RoomSocketFactory(ParkchatSocketFactory):
         self.service = service
         self.encoder = PreparedMessageEncoder(self)
 
-    def bound(self, user: User, room_name: str) -> _BoundFactory:
-        """A one-use factory that hands the authenticated user and room to the
-        protocol it builds (``WebSocketResource`` only knows ``buildProtocol``)."""
-        return _BoundFactory(self, user, room_name)
+    def bound(self, user: User, room_name: str, token_id: str | None = None) -> _BoundFactory:
+        """A one-use factory that hands the authenticated user and room (and
+        the id of the token it proved, if any) to the protocol it builds
+        (``WebSocketResource`` only knows ``buildProtocol``)."""
+        return _BoundFactory(self, user, room_name, token_id)
 
 
 class _BoundFactory:
-    def __init__(self, factory: RoomSocketFactory, user: User, room_name: str) -> None:
+    def __init__(
+        self, factory: RoomSocketFactory, user: User, room_name: str, token_id: str | None
+    ) -> None:
         self._factory = factory
         self._user = user
         self._room_name = room_name
+        self._token_id = token_id
 
     def buildProtocol(self, addr: Any) -> RoomSocketProtocol:
         protocol = self._factory.buildProtocol(addr)
         assert isinstance(protocol, RoomSocketProtocol)
         protocol.user = self._user
         protocol.room_name = self._room_name
+        if self._token_id is not None:
+            protocol.token_id = self._token_id
         return protocol

@@ -341,25 +341,25 @@ class RoomSocketResource(ApiResource):
 
     async def handle_GET(self, request: Request) -> Any:
         room = validate_room(single_segment(request, "room"))
-        user = await self._identify(request)
+        user, token_id = await self._identify(request)
         peer = request.getClientAddress()
         self.service.check_connection(user.nickname, getattr(peer, "host", ""))
         if request.finished or getattr(request, "_disconnected", False):
             return NOT_DONE_YET
-        return upgrade(request, self.factory.bound(user, room))
+        return upgrade(request, self.factory.bound(user, room, token_id))
 
-    async def _identify(self, request: Request) -> User:
+    async def _identify(self, request: Request) -> tuple[User, str | None]:
         """Basic credentials (the seed API), or a login token (Bearer or
-        ``?token=``) of a registered account."""
+        ``?token=``) of a registered account, with the token's id."""
         token = bearer_token(request) if self.tokens is not None else None
         if token is None:
-            return await authenticate_basic(self.service, request)
+            return await authenticate_basic(self.service, request), None
         assert self.tokens is not None
         claims = self.tokens.verify(token)
         if claims.user_id is None:
             raise AuthenticationFailed("this endpoint needs a parkchat account")
         self.service.check_not_banned(claims.user_id)
-        return User(claims.user_id, claims.nickname)
+        return User(claims.user_id, claims.nickname), claims.token_id
 
 
 def upgrade(request: Request, factory: Any) -> Any:

@@ -178,7 +178,7 @@ export class ChatConnection {
       return { reason: "unauthorized", message: "Your session has expired: please log in again." };
     }
     if (code === CLOSE_LOGGED_OUT) {
-      return { reason: "logged_out", message: "You logged out everywhere, so this window was logged out too." };
+      return { reason: "logged_out", message: "This session was logged out (from here or another device): please log in again." };
     }
     if (code === CLOSE_REPLACED) {
       return { reason: "replaced", message: "You opened parkchat somewhere else, so this window was disconnected." };
