@@ -331,6 +331,12 @@ class TwoPeopleTests(BrowserCase):
         self.expect_message(other, "bob", "will do")
         expect(other.locator("#log li.msg")).to_have_count(2)
         expect(other.locator("#log li.msg.mine")).to_have_count(1)
+        # A reload keeps the conversation open, filled from the server again.
+        other.reload()
+        self.expect_connected(other, "alice")
+        other.locator("#dm-list button[data-dm='bob']").click()
+        self.expect_message(other, "bob", "will do")
+        expect(other.locator("#log li.msg")).to_have_count(2)
         self.assert_no_console_errors()
 
     def wait_quiet_in_room(self, carol: ClientConnection, mina: LineSocket) -> None:

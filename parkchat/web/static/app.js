@@ -12,6 +12,7 @@ const TYPING_SEND_EVERY_MS = 2000;
 const TYPING_SHOW_MS = 4000;
 const SESSION_KEY = "parkchat.session";
 const ROOMS_KEY = "parkchat.rooms";
+const DMS_KEY = "parkchat.dms";
 
 const $ = (id) => document.getElementById(id);
 
@@ -275,7 +276,12 @@ function saveRooms() {
   sessionStorage.setItem(ROOMS_KEY, JSON.stringify(names));
 }
 
-function startSession(me, roomNames) {
+function saveDms() {
+  const names = [...state.dms.values()].map((dm) => dm.name);
+  sessionStorage.setItem(DMS_KEY, JSON.stringify(names));
+}
+
+function startSession(me, roomNames, dmNames = []) {
   state.me = me;
   // The token lives in this tab's sessionStorage only (gone when the tab
   // closes, never in a URL or a cookie) so that reloading keeps you in.
@@ -291,6 +297,9 @@ function startSession(me, roomNames) {
   renderCurrent();
   state.conn = new ChatConnection({ token: me.token, onFrame: handleFrame, onState: connectionState });
   state.conn.start();
+  // Conversations open before a reload come back (their history loads once
+  // the connection is ready).
+  for (const name of dmNames) addDm(name);
   ui.roomInput.focus();
 }
 
@@ -305,6 +314,7 @@ function logOut(message) {
   state.current = null;
   sessionStorage.removeItem(SESSION_KEY);
   sessionStorage.removeItem(ROOMS_KEY);
+  sessionStorage.removeItem(DMS_KEY);
   clear(ui.roomList);
   clear(ui.dmList);
   clear(ui.log);
@@ -326,9 +336,11 @@ function logOut(message) {
 function restoreSession() {
   let me = null;
   let rooms = [];
+  let dms = [];
   try {
     me = JSON.parse(sessionStorage.getItem(SESSION_KEY) || "null");
     rooms = JSON.parse(sessionStorage.getItem(ROOMS_KEY) || "[]");
+    dms = JSON.parse(sessionStorage.getItem(DMS_KEY) || "[]");
   } catch {
     me = null;
   }
@@ -337,7 +349,8 @@ function restoreSession() {
     ui.nickname.focus();
     return;
   }
-  startSession(me, Array.isArray(rooms) ? rooms.filter((r) => typeof r === "string") : []);
+  const names = (list) => (Array.isArray(list) ? list.filter((n) => typeof n === "string") : []);
+  startSession(me, names(rooms), names(dms));
 }
 
 // -- the connection ------------------------------------------------------------
@@ -509,6 +522,7 @@ function addDm(nickname) {
   state.dms.set(key, dm);
   ui.dmList.append(dm.item);
   renderListButton(dm);
+  saveDms();
   loadDirectHistory(dm);
   return dm;
 }
