@@ -442,6 +442,19 @@ class ChatService(Service):
         """Rooms with members on this instance and how many connections each has."""
         return {name: len(room) for name, room in sorted(self._rooms.items())}
 
+    def active_rooms(self, participant: IParticipant, limit: int = 100) -> list[tuple[str, int]]:
+        """Rooms with people in them on any instance and how many distinct
+        people each has, busiest first (then by name), at most ``limit``:
+        the room directory. Rooms are public by name in parkchat (anyone may
+        join any name), so listing them reveals nothing a join would not.
+        It walks every room, so it counts against the asker's rate limit."""
+        self._consume_rate(participant)
+        remote = self.bus.remote_presence()["rooms"]
+        names = set(self._rooms) | {name for name, people in remote.items() if people}
+        counted = [(name, self.member_count(name)) for name in names]
+        counted.sort(key=lambda item: (-item[1], item[0]))
+        return [item for item in counted if item[1] > 0][:limit]
+
     def member_count(self, room_name: str) -> int:
         """Distinct people in a room (GarinChat's ``totalUsers``). Asked once
         per /ws room event, so the one-instance case costs no walk over the

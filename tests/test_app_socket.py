@@ -1523,3 +1523,35 @@ class TokenRevocationTests(AppSocketCase):
         self.assertIsNone(other.closed)
         self.assertIsNone(basic_client.closed)
         self.assertEqual(self.service.connection_count, 2)
+
+
+class RoomDirectoryTests(AppSocketCase):
+    """``list_rooms``: rooms with people in them, busiest first."""
+
+    limits = Limits(rate_limit=1, rate_burst=1)
+
+    def test_list_rooms(self) -> None:
+        self.joined("alice", "lobby", "garden")
+        self.joined("bob", "lobby")
+        self.seed_client("carol", "attic")  # any surface counts
+        self.register("dave")
+        dave = self.login("dave")  # in no room: may still browse
+        [reply] = self.send(dave, {"type": "list_rooms", "id": "r"})
+        self.assertEqual(
+            reply,
+            {
+                "type": "room_list",
+                "rooms": [
+                    {"room": "lobby", "totalUsers": 2},
+                    {"room": "attic", "totalUsers": 1},
+                    {"room": "garden", "totalUsers": 1},
+                ],
+                "id": "r",
+            },
+        )
+
+    def test_rate_limited(self) -> None:
+        """Each answer walks every room: it counts against the rate limit."""
+        alice = self.login("alice")
+        self.assertEqual(self.send(alice, {"type": "list_rooms"})[0]["type"], "room_list")
+        self.assertError(self.send(alice, {"type": "list_rooms", "id": "x"}), "rate_limited", "x")

@@ -607,6 +607,31 @@ class ModerationTests(BrowserCase):
         self.assert_no_console_errors()
 
 
+class DirectoryTests(BrowserCase):
+    def test_browse_and_join_an_active_room(self) -> None:
+        """ "Browse active rooms" lists the rooms with people in them, busiest
+        first, with counts; clicking one joins it."""
+        alice = self.sign_up("alice")
+        bob = self.sign_up("bob")
+        self.join(alice, "garden")
+        self.join(alice, "lobby")
+        self.join(bob, "lobby")
+        carol = self.sign_up("carol")
+        carol.get_by_role("button", name="Browse active rooms").click()
+        directory = carol.get_by_role("list", name="Active rooms (click to join)")
+        expect(directory.locator("button")).to_have_count(2)
+        expect(directory.locator("button").nth(0)).to_contain_text("# lobby")
+        expect(directory.locator("button").nth(0)).to_contain_text("2")
+        expect(directory.locator("button").nth(1)).to_contain_text("# garden")
+        self.shot(carol, "directory")
+        directory.get_by_role("button", name="Join garden, 1 online").click()
+        expect(carol.locator("#conv-title")).to_have_text("# garden")
+        self.say(carol, "found you via the directory")
+        alice.locator("#room-list button[data-room='garden']").click()
+        self.expect_message(alice, "carol", "found you via the directory")
+        self.assert_no_console_errors()
+
+
 class PasswordTests(BrowserCase):
     def test_change_password(self) -> None:
         """The Password dialog: mistakes are said in the dialog; a change

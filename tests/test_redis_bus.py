@@ -763,6 +763,15 @@ class PresenceTests(TwoInstancesCase):
             what="alice out of the lobby on two",
         )
 
+    async def test_room_directory_spans_instances(self) -> None:
+        alice = await self.joined(self.one, "alice")
+        await self.joined(self.two, "bob")
+        await self.joined(self.two, "carl", room="garden")
+        await wait_for(
+            lambda: self.one.service.active_rooms(alice) == [("lobby", 2), ("garden", 1)],
+            what="two's rooms in one's directory",
+        )
+
     async def test_stop_removes_the_presence_key(self) -> None:
         bob_id = await self.account("bob")
         await self.joined(self.two, "bob", user_id=bob_id)

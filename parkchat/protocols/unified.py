@@ -67,6 +67,8 @@ TYPING = "typing"
 #: Most missed messages sent on a resume before saying ``recovered: false``.
 RESUME_LIMIT = 500
 TYPING_INTERVAL = 1.0
+#: Rooms in one ``room_list`` answer.
+ROOM_LIST_LIMIT = 100
 
 
 def dumps(value: Any) -> bytes:
@@ -388,6 +390,14 @@ class AppSocketProtocol(ParkchatServerProtocol):
 
     def handle_rooms(self, frame: dict[str, Any]) -> None:
         self._reply(frame, {"type": "rooms", "rooms": sorted(self.service.rooms_of(self))})
+
+    def handle_list_rooms(self, frame: dict[str, Any]) -> None:
+        """The room directory: rooms with people in them, busiest first."""
+        rooms = self.service.active_rooms(self, ROOM_LIST_LIMIT)
+        self._reply(
+            frame,
+            {"type": "room_list", "rooms": [{"room": n, "totalUsers": c} for n, c in rooms]},
+        )
 
     def handle_typing(self, frame: dict[str, Any]) -> None:
         room = self._room_of(frame)

@@ -43,6 +43,9 @@ const ui = {
   joinForm: $("join-form"),
   roomInput: $("room-input"),
   roomList: $("room-list"),
+  browseRooms: $("browse-rooms"),
+  directory: $("directory"),
+  directoryTitle: $("directory-title"),
   dmForm: $("dm-form"),
   dmInput: $("dm-input"),
   dmList: $("dm-list"),
@@ -317,6 +320,8 @@ function logOut(message) {
   sessionStorage.removeItem(DMS_KEY);
   clear(ui.roomList);
   clear(ui.dmList);
+  clear(ui.directory);
+  ui.directory.hidden = ui.directoryTitle.hidden = true;
   clear(ui.log);
   clear(ui.people);
   ui.chatView.hidden = true;
@@ -450,6 +455,9 @@ function handleFrame(frame) {
       break;
     case "deleted":
       onDeleted(frame);
+      break;
+    case "room_list":
+      onRoomList(frame);
       break;
     case "kicked":
       onKicked(frame);
@@ -965,6 +973,31 @@ function onAck(frame) {
   }
 }
 
+/** The room directory: a button per active room (joining it on click). */
+function onRoomList(frame) {
+  clear(ui.directory);
+  const rooms = Array.isArray(frame.rooms) ? frame.rooms : [];
+  for (const entry of rooms) {
+    if (!entry || typeof entry.room !== "string") continue;
+    const count = Number(entry.totalUsers) || 0;
+    const button = el("button", {
+      className: "conv",
+      attrs: {
+        type: "button",
+        "data-directory-room": entry.room,
+        "aria-label": `Join ${entry.room}, ${count} online`,
+      },
+    }, [
+      el("span", { className: "conv-name", text: `# ${entry.room}` }),
+      el("span", { className: "count", text: String(count) }),
+    ]);
+    button.addEventListener("click", () => joinRoom(entry.room));
+    ui.directory.append(el("li", {}, [button]));
+  }
+  if (rooms.length === 0) ui.directory.append(el("li", { className: "hint", text: "Nobody is in any room yet." }));
+  ui.directory.hidden = ui.directoryTitle.hidden = false;
+}
+
 /** A moderator removed a stored message: take it off the screen. */
 function onDeleted(frame) {
   const room = state.rooms.get(frame.room);
@@ -1045,6 +1078,9 @@ ui.reconnect.addEventListener("click", () => {
 });
 ui.alertClose.addEventListener("click", hideAlert);
 
+ui.browseRooms.addEventListener("click", () => {
+  if (!request({ type: "list_rooms" }, { kind: "directory" })) showAlert("Not connected right now.");
+});
 ui.joinForm.addEventListener("submit", (event) => {
   event.preventDefault();
   const name = ui.roomInput.value.trim();

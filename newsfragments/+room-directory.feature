@@ -1,0 +1,1 @@
+Room directory: `list_rooms` on `/ws` answers the rooms with people in them on every instance, busiest first, with their counts; the browser page has a "Browse active rooms" list that joins a room on click.
