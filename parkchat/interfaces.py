@@ -159,7 +159,8 @@ class IBusHandler(Interface):
 
     def presence_snapshot() -> dict[str, Any]:
         """This instance's presence, for the bus to share:
-        ``{"users": {user_key: [user_id, nickname]}, "rooms": {room: [nick, ...]}}``."""
+        ``{"users": {user_key: [user_id, nickname]}, "rooms": {room: [nick, ...]},
+        "connections": {user_key: count}}``."""
 
 
 class IBus(Interface):
@@ -191,4 +192,5 @@ class IBus(Interface):
 
     def remote_presence() -> dict[str, Any]:
         """Other live instances' presence, merged: ``{"users": {key: [id,
-        nick]}, "rooms": {room: [nick, ...]}}`` (nicknames may repeat)."""
+        nick]}, "rooms": {room: [nick, ...]}, "connections": {key: total}}``
+        (nicknames may repeat)."""

@@ -36,6 +36,7 @@ from parkchat.errors import (
     NotInRoom,
     RateLimited,
     TooManyAttempts,
+    TooManyConnections,
     UnknownRecipient,
 )
 from parkchat.interfaces import IBus, IBusHandler, IMessageStore, IParticipant
@@ -221,7 +222,7 @@ class ChatService(Service):
     def check_connection(self, nickname: str, peer_host: str) -> None:
         """Raise TooManyConnections if a new connection would pass a limit;
         lets a surface refuse before it upgrades or accepts anything."""
-        self._per_user.check(nickname_key(nickname))
+        self._check_account_connections(nickname_key(nickname))
         self._per_ip.check(self.limits.address_key(peer_host))
 
     def connect(self, participant: IParticipant) -> str:
@@ -238,7 +239,7 @@ class ChatService(Service):
             for older in list(self._by_user.get(key, ())):
                 self._force_out(older, REPLACED_REASON)
         address = self.limits.address_key(participant.peer_host)
-        self._per_user.check(key)
+        self._check_account_connections(key)
         self._per_ip.check(address)
         self._per_user.acquire(key)
         self._per_ip.acquire(address)
@@ -252,6 +253,22 @@ class ChatService(Service):
             self._control({"kind": "session", "user_key": key, "keep": connection_id})
         self.bus.presence_changed()
         return connection_id
+
+    def _check_account_connections(self, key: str) -> None:
+        """The per-account connection limit over every instance: this one's
+        connections plus those the others last announced (presence, shared
+        within ~50 ms of a change, so a burst spread over instances may pass
+        it by a few). With single sessions the limit is moot: a new login
+        closes the older ones, wherever they are."""
+        self._per_user.check(key)
+        limit = self.limits.max_connections_per_user
+        if not limit or self.single_session:
+            return
+        elsewhere = self.bus.remote_presence().get("connections", {}).get(key, 0)
+        if elsewhere and self._per_user.count(key) + elsewhere >= limit:
+            raise TooManyConnections(
+                f"too many connections for this account (limit {limit}, on all servers)"
+            )
 
     def disconnect(self, participant: IParticipant) -> None:
         """Forget a closed connection: it leaves all its rooms."""
@@ -486,13 +503,18 @@ class ChatService(Service):
     def presence_snapshot(self) -> dict[str, Any]:
         """What this instance shares of its presence (IBusHandler)."""
         users: dict[str, list[Any]] = {}
+        connections: dict[str, int] = {}
         for key, participants in self._by_user.items():
             for p in participants:
                 if p.user_id is not None:
                     users[key] = [p.user_id, p.nickname]
+                    # Lets the others apply the per-account connection limit
+                    # to the whole deployment (a key of its own: instances of
+                    # an older version read "users" as [id, nickname] pairs).
+                    connections[key] = len(participants)
                     break
         rooms = {name: room.nicknames() for name, room in self._rooms.items()}
-        return {"users": users, "rooms": rooms}
+        return {"users": users, "rooms": rooms, "connections": connections}
 
     def _control(self, event: dict[str, Any]) -> None:
         """Publish an instance-wide event, stamped with this instance."""

@@ -36,7 +36,7 @@ from parkchat.bus.redis import (
     message_to_wire,
     parse_redis_url,
 )
-from parkchat.errors import AuthenticationFailed, Banned
+from parkchat.errors import AuthenticationFailed, Banned, TooManyConnections
 from parkchat.interfaces import IBus, IBusHandler
 from parkchat.limits import Limits
 from parkchat.model import CHAT, JOINED, LEFT, SYSTEM, Message, system_message
@@ -266,7 +266,7 @@ class OfflineBusTests(TestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_remote_presence_merges_and_expires(self) -> None:
-        self.assertEqual(self.bus.remote_presence(), {"users": {}, "rooms": {}})
+        self.assertEqual(self.bus.remote_presence(), {"users": {}, "rooms": {}, "connections": {}})
         self.bus._control_received(
             presence_frame("i1", {"alice": [1, "Alice"]}, {"lobby": ["Alice"]})
         )
@@ -279,15 +279,29 @@ class OfflineBusTests(TestCase):
             {
                 "users": {"alice": [1, "Alice"], "bob": [2, "bob"]},
                 "rooms": {"lobby": ["Alice", "bob"], "den": ["bob"]},
+                "connections": {"alice": 1, "bob": 1},
             },
         )
         self.clock.advance(5)  # i1 was last heard of 10 s ago: gone
         self.assertEqual(
             self.bus.remote_presence(),
-            {"users": {"bob": [2, "bob"]}, "rooms": {"lobby": ["bob"], "den": ["bob"]}},
+            {
+                "users": {"bob": [2, "bob"]},
+                "rooms": {"lobby": ["bob"], "den": ["bob"]},
+                "connections": {"bob": 1},
+            },
         )
         self.clock.advance(5)
-        self.assertEqual(self.bus.remote_presence(), {"users": {}, "rooms": {}})
+        self.assertEqual(self.bus.remote_presence(), {"users": {}, "rooms": {}, "connections": {}})
+
+    def test_connection_counts_add_up(self) -> None:
+        """Each instance's connection count per account is summed (for the
+        per-account limit); an instance that sends none counts as one."""
+        frame = presence_frame("i1", {"bob": [2, "bob"]}, {})
+        frame["p"]["connections"] = {"bob": 3}
+        self.bus._control_received(frame)
+        self.bus._control_received(presence_frame("i2", {"bob": [2, "bob"]}, {}))
+        self.assertEqual(self.bus.remote_presence()["connections"], {"bob": 4})
 
     def test_renewal_extends(self) -> None:
         frame = presence_frame("i1", {"alice": [1, "alice"]}, {})
@@ -302,7 +316,7 @@ class OfflineBusTests(TestCase):
         self.assertEqual(self.bus.remote_presence()["users"], {})
         self.bus._control_received(presence_frame("i1", {"a": [1, "a"]}, {"r": ["a"]}))
         self.bus._control_received({"k": "bye", "i": "i1"})
-        self.assertEqual(self.bus.remote_presence(), {"users": {}, "rooms": {}})
+        self.assertEqual(self.bus.remote_presence(), {"users": {}, "rooms": {}, "connections": {}})
 
     def test_events_from_every_instance_reach_the_handler(self) -> None:
         """Control events are handed over whoever sent them (the service
@@ -343,14 +357,15 @@ class OfflineBusTests(TestCase):
         channel = self.bus.room_channel("r").encode()
         self.bus._received(channel, self.room_frame("i1", system_message("r", "b", JOINED, 1)))
         self.assertEqual(
-            self.bus.remote_presence(), {"users": {"a": [1, "a"]}, "rooms": {"r": ["a", "b"]}}
+            self.bus.remote_presence(),
+            {"users": {"a": [1, "a"]}, "rooms": {"r": ["a", "b"]}, "connections": {"a": 1}},
         )
 
     def test_chat_messages_are_not_tracked(self) -> None:
         channel = self.bus.room_channel("r").encode()
         message = Message(room="r", nickname="a", content="hi", timestamp_ms=1, id=3)
         self.bus._received(channel, self.room_frame("i1", message))
-        self.assertEqual(self.bus.remote_presence(), {"users": {}, "rooms": {}})
+        self.assertEqual(self.bus.remote_presence(), {"users": {}, "rooms": {}, "connections": {}})
         self.assertEqual(self.handler.delivered[0][1].content, "hi")
 
     def test_garbage_is_logged_not_raised(self) -> None:
@@ -445,6 +460,7 @@ class Instance:
         *,
         single_session: bool = False,
         presence_ttl: float = 30.0,
+        limits: Limits | None = None,
     ) -> None:
         self.id = f"{name}{secrets.token_hex(2)}"
         self.bus = RedisBus(
@@ -455,7 +471,7 @@ class Instance:
             sync_hasher(),
             reactor,
             bus=self.bus,
-            limits=Limits(rate_limit=0),
+            limits=limits if limits is not None else Limits(rate_limit=0),
             credential_cache=VerifiedCredentials(reactor),
             single_session=single_session,
             instance_id=self.id,
@@ -502,6 +518,7 @@ class TwoInstancesCase(TestCase):
 
     single_session = False
     presence_ttl = 30.0
+    limits = Limits(rate_limit=0)
     timeout = 60
 
     def setUp(self) -> Deferred[None]:  # type: ignore[override]
@@ -525,6 +542,7 @@ class TwoInstancesCase(TestCase):
             name,
             single_session=self.single_session,
             presence_ttl=self.presence_ttl,
+            limits=self.limits,
         )
         instance.start()
         self.addCleanup(lambda: Deferred.fromCoroutine(instance.stop()))
@@ -718,6 +736,29 @@ class ModerationTests(TwoInstancesCase):
         self.assertEqual(self.two.service.rooms_of(bob), frozenset())
         await wait_for(lambda: (LEFT, "bob") in events(alice), what="bob's leave at alice")
         self.assertEqual(bob.disconnected, [])
+
+
+class AccountLimitTests(TwoInstancesCase):
+    """--max-connections-per-user counts an account's connections on every
+    instance (not N times the limit with N instances)."""
+
+    limits = Limits(rate_limit=0, max_connections_per_user=2)
+
+    async def test_limit_spans_instances(self) -> None:
+        alice_id = await self.account("alice")
+        self.one.connect("alice", alice_id)
+        self.two.connect("alice", alice_id)
+        await wait_for(
+            lambda: self.one.bus.remote_presence()["connections"].get("alice") == 1,
+            what="two's connection counted on one",
+        )
+        with self.assertRaises(TooManyConnections) as refused:
+            self.one.connect("alice", alice_id)
+        self.assertIn("on all servers", str(refused.exception))
+        self.assertRaises(TooManyConnections, self.one.service.check_connection, "alice", "")
+        # Another account is not affected.
+        bob_id = await self.account("bob")
+        self.one.connect("bob", bob_id)
 
 
 class SingleSessionTests(TwoInstancesCase):

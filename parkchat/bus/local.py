@@ -40,4 +40,4 @@ class LocalBus:
         pass
 
     def remote_presence(self) -> dict[str, Any]:
-        return {"users": {}, "rooms": {}}
+        return {"users": {}, "rooms": {}, "connections": {}}

@@ -189,7 +189,7 @@ class RedisBus(Service):
         self._subscriber_factory: txredisapi.SubscriberFactory | None = None
         # instance id -> (presence snapshot, local time it expires)
         self._remote: dict[str, tuple[dict[str, Any], float]] = {}
-        self._merged: dict[str, Any] = {"users": {}, "rooms": {}}
+        self._merged: dict[str, Any] = {"users": {}, "rooms": {}, "connections": {}}
         self._announce: IDelayedCall | None = None
         self._heartbeat = LoopingCall(self._renew, scan=True)
         self._heartbeat.clock = clock
@@ -479,11 +479,19 @@ class RedisBus(Service):
     def _merge(self) -> None:
         users: dict[str, list[Any]] = {}
         rooms: dict[str, list[str]] = {}
+        connections: dict[str, int] = {}
         for snapshot, _ in self._remote.values():
-            users.update(snapshot.get("users", {}))
+            counts = snapshot.get("connections", {})
+            for key, entry in snapshot.get("users", {}).items():
+                users[key] = entry
+                # An instance of an older version sends no counts: at least one.
+                count = counts.get(key, 1)
+                connections[key] = connections.get(key, 0) + (
+                    count if isinstance(count, int) else 1
+                )
             for room, names in snapshot.get("rooms", {}).items():
                 rooms.setdefault(room, []).extend(names)
-        self._merged = {"users": users, "rooms": rooms}
+        self._merged = {"users": users, "rooms": rooms, "connections": connections}
 
     # -- failures ---------------------------------------------------------------
 
