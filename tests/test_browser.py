@@ -632,6 +632,44 @@ class DirectoryTests(BrowserCase):
         self.assert_no_console_errors()
 
 
+class DirectHistoryTests(BrowserCase):
+    server_args = ("--rate-limit", "0")
+
+    def test_load_older_direct_messages(self) -> None:
+        """A long conversation shows its newest page; "Load older messages"
+        brings the rest, in order, and says where it begins."""
+        alice = self.sign_up("alice")
+        bob = self.account("bob")
+        status, body = self.server.request(
+            "/login", "POST", {"nickname": bob[0], "password": bob[1]}
+        )
+        self.assertEqual(status, 200)
+        app = self.exits.enter_context(
+            connect(self.server.ws_url("/ws"), open_timeout=IO_TIMEOUT, close_timeout=IO_TIMEOUT)
+        )
+        app.send(json.dumps({"type": "auth", "body": json.loads(body)["token"]}))
+        self.wait_frame(app, lambda f: f.get("type") == "ready")
+        for n in range(1, 56):
+            app.send(json.dumps({"type": "chat", "to": "alice", "content": f"note {n}", "id": n}))
+        self.wait_frame(app, lambda f: f.get("type") == "ack" and f.get("id") == 55)
+        alice.locator("#dm-list button[data-dm='bob']").click()
+        self.expect_message(alice, "bob", "note 55")
+        alice.reload()  # from here on, only the stored conversation
+        self.expect_connected(alice, "alice")
+        alice.locator("#dm-list button[data-dm='bob']").click()
+        expect(alice.locator("#log li.msg")).to_have_count(50)
+        older = alice.get_by_role("button", name="Load older messages")
+        older.click()
+        expect(alice.locator("#log li.msg")).to_have_count(55)
+        self.assertEqual(self.bodies(alice), [f"note {n}" for n in range(1, 56)])
+        # The short page was the first one: said so, nothing more to load.
+        expect(alice.locator("#log li.system")).to_have_text(
+            ["This is the beginning of the conversation."]
+        )
+        expect(older).to_be_hidden()
+        self.assert_no_console_errors()
+
+
 class PasswordTests(BrowserCase):
     def test_change_password(self) -> None:
         """The Password dialog: mistakes are said in the dialog; a change

@@ -587,7 +587,7 @@ function renderMeta() {
     ui.loadOlder.hidden = !conv.hasOlder;
   } else {
     ui.convMeta.textContent = "Direct messages";
-    ui.loadOlder.hidden = true;
+    ui.loadOlder.hidden = !conv.hasOlder;
   }
 }
 
@@ -774,6 +774,10 @@ function onHistory(frame, what) {
 
 function loadOlder() {
   const room = state.current;
+  if (room && room.kind === "dm") {
+    loadOlderDirect(room);
+    return;
+  }
   if (!room || room.kind !== "room" || room.oldestId === null) return;
   const id = request(
     { type: "history", room: room.name, before: room.oldestId, limit: HISTORY_PAGE },
@@ -892,18 +896,35 @@ function loadDirectHistory(dm) {
   request({ type: "get_direct_history", with: dm.name, limit: HISTORY_PAGE }, { kind: "dm_history", dm });
 }
 
+/** The page of the conversation before the oldest message shown. */
+function loadOlderDirect(dm) {
+  const ids = [...dm.ids];
+  if (ids.length === 0) return;
+  const frame = { type: "get_direct_history", with: dm.name, before: Math.min(...ids), limit: HISTORY_PAGE };
+  if (request(frame, { kind: "dm_history", dm, older: true }) !== null) ui.loadOlder.disabled = true;
+  else showAlert("Not connected: older messages can be loaded once the connection is back.");
+}
+
 function onDirectHistory(frame, what) {
   if (!what || !what.dm || state.dms.get(what.dm.name.toLowerCase()) !== what.dm) return;
   const dm = what.dm;
-  const stick = nearEnd(dm.ol);
-  for (const m of Array.isArray(frame.messages) ? frame.messages : []) {
+  const stick = nearEnd(dm.ol) && !what.older;
+  const messages = Array.isArray(frame.messages) ? frame.messages : [];
+  // A full page may have older ones behind it (the first answer decides
+  // until "Load older" asks for more).
+  if (what.older || dm.hasOlder === undefined) dm.hasOlder = messages.length >= HISTORY_PAGE;
+  if (what.older) ui.loadOlder.disabled = false;
+  for (const m of messages) {
     if (typeof m.id !== "number" || typeof m.content !== "string" || dm.ids.has(m.id)) continue;
     dm.ids.add(m.id);
     const mine = Boolean(state.me) && m.from_user_id === state.me.user_id;
     if (mine) adoptFailed(dm, m.content);
     insertById(dm.ol, messageItem({ id: m.id, username: m.from, body: m.content, timestamp: m.timestamp, mine }), m.id);
   }
-  if (stick || state.current === dm) scrollToEnd(dm);
+  // A short page going back reached the first message.
+  if (what.older && !dm.hasOlder) dm.ol.prepend(systemItem("This is the beginning of the conversation.", null));
+  if (stick || (state.current === dm && !what.older)) scrollToEnd(dm);
+  if (state.current === dm) renderMeta();
 }
 
 function openDm(name) {
@@ -1051,7 +1072,7 @@ function onError(frame, what) {
     const room = state.rooms.get(what.room);
     if (room && !room.loaded) removeRoom(room);
   }
-  if (what && what.kind === "older") ui.loadOlder.disabled = false;
+  if (what && (what.kind === "older" || (what.kind === "dm_history" && what.older))) ui.loadOlder.disabled = false;
   if (frame.code === "unauthorized" || frame.code === "banned") return; // the connection handles these
   showAlert(text, typeof frame.content === "string" ? frame.content : undefined);
 }

@@ -26,6 +26,8 @@ export function clear(node) {
 
 /** "14:05" in the reader's locale and time zone, from an RFC 3339 timestamp. */
 export function localTime(timestamp) {
+  // new Date(null) is 1970, not "no time": notices without a time show none.
+  if (timestamp === null || timestamp === undefined || timestamp === "") return "";
   const date = new Date(timestamp);
   if (Number.isNaN(date.getTime())) return "";
   return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
