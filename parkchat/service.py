@@ -549,14 +549,16 @@ class ChatService(Service):
                 self._bans.pop(event["user_id"], None)
             elif kind == "revoke":
                 self.revocations.revoke(event["token_id"], int(event["expires_s"]))
-                self._token_revoked_here(event["user_id"], event["nickname"], event["token_id"])
+                self._close_account_here(
+                    event["user_id"], event["nickname"], TOKEN_REVOKED_REASON, event["token_id"]
+                )
             elif kind == "cutoff":
                 self.revocations.cut_off(event["user_id"], int(event["before_ms"]))
                 # A new password: this instance may still hold the old one
                 # as verified (the credential cache).
                 self.accounts.cache.forget(nickname_key(event["nickname"]))
                 if event.get("close"):
-                    self._logged_out_here(event["user_id"], event["nickname"])
+                    self._close_account_here(event["user_id"], event["nickname"], LOGGED_OUT_REASON)
             elif kind == "session":
                 for p in list(self._by_user.get(event["user_key"], ())):
                     if p.user_id is not None and self._ids.get(p) != event["keep"]:
@@ -994,9 +996,7 @@ class ChatService(Service):
 
     def _apply_ban(self, ban: Ban) -> None:
         self._bans[ban.user_id] = ban
-        for participant in list(self._by_user.get(nickname_key(ban.nickname), ())):
-            if participant.user_id == ban.user_id:
-                self._force_out(participant, BANNED_REASON)
+        self._close_account_here(ban.user_id, ban.nickname, BANNED_REASON)
 
     async def unban(self, nickname: str) -> bool:
         user = await self.store.get_user(nickname)
@@ -1086,7 +1086,9 @@ class ChatService(Service):
             return
         await self.store.revoke_token(claims.token_id, claims.expires_at)
         self.revocations.revoke(claims.token_id, claims.expires_at)
-        self._token_revoked_here(claims.user_id, claims.nickname, claims.token_id)
+        self._close_account_here(
+            claims.user_id, claims.nickname, TOKEN_REVOKED_REASON, claims.token_id
+        )
         self._control(
             {
                 "kind": "revoke",
@@ -1102,7 +1104,7 @@ class ChatService(Service):
         await self.store.set_token_cutoff(user_id, before_ms)
         self.revocations.cut_off(user_id, before_ms)
         if close:
-            self._logged_out_here(user_id, nickname)
+            self._close_account_here(user_id, nickname, LOGGED_OUT_REASON)
         self._control(
             {
                 "kind": "cutoff",
@@ -1113,20 +1115,18 @@ class ChatService(Service):
             }
         )
 
-    def _token_revoked_here(self, user_id: int, nickname: str, token_id: str) -> None:
-        """Close this instance's connections that authenticated with a token
-        now revoked (a copy of it in other hands must not stay connected)."""
+    def _close_account_here(
+        self, user_id: int, nickname: str, reason: str, token_id: str | None = None
+    ) -> None:
+        """Close this instance's connections of an account (ban, log out
+        everywhere), or with ``token_id`` only those that authenticated with
+        that token (revoked: a copy of it in other hands must not stay
+        connected)."""
         for participant in list(self._by_user.get(nickname_key(nickname), ())):
-            if (
-                participant.user_id == user_id
-                and getattr(participant, "token_id", None) == token_id
-            ):
-                self._force_out(participant, TOKEN_REVOKED_REASON)
-
-    def _logged_out_here(self, user_id: int, nickname: str) -> None:
-        for participant in list(self._by_user.get(nickname_key(nickname), ())):
-            if participant.user_id == user_id:
-                self._force_out(participant, LOGGED_OUT_REASON)
+            if participant.user_id != user_id:
+                continue  # a guest or external-token user sharing the name
+            if token_id is None or getattr(participant, "token_id", None) == token_id:
+                self._force_out(participant, reason)
 
     def _now_ms(self) -> int:
         return int(self.clock.seconds() * 1000)
