@@ -32,8 +32,10 @@ class IParticipant(Interface):
     def send(payload: Any) -> None:
         """Write a payload produced by ``encoder``; must not block or raise."""
 
-    def disconnect(reason: str) -> None:
-        """Close the connection, telling the client why (server shutdown, ban)."""
+    def disconnect(reason: Any) -> None:
+        """Close the connection, telling the client why: ``reason`` is a
+        ``parkchat.model.DisconnectReason`` that each surface maps to its own
+        close code or goodbye line."""
 
     def removed(room: str, reason: str) -> None:
         """The service took this connection out of ``room`` (a kick); a
@@ -42,6 +44,155 @@ class IParticipant(Interface):
     def direct(message: Any) -> bool:
         """Hand over a ``DirectMessage`` addressed to this account; return
         False if this kind of connection cannot show direct messages."""
+
+
+class IChatService(Interface):
+    """The domain verbs every surface (protocol adapters, REST resources, the
+    admin API) uses, and nothing else: adapters depend on this interface,
+    never on the handlers behind it or on their state.
+
+    Verbs take plain values (a participant is an ``IParticipant``), raise
+    ``parkchat.errors`` exceptions at once for bad input, and return
+    Deferreds only where storage or bcrypt is involved.
+    """
+
+    # -- connections ---------------------------------------------------------
+
+    def check_connection(nickname: str, peer_host: str) -> None:
+        """Raise TooManyConnections if a new connection of ``nickname`` from
+        ``peer_host`` would pass a limit (before a surface upgrades)."""
+
+    def connect(participant: IParticipant) -> str:
+        """Register a connection (bans, limits, single session) and return
+        its id, unique across instances."""
+
+    def disconnect(participant: IParticipant) -> None:
+        """Forget a closed connection; it leaves all its rooms."""
+
+    def connection_id(participant: IParticipant) -> str | None:
+        """The id ``connect`` gave, or None if not registered."""
+
+    def connections_from(peer_host: str) -> int:
+        """Registered connections from one address."""
+
+    # -- rooms and presence ----------------------------------------------------
+
+    def join(participant: IParticipant, room: str) -> Any:
+        """Put the participant in ``room`` and tell every member."""
+
+    def leave(participant: IParticipant, room: str) -> None:
+        """Take the participant out of ``room`` and tell the others."""
+
+    def rooms_of(participant: IParticipant) -> frozenset[str]:
+        """The rooms the participant is in."""
+
+    def members(room: str) -> list[str]:
+        """Nicknames in ``room`` on every instance."""
+
+    def member_count(room: str) -> int:
+        """Distinct people in ``room`` on every instance."""
+
+    def name_in_room(room: str, nickname: str) -> bool:
+        """Whether someone of that name (folded) is in ``room`` here."""
+
+    def room_sizes() -> dict[str, int]:
+        """Connections per room on this instance."""
+
+    def active_rooms(participant: IParticipant, limit: int = 100) -> list[tuple[str, int]]:
+        """The room directory: rooms with people on any instance, busiest first."""
+
+    def online_users() -> list[Any]:
+        """Accounts (``User``) with an open connection on any instance."""
+
+    def is_online(nickname: str) -> bool:
+        """Whether ``nickname`` has a connection on any instance."""
+
+    # -- room messages -------------------------------------------------------
+
+    def post(participant: IParticipant, room: str, content: object) -> Deferred[Any]:
+        """Store a chat message, then deliver it; fires with the stored
+        ``Message``."""
+
+    def post_quietly(participant: IParticipant, room: str, content: object, failed: Any) -> None:
+        """``post`` without a result: ``failed(failure)`` hears of a failure."""
+
+    def notify(participant: IParticipant, room: str, kind: str) -> None:
+        """Publish an ephemeral room event (typing) from a member."""
+
+    def history(
+        room: str,
+        limit: int | None = None,
+        before: int | None = None,
+        after: int | None = None,
+    ) -> Deferred[list[Any]]:
+        """Stored messages of ``room``, oldest first, paged by id."""
+
+    def history_version(room: str) -> int | None:
+        """A number that changes with a room's cached newest messages."""
+
+    def delete_message(message_id: object) -> Any:
+        """Remove a stored message (moderation); its room or None."""
+
+    # -- direct messages -----------------------------------------------------
+
+    def send_direct(participant: IParticipant, to: object, content: object) -> Any:
+        """Store and hand over a direct message (a coroutine)."""
+
+    def direct_history(
+        participant: IParticipant, other: object, limit: int | None = None, before: object = None
+    ) -> Any:
+        """The other account and the messages between the two (a coroutine)."""
+
+    def offline_messages(participant: IParticipant, limit: int = 500) -> Any:
+        """Direct messages that waited for the account (a coroutine)."""
+
+    # -- moderation ----------------------------------------------------------
+
+    def check_not_banned(user_id: int) -> None:
+        """Raise Banned if the account is banned."""
+
+    def admit_token(nickname: str, user_id: int | None) -> Any:
+        """Checks for a token login (a coroutine)."""
+
+    def ban(nickname: str, reason: str = "", duration: float | None = None) -> Any:
+        """Ban an account everywhere (a coroutine firing with the ``Ban``)."""
+
+    def unban(nickname: str) -> Any:
+        """Lift a ban (a coroutine firing with whether there was one)."""
+
+    def bans() -> list[Any]:
+        """The active bans."""
+
+    def kick(nickname: str, room: str, reason: str = "") -> int:
+        """Take a name out of a room on every instance."""
+
+    # -- accounts and sessions ---------------------------------------------------
+
+    def register(nickname: object, password: object) -> Deferred[Any]:
+        """Create an account; fires with its ``User``."""
+
+    def account_exists(nickname: str) -> Deferred[bool]:
+        """Whether ``nickname`` belongs to an account."""
+
+    def authenticate(nickname: str, password: str) -> Deferred[Any]:
+        """Check a password (no throttle); fires with the ``User``."""
+
+    def login(nickname: str, password: str, peer_host: str = "") -> Any:
+        """``authenticate`` behind the failed-login throttle (a coroutine)."""
+
+    def change_password(nickname: str, password: object) -> Deferred[None]:
+        """Set a new password; earlier tokens stop working."""
+
+    def list_accounts(limit: int, after_id: int = 0) -> Deferred[list[Any]]:
+        """Accounts (``User``) by id, for the admin API."""
+
+    def logout(claims: Any, everywhere: bool = False) -> Any:
+        """Revoke a token, or all of an account's (a coroutine)."""
+
+    # -- health --------------------------------------------------------------
+
+    def readiness(timeout: float = 5.0) -> Any:
+        """Whether this instance can serve (a coroutine with a report dict)."""
 
 
 class IMessageStore(Interface):

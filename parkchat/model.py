@@ -14,6 +14,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import Enum
 from typing import Any, Final
 
 from parkchat.errors import ContentTooLong, InvalidContent, InvalidName, InvalidRoom
@@ -121,6 +122,26 @@ def validate_content(content: object, max_length: int) -> str:
     if _CONTROL_EXCEPT_NL_TAB.search(content) is not None:
         raise InvalidContent("content contains control characters")
     return content
+
+
+class DisconnectReason(Enum):
+    """Why the server closes a connection.
+
+    The service says *why*; each surface decides *how* (a WebSocket close
+    code, a goodbye line), in one table per adapter. ``text`` is what a
+    client is told.
+    """
+
+    SHUTDOWN = "server shutting down"
+    REPLACED = "replaced by a newer session"
+    BANNED = "banned"
+    LOGGED_OUT = "logged out everywhere"
+    TOKEN_REVOKED = "logged out"
+    DELIVERY_FAILED = "delivery failed"
+
+    @property
+    def text(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ from parkchat.errors import (
     TooManyConnections,
     UnknownRecipient,
 )
-from parkchat.interfaces import IBus, IBusHandler, IMessageStore, IParticipant
+from parkchat.interfaces import IBus, IBusHandler, IChatService, IMessageStore, IParticipant
 from parkchat.limits import ConnectionCounter, Limits, LoginThrottle, TokenBucketLimiter
 from parkchat.metrics import ServiceMetrics
 from parkchat.model import (
@@ -49,6 +49,7 @@ from parkchat.model import (
     LEFT,
     Ban,
     DirectMessage,
+    DisconnectReason,
     Message,
     StoredUser,
     User,
@@ -68,11 +69,6 @@ _log = Logger()
 #: record of who was banned, kicked or deleted; never a password or token).
 _moderation_log = Logger(namespace="parkchat.moderation")
 
-SHUTDOWN_REASON = "server shutting down"
-REPLACED_REASON = "replaced by a newer session"
-BANNED_REASON = "banned"
-LOGGED_OUT_REASON = "logged out everywhere"
-TOKEN_REVOKED_REASON = "logged out"
 #: The largest id a store can hold (SQL BIGINT); larger ones are refused, not sent to it.
 MAX_ID = 2**63 - 1
 #: Seconds the readiness check waits for the database to answer.
@@ -91,7 +87,7 @@ def _message_id(name: str, value: object) -> int | None:
     return value
 
 
-@implementer(IBusHandler)
+@implementer(IChatService, IBusHandler)
 class ChatService(Service):
     """Rooms, connections, accounts and messages of one parkchat process."""
 
@@ -208,7 +204,7 @@ class ChatService(Service):
             self._caught_up_expiry.cancel()
         for participant in list(self._connections):
             try:
-                participant.disconnect(SHUTDOWN_REASON)
+                participant.disconnect(DisconnectReason.SHUTDOWN)
             except Exception:
                 _log.failure("closing {nickname} failed", nickname=participant.nickname)
         return Deferred.fromCoroutine(self._drain())
@@ -237,7 +233,7 @@ class ChatService(Service):
         key = nickname_key(participant.nickname)
         if self.single_session and participant.user_id is not None:
             for older in list(self._by_user.get(key, ())):
-                self._force_out(older, REPLACED_REASON)
+                self._force_out(older, DisconnectReason.REPLACED)
         address = self.limits.address_key(participant.peer_host)
         self._check_account_connections(key)
         self._per_ip.check(address)
@@ -288,7 +284,7 @@ class ChatService(Service):
             self._leave_room(participant, name)
         self.bus.presence_changed()
 
-    def _force_out(self, participant: IParticipant, reason: str) -> None:
+    def _force_out(self, participant: IParticipant, reason: DisconnectReason) -> None:
         """Close a connection the server wants gone (ban, replaced session) and
         forget it now, whatever its transport does next."""
         try:
@@ -550,7 +546,10 @@ class ChatService(Service):
             elif kind == "revoke":
                 self.revocations.revoke(event["token_id"], int(event["expires_s"]))
                 self._close_account_here(
-                    event["user_id"], event["nickname"], TOKEN_REVOKED_REASON, event["token_id"]
+                    event["user_id"],
+                    event["nickname"],
+                    DisconnectReason.TOKEN_REVOKED,
+                    event["token_id"],
                 )
             elif kind == "cutoff":
                 self.revocations.cut_off(event["user_id"], int(event["before_ms"]))
@@ -558,11 +557,13 @@ class ChatService(Service):
                 # as verified (the credential cache).
                 self.accounts.cache.forget(nickname_key(event["nickname"]))
                 if event.get("close"):
-                    self._close_account_here(event["user_id"], event["nickname"], LOGGED_OUT_REASON)
+                    self._close_account_here(
+                        event["user_id"], event["nickname"], DisconnectReason.LOGGED_OUT
+                    )
             elif kind == "session":
                 for p in list(self._by_user.get(event["user_key"], ())):
                     if p.user_id is not None and self._ids.get(p) != event["keep"]:
-                        self._force_out(p, REPLACED_REASON)
+                        self._force_out(p, DisconnectReason.REPLACED)
         except (KeyError, TypeError, ValueError):
             _log.failure("malformed control event {event!r}", event=event)
 
@@ -651,7 +652,7 @@ class ChatService(Service):
         failed = room.broadcast(message)
         self.metrics.deliveries += room.last_delivered
         for member in failed:
-            self._force_out(member, "delivery failed")
+            self._force_out(member, DisconnectReason.DELIVERY_FAILED)
 
     async def delete_message(self, message_id: object) -> str | None:
         """Remove a stored message (moderation): from the database, from this
@@ -996,7 +997,7 @@ class ChatService(Service):
 
     def _apply_ban(self, ban: Ban) -> None:
         self._bans[ban.user_id] = ban
-        self._close_account_here(ban.user_id, ban.nickname, BANNED_REASON)
+        self._close_account_here(ban.user_id, ban.nickname, DisconnectReason.BANNED)
 
     async def unban(self, nickname: str) -> bool:
         user = await self.store.get_user(nickname)
@@ -1023,6 +1024,10 @@ class ChatService(Service):
         """Whether ``nickname`` belongs to a registered account (guests may not
         take such names)."""
         return self.store.get_user(nickname).addCallback(lambda user: user is not None)
+
+    def list_accounts(self, limit: int, after_id: int = 0) -> Deferred[list[User]]:
+        """Accounts by id (the admin API's user list)."""
+        return self.store.list_users(limit, after_id)
 
     def authenticate(self, nickname: str, password: str) -> Deferred[User]:
         """Check a password and refuse banned accounts."""
@@ -1087,7 +1092,7 @@ class ChatService(Service):
         await self.store.revoke_token(claims.token_id, claims.expires_at)
         self.revocations.revoke(claims.token_id, claims.expires_at)
         self._close_account_here(
-            claims.user_id, claims.nickname, TOKEN_REVOKED_REASON, claims.token_id
+            claims.user_id, claims.nickname, DisconnectReason.TOKEN_REVOKED, claims.token_id
         )
         self._control(
             {
@@ -1104,7 +1109,7 @@ class ChatService(Service):
         await self.store.set_token_cutoff(user_id, before_ms)
         self.revocations.cut_off(user_id, before_ms)
         if close:
-            self._close_account_here(user_id, nickname, LOGGED_OUT_REASON)
+            self._close_account_here(user_id, nickname, DisconnectReason.LOGGED_OUT)
         self._control(
             {
                 "kind": "cutoff",
@@ -1116,7 +1121,7 @@ class ChatService(Service):
         )
 
     def _close_account_here(
-        self, user_id: int, nickname: str, reason: str, token_id: str | None = None
+        self, user_id: int, nickname: str, reason: DisconnectReason, token_id: str | None = None
     ) -> None:
         """Close this instance's connections of an account (ban, log out
         everywhere), or with ``token_id`` only those that authenticated with

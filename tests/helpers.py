@@ -11,7 +11,7 @@ from zope.interface import implementer
 from parkchat.auth import PasswordHasher, VerifiedCredentials
 from parkchat.interfaces import IEncoder, IParticipant
 from parkchat.limits import Limits
-from parkchat.model import Message
+from parkchat.model import DisconnectReason, Message
 from parkchat.service import ChatService
 from parkchat.store.memory import MemoryStore
 
@@ -57,7 +57,7 @@ class FakeParticipant:
         self.peer_host = peer_host
         self.encoder = encoder if encoder is not None else RecordingEncoder()
         self.received: list[Any] = []
-        self.disconnected: list[str] = []
+        self.disconnected: list[DisconnectReason] = []
         self.fail_sends = False
         self.removals: list[tuple[str, str]] = []
         self.directs: list[Any] = []
@@ -68,7 +68,7 @@ class FakeParticipant:
             raise ConnectionError("socket is gone")
         self.received.append(payload)
 
-    def disconnect(self, reason: str) -> None:
+    def disconnect(self, reason: DisconnectReason) -> None:
         self.disconnected.append(reason)
 
     def removed(self, room: str, reason: str) -> None:

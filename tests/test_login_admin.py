@@ -18,10 +18,9 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from parkchat.errors import AuthenticationFailed, Banned
 from parkchat.limits import Limits
-from parkchat.model import format_timestamp
+from parkchat.model import DisconnectReason, format_timestamp
 from parkchat.protocols.unified import AppSocketFactory
 from parkchat.protocols.websocket import RoomSocketFactory
-from parkchat.service import BANNED_REASON, LOGGED_OUT_REASON
 from parkchat.tokens import TokenAuthority, TokenVerifier
 from parkchat.web.resources import origin_allowed
 from parkchat.web.site import make_site
@@ -152,7 +151,7 @@ class LogoutTests(SiteCase):
         self.service.connect(connection)
         response, data = self.logout(phone, {"everywhere": True})
         self.assertEqual((response.code, data), (200, {"logged_out": True, "everywhere": True}))
-        self.assertEqual(connection.disconnected, [LOGGED_OUT_REASON])
+        self.assertEqual(connection.disconnected, [DisconnectReason.LOGGED_OUT])
         for token in (laptop, phone):
             self.assertRaises(AuthenticationFailed, self.tokens.verify, token)
         self.assertEqual(self.tokens.verify(bobs).nickname, "bob")
@@ -535,7 +534,7 @@ class AdminActionTests(AdminCase):
                 "until": format_timestamp(int((START + 90) * 1000)),
             },
         )
-        self.assertEqual(bob.disconnected, [BANNED_REASON])
+        self.assertEqual(bob.disconnected, [DisconnectReason.BANNED])
         self.assertRaises(Banned, self.service.check_not_banned, self.bob.id)
         self.assertEqual(self.login("bob", PASSWORD)[0].code, 403)
         self.clock.advance(91)

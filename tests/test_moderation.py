@@ -33,8 +33,8 @@ from parkchat.errors import (
 )
 from parkchat.interfaces import IEncoder
 from parkchat.limits import Limits
-from parkchat.model import CHAT, LEFT, SYSTEM, DirectMessage, Message, User
-from parkchat.service import BANNED_REASON, REPLACED_REASON, ChatService
+from parkchat.model import CHAT, LEFT, SYSTEM, DirectMessage, DisconnectReason, Message, User
+from parkchat.service import ChatService
 from parkchat.store.memory import MemoryStore
 from tests.helpers import FakeParticipant, RecordingEncoder, make_service, sync_hasher
 
@@ -341,8 +341,8 @@ class BanTests(ModerationCase):
         ban = self.ban("Bob", "spam")
         self.assertEqual((ban.user_id, ban.nickname, ban.reason), (self.bob.id, "bob", "spam"))
         self.assertIsNone(ban.expires_ms)
-        self.assertEqual(bob1.disconnected, [BANNED_REASON])
-        self.assertEqual(bob2.disconnected, [BANNED_REASON])
+        self.assertEqual(bob1.disconnected, [DisconnectReason.BANNED])
+        self.assertEqual(bob2.disconnected, [DisconnectReason.BANNED])
         self.assertEqual(self.service.connection_count, 1)
         self.assertIsNone(self.service.connection_id(bob1))
         self.assertEqual(self.service.members("lobby"), ["alice"])
@@ -439,12 +439,12 @@ class SingleSessionTests(ModerationCase):
     single_session = True
 
     def test_new_connection_replaces_older(self) -> None:
-        """The older connection is closed with REPLACED_REASON and forgotten;
+        """The older connection is closed with DisconnectReason.REPLACED and forgotten;
         the new one is registered."""
         alice = self.joined(self.alice)
         old = self.joined(self.bob)
         new = self.connect(self.bob)
-        self.assertEqual(old.disconnected, [REPLACED_REASON])
+        self.assertEqual(old.disconnected, [DisconnectReason.REPLACED])
         self.assertEqual(new.disconnected, [])
         self.assertIsNone(self.service.connection_id(old))
         self.assertIsNotNone(self.service.connection_id(new))
@@ -475,7 +475,7 @@ class SingleSessionTests(ModerationCase):
         self.service = self.make_service(self.store)
         old = self.connect(self.bob)
         new = self.connect(self.bob)
-        self.assertEqual(old.disconnected, [REPLACED_REASON])
+        self.assertEqual(old.disconnected, [DisconnectReason.REPLACED])
         self.assertIsNotNone(self.service.connection_id(new))
 
 

@@ -39,14 +39,8 @@ from parkchat.bus.redis import (
 from parkchat.errors import AuthenticationFailed, Banned, TooManyConnections
 from parkchat.interfaces import IBus, IBusHandler
 from parkchat.limits import Limits
-from parkchat.model import CHAT, JOINED, LEFT, SYSTEM, Message, system_message
-from parkchat.service import (
-    BANNED_REASON,
-    LOGGED_OUT_REASON,
-    REPLACED_REASON,
-    TOKEN_REVOKED_REASON,
-    ChatService,
-)
+from parkchat.model import CHAT, JOINED, LEFT, SYSTEM, DisconnectReason, Message, system_message
+from parkchat.service import ChatService
 from parkchat.store.memory import MemoryStore
 from parkchat.tokens import TokenAuthority
 from tests.helpers import FakeParticipant, sync_hasher
@@ -664,7 +658,7 @@ class ModerationTests(TwoInstancesCase):
         bob = await self.joined(self.two, "bob", user_id=bob_id)
         await self.one.service.ban("bob", "spam")
         await wait_for(lambda: bob.disconnected, what="bob to be closed on two")
-        self.assertEqual(bob.disconnected, [BANNED_REASON])
+        self.assertEqual(bob.disconnected, [DisconnectReason.BANNED])
         self.assertEqual(self.two.service.connection_count, 0)
         self.assertEqual([b.nickname for b in self.two.service.bans()], ["bob"])
         self.assertRaises(Banned, self.two.connect, "bob", bob_id)
@@ -698,11 +692,11 @@ class ModerationTests(TwoInstancesCase):
         await wait_for(lambda: refused(two, token), what="the revocation on two")
         self.assertFalse(refused(two, other))
         await wait_for(lambda: thief.disconnected, what="the token's connection closed on two")
-        self.assertEqual(thief.disconnected, [TOKEN_REVOKED_REASON])
+        self.assertEqual(thief.disconnected, [DisconnectReason.TOKEN_REVOKED])
         alice = await self.joined(self.two, "alice", user_id=alice_id)
         await self.one.service.logout(one.verify(other), everywhere=True)
         await wait_for(lambda: alice.disconnected, what="alice closed on two")
-        self.assertEqual(alice.disconnected, [LOGGED_OUT_REASON])
+        self.assertEqual(alice.disconnected, [DisconnectReason.LOGGED_OUT])
         self.assertTrue(refused(two, other))
 
     async def test_password_change_reaches_the_other_cache(self) -> None:
@@ -769,7 +763,7 @@ class SingleSessionTests(TwoInstancesCase):
         older = await self.joined(self.one, "bob", user_id=bob_id)
         newer = self.two.connect("bob", bob_id)
         await wait_for(lambda: older.disconnected, what="the older session to close")
-        self.assertEqual(older.disconnected, [REPLACED_REASON])
+        self.assertEqual(older.disconnected, [DisconnectReason.REPLACED])
         self.assertEqual(self.one.service.connection_count, 0)
         await sleep(0.1)
         self.assertEqual(newer.disconnected, [])
@@ -863,7 +857,7 @@ class RedisOutageTests(TwoInstancesCase):
         await self.one.service.ban("bob", "spam")  # two cannot hear of it now
         self.assertEqual(bob.disconnected, [])
         await wait_for(lambda: bob.disconnected, timeout=20, what="bob closed once two is back")
-        self.assertEqual(bob.disconnected, [BANNED_REASON])
+        self.assertEqual(bob.disconnected, [DisconnectReason.BANNED])
 
     async def test_connection_killed_local_delivery_then_recovery(self) -> None:
         a = await self.joined(self.one, "alice")

@@ -30,10 +30,10 @@ from parkchat.errors import (
     StorageFailed,
     TooManyConnections,
 )
-from parkchat.interfaces import IBus, IParticipant
+from parkchat.interfaces import IBus, IChatService, IParticipant
 from parkchat.limits import Limits
-from parkchat.model import CHAT, DELETED, SYSTEM, Ban, Message
-from parkchat.service import BANNED_REASON, CAUGHT_UP_WINDOW, SHUTDOWN_REASON, ChatService
+from parkchat.model import CHAT, DELETED, SYSTEM, Ban, DisconnectReason, Message
+from parkchat.service import CAUGHT_UP_WINDOW, ChatService
 from parkchat.store.memory import MemoryStore
 from parkchat.tokens import TokenAuthority, TokenClaims
 from tests.helpers import FakeParticipant, RecordingEncoder, make_service, sync_hasher
@@ -77,6 +77,12 @@ class InterfaceTests(TestCase):
     def test_fake_participant(self) -> None:
         """FakeParticipant is a faithful IParticipant."""
         self.assertTrue(verifyObject(IParticipant, FakeParticipant("alice")))
+
+    def test_chat_service(self) -> None:
+        """ChatService provides every verb of IChatService, the one
+        interface the surfaces depend on."""
+        service, _, _ = make_service()
+        self.assertTrue(verifyObject(IChatService, service))
 
     def test_local_bus(self) -> None:
         """LocalBus provides IBus."""
@@ -662,13 +668,13 @@ class ShutdownTests(ServiceTestCase):
     """stopService: goodbye to every connection, no leave noise, flush the store."""
 
     def test_disconnects_everyone(self) -> None:
-        """Every participant, in a room or not, is closed with SHUTDOWN_REASON."""
+        """Every participant, in a room or not, is closed with DisconnectReason.SHUTDOWN."""
         alice = self.joined("alice")
         bob = self.joined("bob", "other")
         idle = self.connect("idle")
         d = self.service.stopService()
         for p in (alice, bob, idle):
-            self.assertEqual(p.disconnected, [SHUTDOWN_REASON])
+            self.assertEqual(p.disconnected, [DisconnectReason.SHUTDOWN])
         self.successResultOf(d)
         self.assertFalse(self.service.running)
 
@@ -710,14 +716,14 @@ class ShutdownTests(ServiceTestCase):
         """One participant raising in disconnect does not stop the others' goodbye."""
 
         class Stubborn(FakeParticipant):
-            def disconnect(self, reason: str) -> None:
+            def disconnect(self, reason: DisconnectReason) -> None:
                 raise ConnectionError("already gone")
 
         stubborn = Stubborn("stubborn")
         self.service.connect(stubborn)
         alice = self.connect("alice")
         d = self.service.stopService()
-        self.assertEqual(alice.disconnected, [SHUTDOWN_REASON])
+        self.assertEqual(alice.disconnected, [DisconnectReason.SHUTDOWN])
         self.successResultOf(d)
         self.assertEqual(len(self.flushLoggedErrors(ConnectionError)), 1)
 
@@ -834,7 +840,7 @@ class ResyncTests(TestCase):
         self.service._bans[dora.id] = Ban(dora.id, "dora", "old", 0, None)
         self.successResultOf(self.store.set_ban(carl.id, "spam", 0, None))
         self.service.resync()
-        self.assertEqual(connection.disconnected, [BANNED_REASON])
+        self.assertEqual(connection.disconnected, [DisconnectReason.BANNED])
         self.service.check_not_banned(dora.id)  # lifted elsewhere: no error
         with self.assertRaises(Banned):
             self.service.check_not_banned(carl.id)

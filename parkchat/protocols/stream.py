@@ -38,12 +38,13 @@ from parkchat.model import (
     CHAT,
     SYSTEM,
     DirectMessage,
+    DisconnectReason,
     Message,
     nickname_key,
     validate_nickname,
     validate_room,
 )
-from parkchat.service import SHUTDOWN_REASON, ChatService
+from parkchat.service import ChatService
 from parkchat.tokens import TokenVerifier
 
 _log = Logger()
@@ -400,12 +401,12 @@ class StreamSession:
             self.notice(f"direct from {message.from_nickname}: {line}")
         return True
 
-    def disconnect(self, reason: str) -> None:
-        if reason == SHUTDOWN_REASON:
+    def disconnect(self, reason: DisconnectReason) -> None:
+        if reason is DisconnectReason.SHUTDOWN:
             self.notice("server shutting down, bye")
             self._close(CLOSE_GOING_AWAY)
         else:
-            self.notice(f"disconnected: {reason}")
+            self.notice(f"disconnected: {reason.text}")
             self._close(CLOSE_REFUSED)
 
     # -- timers ------------------------------------------------------------

@@ -37,7 +37,15 @@ from parkchat.errors import (
     UnknownType,
 )
 from parkchat.interfaces import IEncoder, IParticipant
-from parkchat.model import DELETED, JOINED, SYSTEM, DirectMessage, Message, nickname_key
+from parkchat.model import (
+    DELETED,
+    JOINED,
+    SYSTEM,
+    DirectMessage,
+    DisconnectReason,
+    Message,
+    nickname_key,
+)
 from parkchat.protocols.websocket import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY,
@@ -46,14 +54,7 @@ from parkchat.protocols.websocket import (
     close_with,
     write_prepared,
 )
-from parkchat.service import (
-    BANNED_REASON,
-    LOGGED_OUT_REASON,
-    REPLACED_REASON,
-    SHUTDOWN_REASON,
-    TOKEN_REVOKED_REASON,
-    ChatService,
-)
+from parkchat.service import ChatService
 from parkchat.tokens import TokenClaims, TokenVerifier
 
 #: Close codes of /ws beyond RFC 6455's (documented in docs/websocket.md).
@@ -504,15 +505,15 @@ class AppSocketProtocol(ParkchatServerProtocol):
     def removed(self, room: str, reason: str) -> None:
         self._send_json({"type": "kicked", "room": room, "reason": reason})
 
-    def disconnect(self, reason: str) -> None:
+    def disconnect(self, reason: DisconnectReason) -> None:
         code = {
-            SHUTDOWN_REASON: CLOSE_GOING_AWAY,
-            BANNED_REASON: CLOSE_BANNED,
-            REPLACED_REASON: CLOSE_REPLACED,
-            LOGGED_OUT_REASON: CLOSE_LOGGED_OUT,
-            TOKEN_REVOKED_REASON: CLOSE_LOGGED_OUT,
+            DisconnectReason.SHUTDOWN: CLOSE_GOING_AWAY,
+            DisconnectReason.BANNED: CLOSE_BANNED,
+            DisconnectReason.REPLACED: CLOSE_REPLACED,
+            DisconnectReason.LOGGED_OUT: CLOSE_LOGGED_OUT,
+            DisconnectReason.TOKEN_REVOKED: CLOSE_LOGGED_OUT,
         }.get(reason, CLOSE_POLICY)
-        self._close(code, reason)
+        self._close(code, reason.text)
 
     # -- helpers ----------------------------------------------------------------
 

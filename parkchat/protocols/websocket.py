@@ -30,11 +30,11 @@ from zope.interface import implementer
 
 from parkchat.errors import ChatError, InvalidRequest
 from parkchat.interfaces import IEncoder, IParticipant
-from parkchat.model import CHAT, SYSTEM, Message, User
+from parkchat.model import CHAT, SYSTEM, DisconnectReason, Message, User
 from parkchat.protocols.policies import SlowReaderPolicy
 from parkchat.protocols.writes import TurnWriter
 from parkchat.proxies import TrustedProxies
-from parkchat.service import SHUTDOWN_REASON, ChatService
+from parkchat.service import ChatService
 
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
@@ -342,9 +342,9 @@ class RoomSocketProtocol(ParkchatServerProtocol):
     def direct(self, message: Any) -> bool:
         return False  # the seed API has no direct messages
 
-    def disconnect(self, reason: str) -> None:
-        code = CLOSE_GOING_AWAY if reason == SHUTDOWN_REASON else CLOSE_POLICY
-        close_with(self, code, reason)
+    def disconnect(self, reason: DisconnectReason) -> None:
+        code = CLOSE_GOING_AWAY if reason is DisconnectReason.SHUTDOWN else CLOSE_POLICY
+        close_with(self, code, reason.text)
 
 
 class RoomSocketFactory(ParkchatSocketFactory):

@@ -601,7 +601,7 @@ class AdminUsers(AdminApi):
             raise InvalidRequest("limit must be between 1 and 1000")
         if not 0 <= after <= MAX_ID:
             raise InvalidRequest("after must be a user id")
-        users = await self.service.store.list_users(limit, after)
+        users = await self.service.list_accounts(limit, after)
         online = {u.id for u in self.service.online_users()}
         return {
             "users": [
