@@ -22,26 +22,18 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
-import subprocess
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any
 
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
 from websockets.sync.client import ClientConnection, connect
 
 from tests.e2e_support import ParkchatProcess, basic_auth, in_ci
 from tests.postgres_support import create_database
-from tests.redis_support import (
-    REDIS_HOST,
-    REDIS_PORT,
-    REDIS_URL,
-    redis_reachable,
-    require_redis,
-)
+from tests.redis_support import REDIS_URL, PrivateRedis, require_redis
 
 POSTGRES_URL = os.environ.get(
     "PARKCHAT_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -49,27 +41,6 @@ POSTGRES_URL = os.environ.get(
 IO_TIMEOUT = 5.0
 #: --presence-ttl of the instances: a killed instance's users go within it.
 PRESENCE_TTL = 3.0
-#: How Redis is started on these machines (docs of the python-svc machine kind);
-#: used only against the default local Redis.
-REDIS_START = [
-    "redis-server",
-    "--daemonize",
-    "yes",
-    "--bind",
-    "127.0.0.1",
-    "-::1",
-    "--port",
-    "6379",
-    "--save",
-    "",
-    "--appendonly",
-    "no",
-    "--dir",
-    "/var/lib/redis",
-    "--logfile",
-    "/var/log/redis/ci.log",
-]
-
 Frame = dict[str, Any]
 
 
@@ -106,10 +77,6 @@ def shared_database(case: TestCase) -> str:
     return create_database(case.addCleanup, POSTGRES_URL, "parkchat_mi")
 
 
-def default_local_redis() -> bool:
-    return (REDIS_HOST, REDIS_PORT) in (("127.0.0.1", 6379), ("localhost", 6379))
-
-
 def wait_until(condition: Callable[[], object], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -118,33 +85,20 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str) -> No
         time.sleep(0.05)
 
 
-def start_redis() -> None:
-    """Start the local Redis the way the machine does, and wait for PING."""
-    if not redis_reachable():
-        subprocess.run(REDIS_START, check=True, timeout=15, capture_output=True)
-    wait_until(redis_reachable, 15, "Redis to answer")
-
-
-def stop_redis() -> None:
-    """``redis-cli shutdown nosave``, and wait until the port is closed."""
-    cli = shutil.which("redis-cli")
-    assert cli is not None
-    subprocess.run(
-        [cli, "-h", REDIS_HOST, "-p", str(REDIS_PORT), "shutdown", "nosave"],
-        capture_output=True,
-        timeout=10,
-    )
-    wait_until(lambda: not redis_reachable(), 10, "Redis to stop")
-
-
 class MultiInstanceCase(TestCase):
     """Starts ``instances`` servers sharing a Redis prefix and a database."""
 
     instances = 2
     timeout = 120
 
-    def setUp(self) -> None:
+    def redis_url(self) -> str:
+        """The Redis the instances share: the test run's (keys under a
+        prefix of this test's own)."""
         require_redis()
+        return REDIS_URL
+
+    def setUp(self) -> None:
+        redis_url = self.redis_url()
         self.prefix = f"mi{secrets.token_hex(6)}"
         self.db = shared_database(self)
         self.exits = ExitStack()
@@ -153,7 +107,7 @@ class MultiInstanceCase(TestCase):
         self.passwords: dict[str, str] = {}
         args = [
             "--redis",
-            f"{REDIS_URL}?prefix={self.prefix}",
+            f"{redis_url}?prefix={self.prefix}",
             "--presence-ttl",
             str(PRESENCE_TTL),
             "--rate-limit",
@@ -400,14 +354,16 @@ class KilledInstanceTests(MultiInstanceCase):
 
 
 class RedisRestartTests(MultiInstanceCase):
+    """Redis stops and comes back under two instances: a Redis of the
+    test's own (``PrivateRedis``), never the shared one."""
+
     instances = 2
 
-    def setUp(self) -> None:
-        super().setUp()
-        if not default_local_redis() or shutil.which("redis-server") is None:
-            raise SkipTest("restarting Redis is only done to the local default Redis")
-        # Whatever happens, Redis is left running.
-        self.addCleanup(start_redis)
+    def redis_url(self) -> str:
+        self.redis = PrivateRedis(self.mktemp())
+        self.redis.start()
+        self.addCleanup(self.redis.kill)
+        return self.redis.url
 
     def until_crossing(self, sender: ClientConnection, receiver: ClientConnection) -> list[str]:
         """Probe from ``sender`` until a probe reaches ``receiver`` on the
@@ -442,14 +398,12 @@ class RedisRestartTests(MultiInstanceCase):
         last_seen = self.chats(bob, 1)
         self.assertEqual([t for _, t in last_seen], ["before"])
 
-        stop_redis()
-        try:
-            # Each instance serves its own members; nothing crosses.
-            self.send(alice, {"type": "message", "body": "during"})
-            self.assertEqual([t for _, t in self.chats(ann, 2)], ["before", "during"])
-            self.assertQuiet(bob, 0.5)
-        finally:
-            start_redis()
+        self.redis.stop()
+        # Each instance serves its own members; nothing crosses.
+        self.send(alice, {"type": "message", "body": "during"})
+        self.assertEqual([t for _, t in self.chats(ann, 2)], ["before", "during"])
+        self.assertQuiet(bob, 0.5)
+        self.redis.start()
 
         # Both instances reconnect and resubscribe by themselves, each on its
         # own back-off schedule: a message crossing one way says nothing of
