@@ -27,7 +27,7 @@ from parkchat.config import Settings
 from parkchat.model import Message, StoredUser
 from parkchat.store import is_postgres_url
 from parkchat.store.schema import SCHEMA_DIR, SCHEMA_LOCK_KEY, SchemaError, latest_version
-from parkchat.store.sqlite import SQLStore
+from parkchat.store.sql import SQLStore
 from parkchat.store.writer import GroupCommitWriter
 from tests import postgres_support
 from tests.postgres_support import query
@@ -418,7 +418,7 @@ class PostgresDirectHistoryTests(PostgresTestCase):
         through the (from_user_id, to_user_id, id) index, never by a
         sequential scan of direct_messages."""
         from parkchat.store.postgres import POSTGRES, prepare_postgres
-        from parkchat.store.sqlite import direct_history_txn
+        from parkchat.store.sql.direct import direct_history_txn
 
         prepare_postgres(self.dsn)
         query(
@@ -572,7 +572,7 @@ class MessageOrderTests(PostgresTestCase):
         import psycopg2
 
         from parkchat.store.postgres import POSTGRES
-        from parkchat.store.sqlite import insert_messages_txn
+        from parkchat.store.sql.messages import insert_messages_txn
 
         store = self.open_store()
         await store.ping()  # the schema exists

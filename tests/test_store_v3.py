@@ -16,13 +16,8 @@ from twisted.trial.unittest import TestCase
 
 from parkchat.model import Ban, DirectMessage, Message, StoredUser
 from parkchat.store.schema import SCHEMA_DIR, latest_version
-from parkchat.store.sqlite import (
-    SQLITE,
-    list_revoked_tokens_txn,
-    open_sqlite,
-    prepare_sqlite,
-    prune_revoked_tokens_txn,
-)
+from parkchat.store.sql.tokens import list_revoked_tokens_txn, prune_revoked_tokens_txn
+from parkchat.store.sqlite import SQLITE, open_sqlite, prepare_sqlite
 from tests.store_support import T0, OnMemory, OnPostgreSQL, OnSQLite, SQLitePlans, StoreSuite
 from tests.test_store_v2 import query, run_scripts, schema_objects
 
