@@ -3,8 +3,8 @@ migrations, instances starting at once, connections the server drops, group
 commit with server-assigned ids, the shared settings, and ``tap`` choosing
 it by URL.
 
-The common store behaviour runs against PostgreSQL in ``test_store``,
-``test_store_v2`` and ``test_store_v3``. Everything here needs
+The common store behaviour runs against PostgreSQL in ``test_store`` and
+the per-area ``test_store_*`` modules. Everything here needs
 ``PARKCHAT_TEST_POSTGRES`` (see ``tests/postgres_support.py``) except
 ``ShippedScriptsTests``.
 """
@@ -389,7 +389,7 @@ class PostgresSchemaTests(PostgresTestCase):
 
 class PostgresDirectHistoryTests(PostgresTestCase):
     """``direct_history`` on PostgreSQL: BIGINT ids and the pair index (the
-    behaviour common to every store is in ``test_store_v3``)."""
+    behaviour common to every store is in ``test_store_direct``)."""
 
     async def test_ids_past_2_31(self) -> None:
         """Direct messages whose ids pass 2^31 (BIGSERIAL) come back, and
