@@ -49,8 +49,14 @@ from parkchat.protocols.stream import HELP, LineEncoder, StreamOptions, render_l
 from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.service import ChatService
 from parkchat.store.memory import MemoryStore
-from parkchat.web.site import make_site
-from tests.helpers import TEST_ROUNDS, FakeParticipant, make_service, settle_pumps
+from tests.helpers import (
+    TEST_ROUNDS,
+    FakeParticipant,
+    adapter_context,
+    make_service,
+    settle_pumps,
+    site_for,
+)
 
 START = 1_757_345_400.0
 HTTP_SERVER = IPv4Address("TCP", "127.0.0.1", 8080)
@@ -215,12 +221,15 @@ class StreamCase(TestCase):
         self.clock = Clock()
         self.clock.advance(START)
         self.service, self.store = self.make_chat_service()
-        self.line_factory = LineChatFactory(self.service, self.clock, self.options)
-        self.ws_factory = RoomSocketFactory(self.service, ping_interval=0, handshake_timeout=0)
+        context = adapter_context(self.service, self.clock)
+        self.line_factory = LineChatFactory(
+            context, self.options, max_connections_per_ip=self.limits.max_connections_per_ip
+        )
+        self.ws_factory = RoomSocketFactory(context, ping_interval=0, handshake_timeout=0)
         self.ws_factory._batched_timer = clock_timer(self.clock)
-        self.mychat_factory = MyChatFactory(self.service, self.clock, self.options, ping_interval=0)
+        self.mychat_factory = MyChatFactory(context, self.options, ping_interval=0)
         self.mychat_factory._batched_timer = clock_timer(self.clock)
-        self.site = make_site(self.service, self.ws_factory, self.mychat_factory, access_log=False)
+        self.site = site_for(self.service, self.ws_factory, self.mychat_factory, access_log=False)
         self.site._reactor = self.clock
         self.pumps: list[iosim.IOPump] = []
         self.endings: list[Any] = []
@@ -1372,7 +1381,9 @@ class LineProtocolTests(SynchronousTestCase):
         self.service, self.store, self.clock = make_service(
             limits=Limits(rate_limit=0, max_connections_per_ip=2)
         )
-        self.factory = LineChatFactory(self.service, self.clock)
+        self.factory = LineChatFactory(
+            adapter_context(self.service, self.clock), max_connections_per_ip=2
+        )
         self.next_port = 50000
 
     def connect(self, host: str = "192.0.2.1") -> tuple[LineChatProtocol, StringTransport]:
@@ -1434,7 +1445,7 @@ class LineProtocolTests(SynchronousTestCase):
     def test_no_address_limit(self) -> None:
         """A per-address limit of 0 means no limit."""
         service, _, clock = make_service(limits=Limits(max_connections_per_ip=0))
-        factory = LineChatFactory(service, clock)
+        factory = LineChatFactory(adapter_context(service, clock), max_connections_per_ip=0)
         self.assertIsNotNone(factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1)))
 
 

@@ -272,10 +272,12 @@ class MakeServiceTests(TapTestCase):
         self.assertEqual(http.factory.address_limit.limit, 7)
         site = http.factory.wrappedFactory
         self.assertEqual(site.timeOut, 9)
-        policy = line.factory.wrappedFactory.slow_readers
+        context = line.factory.wrappedFactory.context
+        policy = context.slow_readers
         self.assertEqual((policy.timeout, policy.max_buffer), (5, 1000))
         ws_root = site.resource.children[b"ws"]
-        self.assertIs(ws_root.app_factory.slow_readers, policy)
+        self.assertIs(ws_root.app_factory.context, context)
+        self.assertIs(ws_root.room_socket.factory.context, context)
 
     def test_memory_db(self) -> None:
         """``--db :memory:`` uses the in-memory store and creates no file."""

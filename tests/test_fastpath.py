@@ -14,7 +14,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import TestCase
 
-from parkchat.protocols.writes import TurnWriter, idle_socket
+from parkchat.protocols.fastpath import TurnWriter, idle_socket
 
 
 class FakeSocket:
