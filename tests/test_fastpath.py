@@ -1,10 +1,17 @@
-"""Tests for parkchat.protocols.writes.TurnWriter: frames for idle sockets
-are held until the end of the reactor turn and sent with one send; anything
-the kernel does not take, and every busy or unusual transport, goes through
-the transport as before."""
+"""Tests for parkchat.protocols.fastpath.
+
+``TurnWriter``: frames for idle sockets are held until the end of the
+reactor turn and sent with one send; anything the kernel does not take, and
+every busy or unusual transport, goes through the transport as before.
+The choice of paths: fast on checked versions, public APIs otherwise, and
+setup.cfg's pins in step with the checked versions. (That every surface
+behaves the same on both paths is shown by tests/test_surfaces.py.)
+"""
 
 from __future__ import annotations
 
+import configparser
+from pathlib import Path
 from typing import Any
 
 from twisted.internet import protocol, reactor
@@ -12,9 +19,30 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import Logger, LogLevel, formatEvent
 from twisted.trial.unittest import TestCase
 
-from parkchat.protocols.fastpath import TurnWriter, idle_socket
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+from parkchat.protocols.fastpath import (
+    CHECKED_AUTOBAHN,
+    CHECKED_TWISTED,
+    FAST,
+    INSTALLED,
+    PLAIN,
+    FastConnection,
+    PlainWriter,
+    TransportPaths,
+    TurnWriter,
+    Versions,
+    choose,
+    idle_socket,
+)
+from parkchat.protocols.line import LineChatFactory
+from parkchat.protocols.websocket import RoomSocketFactory, RoomSocketProtocol
+from tests.helpers import adapter_context, make_service
 
 
 class FakeSocket:
@@ -159,3 +187,120 @@ class RealSocketTests(TestCase):
         received = await sink.lost
         self.assertIsNotNone(seen[0])
         self.assertEqual(received, b"frame0;frame1;frame2;last;")
+
+
+class VersionTests(TestCase):
+    """The fast paths run only on the Twisted and Autobahn releases they were
+    checked against; anything else takes public APIs, said once at startup."""
+
+    def choose(self, versions: Versions) -> tuple[TransportPaths, list[dict[str, Any]]]:
+        events: list[dict[str, Any]] = []
+        return choose(versions, Logger(observer=events.append)), events
+
+    def test_checked_versions_take_the_fast_paths(self) -> None:
+        """Every checked pair gets the fast paths, without a word."""
+        for twisted_version in CHECKED_TWISTED:
+            for autobahn_version in CHECKED_AUTOBAHN:
+                paths, events = self.choose(Versions(twisted_version, autobahn_version))
+                self.assertIs(paths, FAST)
+                self.assertEqual(events, [])
+
+    def test_unknown_version_takes_public_apis(self) -> None:
+        """A Twisted or an Autobahn release that was not checked gets the
+        plain paths and one warning naming both versions."""
+        for versions in (
+            Versions("27.1.0", CHECKED_AUTOBAHN[0]),
+            Versions(CHECKED_TWISTED[0], "26.12.0"),
+        ):
+            paths, events = self.choose(versions)
+            self.assertIs(paths, PLAIN)
+            [event] = events
+            self.assertEqual(event["log_level"], LogLevel.warn)
+            text = formatEvent(event)
+            self.assertIn(f"Twisted {versions.twisted} / autobahn {versions.autobahn}", text)
+            self.assertIn("public APIs only", text)
+
+    def test_installed_versions_are_checked(self) -> None:
+        """The suite runs on checked versions, so it tests the fast paths (if
+        this fails after an upgrade: read what fastpath.py uses in the new
+        release, then add it to CHECKED_*)."""
+        installed = Versions.installed()
+        self.assertTrue(installed.checked, f"{installed} is not among the checked versions")
+        self.assertIs(INSTALLED, FAST)
+
+    def test_pins_match_checked_versions(self) -> None:
+        """setup.cfg admits exactly the release series that were checked:
+        from the oldest checked release to the series after the newest."""
+        parser = configparser.ConfigParser()
+        parser.read(Path(__file__).resolve().parent.parent / "setup.cfg")
+        lines = parser["options"]["install_requires"].splitlines()
+        pins = {
+            requirement.name.lower(): requirement.specifier
+            for requirement in (
+                Requirement(line) for line in lines if line.strip() and not line.startswith("#")
+            )
+        }
+        for name, checked in (("twisted", CHECKED_TWISTED), ("autobahn", CHECKED_AUTOBAHN)):
+            releases = sorted(Version(v) for v in checked)
+            newest = releases[-1]
+            expected = SpecifierSet(f">={releases[0]},<{newest.major}.{newest.minor + 1}")
+            self.assertEqual(pins[name], expected, name)
+            for release in checked:
+                self.assertIn(release, pins[name])
+
+
+class TransportPathsTests(TestCase):
+    """What each choice gives the factories: nothing on the per-member path
+    asks which one is in use."""
+
+    def factories(self, paths: TransportPaths) -> tuple[RoomSocketFactory, LineChatFactory]:
+        service, _, clock = make_service()
+        self.addCleanup(service.stopService)
+        context = adapter_context(service, clock, paths=paths)
+        return RoomSocketFactory(context), LineChatFactory(context)
+
+    def test_fast(self) -> None:
+        """Fast: turn-end writes, and WebSocket connections built from the
+        adapter's class behind FastConnection with the options on the class
+        (nothing copied per connection), under the adapter's own name."""
+        room, line = self.factories(FAST)
+        self.assertIsInstance(room.writer, TurnWriter)
+        self.assertIsInstance(line.writer, TurnWriter)
+        protocol = room.protocol
+        self.assertEqual(protocol.__mro__[1:3], (FastConnection, RoomSocketProtocol))
+        self.assertEqual(protocol.CONFIG_ATTRS, ())
+        self.assertEqual(protocol.maxMessagePayloadSize, room.maxMessagePayloadSize)
+        self.assertEqual(
+            (protocol.__module__, protocol.__qualname__),
+            ("parkchat.protocols.websocket", "RoomSocketProtocol"),
+        )
+        # New options rebuild the class from the adapter's, not on top of the last one.
+        room.setProtocolOptions(maxMessagePayloadSize=10)
+        self.assertEqual(room.protocol.__mro__[1:3], (FastConnection, RoomSocketProtocol))
+        self.assertEqual(room.protocol.maxMessagePayloadSize, 10)
+
+    def test_plain(self) -> None:
+        """Plain: ``transport.write`` and the adapter's class as it is
+        (Autobahn's own dataReceived, onMessageEnd, sendPreparedMessage)."""
+        room, line = self.factories(PLAIN)
+        self.assertIsInstance(room.writer, PlainWriter)
+        self.assertIsInstance(line.writer, PlainWriter)
+        self.assertIs(room.protocol, RoomSocketProtocol)
+        self.assertNotIn(FastConnection, room.protocol.__mro__)
+
+    def test_buffered_bytes(self) -> None:
+        """Only the fast paths can tell how much waits in a transport."""
+        transport = FakeTransport(FakeSocket())
+        transport.dataBuffer = b"x" * 10
+        transport.offset = 0
+        transport._tempDataLen = 5
+        self.assertEqual(FAST.buffered_bytes(transport), 15)
+        self.assertIsNone(PLAIN.buffered_bytes(transport))
+
+    def test_plain_writer(self) -> None:
+        """PlainWriter writes at once and holds nothing."""
+        transport = StringTransport()
+        writer = PlainWriter()
+        writer.write(transport, b"frame")
+        writer.release(transport)
+        self.assertEqual(transport.value(), b"frame")

@@ -1,8 +1,10 @@
 """The MaChat stream protocol (MISSION section B), in memory.
 
-The behaviour every MaChat client relies on is written once, in
-``StreamBehaviour`` and ``LimitBehaviour``, and run for both carriers of
-``StreamSession``:
+The room behaviour every surface shares (members receive, order, storage,
+content errors, rate limit) is in tests/test_surfaces.py, run over TCP and
+/mychat with the WebSocket surfaces. What every MaChat client relies on
+beyond that is written once, in ``StreamBehaviour`` and ``LimitBehaviour``,
+and run for both carriers of ``StreamSession``:
 
 * ``LineCarrier``: a raw byte client (what ``nc`` is) connected to a
   ``LineChatProtocol`` from ``LineChatFactory`` over ``twisted.test.iosim``;
@@ -402,26 +404,6 @@ class StreamBehaviour(StreamHelpers):
         self.settle()
         self.assertEqual(mina.take(), ["Mina:hello there"])
 
-    def test_every_member_receives(self) -> None:
-        """Every member of the room, the sender included, gets the line; a
-        member of another room does not."""
-        alice = self.join("alice")
-        bob = self.join("bob")
-        carol = self.join("carol", "elsewhere")
-        bob.send_line("hi all")
-        self.settle()
-        self.assertEqual(alice.take(), ["bob:hi all"])
-        self.assertEqual(bob.take(), ["bob:hi all"])
-        self.assertEqual(carol.take(), [])
-
-    def test_order_kept(self) -> None:
-        """Lines from one client arrive in the order they were sent."""
-        alice = self.join("alice")
-        for n in range(5):
-            alice.send_line(f"line {n}")
-        self.settle()
-        self.assertEqual(alice.take(), [f"alice:line {n}" for n in range(5)])
-
     def test_lines_with_handshake_not_lost(self) -> None:
         """Lines that arrive together with the handshake are posted (the Go
         seed loses them)."""
@@ -466,41 +448,6 @@ class StreamBehaviour(StreamHelpers):
         zoe.send_line("naïve ☕ 🎉")
         self.settle()
         self.assertEqual(zoe.take(), ["Zoë:naïve ☕ 🎉"])
-
-    def test_messages_stored(self) -> None:
-        """Stream messages are stored as chat messages of the room, a guest's
-        without a user id."""
-        alice = self.join("alice")
-        alice.send_line("keep me")
-        self.settle()
-        [stored] = self.history()
-        self.assertEqual(
-            (stored.nickname, stored.content, stored.type, stored.user_id),
-            ("alice", "keep me", CHAT, None),
-        )
-        self.assertTrue(stored.id > 0)
-
-    def test_content_too_long(self) -> None:
-        """A message over the content limit gets an error line; the
-        connection stays and the next message works."""
-        alice = self.join("alice")
-        alice.send_line("x" * (MAX_CONTENT + 1))
-        alice.send_line("short")
-        self.settle()
-        lines = alice.take()
-        self.assertEqual(len(lines), 2)
-        self.assertTrue(lines[0].startswith("*** error (content_too_long): "))
-        self.assertEqual(lines[1], "alice:short")
-        self.assertFalse(alice.closed)
-
-    def test_control_characters_refused(self) -> None:
-        """Control characters in a message are refused with an error line."""
-        alice = self.join("alice")
-        alice.send_line("bell\x07")
-        self.settle()
-        [line] = alice.take()
-        self.assertTrue(line.startswith("*** error (invalid_content): "))
-        self.assertFalse(alice.closed)
 
     # -- shared rooms ----------------------------------------------------------
 
@@ -931,24 +878,6 @@ class LimitBehaviour(StreamHelpers):
     limits = Limits(rate_limit=1, rate_burst=2, max_connections_per_ip=2)
     service: Any
     history: Any
-
-    def test_rate_limit(self) -> None:
-        """Past the burst a line gets an error line and is dropped; the
-        connection stays and tokens come back with time."""
-        mina = self.join("mina")
-        for text in ("one", "two", "three"):
-            mina.send_line(text)
-            self.settle()
-        self.assertEqual(
-            mina.take(),
-            ["mina:one", "mina:two", "*** error (rate_limited): too many messages: slow down"],
-        )
-        self.assertFalse(mina.closed)
-        self.assertEqual([m.content for m in self.history()], ["one", "two"])
-        self.advance(1)
-        mina.send_line("four")
-        self.settle()
-        self.assertEqual(mina.take(), ["mina:four"])
 
     def test_rate_limit_per_name(self) -> None:
         """An account's connections share one bucket."""
