@@ -136,8 +136,9 @@ class AppEventEncoder:
         return (message.origin if message.type != SYSTEM else None, frame)
 
 
+# (mypy's misc: two of Autobahn's own base classes disagree on attribute types)
 @implementer(IParticipant)
-class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[misc]  # (Autobahn's own bases disagree)
+class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[misc]
     """One app connection on /ws."""
 
     factory: AppSocketFactory

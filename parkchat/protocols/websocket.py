@@ -70,8 +70,9 @@ class RoomTicket:
     token_id: str | None = None
 
 
+# (mypy's misc: two of Autobahn's own base classes disagree on attribute types)
 @implementer(IParticipant)
-class RoomSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[misc]  # (Autobahn's own bases disagree)
+class RoomSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[misc]
     """One browser or app connection to one room."""
 
     factory: RoomSocketFactory
