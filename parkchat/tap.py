@@ -28,8 +28,10 @@ from parkchat.bus.redis import RedisBus, RedisURLError
 from parkchat.config import SETTINGS, ConfigError, Settings, resolve
 from parkchat.interfaces import IBus, IMessageStore
 from parkchat.limits import Limits
+from parkchat.protocols import fastpath
 from parkchat.protocols.line import LineChatFactory
 from parkchat.protocols.mychat import MyChatFactory
+from parkchat.protocols.participant import AdapterContext
 from parkchat.protocols.policies import AddressLimit, SlowReaderPolicy
 from parkchat.protocols.stream import StreamOptions
 from parkchat.protocols.unified import AppSocketFactory
@@ -319,21 +321,22 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         redis_bus.setServiceParent(top)
         bus = redis_bus
     trusted_proxies = TrustedProxies(settings.trusted_proxies)
+    limits = Limits(
+        max_content_length=settings.max_content_length,
+        rate_limit=settings.rate_limit,
+        rate_burst=settings.rate_burst,
+        max_connections_per_user=settings.max_connections_per_user,
+        max_connections_per_ip=settings.max_connections_per_ip,
+        rate_strict=settings.rate_limit_strict,
+        login_failures=settings.login_failures,
+        login_window=settings.login_window,
+        trusted_proxies=trusted_proxies,
+    )
     service = ChatService(
         store,
         hasher,
         reactor,
-        limits=Limits(
-            max_content_length=settings.max_content_length,
-            rate_limit=settings.rate_limit,
-            rate_burst=settings.rate_burst,
-            max_connections_per_user=settings.max_connections_per_user,
-            max_connections_per_ip=settings.max_connections_per_ip,
-            rate_strict=settings.rate_limit_strict,
-            login_failures=settings.login_failures,
-            login_window=settings.login_window,
-            trusted_proxies=trusted_proxies,
-        ),
+        limits=limits,
         credential_cache=VerifiedCredentials(
             reactor, ttl=settings.auth_cache_ttl, max_entries=settings.auth_cache_size
         ),
@@ -359,8 +362,28 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     )
     tokens = TokenVerifier(authority, external, on_failure=service.metrics.token_failed)
 
+    # The protocol adapters: each factory gets what it needs here, from the
+    # context every adapter shares and its own settings; none reaches
+    # through the service. The transport fast paths are chosen once, by the
+    # installed Twisted and Autobahn (a warning if they were not checked).
+    # Clients that stop reading are closed (every WebSocket and TCP client).
+    paths = fastpath.choose()
+    slow_readers = SlowReaderPolicy(
+        reactor,
+        settings.slow_client_timeout,
+        settings.max_send_buffer,
+        buffered=paths.buffered_bytes,
+    )
+    context = AdapterContext(
+        service=service,
+        metrics=service.metrics,
+        clock=reactor,
+        paths=paths,
+        slow_readers=slow_readers,
+        trusted_proxies=trusted_proxies,
+    )
     ws_factory = RoomSocketFactory(
-        service,
+        context,
         max_message_size=settings.max_frame_size,
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
@@ -373,19 +396,19 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         tokens=tokens,
     )
     mychat_factory = MyChatFactory(
-        service,
-        reactor,
+        context,
         stream_options,
         max_message_size=settings.max_frame_size,
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
     )
     app_factory = AppSocketFactory(
-        service,
+        context,
         tokens,
-        reactor,
         auth_timeout=settings.auth_timeout,
         join_timeout=settings.join_timeout,
+        history_max=limits.history_max,
+        rate_strict=limits.rate_strict,
         max_message_size=settings.max_frame_size,
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
@@ -394,6 +417,8 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         service,
         ws_factory,
         mychat_factory,
+        portal=service.portal,
+        history_default=limits.history_default,
         app_factory=app_factory,
         tokens=authority,
         allowed_origins=settings.allowed_origins,
@@ -401,19 +426,14 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         access_log=settings.access_log,
         access_log_file=access_log_file,
         http_timeout=settings.http_timeout,
-        metrics=settings.metrics == "yes",
+        metrics=service.metrics if settings.metrics == "yes" else None,
         metrics_token=settings.metrics_token or None,
         trusted_proxies=trusted_proxies,
     )
     # Listeners come last: MultiService stops children in reverse order, so
     # on shutdown they stop accepting before the service says goodbye.
-    # Clients that stop reading are closed (every WebSocket and TCP client);
-    # open sockets are counted per address on every chat listener from the
+    # Open sockets are counted per address on every chat listener from the
     # moment they are accepted, before any handshake (policies.py).
-    slow_readers = SlowReaderPolicy(reactor, settings.slow_client_timeout, settings.max_send_buffer)
-    for socket_factory in (ws_factory, mychat_factory, app_factory):
-        socket_factory.slow_readers = slow_readers
-        socket_factory.trusted_proxies = trusted_proxies
     per_address = AddressLimit(
         settings.max_connections_per_ip, trusted_proxies, service.metrics.connection_refused
     )
@@ -422,15 +442,16 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         listener = Listener(description, http_factory, reactor)
         listener.setName(f"http:{description}")
         listener.setServiceParent(top)
-    line_factory = LineChatFactory(service, reactor, stream_options)
-    line_factory.slow_readers = slow_readers
+    line_factory = LineChatFactory(
+        context, stream_options, max_connections_per_ip=limits.max_connections_per_ip
+    )
     limited_line_factory = per_address.wrap(line_factory)
     for description in settings.tcp:
         listener = Listener(description, limited_line_factory, reactor)
         listener.setName(f"tcp:{description}")
         listener.setServiceParent(top)
     if settings.metrics not in ("yes", "no"):
-        metrics_site = make_metrics_site(service, settings.metrics_token or None)
+        metrics_site = make_metrics_site(service.metrics, settings.metrics_token or None)
         listener = Listener(settings.metrics, metrics_site, reactor)
         listener.setName(f"metrics:{settings.metrics}")
         listener.setServiceParent(top)

@@ -12,8 +12,11 @@ from parkchat.auth import PasswordHasher, VerifiedCredentials
 from parkchat.interfaces import IEncoder, IParticipant
 from parkchat.limits import Limits
 from parkchat.model import DisconnectReason, Message
+from parkchat.protocols.participant import AdapterContext
+from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.service import ChatService
 from parkchat.store.memory import MemoryStore
+from parkchat.web.site import make_site
 
 #: The cheapest bcrypt cost: real hashing, fast tests.
 TEST_ROUNDS = 4
@@ -114,3 +117,26 @@ def settle_pumps(clock: Clock, pumps: Any, rounds: int = 100) -> bool:
         ):
             return True
     return False
+
+
+def adapter_context(service: ChatService, clock: Any = None, **changes: Any) -> AdapterContext:
+    """What ``tap.makeService`` gives the protocol factories, for ``service``
+    (its metrics, its clock unless ``clock`` is given); ``changes`` sets
+    other fields (``paths``, ``slow_readers``, ``trusted_proxies``)."""
+    return AdapterContext(
+        service=service,
+        metrics=service.metrics,
+        clock=clock if clock is not None else service.clock,
+        **changes,
+    )
+
+
+def site_for(service: ChatService, ws_factory: Any = None, *args: Any, **kwargs: Any) -> Any:
+    """``make_site`` wired as ``tap.makeService`` wires it for ``service``
+    (its portal and history page size; a room socket factory if none is
+    given); other arguments go to ``make_site`` unchanged."""
+    if ws_factory is None:
+        ws_factory = RoomSocketFactory(adapter_context(service))
+    kwargs.setdefault("portal", service.portal)
+    kwargs.setdefault("history_default", service.limits.history_default)
+    return make_site(service, ws_factory, *args, **kwargs)

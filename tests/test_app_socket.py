@@ -38,8 +38,7 @@ from parkchat.protocols.stream import StreamOptions
 from parkchat.protocols.unified import AppSocketFactory, AppSocketProtocol
 from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.tokens import ExternalTokenVerifier, TokenAuthority, TokenVerifier
-from parkchat.web.site import make_site
-from tests.helpers import make_service, settle_pumps
+from tests.helpers import adapter_context, make_service, settle_pumps, site_for
 from tests.test_websocket import SERVER, START, RecordingClient, basic, clock_timer
 
 HOST = "parkchat.test"
@@ -84,20 +83,22 @@ class AppSocketCase(TestCase):
         self.service, self.store, _ = make_service(clock=self.clock, limits=self.limits)
         self.authority = TokenAuthority(b"k" * 32, self.clock)
         self.tokens = TokenVerifier(self.authority)
+        context = adapter_context(self.service, self.clock)
         self.factory = AppSocketFactory(
-            self.service,
+            context,
             self.tokens,
-            self.clock,
             auth_timeout=self.auth_timeout,
             join_timeout=self.join_timeout,
+            history_max=self.limits.history_max,
+            rate_strict=self.limits.rate_strict,
             max_message_size=self.max_message_size,
             ping_interval=0,
             handshake_timeout=0,
         )
         self.factory._batched_timer = clock_timer(self.clock)
-        self.room_factory = RoomSocketFactory(self.service, ping_interval=0, handshake_timeout=0)
+        self.room_factory = RoomSocketFactory(context, ping_interval=0, handshake_timeout=0)
         self.room_factory._batched_timer = clock_timer(self.clock)
-        self.site = make_site(
+        self.site = site_for(
             self.service,
             self.room_factory,
             app_factory=self.factory,
@@ -189,7 +190,7 @@ class AppSocketCase(TestCase):
 
     def line_client(self, name: str, room: str = "lobby") -> LineClient:
         """A guest on the plain-TCP line protocol, handshake done."""
-        factory = LineChatFactory(self.service, self.clock, StreamOptions())
+        factory = LineChatFactory(adapter_context(self.service, self.clock), StreamOptions())
         server = factory.buildProtocol(SERVER)
         client = LineClient()
         self._wire(server, client)
@@ -1456,7 +1457,9 @@ class ProtocolTests(TestCase):
         """``AppSocketProtocol`` provides ``IParticipant`` fully."""
         service, _, clock = make_service()
         self.addCleanup(service.stopService)
-        factory = AppSocketFactory(service, TokenVerifier(TokenAuthority(b"k" * 32, clock)), clock)
+        factory = AppSocketFactory(
+            adapter_context(service, clock), TokenVerifier(TokenAuthority(b"k" * 32, clock))
+        )
         protocol = factory.bound(None).buildProtocol(SERVER)
         self.assertIsInstance(protocol, AppSocketProtocol)
         self.assertTrue(verifyObject(IParticipant, protocol))

@@ -24,10 +24,8 @@ from twisted.web.iweb import IResponse
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
-from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.web.page import STATIC_DIR, SiteRoot, StaticFiles, content_security_policy
-from parkchat.web.site import make_site
-from tests.helpers import make_service
+from tests.helpers import make_service, site_for
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The checkout's copy (in CI, STATIC_DIR is the installed package's copy).
@@ -78,7 +76,7 @@ class StubCase(LoopbackCase):
     def setUp(self) -> None:
         self.service, _, _ = make_service()
         self.addCleanup(self.service.stopService)
-        self.serve(make_site(self.service, RoomSocketFactory(self.service)).resource)
+        self.serve(site_for(self.service).resource)
 
     def header(self, response: IResponse, name: str) -> str | None:
         values = response.headers.getRawHeaders(name)
