@@ -14,6 +14,7 @@ from parkchat.limits import Limits
 from parkchat.model import DisconnectReason, Message
 from parkchat.service import ChatService
 from parkchat.store.memory import MemoryStore
+from parkchat.tap import build_chat_service
 
 #: The cheapest bcrypt cost: real hashing, fast tests.
 TEST_ROUNDS = 4
@@ -88,16 +89,15 @@ def make_service(
     store: Any = None,
     clock: Clock | None = None,
     limits: Limits | None = None,
+    **options: Any,
 ) -> tuple[ChatService, MemoryStore | Any, Clock]:
-    """A started ChatService over an in-memory store and a fake clock."""
+    """A started ChatService over an in-memory store and a fake clock, built
+    as ``tap.build_chat_service`` builds it; ``options`` go to it."""
     clock = clock if clock is not None else Clock()
     store = store if store is not None else MemoryStore()
-    service = ChatService(
-        store,
-        sync_hasher(),
-        clock,
-        limits=limits,
-        credential_cache=VerifiedCredentials(clock),
+    options.setdefault("credential_cache", VerifiedCredentials(clock))
+    service = build_chat_service(
+        store, options.pop("hasher", sync_hasher()), clock, limits=limits, **options
     )
     service.startService()
     return service, store, clock
