@@ -9,7 +9,7 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from parkchat.auth import PasswordHasher, VerifiedCredentials
-from parkchat.interfaces import IEncoder, IParticipant
+from parkchat.interfaces import IBus, IEncoder, IParticipant
 from parkchat.limits import Limits
 from parkchat.model import DisconnectReason, Message
 from parkchat.service import ChatService
@@ -114,3 +114,42 @@ def settle_pumps(clock: Clock, pumps: Any, rounds: int = 100) -> bool:
         ):
             return True
     return False
+
+
+@implementer(IBus)
+class RecordingBus:
+    """An IBus that records what is published; with ``loop_back``, room
+    events are also handed to the attached handler at once (as LocalBus
+    does). ``remote`` plays the other instances' presence."""
+
+    def __init__(self, loop_back: bool = False) -> None:
+        self.loop_back = loop_back
+        self.handler: Any = None
+        self.published: list[tuple[str, Message]] = []
+        self.controls: list[Any] = []
+        self.subscriptions: list[tuple[str, str]] = []
+        self.presence_changes = 0
+        self.remote: dict[str, Any] = {"users": {}, "rooms": {}, "connections": {}}
+
+    def attach(self, handler: Any) -> None:
+        self.handler = handler
+
+    def subscribe(self, room: str) -> None:
+        self.subscriptions.append(("subscribe", room))
+
+    def unsubscribe(self, room: str) -> None:
+        self.subscriptions.append(("unsubscribe", room))
+
+    def publish(self, room: str, message: Any) -> None:
+        self.published.append((room, message))
+        if self.loop_back and self.handler is not None:
+            self.handler.deliver(room, message)
+
+    def publish_control(self, event: Any) -> None:
+        self.controls.append(event)
+
+    def presence_changed(self) -> None:
+        self.presence_changes += 1
+
+    def remote_presence(self) -> dict[str, Any]:
+        return self.remote

@@ -6,6 +6,7 @@ is "the next reactor turn", when queued messages are stored and delivered.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from twisted.cred.credentials import UsernamePassword
@@ -30,15 +31,22 @@ from parkchat.errors import (
     StorageFailed,
     TooManyConnections,
 )
-from parkchat.events import ControlEvent, ResyncEvent
+from parkchat.events import ControlEvent, DirectMessageEvent, KickEvent, ResyncEvent
 from parkchat.handlers.rooms import CAUGHT_UP_WINDOW
-from parkchat.interfaces import IBus, IChatService, IParticipant
+from parkchat.interfaces import IBus, IBusHandler, IChatService, IParticipant
 from parkchat.limits import Limits
 from parkchat.model import CHAT, DELETED, SYSTEM, DisconnectReason, Message
 from parkchat.store.memory import MemoryStore
 from parkchat.tap import build_chat_service
 from parkchat.tokens import TokenAuthority, TokenClaims
-from tests.helpers import FakeParticipant, RecordingEncoder, make_service, sync_hasher
+from tests.helpers import (
+    FakeParticipant,
+    RecordingBus,
+    RecordingEncoder,
+    make_service,
+    sync_hasher,
+)
+from tests.test_events import SAMPLES
 
 
 class ServiceTestCase(TestCase):
@@ -93,6 +101,59 @@ class InterfaceTests(TestCase):
     def test_unattached_local_bus(self) -> None:
         """Publishing on a LocalBus before attach is a programming error."""
         self.assertRaises(RuntimeError, LocalBus().publish, "lobby", object())
+
+    def test_local_bus_passes_events_through(self) -> None:
+        """The in-process bus hands the event object itself over: nothing is
+        encoded when nothing crosses a process."""
+        received: list[object] = []
+        bus = LocalBus()
+        bus.attach(type("Handler", (), {"control": lambda self, e: received.append(e)})())
+        event = KickEvent(nickname="bob", room="lobby")
+        bus.publish_control(event)
+        self.assertIs(received[0], event)
+
+    def test_bus_handler(self) -> None:
+        """ChatService is what the bus hands events to; the test bus is an IBus."""
+        service, _, _ = make_service()
+        self.assertTrue(verifyObject(IBusHandler, service))
+        self.assertTrue(verifyObject(IBus, RecordingBus()))
+
+
+class ControlDispatchTests(TestCase):
+    """Control events from the bus reach the handler of their type."""
+
+    def setUp(self) -> None:
+        self.service, self.store, _ = make_service(instance_id="here")
+        self.bob = self.successResultOf(self.service.register("bob", "bob-secret"))
+        self.connection = FakeParticipant("bob", user_id=self.bob.id)
+        self.service.connect(self.connection)
+        self.service.join(self.connection, "lobby")
+
+    def test_every_kind_is_dispatched(self) -> None:
+        """No registered kind is left without a handler."""
+        for event, _ in SAMPLES:
+            with self.subTest(kind=event.KIND):
+                self.service.control(dataclasses.replace(event, instance="elsewhere"))
+
+    def test_own_events_were_applied_already(self) -> None:
+        """An instance's own events come back over a shared bus; all but
+        direct messages were applied when they were made."""
+        self.service.control(KickEvent(nickname="bob", room="lobby", instance="here"))
+        self.assertEqual(self.connection.removals, [])
+        self.service.control(KickEvent(nickname="bob", room="lobby", instance="there"))
+        self.assertEqual(self.connection.removals, [("lobby", "kicked by a moderator")])
+        dm = DirectMessageEvent(
+            id=1,
+            from_user_id=self.bob.id,
+            from_nickname="bob",
+            to_user_id=self.bob.id,
+            to_nickname="bob",
+            content="note to self",
+            timestamp_ms=0,
+            instance="here",
+        )
+        self.service.control(dm)
+        self.assertEqual(self.connection.directs, [dm.message])
 
 
 class JoinLeaveTests(ServiceTestCase):
