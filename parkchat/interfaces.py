@@ -9,6 +9,8 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
+from parkchat.model import Ban, DirectMessage, Message, StoredUser, User
+
 
 class IEncoder(Interface):
     """Renders an event into the payload one kind of connection sends.
@@ -195,61 +197,81 @@ class IChatService(Interface):
         """Whether this instance can serve (a coroutine with a report dict)."""
 
 
-class IMessageStore(Interface):
-    """Accounts and messages. Every method returns a Deferred."""
+# -- storage ------------------------------------------------------------------
+#
+# One interface per area, as Synapse splits its DataStore into per-area
+# stores: a handler depends on the area it uses (the direct-message handler
+# on IDirectMessageStore, not on every table). IMessageStore is all of them
+# together: what a store provides and what ``tap`` builds.
 
-    def insert_messages(messages: Sequence[Any]) -> Deferred[list[int]]:
+
+class IRoomMessageStore(Interface):
+    """The stored chat messages of rooms. Every method returns a Deferred."""
+
+    def insert_messages(messages: Sequence[Message]) -> Deferred[list[int]]:
         """Store a batch of chat messages in one transaction; fire with their ids
         in order, only after the transaction has committed."""
 
-    def delete_message(message_id: int) -> Deferred[str | None]:
-        """Remove a stored chat message (moderation); fire with the name of
-        its room, or None if there was no such message."""
-
     def recent_messages(
         room: str, limit: int, before: int | None = None, after: int | None = None
-    ) -> Deferred[list[Any]]:
+    ) -> Deferred[list[Message]]:
         """Up to ``limit`` messages of ``room``, oldest first.
 
         With ``after``, the first ``limit`` messages with a greater id; otherwise
         the last ``limit`` messages (with an id below ``before``, if given).
         """
 
-    def create_user(nickname: str, password_hash: bytes, created_ms: int) -> Deferred[Any]:
-        """Create an account; fail with AccountExists if the nickname is taken
-        (case-insensitively). Fires with a ``StoredUser``."""
+    def delete_message(message_id: int) -> Deferred[str | None]:
+        """Remove a stored chat message (moderation); fire with the name of
+        its room, or None if there was no such message."""
 
-    def get_user(nickname: str) -> Deferred[Any]:
-        """The ``StoredUser`` for ``nickname`` (case-insensitive), or None."""
+
+class IAccountStore(Interface):
+    """Registered accounts. Every method returns a Deferred."""
+
+    def create_user(nickname: str, password_hash: bytes, created_ms: int) -> Deferred[StoredUser]:
+        """Create an account; fail with AccountExists if the nickname is taken
+        (case-insensitively). Fires with the new account."""
+
+    def get_user(nickname: str) -> Deferred[StoredUser | None]:
+        """The account for ``nickname`` (case-insensitive), or None."""
+
+    def get_user_by_id(user_id: int) -> Deferred[StoredUser | None]:
+        """The account with this id, or None."""
+
+    def list_users(limit: int, after_id: int = 0) -> Deferred[list[User]]:
+        """Up to ``limit`` accounts with ids above ``after_id``, by id (public
+        fields only: never the hash)."""
 
     def set_password_hash(user_id: int, password_hash: bytes) -> Deferred[None]:
         """Replace an account's password hash."""
 
-    def get_user_by_id(user_id: int) -> Deferred[Any]:
-        """The ``StoredUser`` with this id, or None."""
 
-    def list_users(limit: int, after_id: int = 0) -> Deferred[list[Any]]:
-        """Up to ``limit`` accounts (``User``) with ids above ``after_id``, by id."""
+class IDirectMessageStore(Interface):
+    """One-to-one messages between accounts. Every method returns a Deferred."""
 
     def insert_direct(
         from_user_id: int, to_user_id: int, content: str, created_ms: int, delivered: bool
     ) -> Deferred[int]:
         """Store a direct message; fire with its id once committed."""
 
-    def pending_direct(to_user_id: int, limit: int) -> Deferred[list[Any]]:
-        """Undelivered direct messages (``DirectMessage``) for an account, oldest first."""
+    def pending_direct(to_user_id: int, limit: int) -> Deferred[list[DirectMessage]]:
+        """Undelivered direct messages for an account, oldest first."""
 
     def direct_history(
         user_id: int, other_id: int, limit: int, before: int | None = None
-    ) -> Deferred[list[Any]]:
-        """The direct messages (``DirectMessage``) between two accounts, in
-        both directions, delivered or not (with ``user_id == other_id``, the
-        account's notes to itself): the last ``limit`` of them (with an id
-        below ``before``, if given), oldest first. Other pairs' messages are
-        never included."""
+    ) -> Deferred[list[DirectMessage]]:
+        """The direct messages between two accounts, in both directions,
+        delivered or not (with ``user_id == other_id``, the account's notes
+        to itself): the last ``limit`` of them (with an id below ``before``,
+        if given), oldest first. Other pairs' messages are never included."""
 
     def mark_delivered(ids: Sequence[int]) -> Deferred[None]:
         """Mark direct messages as handed to their recipient."""
+
+
+class IModerationStore(Interface):
+    """Account bans. Every method returns a Deferred."""
 
     def set_ban(
         user_id: int, reason: str, created_ms: int, expires_ms: int | None
@@ -259,11 +281,16 @@ class IMessageStore(Interface):
     def remove_ban(user_id: int) -> Deferred[bool]:
         """Lift a ban; fire with whether there was one."""
 
-    def get_ban(user_id: int) -> Deferred[Any]:
-        """The account's ``Ban`` (active or expired), or None."""
+    def get_ban(user_id: int) -> Deferred[Ban | None]:
+        """The account's ban (active or expired), or None."""
 
-    def list_bans() -> Deferred[list[Any]]:
-        """Every recorded ``Ban``."""
+    def list_bans() -> Deferred[list[Ban]]:
+        """Every recorded ban (expired ones too), by account id."""
+
+
+class ITokenStore(Interface):
+    """Revoked login tokens (logout) and per-account cutoffs (logout
+    everywhere). Every method returns a Deferred."""
 
     def revoke_token(jti: str, expires_s: int) -> Deferred[None]:
         """Revoke one login token (logout) by its JWT id until ``expires_s``,
@@ -286,12 +313,29 @@ class IMessageStore(Interface):
     def list_token_cutoffs() -> Deferred[list[tuple[int, int]]]:
         """``(user_id, before_ms)`` of every account with a cutoff, by user id."""
 
+
+class IStoreLifecycle(Interface):
+    """The database itself: is it there, and letting it go."""
+
     def ping() -> Deferred[None]:
         """Run a trivial query (``SELECT 1``): fires when the database
         answers, fails when it cannot (readiness checks)."""
 
     def close() -> Deferred[None]:
         """Release connections; pending operations finish first."""
+
+
+class IMessageStore(
+    IRoomMessageStore,
+    IAccountStore,
+    IDirectMessageStore,
+    IModerationStore,
+    ITokenStore,
+    IStoreLifecycle,
+):
+    """A whole store: every area. Implementations declare this one, and so
+    provide each area interface; code that needs one area asks for that
+    one."""
 
 
 class IBusHandler(Interface):

@@ -1,6 +1,11 @@
 """Where the store contract suites run: one mixin per backend, each making
 a fresh store for a test and closing it afterwards. Put the backend first
-in the bases, before the suite (whose ``make_store`` is abstract)."""
+in the bases, before the suite (whose ``make_store`` is abstract).
+
+The suites themselves are one module per store area (``test_store_messages``,
+``test_store_accounts``, ...), each a ``StoreSuite`` mixin run with
+``OnMemory``, ``OnSQLite`` and ``OnPostgreSQL``; ``test_store`` checks that
+every backend provides every area interface."""
 
 from __future__ import annotations
 
@@ -11,13 +16,22 @@ from typing import TYPE_CHECKING, Any
 from twisted.trial.unittest import TestCase
 
 from parkchat.interfaces import IMessageStore
-from parkchat.model import StoredUser
+from parkchat.model import Message, StoredUser
 from parkchat.store.memory import MemoryStore
 from parkchat.store.sqlite import open_sqlite
 from tests import postgres_support
 
 #: A fixed time for stored rows (ms since the epoch).
 T0 = 1_700_000_000_000
+
+#: The same time in seconds since the epoch (token expiries are in seconds).
+S0 = T0 // 1000
+
+
+def chat(room: str, content: str, nickname: str = "alice", timestamp_ms: int = T0) -> Message:
+    """An unsaved chat message (id 0)."""
+    return Message(room=room, nickname=nickname, content=content, timestamp_ms=timestamp_ms)
+
 
 if TYPE_CHECKING:
     _Base = TestCase
@@ -57,6 +71,17 @@ class OnSQLite:
 
     def make_store(self) -> IMessageStore:
         store = open_sqlite(self.mktemp())
+        self.addCleanup(store.close)
+        return store
+
+
+class OnSQLiteMemory:
+    """SQLite in a ``:memory:`` database (the pool's one connection)."""
+
+    addCleanup: Any
+
+    def make_store(self) -> IMessageStore:
+        store = open_sqlite(":memory:")
         self.addCleanup(store.close)
         return store
 

@@ -3,8 +3,8 @@ migrations, instances starting at once, connections the server drops, group
 commit with server-assigned ids, the shared settings, and ``tap`` choosing
 it by URL.
 
-The common store behaviour runs against PostgreSQL in ``test_store``,
-``test_store_v2`` and ``test_store_v3``. Everything here needs
+The common store behaviour runs against PostgreSQL in ``test_store`` and
+the per-area ``test_store_*`` modules. Everything here needs
 ``PARKCHAT_TEST_POSTGRES`` (see ``tests/postgres_support.py``) except
 ``ShippedScriptsTests``.
 """
@@ -27,7 +27,7 @@ from parkchat.config import Settings
 from parkchat.model import Message, StoredUser
 from parkchat.store import is_postgres_url
 from parkchat.store.schema import SCHEMA_DIR, SCHEMA_LOCK_KEY, SchemaError, latest_version
-from parkchat.store.sqlite import SQLStore
+from parkchat.store.sql import SQLStore
 from parkchat.store.writer import GroupCommitWriter
 from tests import postgres_support
 from tests.postgres_support import query
@@ -389,7 +389,7 @@ class PostgresSchemaTests(PostgresTestCase):
 
 class PostgresDirectHistoryTests(PostgresTestCase):
     """``direct_history`` on PostgreSQL: BIGINT ids and the pair index (the
-    behaviour common to every store is in ``test_store_v3``)."""
+    behaviour common to every store is in ``test_store_direct``)."""
 
     async def test_ids_past_2_31(self) -> None:
         """Direct messages whose ids pass 2^31 (BIGSERIAL) come back, and
@@ -418,7 +418,7 @@ class PostgresDirectHistoryTests(PostgresTestCase):
         through the (from_user_id, to_user_id, id) index, never by a
         sequential scan of direct_messages."""
         from parkchat.store.postgres import POSTGRES, prepare_postgres
-        from parkchat.store.sqlite import direct_history_txn
+        from parkchat.store.sql.direct import direct_history_txn
 
         prepare_postgres(self.dsn)
         query(
@@ -572,7 +572,7 @@ class MessageOrderTests(PostgresTestCase):
         import psycopg2
 
         from parkchat.store.postgres import POSTGRES
-        from parkchat.store.sqlite import insert_messages_txn
+        from parkchat.store.sql.messages import insert_messages_txn
 
         store = self.open_store()
         await store.ping()  # the schema exists

@@ -15,14 +15,10 @@ from twisted.trial.unittest import TestCase
 
 from parkchat.model import Message
 from parkchat.store.schema import SCHEMA_DIR, SchemaError, latest_version
-from parkchat.store.sqlite import (
-    SQLITE,
-    SQLStore,
-    direct_history_txn,
-    open_sqlite,
-    prepare_sqlite,
-    recent_messages_txn,
-)
+from parkchat.store.sql import SQLStore
+from parkchat.store.sql.direct import direct_history_txn
+from parkchat.store.sql.messages import recent_messages_txn
+from parkchat.store.sqlite import SQLITE, open_sqlite, prepare_sqlite
 from parkchat.store.writer import GroupCommitWriter
 from tests.store_support import SQLitePlans
 

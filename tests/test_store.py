@@ -1,10 +1,12 @@
-"""One behaviour suite for every IMessageStore.
+"""What every store is, whatever its engine: it provides each area interface
+(``IRoomMessageStore``, ``IAccountStore``, ``IDirectMessageStore``,
+``IModerationStore``, ``ITokenStore``, ``IStoreLifecycle``) and so the
+composite ``IMessageStore``; and it answers ``ping`` and ``close``.
 
-``MessageStoreTestsMixin`` holds the behaviour; each implementation gets a
-small subclass that only says how to build a store. The PostgreSQL store is
-the third subclass, run when ``PARKCHAT_TEST_POSTGRES`` names a database URL
-(and skipped otherwise; see ``tests/postgres_support.py``), so the fake,
-SQLite and PostgreSQL are held to the same contract.
+Each area's behaviour is a suite of its own, run against every store:
+``test_store_messages``, ``test_store_accounts``, ``test_store_direct``,
+``test_store_moderation``, ``test_store_tokens`` (backends in
+``tests/store_support.py``).
 """
 
 from __future__ import annotations
@@ -12,246 +14,75 @@ from __future__ import annotations
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
-from parkchat.errors import AccountExists
-from parkchat.interfaces import IMessageStore
-from parkchat.model import Message
-from tests.store_support import T0, OnMemory, OnPostgreSQL, OnSQLite, StoreSuite
+from parkchat.interfaces import (
+    IAccountStore,
+    IDirectMessageStore,
+    IMessageStore,
+    IModerationStore,
+    IRoomMessageStore,
+    IStoreLifecycle,
+    ITokenStore,
+)
+from tests.store_support import OnMemory, OnPostgreSQL, OnSQLite, OnSQLiteMemory, StoreSuite
+
+AREAS = (
+    IRoomMessageStore,
+    IAccountStore,
+    IDirectMessageStore,
+    IModerationStore,
+    ITokenStore,
+    IStoreLifecycle,
+)
 
 
-def chat(room: str, content: str, nickname: str = "alice", timestamp_ms: int = T0) -> Message:
-    """An unsaved chat message (id 0)."""
-    return Message(room=room, nickname=nickname, content=content, timestamp_ms=timestamp_ms)
+class StoreInterfaceTests(TestCase):
+    """The composite store interface and its areas."""
+
+    def test_composite_is_exactly_the_areas(self) -> None:
+        """Every method of IMessageStore belongs to exactly one area
+        interface, and IMessageStore adds none of its own: a store method
+        cannot be added without saying which area it is part of."""
+        names = [name for area in AREAS for name in area.names()]
+        self.assertEqual(len(names), len(set(names)), names)
+        self.assertEqual(set(IMessageStore.names(all=True)), set(names))
+        self.assertEqual(list(IMessageStore.names()), [])
+        for area in AREAS:
+            self.assertTrue(IMessageStore.extends(area), area)
 
 
-class MessageStoreTestsMixin(StoreSuite):
-    """The IMessageStore contract; mixed into a TestCase per implementation."""
+class StoreTestsMixin(StoreSuite):
+    """What every store provides; mixed into a TestCase per implementation."""
 
-    async def insert(self, store: IMessageStore, messages: list[Message]) -> list[Message]:
-        """Store ``messages`` and return them as stored (ids set)."""
-        ids = await store.insert_messages(messages)
-        return [m.with_id(i) for m, i in zip(messages, ids, strict=True)]
-
-    # -- the interface -------------------------------------------------------
-
-    def test_provides_interface(self) -> None:
-        """The store fully provides IMessageStore (methods and signatures)."""
-        self.assertTrue(verifyObject(IMessageStore, self.make_store()))
+    def test_provides_each_area(self) -> None:
+        """The store fully provides each area interface (methods and
+        signatures), and the composite IMessageStore."""
+        store = self.make_store()
+        for area in (*AREAS, IMessageStore):
+            self.assertTrue(verifyObject(area, store), area)
 
     async def test_ping(self) -> None:
         """ping() runs a trivial query and fires with None (readiness)."""
         self.assertIsNone(await self.make_store().ping())
 
-    # -- messages ------------------------------------------------------------
-
-    async def test_insert_returns_increasing_ids_in_order(self) -> None:
-        """insert_messages fires with one positive id per message, increasing in
-        submission order, and later batches get larger ids."""
+    async def test_close_twice(self) -> None:
+        """close() fires with None, and again when called a second time (the
+        service and a test's cleanup may both close a store)."""
         store = self.make_store()
-        first = await store.insert_messages([chat("lobby", f"m{i}") for i in range(5)])
-        second = await store.insert_messages([chat("other", "x"), chat("lobby", "y")])
-        ids = first + second
-        self.assertEqual(len(first), 5)
-        self.assertEqual(len(second), 2)
-        self.assertTrue(all(i > 0 for i in ids), ids)
-        self.assertEqual(ids, sorted(set(ids)))
-
-    async def test_delete_message(self) -> None:
-        """delete_message removes one message, answers its room, and None
-        for an id that is not (or no longer) there."""
-        store = self.make_store()
-        _, b, c = await self.insert(
-            store, [chat("lobby", "keep"), chat("lobby", "spam"), chat("garden", "other")]
-        )
-        self.assertEqual(await store.delete_message(b.id), "lobby")
-        self.assertIsNone(await store.delete_message(b.id))
-        self.assertIsNone(await store.delete_message(c.id + 1000))
-        self.assertEqual([m.content for m in await store.recent_messages("lobby", 10)], ["keep"])
-        self.assertEqual([m.content for m in await store.recent_messages("garden", 10)], ["other"])
-
-    async def test_insert_empty_batch(self) -> None:
-        """An empty batch stores nothing and fires with no ids."""
-        store = self.make_store()
-        self.assertEqual(await store.insert_messages([]), [])
-        self.assertEqual(await store.recent_messages("lobby", 10), [])
-
-    async def test_round_trip_keeps_every_field(self) -> None:
-        """A stored message comes back with its id, room, nickname, content,
-        timestamp, type and account id unchanged."""
-        store = self.make_store()
-        user = await store.create_user("Alice", b"$2b$04$hash", T0)
-        original = Message(
-            room="lobby",
-            nickname="Alice",
-            content="héllo\nwörld ✓",
-            timestamp_ms=T0 + 123,
-            user_id=user.id,
-        )
-        [stored] = await self.insert(store, [original])
-        [read] = await store.recent_messages("lobby", 10)
-        self.assertEqual(read, stored)
-        self.assertEqual(read.id, stored.id)
-        self.assertEqual(read.user_id, user.id)
-        self.assertEqual(read.timestamp_ms, T0 + 123)
-        self.assertEqual(read.type, "chat")
-        self.assertEqual(read.content, "héllo\nwörld ✓")
-
-    async def test_recent_returns_last_n_oldest_first(self) -> None:
-        """Without paging, recent_messages gives the last ``limit`` messages of
-        the room, oldest first."""
-        store = self.make_store()
-        stored = await self.insert(
-            store, [chat("lobby", f"m{i}", timestamp_ms=T0 + i) for i in range(10)]
-        )
-        self.assertEqual(await store.recent_messages("lobby", 3), stored[-3:])
-        self.assertEqual(await store.recent_messages("lobby", 50), stored)
-
-    async def test_equal_timestamps_ordered_by_id(self) -> None:
-        """Messages with the same timestamp come back in id order, so history
-        order never depends on the clock's resolution."""
-        store = self.make_store()
-        stored: list[Message] = []
-        for i in range(6):
-            # One message per batch: ids come from separate transactions.
-            stored += await self.insert(store, [chat("lobby", f"same-ms-{i}")])
-        history = await store.recent_messages("lobby", 4)
-        self.assertEqual([m.content for m in history], [f"same-ms-{i}" for i in range(2, 6)])
-        self.assertEqual([m.id for m in history], sorted(m.id for m in history))
-        self.assertEqual(history, stored[2:])
-
-    async def test_page_before(self) -> None:
-        """``before`` gives the last ``limit`` messages with a smaller id,
-        oldest first; nothing before the first message."""
-        store = self.make_store()
-        stored = await self.insert(store, [chat("lobby", f"m{i}") for i in range(10)])
-        self.assertEqual(await store.recent_messages("lobby", 3, before=stored[6].id), stored[3:6])
-        self.assertEqual(await store.recent_messages("lobby", 50, before=stored[2].id), stored[:2])
-        self.assertEqual(await store.recent_messages("lobby", 3, before=stored[0].id), [])
-
-    async def test_page_after(self) -> None:
-        """``after`` gives the first ``limit`` messages with a greater id,
-        oldest first; nothing after the newest message."""
-        store = self.make_store()
-        stored = await self.insert(store, [chat("lobby", f"m{i}") for i in range(10)])
-        self.assertEqual(await store.recent_messages("lobby", 3, after=stored[1].id), stored[2:5])
-        self.assertEqual(await store.recent_messages("lobby", 50, after=stored[7].id), stored[8:])
-        self.assertEqual(await store.recent_messages("lobby", 3, after=stored[-1].id), [])
-        self.assertEqual(await store.recent_messages("lobby", 3, after=0), stored[:3])
-
-    async def test_paging_walks_whole_history(self) -> None:
-        """Following ``before`` from the newest page back reaches every message
-        exactly once, even when the room's ids are not contiguous."""
-        store = self.make_store()
-        lobby: list[Message] = []
-        for i in range(11):
-            lobby += await self.insert(store, [chat("lobby", f"m{i}"), chat("noise", f"n{i}")])
-            lobby = [m for m in lobby if m.room == "lobby"]
-        pages: list[list[Message]] = []
-        page = await store.recent_messages("lobby", 4)
-        while page:
-            pages.append(page)
-            page = await store.recent_messages("lobby", 4, before=page[0].id)
-        self.assertEqual([len(p) for p in pages], [4, 4, 3])
-        walked = [m for p in reversed(pages) for m in p]
-        self.assertEqual(walked, lobby)
-
-    async def test_rooms_are_isolated(self) -> None:
-        """Each room's history holds only its own messages, also when paging
-        by ids taken from another room."""
-        store = self.make_store()
-        stored = await self.insert(
-            store,
-            [chat("a" if i % 2 else "b", f"m{i}") for i in range(8)],
-        )
-        in_a = [m for m in stored if m.room == "a"]
-        in_b = [m for m in stored if m.room == "b"]
-        self.assertEqual(await store.recent_messages("a", 50), in_a)
-        self.assertEqual(await store.recent_messages("b", 50), in_b)
-        self.assertEqual(await store.recent_messages("a", 50, after=in_b[0].id), in_a)
-        self.assertEqual(await store.recent_messages("b", 50, before=in_a[-1].id), in_b)
-
-    async def test_room_names_are_exact(self) -> None:
-        """Room names are compared exactly: case and trailing characters make
-        different rooms."""
-        store = self.make_store()
-        await self.insert(store, [chat("Lobby", "upper"), chat("lobby2", "suffix")])
-        self.assertEqual(await store.recent_messages("lobby", 50), [])
-
-    async def test_unknown_room_is_empty(self) -> None:
-        """A room nobody ever wrote to has an empty history, not an error."""
-        store = self.make_store()
-        await self.insert(store, [chat("lobby", "hi")])
-        self.assertEqual(await store.recent_messages("nowhere", 50), [])
-        self.assertEqual(await store.recent_messages("nowhere", 50, before=10), [])
-        self.assertEqual(await store.recent_messages("nowhere", 50, after=0), [])
-
-    # -- accounts ------------------------------------------------------------
-
-    async def test_create_and_get_user(self) -> None:
-        """create_user fires with the new account (positive id, nickname as
-        given, hash); get_user finds it by any casing of the nickname."""
-        store = self.make_store()
-        created = await store.create_user("Alice", b"$2b$04$alice", T0)
-        self.assertTrue(created.id > 0)
-        self.assertEqual(created.nickname, "Alice")
-        self.assertEqual(created.password_hash, b"$2b$04$alice")
-        for spelling in ("Alice", "alice", "ALICE"):
-            self.assertEqual(await store.get_user(spelling), created)
-
-    async def test_get_unknown_user(self) -> None:
-        """get_user fires with None for a nickname with no account."""
-        store = self.make_store()
-        await store.create_user("alice", b"h", T0)
-        self.assertIsNone(await store.get_user("bob"))
-
-    async def test_users_get_distinct_ids(self) -> None:
-        """Two accounts get different ids and keep their own hashes."""
-        store = self.make_store()
-        alice = await store.create_user("alice", b"ha", T0)
-        bob = await store.create_user("bob", b"hb", T0)
-        self.assertTrue(alice.id != bob.id)
-        self.assertEqual((await store.get_user("bob")).password_hash, b"hb")
-
-    async def test_duplicate_user(self) -> None:
-        """Registering a taken nickname fails with AccountExists and leaves the
-        existing account untouched."""
-        store = self.make_store()
-        alice = await store.create_user("alice", b"first", T0)
-        with self.assertRaises(AccountExists):
-            await store.create_user("alice", b"second", T0 + 1)
-        self.assertEqual(await store.get_user("alice"), alice)
-
-    async def test_duplicate_user_case_insensitive(self) -> None:
-        """'alice' is taken once 'Alice' exists: nicknames clash regardless
-        of case, and the first spelling is kept."""
-        store = self.make_store()
-        await store.create_user("Alice", b"first", T0)
-        with self.assertRaises(AccountExists):
-            await store.create_user("alice", b"second", T0)
-        with self.assertRaises(AccountExists):
-            await store.create_user("ALICE", b"third", T0)
-        found = await store.get_user("alice")
-        self.assertEqual((found.nickname, found.password_hash), ("Alice", b"first"))
-
-    async def test_set_password_hash(self) -> None:
-        """set_password_hash replaces one account's hash and no other's."""
-        store = self.make_store()
-        alice = await store.create_user("Alice", b"old", T0)
-        await store.create_user("bob", b"bobs", T0)
-        await store.set_password_hash(alice.id, b"new")
-        found = await store.get_user("alice")
-        self.assertEqual(
-            (found.id, found.nickname, found.password_hash), (alice.id, "Alice", b"new")
-        )
-        self.assertEqual((await store.get_user("bob")).password_hash, b"bobs")
+        self.assertIsNone(await store.close())
+        self.assertIsNone(await store.close())
 
 
-class MemoryStoreTests(OnMemory, MessageStoreTestsMixin, TestCase):
-    """The contract, for the in-memory store."""
+class MemoryStoreTests(OnMemory, StoreTestsMixin, TestCase):
+    """The in-memory store."""
 
 
-class SQLiteStoreTests(OnSQLite, MessageStoreTestsMixin, TestCase):
-    """The contract, for the SQLite store on a real file."""
+class SQLiteStoreTests(OnSQLite, StoreTestsMixin, TestCase):
+    """SQLStore on a SQLite file (``SQLiteFileStore``)."""
 
 
-class PostgreSQLStoreTests(OnPostgreSQL, MessageStoreTestsMixin, TestCase):
-    """The contract, for the PostgreSQL store on a new database per test."""
+class SQLiteMemoryStoreTests(OnSQLiteMemory, StoreTestsMixin, TestCase):
+    """SQLStore on a SQLite ``:memory:`` database."""
+
+
+class PostgreSQLStoreTests(OnPostgreSQL, StoreTestsMixin, TestCase):
+    """SQLStore on PostgreSQL, a new database per test."""

@@ -1,7 +1,9 @@
 """An in-memory IMessageStore: for unit tests and ``--db :memory:`` runs.
 
 It answers synchronously (already-fired Deferreds), which keeps tests free of
-threads and real time while going through the same interface as the SQL store.
+threads and real time while going through the same interfaces as the SQL
+store: every area interface (``IRoomMessageStore``, ``IAccountStore``, ...),
+its methods grouped by area as the SQL store's modules are.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ class MemoryStore:
         self.settings: dict[str, str] = {}
         self.fail_writes: Exception | None = None
 
+    # -- room messages -------------------------------------------------------
+
     def insert_messages(self, messages: Sequence[Message]) -> Deferred[list[int]]:
         if self.fail_writes is not None:
             return fail(self.fail_writes)
@@ -53,6 +57,16 @@ class MemoryStore:
         end = bisect.bisect_left(ids, before) if before is not None else len(messages)
         return succeed(messages[max(0, end - limit) : end])
 
+    def delete_message(self, message_id: int) -> Deferred[str | None]:
+        for room, messages in self._rooms.items():
+            kept = [m for m in messages if m.id != message_id]
+            if len(kept) != len(messages):
+                self._rooms[room] = kept
+                return succeed(room)
+        return succeed(None)
+
+    # -- accounts ------------------------------------------------------------
+
     def create_user(
         self, nickname: str, password_hash: bytes, created_ms: int
     ) -> Deferred[StoredUser]:
@@ -66,12 +80,6 @@ class MemoryStore:
     def get_user(self, nickname: str) -> Deferred[StoredUser | None]:
         return succeed(self._users.get(nickname_key(nickname)))
 
-    def set_password_hash(self, user_id: int, password_hash: bytes) -> Deferred[None]:
-        for key, user in self._users.items():
-            if user.id == user_id:
-                self._users[key] = StoredUser(user.id, user.nickname, password_hash)
-        return succeed(None)
-
     def _user_by_id(self, user_id: int) -> StoredUser | None:
         return next((u for u in self._users.values() if u.id == user_id), None)
 
@@ -81,6 +89,14 @@ class MemoryStore:
     def list_users(self, limit: int, after_id: int = 0) -> Deferred[list[User]]:
         users = sorted((u for u in self._users.values() if u.id > after_id), key=lambda u: u.id)
         return succeed([u.public() for u in users[:limit]])
+
+    def set_password_hash(self, user_id: int, password_hash: bytes) -> Deferred[None]:
+        for key, user in self._users.items():
+            if user.id == user_id:
+                self._users[key] = StoredUser(user.id, user.nickname, password_hash)
+        return succeed(None)
+
+    # -- direct messages -----------------------------------------------------
 
     def insert_direct(
         self, from_user_id: int, to_user_id: int, content: str, created_ms: int, delivered: bool
@@ -123,20 +139,14 @@ class MemoryStore:
         ]
         return succeed(None)
 
+    # -- moderation ----------------------------------------------------------
+
     def set_ban(
         self, user_id: int, reason: str, created_ms: int, expires_ms: int | None
     ) -> Deferred[None]:
         user = self._user_by_id(user_id)
         assert user is not None
         self._bans[user_id] = Ban(user_id, user.nickname, reason, created_ms, expires_ms)
-        return succeed(None)
-
-    def delete_message(self, message_id: int) -> Deferred[str | None]:
-        for room, messages in self._rooms.items():
-            kept = [m for m in messages if m.id != message_id]
-            if len(kept) != len(messages):
-                self._rooms[room] = kept
-                return succeed(room)
         return succeed(None)
 
     def remove_ban(self, user_id: int) -> Deferred[bool]:
@@ -147,6 +157,8 @@ class MemoryStore:
 
     def list_bans(self) -> Deferred[list[Ban]]:
         return succeed([self._bans[k] for k in sorted(self._bans)])
+
+    # -- tokens --------------------------------------------------------------
 
     def revoke_token(self, jti: str, expires_s: int) -> Deferred[None]:
         self._revoked_tokens.setdefault(jti, expires_s)
@@ -171,6 +183,8 @@ class MemoryStore:
 
     def list_token_cutoffs(self) -> Deferred[list[tuple[int, int]]]:
         return succeed(sorted(self._token_cutoffs.items()))
+
+    # -- lifecycle -----------------------------------------------------------
 
     def ping(self) -> Deferred[None]:
         return succeed(None)

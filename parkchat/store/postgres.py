@@ -1,5 +1,5 @@
-"""The PostgreSQL store: ``SQLStore`` and the ``*_txn`` functions of
-``sqlite.py`` over a ``psycopg2`` adbapi pool, with a ``PostgresDialect``.
+"""The PostgreSQL engine: ``SQLStore`` and the ``*_txn`` functions of
+``store/sql/`` over a ``psycopg2`` adbapi pool, with a ``PostgresDialect``.
 
 Selected by ``--db postgresql://user@host:port/dbname`` (any libpq URL or
 key/value connection string works here; ``tap`` picks this module by the
@@ -31,7 +31,7 @@ import psycopg2
 import psycopg2.extras
 
 from parkchat.store.schema import SCHEMA_DIR, PostgresSchema, upgrade
-from parkchat.store.sqlite import Dialect, SQLStore, load_or_create_setting_txn
+from parkchat.store.sql import Cursor, Dialect, SQLStore, load_or_create_setting_txn
 
 #: Connections per instance unless told otherwise.
 DEFAULT_POOL_SIZE = 4
@@ -50,7 +50,7 @@ INSERT_PAGE_SIZE = 1000
 class PostgresDialect(Dialect):
     """PostgreSQL's side of the ``Dialect``: no ``lastrowid``; ``RETURNING``."""
 
-    def order_message_ids(self, txn: Any) -> None:
+    def order_message_ids(self, txn: Cursor) -> None:
         """Instances (and pool connections) insert message batches in
         parallel, and a sequence hands out ids outside transactions: batch A
         could take id 100, batch B id 101 and commit first, and a client
@@ -62,7 +62,7 @@ class PostgresDialect(Dialect):
         txn.execute("SELECT pg_advisory_xact_lock(%s)", (MESSAGE_ORDER_LOCK_KEY,))
 
     def insert_returning_ids(
-        self, txn: Any, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+        self, txn: Cursor, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> list[int]:
         head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
         if len(rows) == 1:

@@ -1,0 +1,45 @@
+"""The engine-neutral SQL stores over ``twisted.enterprise.adbapi``.
+
+All SQL parkchat runs against its tables is in this package, one module per
+area, each pairing the named ``*_txn`` functions of its tables with the store
+class that runs them (``messages``, ``accounts``, ``direct``, ``moderation``,
+``tokens``; ``settings`` for start-up). ``SQLStore`` is every area at once:
+Synapse's ``DataStore`` made of its per-area stores is the model.
+
+The SQL is written with ``?`` placeholders; an engine is a ``Dialect``
+(``engine.py``), and the engine modules beside this package
+(``store/sqlite.py``, ``store/postgres.py``) supply theirs with a pool. They
+import from here, never from each other.
+"""
+
+from __future__ import annotations
+
+from zope.interface import implementer
+
+from parkchat.interfaces import IMessageStore
+from parkchat.store.sql.accounts import AccountStore
+from parkchat.store.sql.direct import DirectMessageStore
+from parkchat.store.sql.engine import Cursor, Dialect, SQLStoreBase
+from parkchat.store.sql.messages import RoomMessageStore
+from parkchat.store.sql.moderation import ModerationStore
+from parkchat.store.sql.settings import load_or_create_setting_txn
+from parkchat.store.sql.tokens import TokenStore
+
+__all__ = [
+    "AccountStore",
+    "Cursor",
+    "Dialect",
+    "DirectMessageStore",
+    "ModerationStore",
+    "RoomMessageStore",
+    "SQLStore",
+    "SQLStoreBase",
+    "TokenStore",
+    "load_or_create_setting_txn",
+]
+
+
+@implementer(IMessageStore)
+class SQLStore(RoomMessageStore, AccountStore, DirectMessageStore, ModerationStore, TokenStore):
+    """An ``IMessageStore`` over an adbapi pool, the engine given by its
+    ``dialect``: every area store on one pool."""

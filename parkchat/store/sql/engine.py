@@ -1,0 +1,162 @@
+"""What every SQL store stands on: the ``Dialect`` of an engine and
+``SQLStoreBase``, which runs named ``*_txn`` functions through an adbapi pool.
+
+The SQL is written once, with ``?`` placeholders, in the per-area modules
+beside this one. An engine is a ``Dialect``: the few things that differ
+between SQLite (``store/sqlite.py``) and PostgreSQL (``store/postgres.py``) —
+placeholders, the integrity error, how inserted ids come back, how message
+ids are kept in commit order, and which errors mean a lost connection — as
+Synapse keeps its engines apart from its per-area stores.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+from twisted.enterprise import adbapi
+from twisted.internet.defer import Deferred, succeed
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from parkchat.interfaces import IStoreLifecycle
+
+_log = Logger()
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Cursor(Protocol):
+    """What a ``*_txn`` function may use of the transaction it is given: the
+    DB-API cursor methods both engines' cursors have (an adbapi
+    ``Transaction`` passes them on to its cursor)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    @property
+    def lastrowid(self) -> Any: ...
+
+    def execute(self, query: str, params: Sequence[Any] = (), /) -> Any: ...
+
+    def executemany(self, query: str, params: Iterable[Sequence[Any]], /) -> Any: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+@dataclass(frozen=True)
+class Dialect(ABC):
+    """What differs between SQL engines, kept in one place: each engine is a
+    subclass (``sqlite.SQLiteDialect``, ``postgres.PostgresDialect``)."""
+
+    name: str
+    integrity_error: type[Exception]
+    placeholder: str = "?"
+    #: Errors meaning the connection was lost (server restart, a terminated
+    #: backend): a read that fails with one is retried on a new connection.
+    connection_errors: tuple[type[Exception], ...] = ()
+
+    def sql(self, query: str) -> str:
+        """``query``, written with ``?`` placeholders, in this engine's."""
+        return query if self.placeholder == "?" else query.replace("?", self.placeholder)
+
+    @abstractmethod
+    def order_message_ids(self, txn: Cursor) -> None:
+        """Make message ids become visible in id order, whoever commits them
+        (a client that saw id N and asks ``after=N`` must not miss a lower id
+        committed later); called before a batch draws its ids."""
+
+    @abstractmethod
+    def insert_returning_ids(
+        self, txn: Cursor, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> list[int]:
+        """Insert ``rows`` into ``table`` and return their new ``id`` values,
+        in the order of ``rows``. This is the hot path of group commit: one
+        statement (or one ``executemany``) per batch, no Python per row."""
+
+
+@implementer(IStoreLifecycle)
+class SQLStoreBase:
+    """A pool and its engine's dialect; the per-area stores
+    (``messages.RoomMessageStore`` and its siblings) build on it, and
+    ``SQLStore`` is all of them at once.
+
+    Every public method of an area store runs one named ``*_txn(txn,
+    dialect, ...)`` function on a pool thread: ``_write`` once, ``_read``
+    again on a new connection if the first was found dropped.
+    """
+
+    def __init__(self, pool: adbapi.ConnectionPool, dialect: Dialect) -> None:
+        self.pool = pool
+        self.dialect = dialect
+
+    def _write(
+        self,
+        interaction: Callable[Concatenate[Cursor, Dialect, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Deferred[T]:
+        """Run ``interaction`` in a transaction; not retried (a lost COMMIT
+        reply leaves unknown whether it happened)."""
+        return self.pool.runInteraction(interaction, self.dialect, *args, **kwargs)
+
+    def _read(
+        self,
+        interaction: Callable[Concatenate[Cursor, Dialect, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> Deferred[T]:
+        """Run a read-only ``interaction``, again if its connection turns out
+        to have been dropped (``Dialect.connection_errors``).
+
+        adbapi's ``cp_reconnect`` discards a broken connection only after a
+        query on it has failed, so the first query after a server restart or
+        a terminated backend fails even though the database is back. A read
+        can simply run again; each failure discards one dead connection, so
+        one attempt per pooled connection more is enough to reach a live one.
+        """
+        d = self.pool.runInteraction(interaction, self.dialect, *args, **kwargs)
+        if self.dialect.connection_errors:
+            d.addErrback(self._retry_read, interaction, args, kwargs, self.pool.max)
+        return d
+
+    def _retry_read(
+        self,
+        failure: Failure,
+        interaction: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        retries: int,
+    ) -> Deferred[Any] | Failure:
+        failure.trap(*self.dialect.connection_errors)
+        if retries <= 0:
+            return failure
+        _log.warn(
+            "database connection lost ({error}); retrying {interaction}",
+            error=failure.getErrorMessage().strip(),
+            interaction=interaction.__name__,
+        )
+        d = self.pool.runInteraction(interaction, self.dialect, *args, **kwargs)
+        d.addErrback(self._retry_read, interaction, args, kwargs, retries - 1)
+        return d
+
+    def ping(self) -> Deferred[None]:
+        return self._read(ping_txn)
+
+    def close(self) -> Deferred[None]:
+        # ConnectionPool.close joins its thread, which finishes the running
+        # interaction first; queued work has been flushed by the service.
+        if self.pool.running:
+            self.pool.close()
+        return succeed(None)
+
+
+def ping_txn(txn: Cursor, dialect: Dialect) -> None:
+    txn.execute("SELECT 1")
+    txn.fetchall()
