@@ -42,7 +42,7 @@ from parkchat.handlers.moderation import ModerationHandler
 from parkchat.handlers.resync import ResyncHandler
 from parkchat.handlers.rooms import RoomHandler
 from parkchat.handlers.sessions import SessionHandler
-from parkchat.interfaces import IBus, IBusHandler, IChatService, IMessageStore, IParticipant
+from parkchat.interfaces import IBus, IBusHandler, IChatService, IParticipant, IStoreLifecycle
 from parkchat.limits import Limits
 from parkchat.metrics import ServiceMetrics
 from parkchat.model import (
@@ -85,7 +85,7 @@ class ChatService(Service):
 
     def __init__(
         self,
-        store: IMessageStore,
+        store: IStoreLifecycle,
         bus: IBus,
         clock: IReactorTime,
         *,

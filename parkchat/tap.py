@@ -339,7 +339,7 @@ def build_chat_service(
         bus, limits, instance_id=instance_id, single_session=single_session
     )
     rooms = RoomHandler(connections, bus, clock, metrics, rate, track_seen=track_seen)
-    moderation = ModerationHandler(store, rooms, bus, clock, instance_id=instance_id)
+    moderation = ModerationHandler(store, store, rooms, bus, clock, instance_id=instance_id)
     sessions = SessionHandler(
         store,
         connections,
@@ -364,7 +364,7 @@ def build_chat_service(
         store, writer, recent, connections, rooms, bus, clock, limits, metrics, rate
     )
     direct = DirectMessageHandler(
-        store, connections, bus, clock, limits, rate, instance_id=instance_id
+        store, store, connections, bus, clock, limits, rate, instance_id=instance_id
     )
     resync = ResyncHandler(store, rooms, moderation, sessions, bus, limits, instance_id=instance_id)
     service = ChatService(

@@ -41,7 +41,7 @@ class AccountHandlerTests(TestCase):
         rooms = RoomHandler(
             connections, self.bus, self.clock, self.metrics, TokenBucketLimiter(self.clock, 0, 1)
         )
-        self.moderation = ModerationHandler(self.store, rooms, self.bus, self.clock)
+        self.moderation = ModerationHandler(self.store, self.store, rooms, self.bus, self.clock)
         self.cache = VerifiedCredentials(self.clock)
         self.revocations = Revocations()
         sessions = SessionHandler(

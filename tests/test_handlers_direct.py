@@ -32,6 +32,7 @@ class DirectMessageHandlerTests(TestCase):
         self.rate = TokenBucketLimiter(self.clock, 1, 3)
         self.direct = DirectMessageHandler(
             self.store,
+            self.store,
             self.connections,
             self.bus,
             self.clock,

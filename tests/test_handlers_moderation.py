@@ -38,7 +38,7 @@ class ModerationHandlerTests(TestCase):
         )
         self.bus.attach(self.rooms)
         self.moderation = ModerationHandler(
-            self.store, self.rooms, self.bus, self.clock, instance_id="i1"
+            self.store, self.store, self.rooms, self.bus, self.clock, instance_id="i1"
         )
         self.bob = self.successResultOf(self.store.create_user("bob", b"h", 0))
 

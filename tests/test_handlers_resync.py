@@ -40,7 +40,7 @@ class ResyncHandlerTests(TestCase):
             track_seen=True,
         )
         self.bus.attach(self.rooms)
-        moderation = ModerationHandler(self.store, self.rooms, self.bus, self.clock)
+        moderation = ModerationHandler(self.store, self.store, self.rooms, self.bus, self.clock)
         self.revocations = Revocations()
         sessions = SessionHandler(
             self.store,

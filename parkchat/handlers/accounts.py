@@ -8,7 +8,7 @@ from parkchat.accounts import Accounts
 from parkchat.errors import AuthenticationFailed, TooManyAttempts
 from parkchat.handlers.moderation import ModerationHandler, moderation_log
 from parkchat.handlers.sessions import SessionHandler
-from parkchat.interfaces import IMessageStore
+from parkchat.interfaces import IAccountStore
 from parkchat.limits import Limits, LoginThrottle
 from parkchat.metrics import ServiceMetrics
 from parkchat.model import User, nickname_key
@@ -22,7 +22,7 @@ class AccountHandler:
 
     def __init__(
         self,
-        store: IMessageStore,
+        store: IAccountStore,
         accounts: Accounts,
         moderation: ModerationHandler,
         sessions: SessionHandler,

@@ -10,7 +10,7 @@ from parkchat.errors import InvalidRequest, UnknownRecipient
 from parkchat.events import DirectMessageEvent
 from parkchat.handlers.connections import ConnectionHandler
 from parkchat.handlers.messages import MAX_ID, check_page
-from parkchat.interfaces import IBus, IMessageStore, IParticipant
+from parkchat.interfaces import IAccountStore, IBus, IDirectMessageStore, IParticipant
 from parkchat.limits import Limits, TokenBucketLimiter
 from parkchat.model import DirectMessage, StoredUser, nickname_key, validate_content
 
@@ -35,7 +35,8 @@ class DirectMessageHandler:
 
     def __init__(
         self,
-        store: IMessageStore,
+        store: IDirectMessageStore,
+        users: IAccountStore,
         connections: ConnectionHandler,
         bus: IBus,
         clock: IReactorTime,
@@ -45,6 +46,7 @@ class DirectMessageHandler:
         instance_id: str = "",
     ) -> None:
         self._store = store
+        self._users = users
         self._connections = connections
         self._bus = bus
         self._clock = clock
@@ -81,7 +83,7 @@ class DirectMessageHandler:
 
     async def _account(self, to: int | str) -> StoredUser:
         recipient = await (
-            self._store.get_user_by_id(to) if isinstance(to, int) else self._store.get_user(to)
+            self._users.get_user_by_id(to) if isinstance(to, int) else self._users.get_user(to)
         )
         if recipient is None:
             raise UnknownRecipient(f"no account {to!r}")

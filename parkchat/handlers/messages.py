@@ -19,7 +19,7 @@ from parkchat.errors import InvalidRequest, NotInRoom
 from parkchat.handlers.connections import ConnectionHandler
 from parkchat.handlers.moderation import moderation_log
 from parkchat.handlers.rooms import RoomHandler
-from parkchat.interfaces import IBus, IMessageStore, IParticipant
+from parkchat.interfaces import IBus, IParticipant, IRoomMessageStore
 from parkchat.limits import Limits, TokenBucketLimiter
 from parkchat.metrics import ServiceMetrics
 from parkchat.model import DELETED, Message, nickname_key, validate_content, validate_room
@@ -84,7 +84,7 @@ class MessageHandler:
 
     def __init__(
         self,
-        store: IMessageStore,
+        store: IRoomMessageStore,
         writer: GroupCommitWriter,
         recent: RecentMessages | None,
         connections: ConnectionHandler,

@@ -9,7 +9,7 @@ from twisted.python.failure import Failure
 from parkchat.errors import Banned, UnknownRecipient
 from parkchat.events import BanEvent, KickEvent, UnbanEvent
 from parkchat.handlers.rooms import RoomHandler
-from parkchat.interfaces import IBus, IMessageStore
+from parkchat.interfaces import IAccountStore, IBus, IModerationStore
 from parkchat.model import Ban, DisconnectReason, format_timestamp
 
 _log = Logger()
@@ -25,7 +25,8 @@ class ModerationHandler:
 
     def __init__(
         self,
-        store: IMessageStore,
+        store: IModerationStore,
+        users: IAccountStore,
         rooms: RoomHandler,
         bus: IBus,
         clock: IReactorTime,
@@ -33,6 +34,7 @@ class ModerationHandler:
         instance_id: str = "",
     ) -> None:
         self._store = store
+        self._users = users
         self._rooms = rooms
         self._bus = bus
         self._clock = clock
@@ -75,7 +77,7 @@ class ModerationHandler:
     async def ban(self, nickname: str, reason: str = "", duration: float | None = None) -> Ban:
         """Ban an account (optionally for ``duration`` seconds): its logins and
         connections are refused and its live connections closed."""
-        user = await self._store.get_user(nickname)
+        user = await self._users.get_user(nickname)
         if user is None:
             raise UnknownRecipient(f"no account {nickname!r}")
         now = self._now_ms()
@@ -99,7 +101,7 @@ class ModerationHandler:
 
     async def unban(self, nickname: str) -> bool:
         """Lift an account's ban; whether there was one."""
-        user = await self._store.get_user(nickname)
+        user = await self._users.get_user(nickname)
         if user is None:
             raise UnknownRecipient(f"no account {nickname!r}")
         self._bans.pop(user.id, None)

@@ -9,7 +9,7 @@ from parkchat.events import ResyncEvent
 from parkchat.handlers.moderation import ModerationHandler
 from parkchat.handlers.rooms import RoomHandler
 from parkchat.handlers.sessions import SessionHandler
-from parkchat.interfaces import IBus, IMessageStore
+from parkchat.interfaces import IBus, IRoomMessageStore
 from parkchat.limits import Limits
 
 _log = Logger()
@@ -27,7 +27,7 @@ class ResyncHandler:
 
     def __init__(
         self,
-        store: IMessageStore,
+        store: IRoomMessageStore,
         rooms: RoomHandler,
         moderation: ModerationHandler,
         sessions: SessionHandler,

@@ -11,7 +11,7 @@ from parkchat.errors import InvalidRequest
 from parkchat.events import CutoffEvent, RevokeEvent, SessionEvent
 from parkchat.handlers.connections import ConnectionHandler
 from parkchat.handlers.rooms import RoomHandler
-from parkchat.interfaces import IBus, IMessageStore, IParticipant
+from parkchat.interfaces import IBus, IParticipant, ITokenStore
 from parkchat.model import DisconnectReason, nickname_key
 from parkchat.tokens import LEEWAY, Revocations, TokenClaims
 
@@ -26,7 +26,7 @@ class SessionHandler:
 
     def __init__(
         self,
-        store: IMessageStore,
+        store: ITokenStore,
         connections: ConnectionHandler,
         rooms: RoomHandler,
         bus: IBus,
