@@ -21,8 +21,9 @@ are delivered locally and nothing crosses instances; txredisapi reconnects by
 itself and the subscriber subscribes again. Once both connections work again
 the handler hears of it (``bus_recovered``): the service then delivers to its
 members, from the database, the room messages stored elsewhere meanwhile, and
-asks the other instances to do the same (``ChatService.resync``). Events that
-are not stored (joins, leaves, direct messages, kicks) are not caught up.
+asks the other instances to do the same (``parkchat.handlers.resync``). Events
+that are not stored (joins, leaves, direct messages, kicks) are not caught up.
+What crosses Redis is encoded and decoded by ``parkchat.events`` only.
 """
 
 from __future__ import annotations
