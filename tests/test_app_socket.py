@@ -76,11 +76,14 @@ class AppSocketCase(TestCase):
     max_message_size = 65536
     allowed_origins: tuple[str, ...] = ()
     users = ("alice", "bob", "carol")
+    single_session = False
 
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(START)
-        self.service, self.store, _ = make_service(clock=self.clock, limits=self.limits)
+        self.service, self.store, _ = make_service(
+            clock=self.clock, limits=self.limits, single_session=self.single_session
+        )
         self.authority = TokenAuthority(b"k" * 32, self.clock)
         self.tokens = TokenVerifier(self.authority)
         context = adapter_context(self.service, self.clock)
@@ -453,9 +456,14 @@ class HttpCredentialTests(AppSocketCase):
         """The same host on another port is another origin: 403."""
         self.assertRefused(self.open(origin=f"http://{HOST}:8081"), 403)
 
+
+class ConnectionLimitTests(AppSocketCase):
+    """The per-account connection limit on /ws."""
+
+    limits = Limits(rate_limit=0, max_connections_per_user=1)
+
     def test_connection_limit_over_http(self) -> None:
         """Past the per-user connection limit the upgrade is refused with 429."""
-        self.service._per_user.limit = 1
         self.open(headers={"Authorization": "Bearer " + self.token("alice")})
         self.assertRefused(
             self.open(headers={"Authorization": "Bearer " + self.token("alice")}), 429
@@ -463,7 +471,6 @@ class HttpCredentialTests(AppSocketCase):
 
     def test_connection_limit_after_auth_frame(self) -> None:
         """Past the limit, an auth frame gets ``too_many_connections`` and 1008."""
-        self.service._per_user.limit = 1
         self.login("alice")
         client = self.open()
         self.assertError(
@@ -801,7 +808,7 @@ class LeaveTests(AppSocketCase):
         )
 
     def _protocol_of(self, nickname: str) -> Any:
-        [protocol] = [p for p in self.service._connections if p.nickname == nickname]
+        [protocol] = self.service.local_connections(nickname)
         return protocol
 
 
@@ -1426,17 +1433,6 @@ class ModerationTests(AppSocketCase):
         self.assertIsNone(alice.closed)
         self.assertEqual(self.service.members("lobby"), ["alice"])
 
-    def test_single_session_closes_4004(self) -> None:
-        """With the single-session policy a new login closes the older
-        connection with 4004."""
-        self.service.single_session = True
-        old = self.joined("alice")
-        new = self.login("alice")
-        self.settle()
-        self.assertEqual(old.close_code, 4004)
-        self.assertIsNone(new.closed)
-        self.assertEqual(self.service.connection_count, 1)
-
     def test_shutdown_closes_1001(self) -> None:
         """``stopService`` closes every /ws connection with 1001, without
         telling anyone about the leaves."""
@@ -1448,6 +1444,22 @@ class ModerationTests(AppSocketCase):
         self.successResultOf(d)
         self.assertEqual((alice.close_code, bob.close_code), (1001, 1001))
         self.assertEqual(alice.take() + bob.take(), [])
+
+
+class SingleSessionTests(AppSocketCase):
+    """--single-session on /ws."""
+
+    single_session = True
+
+    def test_single_session_closes_4004(self) -> None:
+        """With the single-session policy a new login closes the older
+        connection with 4004."""
+        old = self.joined("alice")
+        new = self.login("alice")
+        self.settle()
+        self.assertEqual(old.close_code, 4004)
+        self.assertIsNone(new.closed)
+        self.assertEqual(self.service.connection_count, 1)
 
 
 class ProtocolTests(TestCase):

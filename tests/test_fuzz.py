@@ -622,7 +622,7 @@ class AppSocketFuzzTests(AppSocketCase):
                 self.assertIn(client.close_code, allowed, (payload[:200], client.closed))
 
     def is_authenticated(self, client: RecordingClient) -> bool:
-        return any(getattr(p, "nickname", "") == "carol" for p in list(self.service._connections))
+        return bool(self.service.local_connections("carol"))
 
     def finish(self, client: RecordingClient) -> None:
         """Close the fuzzed connection; check nothing of it remains and alice

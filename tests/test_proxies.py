@@ -232,7 +232,7 @@ class WebSocketTests(WebSocketCase):
         self.assertEqual(int(again.http_status_line.split()[1]), 429)
         self.assertEqual(self.service.connections_from(CLIENT_A), 1)
         # The connection knows its client (logs, bans by address later).
-        [participant] = [p for p in self.service._connections if p.nickname == "alice"]
+        [participant] = self.service.local_connections("alice")
         self.assertEqual(participant.peer_host, CLIENT_A)
         # Closing frees the client's slot.
         first.sendClose(1000)

@@ -942,17 +942,13 @@ class SlowCheckBehaviour(StreamHelpers):
     def make_chat_service(self) -> tuple[ChatService, Any]:
         self.hasher = HeldHasher()
         store = MemoryStore()
-        service = ChatService(
-            store,
-            self.hasher,
-            self.clock,
-            limits=self.limits,
-            credential_cache=VerifiedCredentials(self.clock),
+        cache = VerifiedCredentials(self.clock)
+        service, _, _ = make_service(
+            store, self.clock, self.limits, hasher=self.hasher, credential_cache=cache
         )
-        service.startService()
         self.hasher.holding = False
         service.register("alice", "pw-alice")
-        service.accounts.cache.clear()  # registration warms it; these tests need a real check
+        cache.clear()  # registration warms it; these tests need a real check
         self.hasher.holding = True
         return service, store
 
