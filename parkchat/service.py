@@ -37,7 +37,7 @@ from parkchat.events import (
 from parkchat.handlers.accounts import AccountHandler
 from parkchat.handlers.connections import ConnectionHandler
 from parkchat.handlers.direct import DirectMessageHandler
-from parkchat.handlers.messages import MAX_ID, MessageHandler
+from parkchat.handlers.messages import MessageHandler
 from parkchat.handlers.moderation import ModerationHandler
 from parkchat.handlers.resync import ResyncHandler
 from parkchat.handlers.rooms import RoomHandler
@@ -57,7 +57,7 @@ from parkchat.model import (
 from parkchat.rooms import Room
 from parkchat.tokens import Revocations, TokenClaims
 
-__all__ = ["MAX_ID", "READY_TIMEOUT", "ChatService"]
+__all__ = ["READY_TIMEOUT", "ChatService"]
 
 _log = Logger()
 

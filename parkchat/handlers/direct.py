@@ -9,10 +9,10 @@ from parkchat.accounts import _encodable
 from parkchat.errors import InvalidRequest, UnknownRecipient
 from parkchat.events import DirectMessageEvent
 from parkchat.handlers.connections import ConnectionHandler
-from parkchat.handlers.messages import MAX_ID, check_page
+from parkchat.handlers.messages import check_page
 from parkchat.interfaces import IAccountStore, IBus, IDirectMessageStore, IParticipant
 from parkchat.limits import Limits, TokenBucketLimiter
-from parkchat.model import DirectMessage, StoredUser, nickname_key, validate_content
+from parkchat.model import MAX_ID, DirectMessage, StoredUser, nickname_key, validate_content
 
 _log = Logger()
 

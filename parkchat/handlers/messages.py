@@ -22,12 +22,16 @@ from parkchat.handlers.rooms import RoomHandler
 from parkchat.interfaces import IBus, IParticipant, IRoomMessageStore
 from parkchat.limits import Limits, TokenBucketLimiter
 from parkchat.metrics import ServiceMetrics
-from parkchat.model import DELETED, Message, nickname_key, validate_content, validate_room
+from parkchat.model import (
+    DELETED,
+    MAX_ID,
+    Message,
+    nickname_key,
+    validate_content,
+    validate_room,
+)
 from parkchat.recent import RecentMessages
 from parkchat.store.writer import GroupCommitWriter
-
-#: The largest id a store can hold (SQL BIGINT); larger ones are refused, not sent to it.
-MAX_ID = 2**63 - 1
 
 
 def _message_id(name: str, value: object) -> int | None:
