@@ -122,6 +122,16 @@ def endpoint_description(value: Any) -> str:
     return text
 
 
+def _server_name(value: Any) -> str:
+    """An IRC server name: one word of letters, digits, ``.`` and ``-``
+    (it stands in every reply's prefix), with a dot so that no client takes
+    it for a nickname."""
+    text = str(value).strip()
+    if not text or "." not in text or not all(c.isalnum() or c in ".-" for c in text):
+        raise ValueError(f"{value!r} is not a server name like irc.example.com")
+    return text
+
+
 def metrics_setting(value: Any) -> str:
     """``yes`` (on the HTTP port), ``no``, or an endpoint for a listener of its own."""
     if isinstance(value, bool):
@@ -181,6 +191,30 @@ SETTINGS: tuple[Setting, ...] = (
         "tcp:8989:interface=127.0.0.1. Repeatable; none by default.",
         "ENDPOINT",
         repeatable=True,
+    ),
+    Setting(
+        "irc",
+        (),
+        endpoint_description,
+        "IRC listener: IRC clients join rooms as #channels (docs/irc.md), e.g. "
+        "tcp:6667:interface=127.0.0.1, or ssl:6697:privateKey=key.pem for IRC over TLS. "
+        "Repeatable; none by default.",
+        "ENDPOINT",
+        repeatable=True,
+    ),
+    Setting(
+        "irc_server_name",
+        "irc.parkchat",
+        _server_name,
+        "The IRC server's name in replies and in every member's prefix (nick!nick@NAME).",
+        "NAME",
+    ),
+    Setting(
+        "irc_motd",
+        "",
+        _any_text,
+        "File whose lines are the IRC message of the day; empty = none (numeric 422).",
+        "PATH",
     ),
     Setting(
         "db",
@@ -265,14 +299,15 @@ SETTINGS: tuple[Setting, ...] = (
         "ping_interval",
         30.0,
         _float(0),
-        "Seconds between WebSocket heartbeat pings; 0 turns them off.",
+        "Seconds between WebSocket heartbeat pings, and of silence before an IRC "
+        "client is sent PING; 0 turns them off.",
         "SECONDS",
     ),
     Setting(
         "ping_timeout",
         20.0,
         _float(0, exclusive=True),
-        "Seconds to wait for a pong before dropping the connection.",
+        "Seconds to wait for a pong (on IRC: any line) before dropping the connection.",
         "SECONDS",
     ),
     Setting(
@@ -287,7 +322,7 @@ SETTINGS: tuple[Setting, ...] = (
         "allow_guests",
         True,
         _bool,
-        "Let line-protocol clients chat without an account (yes/no); guests "
+        "Let line-protocol and IRC clients chat without an account (yes/no); guests "
         "cannot take a registered nickname.",
         "yes|no",
     ),
@@ -302,7 +337,7 @@ SETTINGS: tuple[Setting, ...] = (
         "handshake_timeout",
         10.0,
         _float(0, exclusive=True),
-        "Seconds a line-protocol client has to send its handshake.",
+        "Seconds a line-protocol client has to send its handshake (an IRC client: to register).",
         "SECONDS",
     ),
     Setting(
@@ -472,6 +507,9 @@ class Settings:
 
     port: tuple[str, ...] = ("tcp:8080",)
     tcp: tuple[str, ...] = ()
+    irc: tuple[str, ...] = ()
+    irc_server_name: str = "irc.parkchat"
+    irc_motd: str = ""
     db: str = "chat.db"
     db_pool_size: int = 4
     redis: str = ""

@@ -40,6 +40,7 @@ from parkchat.interfaces import IBus, IMessageStore
 from parkchat.limits import Limits, LoginThrottle, TokenBucketLimiter
 from parkchat.metrics import ServiceMetrics
 from parkchat.protocols import fastpath
+from parkchat.protocols.irc import IrcFactory, IrcOptions
 from parkchat.protocols.line import LineChatFactory
 from parkchat.protocols.mychat import MyChatFactory
 from parkchat.protocols.participant import AdapterContext
@@ -112,6 +113,7 @@ class Options(usage.Options):
 
     opt_port = _repeatable("port")
     opt_tcp = _repeatable("tcp")
+    opt_irc = _repeatable("irc")
     opt_allowed_origins = _repeatable("allowed_origins")
     opt_trusted_proxies = _repeatable("trusted_proxies")
 
@@ -127,7 +129,7 @@ class Options(usage.Options):
             self.settings = resolve(cli, os.environ, self["config"])
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
-        for description in self.settings.port + self.settings.tcp:
+        for description in self.settings.port + self.settings.tcp + self.settings.irc:
             check_endpoint(description)
         if self.settings.metrics not in ("yes", "no"):
             check_endpoint(self.settings.metrics)
@@ -284,6 +286,18 @@ class Listener(StreamServerEndpointService):
             raise SystemExit(f"parkchat: cannot listen on {self.description}: {reason}") from None
 
 
+def read_motd(path: str) -> tuple[str, ...] | None:
+    """The IRC message of the day from ``--irc-motd`` (None: no file), read
+    once at start; a file that cannot be read stops the start."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return tuple(line.rstrip("\r\n") for line in f)
+    except (OSError, UnicodeDecodeError) as e:
+        raise SystemExit(f"parkchat: cannot read the IRC MOTD {path}: {e}") from None
+
+
 def token_secret(settings: Settings) -> str:
     """The configured token secret, else the one stored with the data
     (generated on first start), else (``:memory:``) one for this process."""
@@ -393,7 +407,8 @@ def build_chat_service(
 
 def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IService:
     """Build the whole application: the chat service, the bcrypt threads and
-    one HTTP listener per ``--port``."""
+    one listener per ``--port`` (HTTP), ``--tcp`` (line protocol) and
+    ``--irc``."""
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
@@ -560,6 +575,26 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         listener = Listener(description, limited_line_factory, reactor)
         listener.setName(f"tcp:{description}")
         listener.setServiceParent(top)
+    if settings.irc:
+        irc_factory = IrcFactory(
+            context,
+            IrcOptions(
+                server_name=settings.irc_server_name,
+                motd=read_motd(settings.irc_motd),
+                registration_timeout=settings.handshake_timeout,
+                ping_interval=settings.ping_interval,
+                ping_timeout=settings.ping_timeout,
+                allow_guests=settings.allow_guests,
+                history_max=limits.history_max,
+                tokens=tokens,
+            ),
+            max_connections_per_ip=limits.max_connections_per_ip,
+        )
+        limited_irc_factory = per_address.wrap(irc_factory)
+        for description in settings.irc:
+            listener = Listener(description, limited_irc_factory, reactor)
+            listener.setName(f"irc:{description}")
+            listener.setServiceParent(top)
     if settings.metrics not in ("yes", "no"):
         metrics_site = make_metrics_site(metrics, settings.metrics_token or None)
         listener = Listener(settings.metrics, metrics_site, reactor)
