@@ -46,6 +46,7 @@ class RawIrcClient(Protocol):
     def __init__(self) -> None:
         self.received = b""
         self._taken = 0
+        self._unread: list[str] = []
         self.lost = False
 
     def dataReceived(self, data: bytes) -> None:
@@ -62,13 +63,18 @@ class RawIrcClient(Protocol):
         assert self.transport is not None
         self.transport.write(data)
 
+    def unread(self, lines: list[str]) -> None:
+        """Give ``lines`` back: the next ``take`` starts with them."""
+        self._unread = lines + self._unread
+
     def take_raw(self) -> list[str]:
+        """The complete lines received since the last take, without CRLF."""
+        unread, self._unread = self._unread, []
         end = self.received.rfind(b"\r\n") + 2
-        chunk = self.received[self._taken : end] if end > self._taken else b""
-        self._taken = max(self._taken, end)
-        if not chunk:
-            return []
-        lines = chunk.decode("utf-8").split("\r\n")[:-1]
+        if end < 2 or end <= self._taken:
+            return unread
+        chunk, self._taken = self.received[self._taken : end], end
+        lines = unread + chunk.decode("utf-8").split("\r\n")[:-1]
         for line in lines:
             assert "\n" not in line and "\r" not in line, line
             _, rest = split_tags(line)

@@ -18,6 +18,7 @@ from zope.interface.verify import verifyObject
 from parkchat.interfaces import IParticipant
 from parkchat.limits import Limits
 from parkchat.model import CHAT, JOINED, LEFT, SYSTEM, Message
+from parkchat.protocols import irchistory
 from parkchat.protocols.fastpath import PLAIN
 from parkchat.protocols.irc import IrcConnection, IrcFactory, IrcOptions, looks_like_token
 from parkchat.tokens import TokenAuthority, TokenVerifier
@@ -622,16 +623,6 @@ class ChannelTests(IrcCase):
         received = self.send(client, "LIST #ops")
         self.assertEqual([r.params[1] for r in received if r.command == "322"], ["#ops"])
 
-    def test_list_rate_limited(self) -> None:
-        """LIST draws on the rate limit: past it, 263."""
-        self.service.limits.rate_limit  # noqa: B018 (documenting the shared limiter)
-        client = self.register("mina")
-        rate = self.service._messages._rate
-        rate.rate, rate.burst = 1.0, 1.0
-        self.send(client, "LIST")
-        [reply] = self.send(client, "LIST")
-        self.assertEqual((reply.command, reply.params[1]), ("263", "LIST"))
-
     def test_topic(self) -> None:
         """Rooms have no topics: TOPIC is 331, setting one 482."""
         client = self.joined("mina")
@@ -906,3 +897,171 @@ class DirectMessageTests(IrcCase):
             self.successResultOf(self.store.pending_direct(self.accounts["alice"][0], 10)), []
         )
         self.assertIn(b"PRIVMSG alice :while you were out", client.received)
+
+
+class RateLimitTests(IrcCase):
+    """The per-account rate limit, which LIST draws on too."""
+
+    limits = Limits(rate_limit=1, rate_burst=1)
+
+    def test_list_rate_limited(self) -> None:
+        """Past the limit LIST is 263 (try again), not an error."""
+        client = self.register("mina")
+        self.assertEqual(commands(self.send(client, "LIST"))[0], "321")
+        [reply] = self.send(client, "LIST")
+        self.assertEqual((reply.command, reply.params[1]), ("263", "LIST"))
+
+
+HISTORY_CAPS = ("batch", "server-time", "message-tags", "draft/chathistory")
+
+
+class ChatHistoryTests(IrcCase):
+    """CHATHISTORY over the room's stored messages."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        poster = self.observer("dev", "poster")
+        self.messages: list[Message] = []
+        for n in range(1, 11):
+            self.clock.advance(1)
+            d = self.service.post(poster, "dev", f"m{n}")
+            self.settle()
+            self.messages.append(self.successResultOf(d))
+        # Another room's messages share the id sequence; never in #dev's history.
+        elsewhere = self.observer("elsewhere", "poster2")
+        self.service.post(elsewhere, "elsewhere", "not dev")
+        self.settle()
+        self.client = self.register("mina", caps=HISTORY_CAPS)
+
+    def history(self, *args: str) -> list[str]:
+        """The texts of the batch a CHATHISTORY command gets back."""
+        lines = self.send(self.client, "CHATHISTORY " + " ".join(args))
+        self.assertEqual(lines[0].command, "BATCH", lines)
+        batch = lines[0].params[0][1:]
+        self.assertEqual(lines[0].params[1:], ["chathistory", args[1]])
+        self.assertEqual((lines[-1].command, lines[-1].params), ("BATCH", ["-" + batch]))
+        for line in lines[1:-1]:
+            self.assertEqual(line.tags["batch"], batch)
+            self.assertIn("time", line.tags)
+        return [line.text for line in lines[1:-1]]
+
+    def msgid(self, n: int) -> str:
+        return f"msgid={self.messages[n - 1].id}"
+
+    def timestamp(self, n: int) -> str:
+        return f"timestamp={self.messages[n - 1].timestamp}"
+
+    def test_latest(self) -> None:
+        """LATEST * gives the newest messages; LATEST ref only those after it
+        (what a client missed), oldest first, with their msgids."""
+        lines = self.send(self.client, "CHATHISTORY LATEST #dev * 3")
+        self.assertEqual([line.text for line in lines[1:-1]], ["m8", "m9", "m10"])
+        self.assertEqual(lines[1].tags["msgid"], str(self.messages[7].id))
+        self.assertEqual(lines[1].tags["time"], self.messages[7].timestamp)
+        self.assertEqual(lines[1].prefix, "poster!poster@irc.parkchat")
+        self.assertEqual(self.history("LATEST", "#dev", self.msgid(7), "50"), ["m8", "m9", "m10"])
+        self.assertEqual(self.history("LATEST", "#dev", self.timestamp(8), "50"), ["m9", "m10"])
+        self.assertEqual(self.history("LATEST", "#dev", self.msgid(7), "2"), ["m9", "m10"])
+
+    def test_before_and_after(self) -> None:
+        """BEFORE and AFTER exclude the reference, by msgid or timestamp."""
+        self.assertEqual(self.history("BEFORE", "#dev", self.msgid(5), "2"), ["m3", "m4"])
+        self.assertEqual(self.history("BEFORE", "#dev", self.timestamp(5), "2"), ["m3", "m4"])
+        self.assertEqual(self.history("AFTER", "#dev", self.msgid(5), "2"), ["m6", "m7"])
+        self.assertEqual(self.history("AFTER", "#dev", self.timestamp(5), "2"), ["m6", "m7"])
+        self.assertEqual(self.history("BEFORE", "#dev", self.msgid(1), "5"), [])
+        self.assertEqual(self.history("AFTER", "#dev", "msgid=1.3", "1"), ["m2"])
+
+    def test_around_and_between(self) -> None:
+        """AROUND centres on the reference; BETWEEN counts from the first
+        reference, forwards or backwards, both excluded."""
+        self.assertEqual(
+            self.history("AROUND", "#dev", self.msgid(5), "4"), ["m3", "m4", "m5", "m6"]
+        )
+        self.assertEqual(
+            self.history("BETWEEN", "#dev", self.msgid(2), self.msgid(9), "3"), ["m3", "m4", "m5"]
+        )
+        self.assertEqual(
+            self.history("BETWEEN", "#dev", self.msgid(9), self.msgid(2), "3"), ["m6", "m7", "m8"]
+        )
+        self.assertEqual(
+            self.history("BETWEEN", "#dev", self.timestamp(2), self.timestamp(5), "10"),
+            ["m3", "m4"],
+        )
+
+    def test_targets(self) -> None:
+        """TARGETS lists the joined rooms with messages in the time range."""
+        self.send(self.client, "JOIN #dev,#quiet")
+        lines = self.send(
+            self.client, f"CHATHISTORY TARGETS {self.timestamp(1)} {self.timestamp(10)} 10"
+        )
+        self.assertEqual(lines[0].params[1], "draft/chathistory-targets")
+        self.assertEqual(
+            [line.params for line in lines[1:-1]],
+            [["TARGETS", "#dev", self.timestamp(10)]],
+        )
+
+    def test_errors(self) -> None:
+        """Unknown subcommands, missing parameters, bad references, counts
+        and targets are FAIL CHATHISTORY with the standard codes."""
+        for command, code in (
+            ("CHATHISTORY", "NEED_MORE_PARAMS"),
+            ("CHATHISTORY FROB #dev * 1", "UNKNOWN_COMMAND"),
+            ("CHATHISTORY LATEST #dev", "NEED_MORE_PARAMS"),
+            ("CHATHISTORY BEFORE #dev * 5", "INVALID_PARAMS"),
+            ("CHATHISTORY BEFORE #dev msgid=abc 5", "INVALID_PARAMS"),
+            ("CHATHISTORY BEFORE #dev timestamp=yesterday 5", "INVALID_PARAMS"),
+            ("CHATHISTORY LATEST #dev * many", "INVALID_PARAMS"),
+            ("CHATHISTORY LATEST nochannel * 5", "MESSAGE_ERROR"),
+            ("CHATHISTORY LATEST # * 5", "INVALID_TARGET"),
+            ("CHATHISTORY TARGETS * * 5", "INVALID_PARAMS"),
+        ):
+            [fail] = self.send(self.client, command)
+            self.assertEqual(
+                (fail.command, fail.params[:2]), ("FAIL", ["CHATHISTORY", code]), command
+            )
+
+    def test_limit_capped(self) -> None:
+        """A count above CHATHISTORY (the history page maximum) is capped."""
+        self.assertEqual(len(self.history("LATEST", "#dev", "*", "100000")), 10)
+
+    def test_timestamp_too_far_back(self) -> None:
+        """Timestamps are found within the newest pages of a room; further
+        back, MESSAGE_ERROR asks for a msgid."""
+        self.factory.history = irchistory.RoomHistory(self.service, page_size=2, scan_pages=2)
+        [fail] = self.send(self.client, f"CHATHISTORY AFTER #dev {self.timestamp(2)} 5")
+        self.assertEqual(fail.params[:2], ["CHATHISTORY", "MESSAGE_ERROR"])
+        self.assertEqual(self.history("AFTER", "#dev", self.timestamp(8), "5"), ["m9", "m10"])
+
+    def test_without_batch(self) -> None:
+        """A client without the batch capability gets the lines alone."""
+        plain = self.register("omar")
+        lines = self.send(plain, "CHATHISTORY LATEST #dev * 2")
+        self.assertEqual(
+            [(line.command, line.text) for line in lines], [("PRIVMSG", "m9"), ("PRIVMSG", "m10")]
+        )
+        self.assertEqual(lines[0].tags, {})
+
+    def test_direct_messages(self) -> None:
+        """A nickname as target: the direct messages between the two
+        accounts, LATEST and BEFORE by msgid (``dN``)."""
+        _, password = self.account("alice")
+        bob_id, _ = self.account("bob")
+        bob = FakeParticipant("bob", user_id=bob_id)
+        self.service.connect(bob)
+        client = self.register("alice", password=password, caps=HISTORY_CAPS)
+        for text in ("one", "two", "three"):
+            client.send(f"PRIVMSG bob :{text}")
+            self.settle()
+        sent = bob.directs
+        self.assertEqual(len(sent), 3)
+        self.client = client
+        self.assertEqual(self.history("LATEST", "bob", "*", "2"), ["two", "three"])
+        self.assertEqual(self.history("BEFORE", "bob", f"msgid=d{sent[2].id}", "5"), ["one", "two"])
+        self.assertEqual(
+            self.history("LATEST", "bob", f"msgid=d{sent[0].id}", "5"), ["two", "three"]
+        )
+        [fail] = self.send(client, "CHATHISTORY AFTER bob msgid=d1 5")
+        self.assertEqual(fail.params[:2], ["CHATHISTORY", "INVALID_PARAMS"])
+        [fail] = self.send(client, "CHATHISTORY LATEST bob msgid=1 5")
+        self.assertEqual(fail.params[:2], ["CHATHISTORY", "INVALID_PARAMS"])

@@ -1,6 +1,6 @@
 """The room behaviour every surface shares, written once and run over each
 adapter that speaks rooms: plain TCP, ``/mychat``, ``/ws/{room}`` and
-``/ws``, on the transport fast paths and again on the public-API paths
+``/ws`` and IRC (``--irc``), on the transport fast paths and again on the public-API paths
 (``parkchat.protocols.fastpath.PLAIN``), which must look the same to clients.
 
 ``RoomBehaviour`` and ``RateBehaviour`` use a surface only through its
@@ -11,13 +11,15 @@ one vocabulary, whatever the wire format:
 
 * ``("message", nickname, text)``: a chat message of the room;
 * ``("notice", text)``: a join, a leave, a goodbye (a ``*** `` line on the
-  stream surfaces, a system or join/leave frame on the WebSocket ones);
-* ``("error", code)``: an error reply;
+  stream surfaces, a system or join/leave frame on the WebSocket ones,
+  JOIN, PART, NOTICE or ERROR on IRC);
+* ``("error", code)``: an error reply (on IRC a numeric whose text ends
+  with the code in brackets);
 * ``("ack",)``: ``/ws``'s answer to its own message, which it is not sent.
 
 What is particular to one surface (framing, handshakes, commands, frame
 types) stays in tests/test_stream.py, test_websocket.py and
-test_app_socket.py. Everything runs in memory on one ``Clock`` over
+test_app_socket.py and test_irc.py. Everything runs in memory on one ``Clock`` over
 ``twisted.test.iosim``, through the real site and the real factories.
 """
 
@@ -37,6 +39,7 @@ from twisted.trial.unittest import TestCase
 from parkchat.limits import Limits
 from parkchat.model import CHAT, JOINED, LEFT, SYSTEM
 from parkchat.protocols.fastpath import FAST, PLAIN, FastConnection, TransportPaths
+from parkchat.protocols.irc import IrcFactory, IrcOptions
 from parkchat.protocols.line import LineChatFactory
 from parkchat.protocols.mychat import MyChatFactory
 from parkchat.protocols.stream import StreamOptions
@@ -44,17 +47,20 @@ from parkchat.protocols.unified import AppSocketFactory
 from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.tokens import TokenAuthority, TokenVerifier
 from tests.helpers import FakeParticipant, adapter_context, make_service, settle_pumps, site_for
+from tests.irc_support import Line, RawIrcClient
 from tests.test_stream import MyChatClient, RawLineClient, handshake
 from tests.test_websocket import RecordingClient, basic, clock_timer
 
 START = 1_757_345_400.0
 HTTP_SERVER = IPv4Address("TCP", "127.0.0.1", 8080)
 LINE_SERVER = IPv4Address("TCP", "127.0.0.1", 8989)
+IRC_SERVER = IPv4Address("TCP", "127.0.0.1", 6667)
 MAX_CONTENT = 100
 
 Event = tuple[Any, ...]
 
 _ERROR_LINE = re.compile(r"\*\*\* error \(([a-z_]+)\): ")
+_IRC_ERROR = re.compile(r"\[([a-z_]+)\]\Z")
 
 
 def stream_events(lines: list[str]) -> list[Event]:
@@ -103,6 +109,24 @@ def app_socket_events(frames: list[dict[str, Any]]) -> list[Event]:
             events.append(("ack",))
         else:
             raise AssertionError(f"unexpected /ws frame {frame}")
+    return events
+
+
+def irc_events(lines: list[Line]) -> list[Event]:
+    """IRC lines as events."""
+    events: list[Event] = []
+    for line in lines:
+        error = _IRC_ERROR.search(line.text) if line.command.isdigit() else None
+        if error is not None:
+            events.append(("error", error.group(1)))
+        elif line.command == "PRIVMSG":
+            events.append(("message", line.nick, line.text))
+        elif line.command in ("JOIN", "PART"):
+            events.append(("notice", f"{line.nick} {line.command} {line.params[0]}"))
+        elif line.command in ("NOTICE", "ERROR"):
+            events.append(("notice", line.text))
+        else:
+            raise AssertionError(f"unexpected IRC line {line.raw!r}")
     return events
 
 
@@ -199,6 +223,28 @@ class AppSocketMember(RoomSocketMember):
         return app_socket_events(self.client.take())
 
 
+class IrcMember(Member):
+    client: RawIrcClient
+
+    def __init__(self, name: str, client: RawIrcClient, room: str) -> None:
+        super().__init__(name, client)
+        self.room = room
+
+    def say(self, text: str) -> None:
+        self.client.send(f"PRIVMSG #{self.room} :{text}")
+
+    def take(self) -> list[Event]:
+        return irc_events(self.client.take())
+
+    def hang_up(self) -> None:
+        assert self.client.transport is not None
+        self.client.transport.loseConnection()
+
+    @property
+    def closed(self) -> bool:
+        return self.client.lost
+
+
 # -- the fixture: every surface on one service and one clock ---------------------------------
 
 
@@ -217,6 +263,7 @@ class SurfaceCase(TestCase):
         self.authority = TokenAuthority(b"k" * 32, self.clock)
         context = adapter_context(self.service, self.clock, paths=self.paths)
         self.line_factory = LineChatFactory(context, StreamOptions())
+        self.irc_factory = IrcFactory(context, IrcOptions(ping_interval=0))
         self.room_factory = RoomSocketFactory(context, ping_interval=0, handshake_timeout=0)
         self.mychat_factory = MyChatFactory(context, StreamOptions(), ping_interval=0)
         self.app_factory = AppSocketFactory(
@@ -324,6 +371,30 @@ class LineSurface(Surface):
         client.send_line(handshake(name, room))
         case.settle()
         return LineMember(name, client)
+
+
+class IrcSurface(Surface):
+    """IRC (``--irc``): guests, with echo-message so that the sender sees
+    its own messages as stored."""
+
+    echoes_sender = True
+    accounts = False
+    shutdown_events = [("notice", "Closing link: server shutting down")]
+    shutdown_code = None
+
+    def connect_member(self, name: str, room: str) -> Member:
+        case: Any = self
+        client = RawIrcClient()
+        case.wire(case.irc_factory.buildProtocol(IRC_SERVER), client, IRC_SERVER)
+        client.send(
+            "CAP REQ :echo-message", f"NICK {name}", "USER u 0 * :x", "CAP END", f"JOIN #{room}"
+        )
+        case.settle()
+        # Up to the end of the channel's NAMES: the rest is the room's.
+        lines = client.take_raw()
+        end = next(i for i, line in enumerate(lines) if " 366 " in line)
+        client.unread(lines[end + 1 :])
+        return IrcMember(name, client, room)
 
 
 class MyChatSurface(Surface):
@@ -570,6 +641,10 @@ class AppSocketRoomTests(RoomBehaviour, AppSocketSurface, SurfaceCase):
     """Rooms over /ws."""
 
 
+class IrcRoomTests(RoomBehaviour, IrcSurface, SurfaceCase):
+    """Rooms over IRC."""
+
+
 class LineRateTests(RateBehaviour, LineSurface, SurfaceCase):
     """The rate limit over plain TCP."""
 
@@ -584,6 +659,10 @@ class RoomSocketRateTests(RateBehaviour, RoomSocketSurface, SurfaceCase):
 
 class AppSocketRateTests(RateBehaviour, AppSocketSurface, SurfaceCase):
     """The rate limit over /ws."""
+
+
+class IrcRateTests(RateBehaviour, IrcSurface, SurfaceCase):
+    """The rate limit over IRC."""
 
 
 class LinePlainPathTests(LineRoomTests):
@@ -606,6 +685,12 @@ class RoomSocketPlainPathTests(RoomSocketRoomTests):
 
 class AppSocketPlainPathTests(AppSocketRoomTests):
     """Rooms over /ws, on public APIs only."""
+
+    paths = PLAIN
+
+
+class IrcPlainPathTests(IrcRoomTests):
+    """Rooms over IRC, on public APIs only."""
 
     paths = PLAIN
 
