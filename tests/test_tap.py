@@ -24,6 +24,7 @@ from parkchat import tap
 from parkchat.config import SETTINGS, Settings
 from parkchat.protocols import fastpath
 from parkchat.protocols.fastpath import CHECKED_AUTOBAHN, CHECKED_TWISTED, Versions
+from parkchat.protocols.irc import IrcFactory
 from parkchat.protocols.line import LineChatFactory
 from parkchat.protocols.policies import AddressLimitedFactory
 from parkchat.service import ChatService
@@ -257,6 +258,53 @@ class MakeServiceTests(TapTestCase):
         self.assertIsInstance(http.factory.wrappedFactory, Site)
         self.assertIsInstance(line.factory.wrappedFactory, LineChatFactory)
         self.assertEqual(line.endpoint._port, 8989)
+
+    def test_irc_listeners(self) -> None:
+        """``--irc`` (off by default) adds IRC listeners after the others,
+        behind the per-address limit, on the shared context, with the
+        registration and ping settings, the server name and the MOTD file."""
+        top, _ = self.make("--db", ":memory:", "--port", LOCAL)
+        self.assertEqual([s.name for s in list(top)[2:]], [f"http:{LOCAL}"])
+        motd = Path(self.mktemp())
+        motd.write_text("Welcome to the park\nBe kind\n", encoding="utf-8")
+        top, _ = self.make(
+            "--db", ":memory:", "--port", LOCAL, "--tcp", "tcp:8989",
+            "--irc", "tcp:6667:interface=127.0.0.1", "--irc", "tcp:6668",
+            "--irc-server-name", "chat.example.org", "--irc-motd", str(motd),
+            "--handshake-timeout", "7", "--ping-interval", "45", "--allow-guests", "no",
+        )  # fmt: skip
+        http, line, irc1, irc2 = list(top)[2:]
+        assert isinstance(irc1, StreamServerEndpointService)
+        assert isinstance(irc2, StreamServerEndpointService)
+        assert isinstance(line, StreamServerEndpointService)
+        self.assertEqual(
+            [irc1.name, irc2.name], ["irc:tcp:6667:interface=127.0.0.1", "irc:tcp:6668"]
+        )
+        factory = irc1.factory.wrappedFactory
+        self.assertIsInstance(factory, IrcFactory)
+        self.assertIs(irc2.factory.wrappedFactory, factory)
+        self.assertIs(irc1.factory.address_limit, line.factory.address_limit)
+        self.assertIs(factory.context, line.factory.wrappedFactory.context)
+        options = factory.options
+        self.assertEqual(options.server_name, "chat.example.org")
+        self.assertEqual(options.motd, ("Welcome to the park", "Be kind"))
+        self.assertEqual(
+            (options.registration_timeout, options.ping_interval, options.allow_guests),
+            (7, 45, False),
+        )
+        self.assertIsNotNone(options.tokens)
+
+    def test_irc_bad_settings(self) -> None:
+        """A bad --irc endpoint or server name is a usage error; a MOTD file
+        that cannot be read stops the start with one line."""
+        self.assertIn("--irc", self.assertUsageError("--irc", "nonsense"))
+        self.assertIn("frob", self.assertUsageError("--irc", "frob:1"))
+        self.assertIn("server name", self.assertUsageError("--irc-server-name", "no dots"))
+        missing = self.mktemp()
+        error = self.assertRaises(
+            SystemExit, self.make, "--db", ":memory:", "--irc", "tcp:6667", "--irc-motd", missing
+        )
+        self.assertIn("cannot read the IRC MOTD", str(error))
 
     def test_hostile_client_settings(self) -> None:
         """--max-connections-per-ip limits sockets on every chat listener
