@@ -273,7 +273,7 @@ class MakeServiceTests(TapTestCase):
             "--irc-server-name", "chat.example.org", "--irc-motd", str(motd),
             "--handshake-timeout", "7", "--ping-interval", "45", "--allow-guests", "no",
         )  # fmt: skip
-        http, line, irc1, irc2 = list(top)[2:]
+        _, line, irc1, irc2 = list(top)[2:]
         assert isinstance(irc1, StreamServerEndpointService)
         assert isinstance(irc2, StreamServerEndpointService)
         assert isinstance(line, StreamServerEndpointService)
