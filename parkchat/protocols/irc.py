@@ -825,7 +825,9 @@ class IrcConnection(irc.IRC, Participant):
         if target.startswith("#"):
             self._room(target)
             if len(params) == 1:
-                self.reply(irc.RPL_CHANNELMODEIS, target, "+nt", "")
+                self.sendCommand(
+                    irc.RPL_CHANNELMODEIS, (self.nickname, target, "+nt"), self.hostname
+                )
             elif params[1].lstrip("+") in ("b", "e", "I"):
                 end = {"b": irc.RPL_ENDOFBANLIST, "e": "349", "I": "347"}[params[1].lstrip("+")]
                 self.reply(end, target, "End of list")
