@@ -7,6 +7,13 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.irc import parsemsg
 
 from parkchat.model import DELETED, JOINED, LEFT, Message, system_message
+from parkchat.protocols.irchistory import (
+    HistoryError,
+    Reference,
+    line_msgid,
+    parse_msgid,
+    parse_reference,
+)
 from parkchat.protocols.ircwire import (
     MSGID,
     TIME,
@@ -14,7 +21,6 @@ from parkchat.protocols.ircwire import (
     LineTooLong,
     check_length,
     escape_tag_value,
-    line_msgid,
     message_lines,
     parse_tags,
     split_tags,
@@ -138,3 +144,35 @@ class EncoderTests(SynchronousTestCase):
         self.assertIsNone(self.encoder.encode(deleted))
         typing = Message(room="dev", nickname="x", content="", timestamp_ms=WHEN, type="typing")
         self.assertIsNone(self.encoder.encode(typing))
+
+
+class ReferenceTests(SynchronousTestCase):
+    """CHATHISTORY references (``irchistory``): the one mapping from IRC
+    msgids and timestamps to parkchat positions."""
+
+    def test_msgids(self) -> None:
+        """``N`` and ``N.k`` name message N; ``dN`` a direct message;
+        anything else is INVALID_PARAMS."""
+        self.assertEqual(parse_msgid("42"), 42)
+        self.assertEqual(parse_msgid("42.3"), 42)
+        self.assertEqual(parse_msgid("d7", direct=True), 7)
+        for bad, direct in (("0", False), ("x1", False), ("7", True), ("١٢", False), ("", False)):
+            error = self.assertRaises(HistoryError, parse_msgid, bad, direct)
+            self.assertEqual(error.code, "INVALID_PARAMS")
+
+    def test_references(self) -> None:
+        """``msgid=``, ``timestamp=`` (with or without milliseconds) and,
+        where allowed, ``*``."""
+        self.assertEqual(parse_reference("msgid=5"), Reference(message_id=5))
+        self.assertEqual(
+            parse_reference("timestamp=2025-09-08T15:30:00.123Z"),
+            Reference(timestamp_ms=1_757_345_400_123),
+        )
+        self.assertEqual(
+            parse_reference("timestamp=2025-09-08T15:30:00Z"),
+            Reference(timestamp_ms=1_757_345_400_000),
+        )
+        self.assertTrue(parse_reference("*", star=True).now)
+        for bad in ("*", "id=5", "timestamp=now", "msgid"):
+            self.assertRaises(HistoryError, parse_reference, bad)
+        self.assertEqual(line_msgid("d3", 1), "d3.2")

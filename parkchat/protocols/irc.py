@@ -67,6 +67,7 @@ from parkchat.model import (
 from parkchat.protocols import irchistory, ircwire
 from parkchat.protocols.guests import guest_name
 from parkchat.protocols.irccommands import IrcCommands, IrcOptions, IrcReply
+from parkchat.protocols.irchistory import line_msgid
 from parkchat.protocols.ircwire import (
     ERR_INPUTTOOLONG,
     ERR_INVALIDCAPCMD,
@@ -84,7 +85,6 @@ from parkchat.protocols.ircwire import (
     IrcEvent,
     LineTooLong,
     channel,
-    line_msgid,
     message_lines,
     user_prefix,
 )

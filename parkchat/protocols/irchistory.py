@@ -5,7 +5,7 @@ parkchat's history, and back:
 
 * ``msgid=N`` (or ``N.k``, the k-th IRC line of a long message) is the
   parkchat message id ``N``: the ``msgid`` tag every IRC member is sent
-  with a message (``ircwire.line_msgid``);
+  with a message (``room_msgid``, ``line_msgid``; direct messages ``dN``);
 * ``timestamp=YYYY-MM-DDThh:mm:ss.sssZ`` is found by walking the room's
   history back from the newest message, a page at a time, for at most
   ``scan_pages`` pages (history is paged by message id, not by time);
@@ -60,6 +60,14 @@ class Reference:
 
 
 STAR = Reference()
+
+
+def line_msgid(base: str, index: int) -> str:
+    """The ``msgid`` of the ``index``-th (0-based) IRC line of a message
+    whose id is ``base``: ``base``, then ``base.2``, ``base.3``... Every
+    line needs an id of its own (clients drop repeated ids); references to
+    any of them name the message (``parse_msgid``)."""
+    return base if index == 0 else f"{base}.{index + 1}"
 
 
 def room_msgid(message: Message) -> str:

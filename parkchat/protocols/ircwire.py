@@ -27,6 +27,7 @@ from zope.interface import implementer
 
 from parkchat.interfaces import IEncoder
 from parkchat.model import CHAT, JOINED, LEFT, SYSTEM, Message, nickname_key
+from parkchat.protocols.irchistory import line_msgid, room_msgid
 
 # -- numerics Twisted does not name (IRCv3 SASL, modern.ircdocs.horse) ---------------
 
@@ -179,14 +180,6 @@ def message_lines(prefix: str, command: str, target: str, content: str) -> list[
     return [head + piece for line in content.split("\n") for piece in wrap(line, room)]
 
 
-def line_msgid(base: str, index: int) -> str:
-    """The ``msgid`` of the ``index``-th (0-based) IRC line of a message
-    whose id is ``base``: ``base``, then ``base.2``, ``base.3``... Every
-    line needs an id of its own (clients drop repeated ids); references to
-    any of them name the message (``irchistory.parse_msgid``)."""
-    return base if index == 0 else f"{base}.{index + 1}"
-
-
 def user_prefix(nickname: str, host: str) -> str:
     """``nick!nick@host``: how every member appears on IRC, whatever its
     surface (parkchat has no ident or real host to show)."""
@@ -233,7 +226,7 @@ class IrcEvent:
         out = []
         for index, line in enumerate(self._lines):
             if variant & MSGID and message.type == CHAT and message.id:
-                tags["msgid"] = line_msgid(str(message.id), index)
+                tags["msgid"] = line_msgid(room_msgid(message), index)
             out.append(f"{tag_prefix(tags)}{line}\r\n")
         return "".join(out).encode("utf-8")
 
