@@ -321,6 +321,11 @@ class IStoreLifecycle(Interface):
         """Run a trivial query (``SELECT 1``): fires when the database
         answers, fails when it cannot (readiness checks)."""
 
+    def check_writable() -> Deferred[None]:
+        """Fires when a write transaction could start now; fails when it
+        cannot (the file is locked by another process, the server is read
+        only): readiness is about storing, not only about answering."""
+
     def close() -> Deferred[None]:
         """Release connections; pending operations finish first."""
 

@@ -189,5 +189,8 @@ class MemoryStore:
     def ping(self) -> Deferred[None]:
         return succeed(None)
 
+    def check_writable(self) -> Deferred[None]:
+        return succeed(None)
+
     def close(self) -> Deferred[None]:
         return succeed(None)

@@ -50,6 +50,13 @@ INSERT_PAGE_SIZE = 1000
 class PostgresDialect(Dialect):
     """PostgreSQL's side of the ``Dialect``: no ``lastrowid``; ``RETURNING``."""
 
+    def probe_write(self, txn: Cursor) -> None:
+        """Ask for a transaction id: refused in a read-only transaction (a
+        standby, ``default_transaction_read_only``), where every commit of
+        messages would fail too. Rolled back with the interaction."""
+        txn.execute("SELECT txid_current()")
+        txn.fetchall()
+
     def order_message_ids(self, txn: Cursor) -> None:
         """Instances (and pool connections) insert message batches in
         parallel, and a sequence hands out ids outside transactions: batch A

@@ -40,6 +40,13 @@ class SQLiteDialect(Dialect):
         """SQLite allocates ids inside its one write transaction at a time:
         they become visible in id order by themselves; nothing to do."""
 
+    def probe_write(self, txn: Cursor) -> None:
+        """Take the write lock and give it back: another process holding the
+        file (an exclusive lock, a long write) makes this fail after the
+        busy timeout, as every commit would."""
+        txn.execute("BEGIN IMMEDIATE")
+        txn.execute("ROLLBACK")
+
     def insert_returning_ids(
         self, txn: Cursor, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> list[int]:

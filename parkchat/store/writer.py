@@ -68,6 +68,9 @@ class GroupCommitWriter:
         # the report of batch N; the queue keeps the reports in commit order.
         self._outbox: deque[Callable[[], None]] = deque()
         self._reporting = False
+        #: The last batch failed and none has committed since: the store is
+        #: not taking messages (readiness reports it).
+        self.failing = False
         #: Sizes of recent batches, for metrics and tests.
         self.batches = 0
         self.last_batch_size = 0
@@ -123,6 +126,7 @@ class GroupCommitWriter:
 
     def _committed(self, ids: list[int], batch: list[tuple[Message, _Waiter]]) -> None:
         self._in_flight = False
+        self.failing = False
         if self._on_batch is not None:
             self._on_batch(len(batch), self._clock.seconds() - self._started, True)
 
@@ -147,6 +151,7 @@ class GroupCommitWriter:
 
     def _failed(self, failure: Failure, batch: list[tuple[Message, _Waiter]]) -> None:
         self._in_flight = False
+        self.failing = True
         _log.failure("storing a batch of {count} messages failed", failure, count=len(batch))
         if self._on_batch is not None:
             self._on_batch(len(batch), self._clock.seconds() - self._started, False)

@@ -73,6 +73,11 @@ class Dialect(ABC):
         committed later); called before a batch draws its ids."""
 
     @abstractmethod
+    def probe_write(self, txn: Cursor) -> None:
+        """Raise unless a write transaction can start on this connection now
+        (readiness); leave nothing behind."""
+
+    @abstractmethod
     def insert_returning_ids(
         self, txn: Cursor, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> list[int]:
@@ -149,6 +154,10 @@ class SQLStoreBase:
     def ping(self) -> Deferred[None]:
         return self._read(ping_txn)
 
+    def check_writable(self) -> Deferred[None]:
+        # A read as far as retries go: the probe changes nothing.
+        return self._read(check_writable_txn)
+
     def close(self) -> Deferred[None]:
         # ConnectionPool.close joins its thread, which finishes the running
         # interaction first; queued work has been flushed by the service.
@@ -160,3 +169,7 @@ class SQLStoreBase:
 def ping_txn(txn: Cursor, dialect: Dialect) -> None:
     txn.execute("SELECT 1")
     txn.fetchall()
+
+
+def check_writable_txn(txn: Cursor, dialect: Dialect) -> None:
+    dialect.probe_write(txn)
