@@ -840,7 +840,7 @@ class ChatService(Service):
         self._consume_rate(participant)
         recipient = await self._account(name)
         now = self._now_ms()
-        message_id = await self.store.insert_direct(
+        message_id, seq = await self.store.insert_direct(
             participant.user_id, recipient.id, content, now, False
         )
         message = DirectMessage(
@@ -851,6 +851,7 @@ class ChatService(Service):
             recipient.nickname,
             content,
             now,
+            seq=seq,
         )
         self._control(
             {
@@ -862,6 +863,7 @@ class ChatService(Service):
                 "to": message.to_nickname,
                 "content": message.content,
                 "timestamp_ms": message.timestamp_ms,
+                "seq": message.seq,
             }
         )
         return message
@@ -916,6 +918,8 @@ class ChatService(Service):
             event["to"],
             event["content"],
             event["timestamp_ms"],
+            # An instance of an older parkchat sends no seq.
+            seq=event.get("seq", 0),
         )
         delivered = False
         for target in list(self._by_user.get(nickname_key(message.to_nickname), ())):

@@ -36,10 +36,6 @@ _log = Logger()
 class SQLiteDialect(Dialect):
     """SQLite's side of the ``Dialect``: one writer at a time, ``lastrowid``."""
 
-    def order_message_ids(self, txn: Cursor) -> None:
-        """SQLite allocates ids inside its one write transaction at a time:
-        they become visible in id order by themselves; nothing to do."""
-
     def insert_returning_ids(
         self, txn: Cursor, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     ) -> list[int]:
@@ -52,9 +48,9 @@ class SQLiteDialect(Dialect):
         first = int(txn.lastrowid)
         if len(rows) == 1:
             return [first]
-        # The first INSERT took SQLite's write lock for this transaction, so
-        # no other connection can insert before it commits, and ``first`` is
-        # the table's highest id: the next ids are free. Giving them
+        # This transaction holds SQLite's write lock (since its first write),
+        # so no other connection can insert before it commits, and ``first``
+        # is the table's highest id: the next ids are free. Giving them
         # explicitly lets executemany insert the rest in one C loop instead
         # of one Python round trip per row (AUTOINCREMENT's sequence follows).
         explicit = self.sql(
@@ -93,7 +89,7 @@ class SQLiteFileStore(SQLStore):
         self._batches = 0
         self._checkpointing = False
 
-    def insert_messages(self, messages: Sequence[Message]) -> Deferred[list[int]]:
+    def insert_messages(self, messages: Sequence[Message]) -> Deferred[list[tuple[int, int]]]:
         d = super().insert_messages(messages)
         self._batches += 1
         if self._batches >= self.checkpoint_every and not self._checkpointing:
