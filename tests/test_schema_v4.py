@@ -14,7 +14,7 @@ from pathlib import Path
 from twisted.trial.unittest import TestCase
 
 from parkchat.model import Message
-from parkchat.store.schema import SCHEMA_DIR, latest_version
+from parkchat.store.schema import SCHEMA_DIR, SchemaError, latest_version
 from parkchat.store.sql.direct import direct_messages_after_txn, direct_messages_before_txn
 from parkchat.store.sql.messages import (
     current_seq_txn,
@@ -168,6 +168,19 @@ class SchemaV4Tests(TestCase):
         self.addCleanup(store.close)
         self.assertEqual(query(path, "SELECT count(*) FROM room_sequences"), [(0,)])
         self.assertEqual(await store.insert_messages([chat("lobby", "first")]), [(1, 1)])
+
+    def test_old_sqlite_library_refused(self) -> None:
+        """With a SQLite library older than 3.35 (no RETURNING), opening a
+        database fails at once with a SchemaError naming both versions,
+        before the file is touched."""
+        self.patch(sqlite3, "sqlite_version_info", (3, 34, 1))
+        self.patch(sqlite3, "sqlite_version", "3.34.1")
+        path = self.db_path()
+        for attempt in (lambda: open_sqlite(path), lambda: prepare_sqlite(path)):
+            error = self.assertRaises(SchemaError, attempt)
+            self.assertIn("SQLite 3.34.1 is too old", str(error))
+            self.assertIn("3.35.0 or newer", str(error))
+        self.assertFalse(Path(path).exists())
 
     def plans(self) -> SQLitePlans:
         """A plan recorder on a new database with messages in many rooms and
