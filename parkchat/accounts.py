@@ -15,7 +15,7 @@ from parkchat.errors import (
     InvalidPassword,
     StorageFailed,
 )
-from parkchat.interfaces import IMessageStore
+from parkchat.interfaces import IAccountStore
 from parkchat.model import StoredUser, User, nickname_key, validate_nickname
 
 _log = Logger()
@@ -50,7 +50,7 @@ class Accounts:
 
     def __init__(
         self,
-        store: IMessageStore,
+        store: IAccountStore,
         hasher: PasswordHasher,
         clock: IReactorTime,
         cache: VerifiedCredentials | None = None,

@@ -412,9 +412,9 @@ class IBusHandler(Interface):
     def deliver(room: str, message: Any) -> None:
         """A room event (``Message``) for the local members of ``room``."""
 
-    def control(event: dict[str, Any]) -> None:
-        """An instance-wide event (direct message, ban, kick, session) as a
-        JSON-able dict with a ``kind``."""
+    def control(event: Any) -> None:
+        """An instance-wide event (direct message, ban, kick, session): a
+        ``parkchat.events.ControlEvent``."""
 
     def bus_recovered() -> None:
         """The bus works again after a time when events published here
@@ -447,8 +447,11 @@ class IBus(Interface):
     def publish(room: str, message: Any) -> None:
         """Send a room event to every instance with members in ``room``."""
 
-    def publish_control(event: dict[str, Any]) -> None:
-        """Send an instance-wide event to every instance."""
+    def publish_control(event: Any) -> None:
+        """Send an instance-wide event (a ``parkchat.events.ControlEvent``)
+        to every instance, this one included. A bus that crosses processes
+        encodes it with ``parkchat.events`` only; the local bus hands the
+        object itself over."""
 
     def presence_changed() -> None:
         """This instance's presence changed: share it soon (may coalesce)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 from twisted.internet.interfaces import IReactorTime
@@ -24,11 +24,13 @@ class TokenBucketLimiter:
     Keys are account (or guest) names, so a user's connections share one
     bucket. ``rate`` 0 turns limiting off. Idle buckets are forgotten by
     ``prune`` so the table stays as small as the set of active users.
+    ``on_limited`` is told of every refusal (metrics).
     """
 
     clock: IReactorTime
     rate: float
     burst: float
+    on_limited: Callable[[], object] | None = None
     _buckets: dict[Hashable, _Bucket] = field(default_factory=dict)
 
     def consume(self, key: Hashable) -> None:
@@ -44,6 +46,8 @@ class TokenBucketLimiter:
         bucket.stamp = now
         if tokens < 1:
             bucket.tokens = tokens
+            if self.on_limited is not None:
+                self.on_limited()
             raise RateLimited()
         bucket.tokens = tokens - 1
 

@@ -106,6 +106,10 @@ class ServiceMetrics:
         else:
             self.commit_failures += 1
 
+    def rate_limit_hit(self) -> None:
+        """A message (or directory listing) was refused by the rate limit."""
+        self.rate_limited += 1
+
     def connection_refused(self) -> None:
         self.connections_refused += 1
 

@@ -28,6 +28,9 @@ DELETED: Final = "deleted"
 JOINED: Final = "joined"
 LEFT: Final = "left"
 
+#: The largest id a store can hold (SQL BIGINT); larger ones are refused, not sent to it.
+MAX_ID: Final = 2**63 - 1
+
 MAX_ROOM_LENGTH: Final = 64
 MAX_NICKNAME_LENGTH: Final = 32
 

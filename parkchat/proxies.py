@@ -14,7 +14,7 @@ garbled header never yields an address the proxy did not add.
 
 A connection that still resolves to a trusted proxy (the proxy's own health
 checks, plain-TCP clients through a stream proxy) stands for many clients and
-is not limited per address; see ``ChatService`` and ``AddressLimit``.
+is not limited per address; see ``ConnectionHandler`` and ``AddressLimit``.
 """
 
 from __future__ import annotations

@@ -49,6 +49,10 @@ class RecentMessages:
         until it finishes, so that nothing committed in between is missed."""
         self._loading.setdefault(room, [])
 
+    def load_failed(self, room: str) -> None:
+        """The load of ``room`` failed: stop collecting what is stored meanwhile."""
+        self._loading.pop(room, None)
+
     def fill(self, room: str, stored: list[Message]) -> list[Message]:
         """The load finished with ``stored`` (the newest ``depth`` messages,
         oldest first); merge what arrived meanwhile and cache the window."""

@@ -23,25 +23,40 @@ from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
 from parkchat import __version__
-from parkchat.auth import PasswordHasher, VerifiedCredentials
+from parkchat.accounts import Accounts
+from parkchat.auth import PasswordHasher, VerifiedCredentials, make_portal
+from parkchat.bus.local import LocalBus
 from parkchat.bus.redis import RedisBus, RedisURLError
 from parkchat.config import SETTINGS, ConfigError, Settings, resolve
+from parkchat.handlers.accounts import AccountHandler
+from parkchat.handlers.connections import ConnectionHandler
+from parkchat.handlers.direct import DirectMessageHandler
+from parkchat.handlers.messages import MessageHandler, stored_publisher
+from parkchat.handlers.moderation import ModerationHandler
+from parkchat.handlers.resync import ResyncHandler
+from parkchat.handlers.rooms import RoomHandler
+from parkchat.handlers.sessions import SessionHandler
 from parkchat.interfaces import IBus, IMessageStore
-from parkchat.limits import Limits
+from parkchat.limits import Limits, LoginThrottle, TokenBucketLimiter
+from parkchat.metrics import ServiceMetrics
+from parkchat.protocols import fastpath
 from parkchat.protocols.line import LineChatFactory
 from parkchat.protocols.mychat import MyChatFactory
+from parkchat.protocols.participant import AdapterContext
 from parkchat.protocols.policies import AddressLimit, SlowReaderPolicy
 from parkchat.protocols.stream import StreamOptions
 from parkchat.protocols.unified import AppSocketFactory
 from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.proxies import TrustedProxies
+from parkchat.recent import RecentMessages
 from parkchat.service import ChatService
 from parkchat.store import is_postgres_url
 from parkchat.store.memory import MemoryStore
 from parkchat.store.schema import SchemaError
 from parkchat.store.sqlite import load_or_create_setting as load_or_create_sqlite_setting
 from parkchat.store.sqlite import open_sqlite
-from parkchat.tokens import ExternalTokenVerifier, TokenAuthority, TokenVerifier
+from parkchat.store.writer import GroupCommitWriter
+from parkchat.tokens import ExternalTokenVerifier, Revocations, TokenAuthority, TokenVerifier
 from parkchat.web.site import make_metrics_site, make_site
 from parkchat.workers import WORKER_ENV
 
@@ -283,6 +298,99 @@ def token_secret(settings: Settings) -> str:
     return load_or_create_setting(settings.db, "token_secret", lambda: secrets.token_urlsafe(48))
 
 
+def build_chat_service(
+    store: IMessageStore,
+    hasher: PasswordHasher,
+    clock: Any,
+    *,
+    limits: Limits | None = None,
+    metrics: ServiceMetrics | None = None,
+    bus: IBus | None = None,
+    credential_cache: VerifiedCredentials | None = None,
+    single_session: bool = False,
+    instance_id: str = "",
+    recent_history: bool = True,
+    revocations: Revocations | None = None,
+) -> ChatService:
+    """The chat service and its handlers (``parkchat.handlers``), each given
+    its collaborators by constructor, lowest first.
+
+    Without ``bus``, the in-process LocalBus; with one (a bus that can lose
+    events), rooms remember what they delivered, for the resync after an
+    outage. ``recent_history`` keeps the newest messages of rooms in memory
+    (only correct when this instance sees every message: one instance).
+    """
+    limits = limits if limits is not None else Limits()
+    metrics = metrics if metrics is not None else ServiceMetrics()
+    credentials = credential_cache if credential_cache is not None else VerifiedCredentials(clock)
+    revocations = revocations if revocations is not None else Revocations()
+    track_seen = bus is not None
+    bus = bus if bus is not None else LocalBus()
+    rate = TokenBucketLimiter(
+        clock, limits.rate_limit, limits.rate_burst, on_limited=metrics.rate_limit_hit
+    )
+    recent = RecentMessages(limits.history_max) if recent_history else None
+    writer = GroupCommitWriter(
+        store.insert_messages,
+        clock,
+        on_batch=metrics.batch_done,
+        on_stored=stored_publisher(bus, recent),
+    )
+
+    connections = ConnectionHandler(
+        bus, limits, instance_id=instance_id, single_session=single_session
+    )
+    rooms = RoomHandler(connections, bus, clock, metrics, rate, track_seen=track_seen)
+    moderation = ModerationHandler(store, store, rooms, bus, clock, instance_id=instance_id)
+    sessions = SessionHandler(
+        store,
+        connections,
+        rooms,
+        bus,
+        clock,
+        revocations,
+        credentials,
+        instance_id=instance_id,
+        single_session=single_session,
+    )
+    accounts = AccountHandler(
+        store,
+        Accounts(store, hasher, clock, credentials),
+        moderation,
+        sessions,
+        LoginThrottle(clock, limits.login_failures, limits.login_window),
+        metrics,
+        limits,
+    )
+    messages = MessageHandler(
+        store, writer, recent, connections, rooms, bus, clock, limits, metrics, rate
+    )
+    direct = DirectMessageHandler(
+        store, store, connections, bus, clock, limits, rate, instance_id=instance_id
+    )
+    resync = ResyncHandler(store, rooms, moderation, sessions, bus, limits, instance_id=instance_id)
+    service = ChatService(
+        store,
+        bus,
+        clock,
+        connections=connections,
+        rooms=rooms,
+        moderation=moderation,
+        sessions=sessions,
+        accounts=accounts,
+        messages=messages,
+        direct=direct,
+        resync=resync,
+        metrics=metrics,
+        limits=limits,
+        portal=make_portal(accounts.login_for_cred),
+        revocations=revocations,
+        instance_id=instance_id,
+    )
+    metrics.watch(service)
+    return service
+
+
 def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IService:
     """Build the whole application: the chat service, the bcrypt threads and
     one HTTP listener per ``--port``."""
@@ -319,21 +427,24 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         redis_bus.setServiceParent(top)
         bus = redis_bus
     trusted_proxies = TrustedProxies(settings.trusted_proxies)
-    service = ChatService(
+    limits = Limits(
+        max_content_length=settings.max_content_length,
+        rate_limit=settings.rate_limit,
+        rate_burst=settings.rate_burst,
+        max_connections_per_user=settings.max_connections_per_user,
+        max_connections_per_ip=settings.max_connections_per_ip,
+        rate_strict=settings.rate_limit_strict,
+        login_failures=settings.login_failures,
+        login_window=settings.login_window,
+        trusted_proxies=trusted_proxies,
+    )
+    metrics = ServiceMetrics()
+    revocations = Revocations()
+    service = build_chat_service(
         store,
         hasher,
         reactor,
-        limits=Limits(
-            max_content_length=settings.max_content_length,
-            rate_limit=settings.rate_limit,
-            rate_burst=settings.rate_burst,
-            max_connections_per_user=settings.max_connections_per_user,
-            max_connections_per_ip=settings.max_connections_per_ip,
-            rate_strict=settings.rate_limit_strict,
-            login_failures=settings.login_failures,
-            login_window=settings.login_window,
-            trusted_proxies=trusted_proxies,
-        ),
+        limits=limits,
         credential_cache=VerifiedCredentials(
             reactor, ttl=settings.auth_cache_ttl, max_entries=settings.auth_cache_size
         ),
@@ -341,6 +452,8 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         bus=bus,
         instance_id=instance_id,
         recent_history=bus is None,
+        metrics=metrics,
+        revocations=revocations,
     )
     service.setServiceParent(top)
 
@@ -348,7 +461,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         token_secret(settings).encode("utf-8"),
         reactor,
         settings.token_lifetime,
-        service.revocations,
+        revocations,
     )
     external = (
         ExternalTokenVerifier(
@@ -357,10 +470,30 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         if settings.external_jwt_secret
         else None
     )
-    tokens = TokenVerifier(authority, external, on_failure=service.metrics.token_failed)
+    tokens = TokenVerifier(authority, external, on_failure=metrics.token_failed)
 
+    # The protocol adapters: each factory gets what it needs here, from the
+    # context every adapter shares and its own settings; none reaches
+    # through the service. The transport fast paths are chosen once, by the
+    # installed Twisted and Autobahn (a warning if they were not checked).
+    # Clients that stop reading are closed (every WebSocket and TCP client).
+    paths = fastpath.choose()
+    slow_readers = SlowReaderPolicy(
+        reactor,
+        settings.slow_client_timeout,
+        settings.max_send_buffer,
+        buffered=paths.buffered_bytes,
+    )
+    context = AdapterContext(
+        service=service,
+        metrics=metrics,
+        clock=reactor,
+        paths=paths,
+        slow_readers=slow_readers,
+        trusted_proxies=trusted_proxies,
+    )
     ws_factory = RoomSocketFactory(
-        service,
+        context,
         max_message_size=settings.max_frame_size,
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
@@ -373,19 +506,19 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         tokens=tokens,
     )
     mychat_factory = MyChatFactory(
-        service,
-        reactor,
+        context,
         stream_options,
         max_message_size=settings.max_frame_size,
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
     )
     app_factory = AppSocketFactory(
-        service,
+        context,
         tokens,
-        reactor,
         auth_timeout=settings.auth_timeout,
         join_timeout=settings.join_timeout,
+        history_max=limits.history_max,
+        rate_strict=limits.rate_strict,
         max_message_size=settings.max_frame_size,
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
@@ -394,6 +527,8 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         service,
         ws_factory,
         mychat_factory,
+        portal=service.portal,
+        history_default=limits.history_default,
         app_factory=app_factory,
         tokens=authority,
         allowed_origins=settings.allowed_origins,
@@ -401,36 +536,32 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         access_log=settings.access_log,
         access_log_file=access_log_file,
         http_timeout=settings.http_timeout,
-        metrics=settings.metrics == "yes",
+        metrics=metrics if settings.metrics == "yes" else None,
         metrics_token=settings.metrics_token or None,
         trusted_proxies=trusted_proxies,
     )
     # Listeners come last: MultiService stops children in reverse order, so
     # on shutdown they stop accepting before the service says goodbye.
-    # Clients that stop reading are closed (every WebSocket and TCP client);
-    # open sockets are counted per address on every chat listener from the
+    # Open sockets are counted per address on every chat listener from the
     # moment they are accepted, before any handshake (policies.py).
-    slow_readers = SlowReaderPolicy(reactor, settings.slow_client_timeout, settings.max_send_buffer)
-    for socket_factory in (ws_factory, mychat_factory, app_factory):
-        socket_factory.slow_readers = slow_readers
-        socket_factory.trusted_proxies = trusted_proxies
     per_address = AddressLimit(
-        settings.max_connections_per_ip, trusted_proxies, service.metrics.connection_refused
+        settings.max_connections_per_ip, trusted_proxies, metrics.connection_refused
     )
     http_factory = per_address.wrap(site)
     for description in settings.port:
         listener = Listener(description, http_factory, reactor)
         listener.setName(f"http:{description}")
         listener.setServiceParent(top)
-    line_factory = LineChatFactory(service, reactor, stream_options)
-    line_factory.slow_readers = slow_readers
+    line_factory = LineChatFactory(
+        context, stream_options, max_connections_per_ip=limits.max_connections_per_ip
+    )
     limited_line_factory = per_address.wrap(line_factory)
     for description in settings.tcp:
         listener = Listener(description, limited_line_factory, reactor)
         listener.setName(f"tcp:{description}")
         listener.setServiceParent(top)
     if settings.metrics not in ("yes", "no"):
-        metrics_site = make_metrics_site(service, settings.metrics_token or None)
+        metrics_site = make_metrics_site(metrics, settings.metrics_token or None)
         listener = Listener(settings.metrics, metrics_site, reactor)
         listener.setName(f"metrics:{settings.metrics}")
         listener.setServiceParent(top)

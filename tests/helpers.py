@@ -9,11 +9,15 @@ from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from parkchat.auth import PasswordHasher, VerifiedCredentials
-from parkchat.interfaces import IEncoder, IParticipant
+from parkchat.interfaces import IBus, IEncoder, IParticipant
 from parkchat.limits import Limits
 from parkchat.model import DisconnectReason, Message
+from parkchat.protocols.participant import AdapterContext
+from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.service import ChatService
 from parkchat.store.memory import MemoryStore
+from parkchat.tap import build_chat_service
+from parkchat.web.site import make_site
 
 #: The cheapest bcrypt cost: real hashing, fast tests.
 TEST_ROUNDS = 4
@@ -88,16 +92,15 @@ def make_service(
     store: Any = None,
     clock: Clock | None = None,
     limits: Limits | None = None,
+    **options: Any,
 ) -> tuple[ChatService, MemoryStore | Any, Clock]:
-    """A started ChatService over an in-memory store and a fake clock."""
+    """A started ChatService over an in-memory store and a fake clock, built
+    as ``tap.build_chat_service`` builds it; ``options`` go to it."""
     clock = clock if clock is not None else Clock()
     store = store if store is not None else MemoryStore()
-    service = ChatService(
-        store,
-        sync_hasher(),
-        clock,
-        limits=limits,
-        credential_cache=VerifiedCredentials(clock),
+    options.setdefault("credential_cache", VerifiedCredentials(clock))
+    service = build_chat_service(
+        store, options.pop("hasher", sync_hasher()), clock, limits=limits, **options
     )
     service.startService()
     return service, store, clock
@@ -114,3 +117,65 @@ def settle_pumps(clock: Clock, pumps: Any, rounds: int = 100) -> bool:
         ):
             return True
     return False
+
+
+def adapter_context(service: ChatService, clock: Any = None, **changes: Any) -> AdapterContext:
+    """What ``tap.makeService`` gives the protocol factories, for ``service``
+    (its metrics, its clock unless ``clock`` is given); ``changes`` sets
+    other fields (``paths``, ``slow_readers``, ``trusted_proxies``)."""
+    return AdapterContext(
+        service=service,
+        metrics=service.metrics,
+        clock=clock if clock is not None else service.clock,
+        **changes,
+    )
+
+
+def site_for(service: ChatService, ws_factory: Any = None, *args: Any, **kwargs: Any) -> Any:
+    """``make_site`` wired as ``tap.makeService`` wires it for ``service``
+    (its portal and history page size; a room socket factory if none is
+    given); other arguments go to ``make_site`` unchanged."""
+    if ws_factory is None:
+        ws_factory = RoomSocketFactory(adapter_context(service))
+    kwargs.setdefault("portal", service.portal)
+    kwargs.setdefault("history_default", service.limits.history_default)
+    return make_site(service, ws_factory, *args, **kwargs)
+
+
+@implementer(IBus)
+class RecordingBus:
+    """An IBus that records what is published; with ``loop_back``, room
+    events are also handed to the attached handler at once (as LocalBus
+    does). ``remote`` plays the other instances' presence."""
+
+    def __init__(self, loop_back: bool = False) -> None:
+        self.loop_back = loop_back
+        self.handler: Any = None
+        self.published: list[tuple[str, Message]] = []
+        self.controls: list[Any] = []
+        self.subscriptions: list[tuple[str, str]] = []
+        self.presence_changes = 0
+        self.remote: dict[str, Any] = {"users": {}, "rooms": {}, "connections": {}}
+
+    def attach(self, handler: Any) -> None:
+        self.handler = handler
+
+    def subscribe(self, room: str) -> None:
+        self.subscriptions.append(("subscribe", room))
+
+    def unsubscribe(self, room: str) -> None:
+        self.subscriptions.append(("unsubscribe", room))
+
+    def publish(self, room: str, message: Any) -> None:
+        self.published.append((room, message))
+        if self.loop_back and self.handler is not None:
+            self.handler.deliver(room, message)
+
+    def publish_control(self, event: Any) -> None:
+        self.controls.append(event)
+
+    def presence_changed(self) -> None:
+        self.presence_changes += 1
+
+    def remote_presence(self) -> dict[str, Any]:
+        return self.remote

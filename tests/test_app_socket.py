@@ -38,8 +38,7 @@ from parkchat.protocols.stream import StreamOptions
 from parkchat.protocols.unified import AppSocketFactory, AppSocketProtocol
 from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.tokens import ExternalTokenVerifier, TokenAuthority, TokenVerifier
-from parkchat.web.site import make_site
-from tests.helpers import make_service, settle_pumps
+from tests.helpers import adapter_context, make_service, settle_pumps, site_for
 from tests.test_websocket import SERVER, START, RecordingClient, basic, clock_timer
 
 HOST = "parkchat.test"
@@ -77,27 +76,32 @@ class AppSocketCase(TestCase):
     max_message_size = 65536
     allowed_origins: tuple[str, ...] = ()
     users = ("alice", "bob", "carol")
+    single_session = False
 
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(START)
-        self.service, self.store, _ = make_service(clock=self.clock, limits=self.limits)
+        self.service, self.store, _ = make_service(
+            clock=self.clock, limits=self.limits, single_session=self.single_session
+        )
         self.authority = TokenAuthority(b"k" * 32, self.clock)
         self.tokens = TokenVerifier(self.authority)
+        context = adapter_context(self.service, self.clock)
         self.factory = AppSocketFactory(
-            self.service,
+            context,
             self.tokens,
-            self.clock,
             auth_timeout=self.auth_timeout,
             join_timeout=self.join_timeout,
+            history_max=self.limits.history_max,
+            rate_strict=self.limits.rate_strict,
             max_message_size=self.max_message_size,
             ping_interval=0,
             handshake_timeout=0,
         )
         self.factory._batched_timer = clock_timer(self.clock)
-        self.room_factory = RoomSocketFactory(self.service, ping_interval=0, handshake_timeout=0)
+        self.room_factory = RoomSocketFactory(context, ping_interval=0, handshake_timeout=0)
         self.room_factory._batched_timer = clock_timer(self.clock)
-        self.site = make_site(
+        self.site = site_for(
             self.service,
             self.room_factory,
             app_factory=self.factory,
@@ -189,7 +193,7 @@ class AppSocketCase(TestCase):
 
     def line_client(self, name: str, room: str = "lobby") -> LineClient:
         """A guest on the plain-TCP line protocol, handshake done."""
-        factory = LineChatFactory(self.service, self.clock, StreamOptions())
+        factory = LineChatFactory(adapter_context(self.service, self.clock), StreamOptions())
         server = factory.buildProtocol(SERVER)
         client = LineClient()
         self._wire(server, client)
@@ -452,9 +456,14 @@ class HttpCredentialTests(AppSocketCase):
         """The same host on another port is another origin: 403."""
         self.assertRefused(self.open(origin=f"http://{HOST}:8081"), 403)
 
+
+class ConnectionLimitTests(AppSocketCase):
+    """The per-account connection limit on /ws."""
+
+    limits = Limits(rate_limit=0, max_connections_per_user=1)
+
     def test_connection_limit_over_http(self) -> None:
         """Past the per-user connection limit the upgrade is refused with 429."""
-        self.service._per_user.limit = 1
         self.open(headers={"Authorization": "Bearer " + self.token("alice")})
         self.assertRefused(
             self.open(headers={"Authorization": "Bearer " + self.token("alice")}), 429
@@ -462,7 +471,6 @@ class HttpCredentialTests(AppSocketCase):
 
     def test_connection_limit_after_auth_frame(self) -> None:
         """Past the limit, an auth frame gets ``too_many_connections`` and 1008."""
-        self.service._per_user.limit = 1
         self.login("alice")
         client = self.open()
         self.assertError(
@@ -800,7 +808,7 @@ class LeaveTests(AppSocketCase):
         )
 
     def _protocol_of(self, nickname: str) -> Any:
-        [protocol] = [p for p in self.service._connections if p.nickname == nickname]
+        [protocol] = self.service.local_connections(nickname)
         return protocol
 
 
@@ -1425,17 +1433,6 @@ class ModerationTests(AppSocketCase):
         self.assertIsNone(alice.closed)
         self.assertEqual(self.service.members("lobby"), ["alice"])
 
-    def test_single_session_closes_4004(self) -> None:
-        """With the single-session policy a new login closes the older
-        connection with 4004."""
-        self.service.single_session = True
-        old = self.joined("alice")
-        new = self.login("alice")
-        self.settle()
-        self.assertEqual(old.close_code, 4004)
-        self.assertIsNone(new.closed)
-        self.assertEqual(self.service.connection_count, 1)
-
     def test_shutdown_closes_1001(self) -> None:
         """``stopService`` closes every /ws connection with 1001, without
         telling anyone about the leaves."""
@@ -1449,6 +1446,22 @@ class ModerationTests(AppSocketCase):
         self.assertEqual(alice.take() + bob.take(), [])
 
 
+class SingleSessionTests(AppSocketCase):
+    """--single-session on /ws."""
+
+    single_session = True
+
+    def test_single_session_closes_4004(self) -> None:
+        """With the single-session policy a new login closes the older
+        connection with 4004."""
+        old = self.joined("alice")
+        new = self.login("alice")
+        self.settle()
+        self.assertEqual(old.close_code, 4004)
+        self.assertIsNone(new.closed)
+        self.assertEqual(self.service.connection_count, 1)
+
+
 class ProtocolTests(TestCase):
     """The protocol class as a participant."""
 
@@ -1456,7 +1469,9 @@ class ProtocolTests(TestCase):
         """``AppSocketProtocol`` provides ``IParticipant`` fully."""
         service, _, clock = make_service()
         self.addCleanup(service.stopService)
-        factory = AppSocketFactory(service, TokenVerifier(TokenAuthority(b"k" * 32, clock)), clock)
+        factory = AppSocketFactory(
+            adapter_context(service, clock), TokenVerifier(TokenAuthority(b"k" * 32, clock))
+        )
         protocol = factory.bound(None).buildProtocol(SERVER)
         self.assertIsInstance(protocol, AppSocketProtocol)
         self.assertTrue(verifyObject(IParticipant, protocol))

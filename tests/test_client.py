@@ -40,7 +40,7 @@ from parkchat.client.session import (
 )
 from parkchat.protocols.line import LineChatFactory
 from tests.e2e_support import ParkchatProcess
-from tests.helpers import make_service
+from tests.helpers import adapter_context, make_service
 
 # 2025-09-08T15:32:10Z
 T0 = 1757345530.0
@@ -454,7 +454,7 @@ class LineProtocolIOSimTests(TestCase):
         client = ChatClient(config(history=3), FakeConsole(), clock)
         console = client.console
         assert isinstance(console, FakeConsole)
-        server = LineChatFactory(service, clock).buildProtocol(None)
+        server = LineChatFactory(adapter_context(service, clock)).buildProtocol(None)
         protocol = LineClientProtocol(client)
         pump = iosim.connect(
             server, iosim.makeFakeServer(server), protocol, iosim.makeFakeClient(protocol)

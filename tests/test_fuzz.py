@@ -61,8 +61,7 @@ from parkchat.protocols.line import LineChatFactory, LineChatProtocol
 from parkchat.protocols.stream import StreamOptions
 from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.tokens import TokenAuthority
-from parkchat.web.site import make_site
-from tests.helpers import FakeParticipant, make_service
+from tests.helpers import FakeParticipant, adapter_context, make_service, site_for
 from tests.test_app_socket import AppSocketCase
 from tests.test_websocket import RecordingClient
 
@@ -428,8 +427,7 @@ class LineProtocolFuzzTests(SynchronousTestCase):
             clock=self.clock, limits=Limits(rate_limit=50, rate_burst=50, max_content_length=100)
         )
         self.factory = LineChatFactory(
-            self.service,
-            self.clock,
+            adapter_context(self.service, self.clock),
             StreamOptions(max_line_length=LINE_LIMIT, handshake_timeout=10, idle_timeout=300),
         )
         self.successResultOf(self.service.register("alice", ALICE_PW))
@@ -624,7 +622,7 @@ class AppSocketFuzzTests(AppSocketCase):
                 self.assertIn(client.close_code, allowed, (payload[:200], client.closed))
 
     def is_authenticated(self, client: RecordingClient) -> bool:
-        return any(getattr(p, "nickname", "") == "carol" for p in list(self.service._connections))
+        return bool(self.service.local_connections("carol"))
 
     def finish(self, client: RecordingClient) -> None:
         """Close the fuzzed connection; check nothing of it remains and alice
@@ -711,9 +709,11 @@ class RestBodyFuzzTests(SynchronousTestCase):
         self.clock.advance(1_757_345_400)
         self.service, _, _ = make_service(clock=self.clock, limits=Limits(login_failures=0))
         self.successResultOf(self.service.register("alice", ALICE_PW))
-        site = make_site(
+        site = site_for(
             self.service,
-            RoomSocketFactory(self.service, ping_interval=0, handshake_timeout=0),
+            RoomSocketFactory(
+                adapter_context(self.service, self.clock), ping_interval=0, handshake_timeout=0
+            ),
             tokens=TokenAuthority(b"k" * 32, self.clock),
             access_log=False,
         )

@@ -9,16 +9,14 @@ from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, fail
 from twisted.trial.unittest import TestCase
 
-from parkchat.protocols.websocket import RoomSocketFactory
-from parkchat.web.site import make_site
-from tests.helpers import make_service
+from tests.helpers import make_service, site_for
 
 
 class HealthTests(TestCase):
     def setUp(self) -> None:
         self.service, self.store, self.clock = make_service()
         self.addCleanup(self.service.stopService)
-        site = make_site(self.service, RoomSocketFactory(self.service), access_log=False)
+        site = site_for(self.service, access_log=False)
         self.stub: Any = StubTreq(site.resource)
 
     async def get(self, path: str) -> tuple[int, bytes]:

@@ -20,11 +20,9 @@ from parkchat.errors import AuthenticationFailed, Banned
 from parkchat.limits import Limits
 from parkchat.model import DisconnectReason, format_timestamp
 from parkchat.protocols.unified import AppSocketFactory
-from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.tokens import TokenAuthority, TokenVerifier
 from parkchat.web.resources import origin_allowed
-from parkchat.web.site import make_site
-from tests.helpers import FakeParticipant, make_service
+from tests.helpers import FakeParticipant, adapter_context, make_service, site_for
 
 BASE = "http://parkchat.test"
 #: 2025-09-08T15:30:00Z.
@@ -60,13 +58,12 @@ class SiteCase(TestCase):
             b"x" * 32, self.clock, lifetime=LIFETIME, revocations=self.service.revocations
         )
         app_factory = (
-            AppSocketFactory(self.service, TokenVerifier(self.tokens), self.clock)
+            AppSocketFactory(adapter_context(self.service), TokenVerifier(self.tokens))
             if self.with_app_socket
             else None
         )
-        site = make_site(
+        site = site_for(
             self.service,
-            RoomSocketFactory(self.service),
             tokens=self.tokens,
             admin_token=self.admin_token,
             app_factory=app_factory,
@@ -348,7 +345,7 @@ class NoTokensTests(TestCase):
         """POST /login is 404 when make_site gets no tokens."""
         service, _, _ = make_service()
         self.addCleanup(service.stopService)
-        stub: Any = StubTreq(make_site(service, RoomSocketFactory(service)).resource)
+        stub: Any = StubTreq(site_for(service).resource)
         d = stub.post(BASE + "/login", data=b"{}")
         stub.flush()
         self.assertEqual(self.successResultOf(d).code, 404)

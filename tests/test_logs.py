@@ -26,11 +26,10 @@ from parkchat.logs import event_as_json, json_file_observer, json_observer
 from parkchat.protocols.line import LineChatFactory
 from parkchat.protocols.stream import StreamOptions
 from parkchat.protocols.unified import AppSocketFactory
-from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.tap import JSON_OBSERVER, Options
 from parkchat.tokens import TokenAuthority, TokenVerifier
-from parkchat.web.site import AccessLogFile, make_site, redact_uri
-from tests.helpers import make_service
+from parkchat.web.site import AccessLogFile, redact_uri
+from tests.helpers import adapter_context, make_service, site_for
 
 PASSWORD = "Pa55word-never-logged"
 WRONG = "Wr0ng-password-never-logged"
@@ -98,10 +97,9 @@ class NoSecretsInLogsTests(TestCase):
         self.addCleanup(self.service.stopService)
         self.authority = TokenAuthority(b"s" * 32, self.clock)
         tokens = TokenVerifier(self.authority)
-        self.site = make_site(
+        self.site = site_for(
             self.service,
-            RoomSocketFactory(self.service),
-            app_factory=AppSocketFactory(self.service, tokens, self.clock),
+            app_factory=AppSocketFactory(adapter_context(self.service, self.clock), tokens),
             tokens=self.authority,
             access_log=True,
         )
@@ -156,7 +154,9 @@ class NoSecretsInLogsTests(TestCase):
             f"Referer: http://x/?token={token}\r\nConnection: close\r\n\r\n".encode()
         )
         # The TCP line protocol: password and token handshakes, good and bad.
-        factory = LineChatFactory(self.service, self.clock, StreamOptions(tokens=self.tokens))
+        factory = LineChatFactory(
+            adapter_context(self.service, self.clock), StreamOptions(tokens=self.tokens)
+        )
         for handshake in (
             {"name": "alice", "room": "lobby", "password": PASSWORD},
             {"name": "alice", "room": "lobby", "password": WRONG},
@@ -191,7 +191,7 @@ class AccessLogFileTests(TestCase):
         service, _, clock = make_service()
         self.addCleanup(service.stopService)
         path = self.mktemp()
-        site = make_site(service, RoomSocketFactory(service), access_log_file=path)
+        site = site_for(service, access_log_file=path)
         site.startFactory()
         events: list[Any] = []
         globalLogPublisher.addObserver(events.append)

@@ -21,13 +21,11 @@ from parkchat.metrics import SURFACES, ServiceMetrics, error_codes
 from parkchat.model import Message
 from parkchat.protocols.line import LineChatFactory
 from parkchat.protocols.stream import StreamOptions
-from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.rooms import Room
 from parkchat.store.writer import GroupCommitWriter
 from parkchat.tap import Listener, Options, makeService
 from parkchat.tokens import TokenAuthority, TokenVerifier
-from parkchat.web.site import make_site
-from tests.helpers import FakeParticipant, RecordingEncoder, make_service
+from tests.helpers import FakeParticipant, RecordingEncoder, adapter_context, make_service, site_for
 
 TOKEN = "m" * 40
 
@@ -57,13 +55,11 @@ class MetricsScrapeTests(TestCase):
         self.addCleanup(self.service.stopService)
 
     def scrape(self, **site_options: Any) -> Any:
-        site = make_site(
-            self.service, RoomSocketFactory(self.service), access_log=False, **site_options
-        )
+        site = site_for(self.service, access_log=False, **site_options)
         return StubTreq(site.resource), site
 
     async def get(self, headers: dict[str, str] | None = None, **site_options: Any) -> Any:
-        stub, _ = self.scrape(metrics=True, **site_options)
+        stub, _ = self.scrape(metrics=self.service.metrics, **site_options)
         response = await stub.get("http://x/metrics", headers=headers)
         return response, (await response.content()).decode("utf-8")
 
@@ -128,7 +124,7 @@ class MetricsScrapeTests(TestCase):
     async def test_tcp_error_replies_counted(self) -> None:
         """An error line sent to a TCP client counts under surface "tcp" with
         its ChatError code."""
-        factory = LineChatFactory(self.service, self.clock, StreamOptions())
+        factory = LineChatFactory(adapter_context(self.service, self.clock), StreamOptions())
         protocol = factory.buildProtocol(None)
         protocol.makeConnection(StringTransport())
         protocol.dataReceived(b"[1, 2]\n")  # a handshake that is not an object

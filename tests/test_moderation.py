@@ -18,7 +18,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
-from parkchat.auth import IChatUser, PeerUsernamePassword, VerifiedCredentials
+from parkchat.auth import IChatUser, PeerUsernamePassword
 from parkchat.errors import (
     AuthenticationFailed,
     Banned,
@@ -36,7 +36,7 @@ from parkchat.limits import Limits
 from parkchat.model import CHAT, LEFT, SYSTEM, DirectMessage, DisconnectReason, Message, User
 from parkchat.service import ChatService
 from parkchat.store.memory import MemoryStore
-from tests.helpers import FakeParticipant, RecordingEncoder, make_service, sync_hasher
+from tests.helpers import FakeParticipant, RecordingEncoder, make_service
 
 T = TypeVar("T")
 
@@ -66,15 +66,9 @@ class ModerationCase(TestCase):
         self.carol = self.successResultOf(self.service.register("carol", PASSWORD))
 
     def make_service(self, store: MemoryStore) -> ChatService:
-        service = ChatService(
-            store,
-            sync_hasher(),
-            self.clock,
-            limits=self.limits,
-            credential_cache=VerifiedCredentials(self.clock),
-            single_session=self.single_session,
+        service, _, _ = make_service(
+            store, self.clock, self.limits, single_session=self.single_session
         )
-        service.startService()
         self.addCleanup(service.stopService)
         return service
 
@@ -174,16 +168,6 @@ class DirectMessageTests(ModerationCase):
         self.assertEqual(bob.directs, [])
         self.failureResultOf(run(self.service.offline_messages(guest)), InvalidRequest)
 
-    def test_content_validated(self) -> None:
-        """Empty, blank, non-string, control-character and oversize content is refused."""
-        self.service.limits = Limits(rate_limit=0, max_content_length=10)
-        alice, bob = self.connect(self.alice), self.connect(self.bob)
-        for bad in ("", "   ", 42, None, "bell\x07"):
-            self.dm_fails(alice, self.bob.id, bad, InvalidContent)
-        self.dm_fails(alice, self.bob.id, "x" * 11, ContentTooLong)
-        self.dm(alice, self.bob.id, "x" * 10)
-        self.assertEqual(len(bob.directs), 1)
-
     def test_rate_limited(self) -> None:
         """DMs spend the sender's message tokens, shared with room posts."""
         service, _, clock = make_service(limits=Limits(rate_limit=1, rate_burst=2))
@@ -259,6 +243,21 @@ class DirectMessageTests(ModerationCase):
         message = self.dm(alice, self.bob.id, "private")
         self.assertEqual(namesake.directs, [])
         self.assertEqual(self.offline(self.connect(self.bob)), [message])
+
+
+class DirectMessageContentTests(ModerationCase):
+    """What a direct message may contain."""
+
+    limits = Limits(rate_limit=0, max_content_length=10)
+
+    def test_content_validated(self) -> None:
+        """Empty, blank, non-string, control-character and oversize content is refused."""
+        alice, bob = self.connect(self.alice), self.connect(self.bob)
+        for bad in ("", "   ", 42, None, "bell\x07"):
+            self.dm_fails(alice, self.bob.id, bad, InvalidContent)
+        self.dm_fails(alice, self.bob.id, "x" * 11, ContentTooLong)
+        self.dm(alice, self.bob.id, "x" * 10)
+        self.assertEqual(len(bob.directs), 1)
 
 
 class OnlineUsersTests(ModerationCase):

@@ -30,9 +30,8 @@ from hypothesis.errors import Unsatisfiable
 from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.tokens import TokenAuthority
 from parkchat.web.resources import ApiResource
-from parkchat.web.site import make_site
 from tests.e2e_support import ParkchatProcess, basic_auth
-from tests.helpers import make_service
+from tests.helpers import adapter_context, make_service, site_for
 
 try:
     import schemathesis
@@ -139,9 +138,9 @@ class OpenApiDocumentTests(SynchronousTestCase):
         """The document describes exactly the REST resources of the site."""
         service, _, clock = make_service()
         self.addCleanup(service.stopService)
-        site = make_site(
+        site = site_for(
             service,
-            RoomSocketFactory(service, ping_interval=0, handshake_timeout=0),
+            RoomSocketFactory(adapter_context(service), ping_interval=0, handshake_timeout=0),
             tokens=TokenAuthority(b"k" * 32, clock),
             admin_token=ADMIN_TOKEN,
             access_log=False,

@@ -11,12 +11,12 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import TestCase
 
+from parkchat.protocols.fastpath import buffered_bytes
 from parkchat.protocols.policies import (
     AddressLimit,
     AddressLimitedFactory,
     SlowReaderPolicy,
 )
-from parkchat.protocols.writes import buffered_bytes
 
 
 class BufferingTransport(StringTransport):

@@ -23,13 +23,13 @@ from hypothesis import strategies as st
 from parkchat.config import ConfigError, resolve
 from parkchat.limits import Limits
 from parkchat.protocols.line import LineChatFactory
+from parkchat.protocols.participant import AdapterContext
 from parkchat.protocols.policies import AddressLimit
-from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.proxies import MAX_HOPS, TrustedProxies, parse_network
 from parkchat.tokens import TokenAuthority
-from parkchat.web.site import access_log_line, make_site
+from parkchat.web.site import access_log_line
 from tests.e2e_support import LineSocket, ParkchatProcess
-from tests.helpers import make_service
+from tests.helpers import adapter_context, make_service, site_for
 from tests.test_websocket import SERVER, WebSocketCase, basic
 
 PROXY = "10.0.0.2"
@@ -142,9 +142,8 @@ class HttpTests(TestCase):
         self.service, _, _ = make_service(clock=self.clock, limits=limits)
         self.addCleanup(self.service.stopService)
         self.successResultOf(self.service.register("alice", "alice-pw"))
-        self.site = make_site(
+        self.site = site_for(
             self.service,
-            RoomSocketFactory(self.service),
             tokens=TokenAuthority(b"k" * 32, self.clock),
             trusted_proxies=limits.trusted_proxies,
         )
@@ -209,8 +208,12 @@ class WebSocketTests(WebSocketCase):
 
     def setUp(self) -> None:
         super().setUp()
-        self.factory.trusted_proxies = self.limits.trusted_proxies
         self.site.trusted_proxies = self.limits.trusted_proxies  # type: ignore[attr-defined]
+
+    def context(self) -> AdapterContext:
+        return adapter_context(
+            self.service, self.clock, trusted_proxies=self.limits.trusted_proxies
+        )
 
     def through(self, nickname: str, peer: str, forwarded: str | None) -> Any:
         headers = {"Authorization": basic(nickname, self.passwords[nickname])}
@@ -229,7 +232,7 @@ class WebSocketTests(WebSocketCase):
         self.assertEqual(int(again.http_status_line.split()[1]), 429)
         self.assertEqual(self.service.connections_from(CLIENT_A), 1)
         # The connection knows its client (logs, bans by address later).
-        [participant] = [p for p in self.service._connections if p.nickname == "alice"]
+        [participant] = self.service.local_connections("alice")
         self.assertEqual(participant.peer_host, CLIENT_A)
         # Closing frees the client's slot.
         first.sendClose(1000)
@@ -256,7 +259,7 @@ class AcceptTests(TestCase):
         service, _, clock = make_service()
         self.addCleanup(service.stopService)
         limit = AddressLimit(1, TrustedProxies([PROXY]))
-        factory = limit.wrap(LineChatFactory(service, clock))
+        factory = limit.wrap(LineChatFactory(adapter_context(service, clock)))
         for _ in range(3):
             protocol = factory.buildProtocol(IPv4Address("TCP", PROXY, 1))
             self.assertIsNotNone(protocol)

@@ -8,8 +8,8 @@ from twisted.trial.unittest import TestCase
 
 from parkchat.model import Message
 from parkchat.recent import RecentMessages
-from parkchat.service import ChatService
 from parkchat.store.memory import MemoryStore
+from parkchat.tap import build_chat_service
 from tests.helpers import FakeParticipant, sync_hasher
 
 
@@ -52,6 +52,17 @@ class RecentMessagesTests(TestCase):
         recent.add(message(4))  # committed after the query finished reading
         window = recent.fill("lobby", [message(1), message(2), message(3)])
         self.assertEqual([m.id for m in window], [1, 2, 3, 4])
+
+    def test_failed_load_stops_collecting(self) -> None:
+        """After a failed load nothing more is collected for the room; the
+        next load starts afresh."""
+        recent = RecentMessages(depth=10)
+        recent.loading("lobby")
+        recent.load_failed("lobby")
+        recent.add(message(5))  # no load under way: not kept
+        recent.loading("lobby")
+        window = recent.fill("lobby", [message(1)])
+        self.assertEqual([m.id for m in window], [1])
 
     def test_remove(self) -> None:
         """A deleted message drops the room's window (reloaded on the next
@@ -107,7 +118,8 @@ class ServiceHistoryCacheTests(TestCase):
             return real(*args, **kwargs)  # type: ignore[arg-type]
 
         self.store.recent_messages = counting  # type: ignore[method-assign]
-        self.service = ChatService(self.store, sync_hasher(), self.clock)
+        self.service = build_chat_service(self.store, sync_hasher(), self.clock)
+        self.from_the_store = real
         self.alice = FakeParticipant("alice", user_id=1)
         self.service.connect(self.alice)
         self.service.join(self.alice, "lobby")
@@ -132,8 +144,8 @@ class ServiceHistoryCacheTests(TestCase):
         self.assertEqual(self.history(), self.from_store())
 
     def from_store(self) -> list[str]:
-        self.service.recent = None
-        return self.history()
+        """What the store holds: the last 50 messages, as history answers."""
+        return [m.content for m in self.successResultOf(self.from_the_store("lobby", 50))]
 
     def test_paging_goes_to_the_store(self) -> None:
         """``before``/``after`` queries are not answered from memory."""
@@ -168,6 +180,9 @@ class ServiceHistoryCacheTests(TestCase):
 
     def test_disabled_with_a_shared_bus(self) -> None:
         """With recent_history=False every read goes to the store."""
-        service = ChatService(MemoryStore(), sync_hasher(), self.clock, recent_history=False)
-        self.assertIsNone(service.recent)
+        service = build_chat_service(self.store, sync_hasher(), self.clock, recent_history=False)
+        before = self.calls
+        for _ in range(2):
+            self.successResultOf(service.history("lobby"))
+        self.assertEqual(self.calls - before, 2)
         self.assertIsNone(service.history_version("lobby"))

@@ -22,6 +22,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock, deferLater
 from twisted.internet.testing import StringTransport
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.trial.unittest import SkipTest, TestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -32,16 +33,23 @@ from parkchat.bus.redis import (
     RedisBus,
     RedisURLError,
     _Subscriber,
-    message_from_wire,
-    message_to_wire,
     parse_redis_url,
 )
 from parkchat.errors import AuthenticationFailed, Banned, TooManyConnections
+from parkchat.events import (
+    BanEvent,
+    ControlEvent,
+    DirectMessageEvent,
+    KickEvent,
+    encode_event,
+    message_from_wire,
+    message_to_wire,
+)
 from parkchat.interfaces import IBus, IBusHandler
 from parkchat.limits import Limits
 from parkchat.model import CHAT, JOINED, LEFT, SYSTEM, DisconnectReason, Message, system_message
-from parkchat.service import ChatService
 from parkchat.store.memory import MemoryStore
+from parkchat.tap import build_chat_service
 from parkchat.tokens import TokenAuthority
 from tests.helpers import FakeParticipant, sync_hasher
 from tests.redis_support import REDIS_HOST, REDIS_PORT, REDIS_URL, require_redis
@@ -162,7 +170,7 @@ class RecordingHandler:
 
     def __init__(self) -> None:
         self.delivered: list[tuple[str, Message]] = []
-        self.events: list[dict[str, Any]] = []
+        self.events: list[ControlEvent] = []
         self.snapshot: dict[str, Any] = {"users": {}, "rooms": {}}
         self.recoveries = 0
 
@@ -172,11 +180,16 @@ class RecordingHandler:
     def bus_recovered(self) -> None:
         self.recoveries += 1
 
-    def control(self, event: dict[str, Any]) -> None:
+    def control(self, event: ControlEvent) -> None:
         self.events.append(event)
 
     def presence_snapshot(self) -> dict[str, Any]:
         return self.snapshot
+
+
+def warnings_in(events: list[dict[str, Any]]) -> list[str]:
+    """The warnings among captured log events, formatted."""
+    return [formatEvent(e) for e in events if e.get("log_level") == LogLevel.warn]
 
 
 def presence_frame(instance: str, users: dict[str, Any], rooms: dict[str, Any]) -> dict[str, Any]:
@@ -196,14 +209,23 @@ class OfflineBusTests(TestCase):
         self.bus.attach(self.handler)
 
     def room_frame(self, instance: str, message: Message) -> bytes:
-        import json
-
         return json.dumps({"i": instance, "m": message_to_wire(message)}).encode()
+
+    def control(self, frame: dict[str, Any]) -> None:
+        """A frame on the control channel, as Redis hands it over."""
+        self.bus._received(self.bus.control_channel.encode(), json.dumps(frame).encode())
+
+    def logged(self) -> list[dict[str, Any]]:
+        """The log events from now on."""
+        seen: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(seen.append)
+        self.addCleanup(globalLogPublisher.removeObserver, seen.append)
+        return seen
 
     def test_interfaces(self) -> None:
         self.assertTrue(verifyObject(IBus, self.bus))
         self.assertTrue(verifyObject(IBusHandler, self.handler))
-        service = ChatService(MemoryStore(), sync_hasher(), self.clock, bus=self.bus)
+        service = build_chat_service(MemoryStore(), sync_hasher(), self.clock, bus=self.bus)
         self.assertTrue(verifyObject(IBusHandler, service))
         self.assertIs(service.bus, self.bus)
 
@@ -244,9 +266,9 @@ class OfflineBusTests(TestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_publish_control_falls_back_to_local(self) -> None:
-        event = {"kind": "kick", "nickname": "bob", "room": "lobby"}
+        event = KickEvent(nickname="bob", room="lobby", instance="me")
         self.bus.publish_control(event)
-        self.assertEqual(self.handler.events, [event])
+        self.assertIs(self.handler.events[0], event)
 
     def test_unattached(self) -> None:
         bus = RedisBus("redis://127.0.0.1:1/0", self.clock, None, "x")
@@ -261,13 +283,9 @@ class OfflineBusTests(TestCase):
 
     def test_remote_presence_merges_and_expires(self) -> None:
         self.assertEqual(self.bus.remote_presence(), {"users": {}, "rooms": {}, "connections": {}})
-        self.bus._control_received(
-            presence_frame("i1", {"alice": [1, "Alice"]}, {"lobby": ["Alice"]})
-        )
+        self.control(presence_frame("i1", {"alice": [1, "Alice"]}, {"lobby": ["Alice"]}))
         self.clock.advance(5)
-        self.bus._control_received(
-            presence_frame("i2", {"bob": [2, "bob"]}, {"lobby": ["bob"], "den": ["bob"]})
-        )
+        self.control(presence_frame("i2", {"bob": [2, "bob"]}, {"lobby": ["bob"], "den": ["bob"]}))
         self.assertEqual(
             self.bus.remote_presence(),
             {
@@ -293,31 +311,44 @@ class OfflineBusTests(TestCase):
         per-account limit); an instance that sends none counts as one."""
         frame = presence_frame("i1", {"bob": [2, "bob"]}, {})
         frame["p"]["connections"] = {"bob": 3}
-        self.bus._control_received(frame)
-        self.bus._control_received(presence_frame("i2", {"bob": [2, "bob"]}, {}))
+        self.control(frame)
+        self.control(presence_frame("i2", {"bob": [2, "bob"]}, {}))
         self.assertEqual(self.bus.remote_presence()["connections"], {"bob": 4})
 
     def test_renewal_extends(self) -> None:
         frame = presence_frame("i1", {"alice": [1, "alice"]}, {})
-        self.bus._control_received(frame)
+        self.control(frame)
         self.clock.advance(8)
-        self.bus._control_received(frame)
+        self.control(frame)
         self.clock.advance(8)
         self.assertIn("alice", self.bus.remote_presence()["users"])
 
     def test_own_presence_and_goodbye(self) -> None:
-        self.bus._control_received(presence_frame("me", {"me": [9, "me"]}, {}))
+        self.control(presence_frame("me", {"me": [9, "me"]}, {}))
         self.assertEqual(self.bus.remote_presence()["users"], {})
-        self.bus._control_received(presence_frame("i1", {"a": [1, "a"]}, {"r": ["a"]}))
-        self.bus._control_received({"k": "bye", "i": "i1"})
+        self.control(presence_frame("i1", {"a": [1, "a"]}, {"r": ["a"]}))
+        self.control({"k": "bye", "i": "i1"})
         self.assertEqual(self.bus.remote_presence(), {"users": {}, "rooms": {}, "connections": {}})
 
     def test_events_from_every_instance_reach_the_handler(self) -> None:
         """Control events are handed over whoever sent them (the service
         skips its own); presence frames are not."""
-        self.bus._control_received({"k": "event", "i": "me", "e": {"kind": "dm"}})
-        self.bus._control_received({"k": "event", "i": "i1", "e": {"kind": "ban"}})
-        self.assertEqual(self.handler.events, [{"kind": "dm"}, {"kind": "ban"}])
+        dm = DirectMessageEvent(
+            id=1,
+            from_user_id=1,
+            from_nickname="a",
+            to_user_id=2,
+            to_nickname="b",
+            content="hi",
+            timestamp_ms=5,
+            instance="me",
+        )
+        ban = BanEvent(
+            user_id=2, nickname="b", reason="", created_ms=1, expires_ms=None, instance="i1"
+        )
+        self.control({"k": "event", "i": "me", "e": encode_event(dm)})
+        self.control({"k": "event", "i": "i1", "e": encode_event(ban)})
+        self.assertEqual(self.handler.events, [dm, ban])
 
     def test_track_remote_joins_and_leaves(self) -> None:
         """A join or leave seen on a room channel updates that instance's
@@ -347,7 +378,7 @@ class OfflineBusTests(TestCase):
         self.assertEqual(len(self.handler.delivered), 5)
 
     def test_track_keeps_the_users_of_a_snapshot(self) -> None:
-        self.bus._control_received(presence_frame("i1", {"a": [1, "a"]}, {"r": ["a"]}))
+        self.control(presence_frame("i1", {"a": [1, "a"]}, {"r": ["a"]}))
         channel = self.bus.room_channel("r").encode()
         self.bus._received(channel, self.room_frame("i1", system_message("r", "b", JOINED, 1)))
         self.assertEqual(
@@ -363,10 +394,24 @@ class OfflineBusTests(TestCase):
         self.assertEqual(self.handler.delivered[0][1].content, "hi")
 
     def test_garbage_is_logged_not_raised(self) -> None:
+        """What cannot be read is dropped with one warning each; nothing
+        reaches the handler and nothing raises."""
+        logged = self.logged()
         self.bus._received(b"unit:ctl", b"{not json")
-        self.bus._received(self.bus.room_channel("r"), b'{"i": "x", "m": {"id": 1}}')
-        self.assertEqual(self.handler.delivered, [])
-        self.assertEqual(len(self.flushLoggedErrors()), 2)
+        self.bus._received(
+            self.bus.room_channel("r"), b'{"i": "x", "m": {"id": 1, "type": "chat"}}'
+        )
+        self.control({"k": "event", "i": "x", "e": {"kind": "teleport"}})
+        self.control({"k": "event", "i": "x", "e": {"kind": "ban", "user_id": "2"}})
+        self.control({"k": "wave", "i": "x"})
+        self.assertEqual((self.handler.delivered, self.handler.events), ([], []))
+        warnings = warnings_in(logged)
+        self.assertEqual(len(warnings), 5, warnings)
+        for text, kind in zip(
+            warnings, ["JSON", "'chat'", "'teleport'", "'ban'", "'wave'"], strict=True
+        ):
+            self.assertIn(kind, text)
+        self.assertEqual(self.flushLoggedErrors(), [])
 
     def test_other_channels_ignored(self) -> None:
         self.bus._received(b"someone-else:room:r", b"{}")
@@ -460,7 +505,7 @@ class Instance:
         self.bus = RedisBus(
             f"{REDIS_URL}?prefix={prefix}", reactor, reactor, self.id, presence_ttl=presence_ttl
         )
-        self.service = ChatService(
+        self.service = build_chat_service(
             store,
             sync_hasher(),
             reactor,
@@ -842,7 +887,7 @@ class CrashedInstanceTests(TwoInstancesCase):
         )
         self.assertLess(time.monotonic() - started, 2 * self.presence_ttl + 0.5)
         self.assertEqual(redis_cli("EXISTS", self.two.bus.presence_key(self.two.id)), "0")
-        self.two.service._housekeeping.stop()
+        await self.two.service.stopService()
 
 
 class RedisOutageTests(TwoInstancesCase):

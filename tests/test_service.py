@@ -6,6 +6,7 @@ is "the next reactor turn", when queued messages are stored and delivered.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from twisted.cred.credentials import UsernamePassword
@@ -30,13 +31,22 @@ from parkchat.errors import (
     StorageFailed,
     TooManyConnections,
 )
-from parkchat.interfaces import IBus, IChatService, IParticipant
+from parkchat.events import ControlEvent, DirectMessageEvent, KickEvent, ResyncEvent
+from parkchat.handlers.rooms import CAUGHT_UP_WINDOW
+from parkchat.interfaces import IBus, IBusHandler, IChatService, IParticipant
 from parkchat.limits import Limits
-from parkchat.model import CHAT, DELETED, SYSTEM, Ban, DisconnectReason, Message
-from parkchat.service import CAUGHT_UP_WINDOW, ChatService
+from parkchat.model import CHAT, DELETED, SYSTEM, DisconnectReason, Message
 from parkchat.store.memory import MemoryStore
+from parkchat.tap import build_chat_service
 from parkchat.tokens import TokenAuthority, TokenClaims
-from tests.helpers import FakeParticipant, RecordingEncoder, make_service, sync_hasher
+from tests.helpers import (
+    FakeParticipant,
+    RecordingBus,
+    RecordingEncoder,
+    make_service,
+    sync_hasher,
+)
+from tests.test_events import SAMPLES
 
 
 class ServiceTestCase(TestCase):
@@ -91,6 +101,59 @@ class InterfaceTests(TestCase):
     def test_unattached_local_bus(self) -> None:
         """Publishing on a LocalBus before attach is a programming error."""
         self.assertRaises(RuntimeError, LocalBus().publish, "lobby", object())
+
+    def test_local_bus_passes_events_through(self) -> None:
+        """The in-process bus hands the event object itself over: nothing is
+        encoded when nothing crosses a process."""
+        received: list[object] = []
+        bus = LocalBus()
+        bus.attach(type("Handler", (), {"control": lambda self, e: received.append(e)})())
+        event = KickEvent(nickname="bob", room="lobby")
+        bus.publish_control(event)
+        self.assertIs(received[0], event)
+
+    def test_bus_handler(self) -> None:
+        """ChatService is what the bus hands events to; the test bus is an IBus."""
+        service, _, _ = make_service()
+        self.assertTrue(verifyObject(IBusHandler, service))
+        self.assertTrue(verifyObject(IBus, RecordingBus()))
+
+
+class ControlDispatchTests(TestCase):
+    """Control events from the bus reach the handler of their type."""
+
+    def setUp(self) -> None:
+        self.service, self.store, _ = make_service(instance_id="here")
+        self.bob = self.successResultOf(self.service.register("bob", "bob-secret"))
+        self.connection = FakeParticipant("bob", user_id=self.bob.id)
+        self.service.connect(self.connection)
+        self.service.join(self.connection, "lobby")
+
+    def test_every_kind_is_dispatched(self) -> None:
+        """No registered kind is left without a handler."""
+        for event, _ in SAMPLES:
+            with self.subTest(kind=event.KIND):
+                self.service.control(dataclasses.replace(event, instance="elsewhere"))
+
+    def test_own_events_were_applied_already(self) -> None:
+        """An instance's own events come back over a shared bus; all but
+        direct messages were applied when they were made."""
+        self.service.control(KickEvent(nickname="bob", room="lobby", instance="here"))
+        self.assertEqual(self.connection.removals, [])
+        self.service.control(KickEvent(nickname="bob", room="lobby", instance="there"))
+        self.assertEqual(self.connection.removals, [("lobby", "kicked by a moderator")])
+        dm = DirectMessageEvent(
+            id=1,
+            from_user_id=self.bob.id,
+            from_nickname="bob",
+            to_user_id=self.bob.id,
+            to_nickname="bob",
+            content="note to self",
+            timestamp_ms=0,
+            instance="here",
+        )
+        self.service.control(dm)
+        self.assertEqual(self.connection.directs, [dm.message])
 
 
 class JoinLeaveTests(ServiceTestCase):
@@ -180,7 +243,7 @@ class JoinLeaveTests(ServiceTestCase):
             def unsubscribe(self, room: str) -> None:
                 calls.append(("unsubscribe", room))
 
-        service = ChatService(MemoryStore(), sync_hasher(), Clock(), bus=RecordingBus())
+        service = build_chat_service(MemoryStore(), sync_hasher(), Clock(), bus=RecordingBus())
         alice, bob = FakeParticipant("alice"), FakeParticipant("bob")
         for p in (alice, bob):
             service.connect(p)
@@ -470,13 +533,19 @@ class RateLimitTests(ServiceTestCase):
         clock.advance(0)
         self.assertEqual(len(alice.received), 101)
 
-    def test_housekeeping_prunes(self) -> None:
-        """Idle users' buckets are forgotten by the periodic prune."""
-        alice = self.joined("alice")
-        self.service.post(alice, "lobby", "hi")
-        self.assertEqual(len(self.service._rate), 1)
-        self.clock.advance(60)
-        self.assertEqual(len(self.service._rate), 0)
+    def test_housekeeping_runs_every_minute(self) -> None:
+        """The periodic housekeeping runs while the service does (what each
+        handler prunes is tested with the handler): revoked tokens that have
+        expired are forgotten after a minute."""
+        self.service.revocations.revoke("old-token", 0)
+        self.clock.advance(59)
+        self.assertEqual(len(self.service.revocations), 1)
+        self.clock.advance(1)
+        self.assertEqual(len(self.service.revocations), 0)
+        self.service.stopService()
+        self.service.revocations.revoke("old-token", 0)
+        self.clock.advance(120)
+        self.assertEqual(len(self.service.revocations), 1)
 
 
 class ConnectionLimitTests(ServiceTestCase):
@@ -779,10 +848,7 @@ class ResyncTests(TestCase):
         self.clock = Clock()
         self.store = MemoryStore()
         self.bus = ControlRecordingBus()
-        self.service = ChatService(
-            self.store, sync_hasher(), self.clock, bus=self.bus, instance_id="here"
-        )
-        self.service.startService()
+        self.service, _, _ = make_service(self.store, self.clock, bus=self.bus, instance_id="here")
         self.addCleanup(self.service.stopService)
         self.alice = FakeParticipant("alice")
         self.service.connect(self.alice)
@@ -827,8 +893,9 @@ class ResyncTests(TestCase):
         [late] = [m for m in self.alice.received if m.type == CHAT and m.id == late_id]
         self.service.deliver("lobby", late)
         self.assertEqual(self.chats(), ["one", "late"])
-        self.clock.advance(CAUGHT_UP_WINDOW)
-        self.assertEqual(self.service._caught_up, set())
+        self.clock.advance(CAUGHT_UP_WINDOW)  # forgotten: another copy would show
+        self.service.deliver("lobby", late)
+        self.assertEqual(self.chats(), ["one", "late", "late"])
 
     def test_bans_made_elsewhere_apply(self) -> None:
         """Bans and unbans stored by another instance during the outage take
@@ -837,7 +904,8 @@ class ResyncTests(TestCase):
         dora = self.successResultOf(self.service.register("dora", "dora-secret"))
         connection = FakeParticipant("carl", user_id=carl.id)
         self.service.connect(connection)
-        self.service._bans[dora.id] = Ban(dora.id, "dora", "old", 0, None)
+        self.successResultOf(Deferred.fromCoroutine(self.service.ban("dora", "old")))
+        self.successResultOf(self.store.remove_ban(dora.id))
         self.successResultOf(self.store.set_ban(carl.id, "spam", 0, None))
         self.service.resync()
         self.assertEqual(connection.disconnected, [DisconnectReason.BANNED])
@@ -890,12 +958,12 @@ class ResyncTests(TestCase):
         self.post("one")
         self.stored_elsewhere("missed")
         self.service.bus_recovered()
-        self.assertEqual([e["kind"] for e in self.bus.controls], ["resync"])
+        self.assertEqual(self.bus.controls, [ResyncEvent(instance="here")])
         self.assertEqual(self.chats(), ["one", "missed"])
         self.stored_elsewhere("missed again")
-        self.service.control({"kind": "resync", "instance": "here"})
+        self.service.control(ResyncEvent(instance="here"))
         self.assertEqual(self.chats(), ["one", "missed"])
-        self.service.control({"kind": "resync", "instance": "there"})
+        self.service.control(ResyncEvent(instance="there"))
         self.assertEqual(self.chats(), ["one", "missed", "missed again"])
 
     def test_single_instance_keeps_no_ring(self) -> None:
@@ -904,11 +972,11 @@ class ResyncTests(TestCase):
         self.addCleanup(service.stopService)
         alice = FakeParticipant("alice")
         service.connect(alice)
-        service.join(alice, "lobby")
+        room = service.join(alice, "lobby")
         d = service.post(alice, "lobby", "hi")
         clock.advance(0)
         self.successResultOf(d)
-        self.assertIsNone(service._rooms["lobby"].seen_floor())
+        self.assertIsNone(room.seen_floor())
 
 
 async def _raise(error: Exception) -> Any:
@@ -921,10 +989,10 @@ class ControlRecordingBus(LocalBus):
 
     def __init__(self) -> None:
         super().__init__()
-        self.controls: list[dict[str, Any]] = []
+        self.controls: list[ControlEvent] = []
 
-    def publish_control(self, event: dict[str, Any]) -> None:
-        self.controls.append(dict(event))
+    def publish_control(self, event: ControlEvent) -> None:
+        self.controls.append(event)
         super().publish_control(event)
 
 

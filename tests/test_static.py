@@ -24,15 +24,30 @@ from twisted.web.iweb import IResponse
 from twisted.web.resource import IResource
 from twisted.web.server import Site
 
-from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.web.page import STATIC_DIR, SiteRoot, StaticFiles, content_security_policy
-from parkchat.web.site import make_site
-from tests.helpers import make_service
+from tests.helpers import make_service, site_for
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The checkout's copy (in CI, STATIC_DIR is the installed package's copy).
 SOURCE_STATIC = ROOT / "parkchat" / "web" / "static"
-PAGE_FILES = ("index.html", "app.js", "connection.js", "dom.js", "style.css", "favicon.svg")
+#: The page's ES modules: app.js is the entry point, the others its parts
+#: (docs/browser.md, "How the page is built").
+PAGE_MODULES = (
+    "app.js",
+    "account.js",
+    "api.js",
+    "client.js",
+    "composer.js",
+    "connection.js",
+    "conversations.js",
+    "direct.js",
+    "dom.js",
+    "render.js",
+    "rooms.js",
+    "session.js",
+    "view.js",
+)
+PAGE_FILES = ("index.html", *PAGE_MODULES, "style.css", "favicon.svg")
 
 
 class LoopbackCase(TestCase):
@@ -61,7 +76,7 @@ class StubCase(LoopbackCase):
     def setUp(self) -> None:
         self.service, _, _ = make_service()
         self.addCleanup(self.service.stopService)
-        self.serve(make_site(self.service, RoomSocketFactory(self.service)).resource)
+        self.serve(site_for(self.service).resource)
 
     def header(self, response: IResponse, name: str) -> str | None:
         values = response.headers.getRawHeaders(name)
@@ -121,9 +136,7 @@ class PageTests(StubCase):
         """JavaScript modules must be served as JavaScript (browsers refuse
         a module with another type when nosniff is set)."""
         for path, content_type in (
-            ("/app.js", "text/javascript; charset=utf-8"),
-            ("/connection.js", "text/javascript; charset=utf-8"),
-            ("/dom.js", "text/javascript; charset=utf-8"),
+            *((f"/{name}", "text/javascript; charset=utf-8") for name in PAGE_MODULES),
             ("/style.css", "text/css; charset=utf-8"),
             ("/favicon.svg", "image/svg+xml"),
         ):
@@ -275,6 +288,39 @@ class PageSourceTests(TestCase):
         for path in STATIC_DIR.glob("*.js"):
             for target in re.findall(r'from\s+"\./([^"]+)"', path.read_text(encoding="utf-8")):
                 self.assertTrue((STATIC_DIR / target).is_file(), f"{path.name} imports {target}")
+
+    def test_every_module_is_listed_and_loaded(self) -> None:
+        """The modules are the ones listed above (so their content type is
+        checked), and every one is imported, directly or not, by app.js, the
+        page's only script: none is dead, none is loaded some other way."""
+        modules = sorted(p.name for p in SOURCE_STATIC.glob("*.js"))
+        self.assertEqual(modules, sorted(PAGE_MODULES))
+        reached: set[str] = set()
+        todo = ["app.js"]
+        while todo:
+            name = todo.pop()
+            if name in reached:
+                continue
+            reached.add(name)
+            source = (SOURCE_STATIC / name).read_text(encoding="utf-8")
+            todo += re.findall(r'from\s+"\./([^"]+)"', source)
+        self.assertEqual(sorted(reached), modules)
+
+    def test_no_module_level_state(self) -> None:
+        """State lives in objects that app.js creates and hands around: no
+        module has top-level ``let``/``var`` or a top-level mutable
+        ``const`` (a Map, an array, an object that is not frozen), and only
+        app.js runs anything when it is imported. (Top level is column 0:
+        the modules are formatted that way.)"""
+        mutable = re.compile(r"(export\s+)?(let|var)\b|(export\s+)?const\s+\w+\s*=\s*(new\b|\[|\{)")
+        statement = re.compile(r"[A-Za-z_$][\w$.]*\s*\(")
+        for name in PAGE_MODULES:
+            lines = (SOURCE_STATIC / name).read_text(encoding="utf-8").splitlines()
+            for number, line in enumerate(lines, 1):
+                where = f"{name}:{number}: {line}"
+                self.assertIsNone(mutable.match(line), where)
+                if name != "app.js":
+                    self.assertIsNone(statement.match(line), where)
 
     def test_every_file_is_shipped(self) -> None:
         """setup.cfg ships the directory (in CI, where parkchat is a normal

@@ -1,8 +1,10 @@
 """The MaChat stream protocol (MISSION section B), in memory.
 
-The behaviour every MaChat client relies on is written once, in
-``StreamBehaviour`` and ``LimitBehaviour``, and run for both carriers of
-``StreamSession``:
+The room behaviour every surface shares (members receive, order, storage,
+content errors, rate limit) is in tests/test_surfaces.py, run over TCP and
+/mychat with the WebSocket surfaces. What every MaChat client relies on
+beyond that is written once, in ``StreamBehaviour`` and ``LimitBehaviour``,
+and run for both carriers of ``StreamSession``:
 
 * ``LineCarrier``: a raw byte client (what ``nc`` is) connected to a
   ``LineChatProtocol`` from ``LineChatFactory`` over ``twisted.test.iosim``;
@@ -49,8 +51,14 @@ from parkchat.protocols.stream import HELP, LineEncoder, StreamOptions, render_l
 from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.service import ChatService
 from parkchat.store.memory import MemoryStore
-from parkchat.web.site import make_site
-from tests.helpers import TEST_ROUNDS, FakeParticipant, make_service, settle_pumps
+from tests.helpers import (
+    TEST_ROUNDS,
+    FakeParticipant,
+    adapter_context,
+    make_service,
+    settle_pumps,
+    site_for,
+)
 
 START = 1_757_345_400.0
 HTTP_SERVER = IPv4Address("TCP", "127.0.0.1", 8080)
@@ -215,12 +223,15 @@ class StreamCase(TestCase):
         self.clock = Clock()
         self.clock.advance(START)
         self.service, self.store = self.make_chat_service()
-        self.line_factory = LineChatFactory(self.service, self.clock, self.options)
-        self.ws_factory = RoomSocketFactory(self.service, ping_interval=0, handshake_timeout=0)
+        context = adapter_context(self.service, self.clock)
+        self.line_factory = LineChatFactory(
+            context, self.options, max_connections_per_ip=self.limits.max_connections_per_ip
+        )
+        self.ws_factory = RoomSocketFactory(context, ping_interval=0, handshake_timeout=0)
         self.ws_factory._batched_timer = clock_timer(self.clock)
-        self.mychat_factory = MyChatFactory(self.service, self.clock, self.options, ping_interval=0)
+        self.mychat_factory = MyChatFactory(context, self.options, ping_interval=0)
         self.mychat_factory._batched_timer = clock_timer(self.clock)
-        self.site = make_site(self.service, self.ws_factory, self.mychat_factory, access_log=False)
+        self.site = site_for(self.service, self.ws_factory, self.mychat_factory, access_log=False)
         self.site._reactor = self.clock
         self.pumps: list[iosim.IOPump] = []
         self.endings: list[Any] = []
@@ -393,26 +404,6 @@ class StreamBehaviour(StreamHelpers):
         self.settle()
         self.assertEqual(mina.take(), ["Mina:hello there"])
 
-    def test_every_member_receives(self) -> None:
-        """Every member of the room, the sender included, gets the line; a
-        member of another room does not."""
-        alice = self.join("alice")
-        bob = self.join("bob")
-        carol = self.join("carol", "elsewhere")
-        bob.send_line("hi all")
-        self.settle()
-        self.assertEqual(alice.take(), ["bob:hi all"])
-        self.assertEqual(bob.take(), ["bob:hi all"])
-        self.assertEqual(carol.take(), [])
-
-    def test_order_kept(self) -> None:
-        """Lines from one client arrive in the order they were sent."""
-        alice = self.join("alice")
-        for n in range(5):
-            alice.send_line(f"line {n}")
-        self.settle()
-        self.assertEqual(alice.take(), [f"alice:line {n}" for n in range(5)])
-
     def test_lines_with_handshake_not_lost(self) -> None:
         """Lines that arrive together with the handshake are posted (the Go
         seed loses them)."""
@@ -457,41 +448,6 @@ class StreamBehaviour(StreamHelpers):
         zoe.send_line("naïve ☕ 🎉")
         self.settle()
         self.assertEqual(zoe.take(), ["Zoë:naïve ☕ 🎉"])
-
-    def test_messages_stored(self) -> None:
-        """Stream messages are stored as chat messages of the room, a guest's
-        without a user id."""
-        alice = self.join("alice")
-        alice.send_line("keep me")
-        self.settle()
-        [stored] = self.history()
-        self.assertEqual(
-            (stored.nickname, stored.content, stored.type, stored.user_id),
-            ("alice", "keep me", CHAT, None),
-        )
-        self.assertTrue(stored.id > 0)
-
-    def test_content_too_long(self) -> None:
-        """A message over the content limit gets an error line; the
-        connection stays and the next message works."""
-        alice = self.join("alice")
-        alice.send_line("x" * (MAX_CONTENT + 1))
-        alice.send_line("short")
-        self.settle()
-        lines = alice.take()
-        self.assertEqual(len(lines), 2)
-        self.assertTrue(lines[0].startswith("*** error (content_too_long): "))
-        self.assertEqual(lines[1], "alice:short")
-        self.assertFalse(alice.closed)
-
-    def test_control_characters_refused(self) -> None:
-        """Control characters in a message are refused with an error line."""
-        alice = self.join("alice")
-        alice.send_line("bell\x07")
-        self.settle()
-        [line] = alice.take()
-        self.assertTrue(line.startswith("*** error (invalid_content): "))
-        self.assertFalse(alice.closed)
 
     # -- shared rooms ----------------------------------------------------------
 
@@ -923,24 +879,6 @@ class LimitBehaviour(StreamHelpers):
     service: Any
     history: Any
 
-    def test_rate_limit(self) -> None:
-        """Past the burst a line gets an error line and is dropped; the
-        connection stays and tokens come back with time."""
-        mina = self.join("mina")
-        for text in ("one", "two", "three"):
-            mina.send_line(text)
-            self.settle()
-        self.assertEqual(
-            mina.take(),
-            ["mina:one", "mina:two", "*** error (rate_limited): too many messages: slow down"],
-        )
-        self.assertFalse(mina.closed)
-        self.assertEqual([m.content for m in self.history()], ["one", "two"])
-        self.advance(1)
-        mina.send_line("four")
-        self.settle()
-        self.assertEqual(mina.take(), ["mina:four"])
-
     def test_rate_limit_per_name(self) -> None:
         """An account's connections share one bucket."""
         self.service.register("alice", "pw-alice")
@@ -1004,17 +942,13 @@ class SlowCheckBehaviour(StreamHelpers):
     def make_chat_service(self) -> tuple[ChatService, Any]:
         self.hasher = HeldHasher()
         store = MemoryStore()
-        service = ChatService(
-            store,
-            self.hasher,
-            self.clock,
-            limits=self.limits,
-            credential_cache=VerifiedCredentials(self.clock),
+        cache = VerifiedCredentials(self.clock)
+        service, _, _ = make_service(
+            store, self.clock, self.limits, hasher=self.hasher, credential_cache=cache
         )
-        service.startService()
         self.hasher.holding = False
         service.register("alice", "pw-alice")
-        service.accounts.cache.clear()  # registration warms it; these tests need a real check
+        cache.clear()  # registration warms it; these tests need a real check
         self.hasher.holding = True
         return service, store
 
@@ -1372,7 +1306,9 @@ class LineProtocolTests(SynchronousTestCase):
         self.service, self.store, self.clock = make_service(
             limits=Limits(rate_limit=0, max_connections_per_ip=2)
         )
-        self.factory = LineChatFactory(self.service, self.clock)
+        self.factory = LineChatFactory(
+            adapter_context(self.service, self.clock), max_connections_per_ip=2
+        )
         self.next_port = 50000
 
     def connect(self, host: str = "192.0.2.1") -> tuple[LineChatProtocol, StringTransport]:
@@ -1434,7 +1370,7 @@ class LineProtocolTests(SynchronousTestCase):
     def test_no_address_limit(self) -> None:
         """A per-address limit of 0 means no limit."""
         service, _, clock = make_service(limits=Limits(max_connections_per_ip=0))
-        factory = LineChatFactory(service, clock)
+        factory = LineChatFactory(adapter_context(service, clock), max_connections_per_ip=0)
         self.assertIsNotNone(factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1)))
 
 

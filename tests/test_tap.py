@@ -14,6 +14,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, IServiceCollection, MultiService, loadApplication
 from twisted.internet import endpoints
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import globalLogPublisher
 from twisted.python import usage
 from twisted.python.systemd import ListenFDs
 from twisted.trial.unittest import TestCase
@@ -21,6 +22,8 @@ from twisted.web.server import Site
 
 from parkchat import tap
 from parkchat.config import SETTINGS, Settings
+from parkchat.protocols import fastpath
+from parkchat.protocols.fastpath import CHECKED_AUTOBAHN, CHECKED_TWISTED, Versions
 from parkchat.protocols.line import LineChatFactory
 from parkchat.protocols.policies import AddressLimitedFactory
 from parkchat.service import ChatService
@@ -272,10 +275,68 @@ class MakeServiceTests(TapTestCase):
         self.assertEqual(http.factory.address_limit.limit, 7)
         site = http.factory.wrappedFactory
         self.assertEqual(site.timeOut, 9)
-        policy = line.factory.wrappedFactory.slow_readers
+        context = line.factory.wrappedFactory.context
+        policy = context.slow_readers
         self.assertEqual((policy.timeout, policy.max_buffer), (5, 1000))
         ws_root = site.resource.children[b"ws"]
-        self.assertIs(ws_root.app_factory.slow_readers, policy)
+        self.assertIs(ws_root.app_factory.context, context)
+        self.assertIs(ws_root.room_socket.factory.context, context)
+
+    def test_adapters_share_one_context(self) -> None:
+        """Every protocol factory gets the one AdapterContext (the service,
+        its metrics, the reactor, one slow-reader policy, the trusted
+        proxies) and its own limit values, by constructor."""
+        top, reactor = self.make(
+            "--db", ":memory:", "--port", LOCAL, "--tcp", "tcp:8989",
+            "--trusted-proxies", "10.0.0.0/8", "--max-connections-per-ip", "3",
+            "--rate-limit-strict", "yes",
+        )  # fmt: skip
+        http, line = list(top)[2:]
+        assert isinstance(http, StreamServerEndpointService)
+        assert isinstance(line, StreamServerEndpointService)
+        service = top.getServiceNamed("chat")
+        line_factory = line.factory.wrappedFactory
+        context = line_factory.context
+        self.assertIs(context.service, service)
+        self.assertIs(context.metrics, service.metrics)
+        self.assertIs(context.clock, reactor)
+        self.assertTrue(context.trusted_proxies.trusts("10.1.2.3"))
+        self.assertEqual(line_factory.max_connections_per_ip, 3)
+        root = http.factory.wrappedFactory.resource
+        ws_root = root.children[b"ws"]
+        for factory in (
+            ws_root.room_socket.factory,
+            ws_root.app_factory,
+            root.children[b"mychat"]._factory,
+        ):
+            self.assertIs(factory.context, context)
+        self.assertTrue(ws_root.app_factory.rate_strict)
+        self.assertIs(ws_root.portal, service.portal)
+
+    def test_transport_paths_by_version(self) -> None:
+        """The transport paths are chosen once, by the installed Twisted and
+        Autobahn: on checked versions the fast ones, quietly; on others the
+        public-API ones for every factory and the slow-reader policy, with
+        one warning."""
+        events: list[dict[str, Any]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+
+        def paths(versions: Versions) -> Any:
+            self.patch(Versions, "installed", classmethod(lambda cls: versions))
+            del events[:]
+            top, _ = self.make("--db", ":memory:", "--tcp", "tcp:8989")
+            warnings = [e for e in events if "fast paths" in e.get("log_format", "")]
+            line = list(top)[-1]
+            assert isinstance(line, StreamServerEndpointService)
+            context = line.factory.wrappedFactory.context
+            self.assertIs(context.slow_readers._buffered.__self__, context.paths)
+            return context.paths, len(warnings)
+
+        self.assertEqual(
+            paths(Versions(CHECKED_TWISTED[0], CHECKED_AUTOBAHN[0])), (fastpath.FAST, 0)
+        )
+        self.assertEqual(paths(Versions("99.1.0", CHECKED_AUTOBAHN[0])), (fastpath.PLAIN, 1))
 
     def test_memory_db(self) -> None:
         """``--db :memory:`` uses the in-memory store and creates no file."""

@@ -22,11 +22,9 @@ from twisted.web.iweb import IResponse
 from parkchat.auth import PasswordHasher, VerifiedCredentials, check_password_blocking
 from parkchat.limits import Limits
 from parkchat.model import Message
-from parkchat.protocols.websocket import RoomSocketFactory
-from parkchat.service import ChatService
 from parkchat.store.memory import MemoryStore
-from parkchat.web.site import make_site
-from tests.helpers import TEST_ROUNDS, FakeParticipant, make_service
+from parkchat.tap import build_chat_service
+from tests.helpers import TEST_ROUNDS, FakeParticipant, make_service, site_for
 
 BASE = "http://parkchat.test"
 
@@ -52,7 +50,7 @@ class RestCase(TestCase):
         self.clock.advance(START)
         self.service, self.store, _ = make_service(clock=self.clock, limits=self.limits)
         self.addCleanup(self.service.stopService)
-        self.site = make_site(self.service, RoomSocketFactory(self.service), access_log=False)
+        self.site = site_for(self.service, access_log=False)
         self.stub: Any = StubTreq(self.site.resource)
 
     def request(
@@ -463,18 +461,19 @@ class CredentialCacheTests(TestCase):
                 self.checks.append("check")
             return maybeDeferred(f, *args)
 
-        self.service = ChatService(
+        self.cache = VerifiedCredentials(self.clock, ttl=300)
+        self.service = build_chat_service(
             MemoryStore(),
             PasswordHasher(run, rounds=TEST_ROUNDS),
             self.clock,
-            credential_cache=VerifiedCredentials(self.clock, ttl=300),
+            credential_cache=self.cache,
         )
         self.service.startService()
         self.addCleanup(self.service.stopService)
-        site = make_site(self.service, RoomSocketFactory(self.service), access_log=False)
+        site = site_for(self.service, access_log=False)
         self.stub: Any = StubTreq(site.resource)
         self.successResultOf(self.service.register("alice", "s3cret"))
-        self.service.accounts.cache.clear()  # start cold, as after a restart
+        self.cache.clear()  # start cold, as after a restart
 
     def get(self, password: str) -> int:
         d = self.stub.get(

@@ -30,9 +30,9 @@ from txaio._common import _BatchedTimer
 
 from parkchat.limits import Limits
 from parkchat.model import User
+from parkchat.protocols.participant import AdapterContext
 from parkchat.protocols.websocket import RoomSocketFactory, RoomSocketProtocol
-from parkchat.web.site import make_site
-from tests.helpers import FakeParticipant, make_service, settle_pumps
+from tests.helpers import FakeParticipant, adapter_context, make_service, settle_pumps, site_for
 
 START = 1_757_345_400.0
 SERVER = IPv4Address("TCP", "127.0.0.1", 8080)
@@ -99,13 +99,13 @@ class WebSocketCase(TestCase):
         self.clock.advance(START)
         self.service, self.store, _ = make_service(clock=self.clock, limits=self.limits)
         self.factory = RoomSocketFactory(
-            self.service,
+            self.context(),
             max_message_size=self.max_message_size,
             ping_interval=0,
             handshake_timeout=0,
         )
         self.factory._batched_timer = clock_timer(self.clock)
-        self.site = make_site(self.service, self.factory, access_log=False)
+        self.site = site_for(self.service, self.factory, access_log=False)
         self.site._reactor = self.clock  # type: ignore[attr-defined]  # HTTP timeouts on the fake clock
         self.pumps: list[iosim.IOPump] = []
         self.clients: list[RecordingClient] = []
@@ -114,6 +114,10 @@ class WebSocketCase(TestCase):
         self.passwords: dict[str, str] = {}
         for nickname in ("alice", "bob", "carol"):
             self.register(nickname)
+
+    def context(self) -> AdapterContext:
+        """What the factory is given (tap.makeService's wiring, on the clock)."""
+        return adapter_context(self.service, self.clock)
 
     def register(self, nickname: str, password: str | None = None) -> User:
         password = password if password is not None else f"{nickname}-pw"
@@ -642,7 +646,7 @@ class ProtocolTests(TestCase):
 
         service, _, _ = make_service()
         self.addCleanup(service.stopService)
-        factory = RoomSocketFactory(service)
+        factory = RoomSocketFactory(adapter_context(service))
         protocol = factory.bound(User(1, "alice"), "lobby").buildProtocol(SERVER)
         self.assertIsInstance(protocol, RoomSocketProtocol)
         self.assertTrue(verifyObject(IParticipant, protocol))

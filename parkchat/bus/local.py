@@ -6,6 +6,7 @@ from typing import Any
 
 from zope.interface import implementer
 
+from parkchat.events import ControlEvent
 from parkchat.interfaces import IBus, IBusHandler
 
 
@@ -33,8 +34,8 @@ class LocalBus:
     def publish(self, room: str, message: Any) -> None:
         self._target().deliver(room, message)
 
-    def publish_control(self, event: dict[str, Any]) -> None:
-        self._target().control(event)
+    def publish_control(self, event: ControlEvent) -> None:
+        self._target().control(event)  # the object itself: nothing to encode
 
     def presence_changed(self) -> None:
         pass

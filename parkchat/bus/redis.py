@@ -21,13 +21,13 @@ are delivered locally and nothing crosses instances; txredisapi reconnects by
 itself and the subscriber subscribes again. Once both connections work again
 the handler hears of it (``bus_recovered``): the service then delivers to its
 members, from the database, the room messages stored elsewhere meanwhile, and
-asks the other instances to do the same (``ChatService.resync``). Events that
-are not stored (joins, leaves, direct messages, kicks) are not caught up.
+asks the other instances to do the same (``parkchat.handlers.resync``). Events
+that are not stored (joins, leaves, direct messages, kicks) are not caught up.
+What crosses Redis is encoded and decoded by ``parkchat.events`` only.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -42,6 +42,19 @@ from zope.interface import implementer
 
 import txredisapi
 
+from parkchat.events import (
+    ControlEvent,
+    ControlFrame,
+    Goodbye,
+    PresenceAnnouncement,
+    announcement_frame,
+    event_frame,
+    presence_record,
+    read_control_frame,
+    read_presence_record,
+    read_room_frame,
+    room_frame,
+)
 from parkchat.interfaces import IBus, IBusHandler
 from parkchat.model import JOINED, SYSTEM, Message
 
@@ -88,34 +101,6 @@ def parse_redis_url(url: str) -> dict[str, Any]:
         "password": unquote(parts.password) if parts.password else None,
         "prefix": prefix,
     }
-
-
-def message_to_wire(message: Message) -> dict[str, Any]:
-    return {
-        "id": message.id,
-        "room": message.room,
-        "nickname": message.nickname,
-        "content": message.content,
-        "ts": message.timestamp_ms,
-        "type": message.type,
-        "user_id": message.user_id,
-        "event": message.event,
-        "origin": message.origin,
-    }
-
-
-def message_from_wire(data: dict[str, Any]) -> Message:
-    return Message(
-        id=int(data["id"]),
-        room=str(data["room"]),
-        nickname=str(data["nickname"]),
-        content=str(data["content"]),
-        timestamp_ms=int(data["ts"]),
-        type=str(data["type"]),
-        user_id=data.get("user_id"),
-        event=data.get("event"),
-        origin=data.get("origin"),
-    )
 
 
 def _no_delay(transport: Any) -> None:
@@ -257,7 +242,7 @@ class RedisBus(Service):
             try:
                 await self._commands.delete(self.presence_key(self.instance_id))
                 await self._commands.publish(
-                    self.control_channel, json.dumps({"k": "bye", "i": self.instance_id})
+                    self.control_channel, announcement_frame(Goodbye(self.instance_id))
                 )
             except Exception:
                 _log.failure("saying goodbye on Redis failed")
@@ -320,17 +305,15 @@ class RedisBus(Service):
         if held is not None:
             held.append(message)
             return
-        payload = json.dumps({"i": self.instance_id, "m": message_to_wire(message)})
-        d = self._commands.publish(self.room_channel(room), payload)
+        d = self._commands.publish(self.room_channel(room), room_frame(self.instance_id, message))
         d.addErrback(self._publish_failed, lambda: self._target().deliver(room, message))
 
-    def publish_control(self, event: dict[str, Any]) -> None:
+    def publish_control(self, event: ControlEvent) -> None:
         if not self.live:
             self._outage = True
             self._target().control(event)
             return
-        payload = json.dumps({"k": "event", "i": self.instance_id, "e": event})
-        d = self._commands.publish(self.control_channel, payload)
+        d = self._commands.publish(self.control_channel, event_frame(self.instance_id, event))
         d.addErrback(self._publish_failed, lambda: self._target().control(event))
 
     def presence_changed(self) -> None:
@@ -387,33 +370,38 @@ class RedisBus(Service):
             self._recheck = self.clock.callLater(1.0, self._check_recovered)
 
     def _received(self, channel: Any, raw: Any) -> None:
-        try:
-            if isinstance(channel, bytes):
-                channel = channel.decode("utf-8")
-            data = json.loads(raw)
-            if channel == self.control_channel:
-                self._control_received(data)
-            elif channel.startswith(self.prefix + "room:"):
-                room = channel[len(self.prefix + "room:") :]
-                message = message_from_wire(data["m"])
-                if message.type == SYSTEM and data.get("i") != self.instance_id:
-                    self._track(str(data.get("i")), room, message)
-                self._target().deliver(room, message)
-        except Exception:
-            _log.failure("bad message on Redis channel {channel}", channel=channel)
+        """A frame from Redis. What the codec cannot read it logs and drops;
+        what it can is handed over, and a failure there is a bug that
+        surfaces (no blanket ``except`` around the handler)."""
+        if isinstance(channel, bytes):
+            channel = channel.decode("utf-8", "replace")
+        if channel == self.control_channel:
+            frame = read_control_frame(raw)
+            if frame is not None:
+                self._control_received(frame)
+        elif channel.startswith(self.prefix + "room:"):
+            read = read_room_frame(raw)
+            if read is None:
+                return
+            instance, message = read
+            room = channel[len(self.prefix + "room:") :]
+            if message.type == SYSTEM and instance != self.instance_id:
+                self._track(instance, room, message)
+            self._target().deliver(room, message)
 
-    def _control_received(self, data: dict[str, Any]) -> None:
-        kind = data.get("k")
-        instance = str(data.get("i"))
-        if kind == "event":
-            self._target().control(data["e"])
-        elif instance == self.instance_id:
+    def _control_received(self, frame: ControlFrame) -> None:
+        if isinstance(frame, ControlEvent):
+            self._target().control(frame)
+        elif frame.instance == self.instance_id:
             return
-        elif kind == "presence":
-            self._remote[instance] = (data["p"], self.clock.seconds() + self.presence_ttl)
+        elif isinstance(frame, PresenceAnnouncement):
+            self._remote[frame.instance] = (
+                frame.snapshot,
+                self.clock.seconds() + self.presence_ttl,
+            )
             self._merge()
-        elif kind == "bye":
-            self._remote.pop(instance, None)
+        else:
+            self._remote.pop(frame.instance, None)
             self._merge()
 
     # -- presence --------------------------------------------------------------
@@ -440,14 +428,15 @@ class RedisBus(Service):
         if not self.live or self._handler is None:
             return
         snapshot = self._handler.presence_snapshot()
-        encoded = json.dumps(snapshot)
         d = self._commands.set(
-            self.presence_key(self.instance_id), encoded, expire=int(self.presence_ttl)
+            self.presence_key(self.instance_id),
+            presence_record(snapshot),
+            expire=int(self.presence_ttl),
         )
         d.addCallback(
             lambda _: self._commands.publish(
                 self.control_channel,
-                json.dumps({"k": "presence", "i": self.instance_id, "p": snapshot}),
+                announcement_frame(PresenceAnnouncement(self.instance_id, snapshot)),
             )
         )
         if scan:
@@ -470,9 +459,10 @@ class RedisBus(Service):
             values = await self._commands.mget(keys)
             expires = self.clock.seconds() + self.presence_ttl
             for key, value in zip(keys, values, strict=True):
-                if value:
+                snapshot = read_presence_record(value) if value else None
+                if snapshot is not None:
                     instance = key[len(self.prefix + "presence:") :]
-                    remote[instance] = (json.loads(value), expires)
+                    remote[instance] = (snapshot, expires)
         self._remote = remote
         self._merge()
 

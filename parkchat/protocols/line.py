@@ -11,15 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 
 from parkchat.errors import InvalidRequest
-from parkchat.protocols.policies import SlowReaderPolicy
+from parkchat.protocols.participant import CLOSE_NORMAL, AdapterContext
 from parkchat.protocols.stream import LineEncoder, StreamOptions, StreamSession
-from parkchat.protocols.writes import TurnWriter
-from parkchat.service import ChatService
 
 
 class LineChatProtocol(Protocol):
@@ -39,9 +36,9 @@ class LineChatProtocol(Protocol):
 
     def connectionMade(self) -> None:
         f = self.factory
-        self.session = StreamSession(f.service, self, f.encoder, f.clock, f.options)
-        if f.slow_readers is not None:
-            f.slow_readers.watch(self.transport, self._too_slow)
+        self.session = StreamSession(f.context, self, f.encoder, f.options)
+        if f.context.slow_readers is not None:
+            f.context.slow_readers.watch(self.transport, self._too_slow)
 
     def _too_slow(self, reason: str) -> None:
         # Its buffer is full: a goodbye line would not arrive either.
@@ -95,22 +92,22 @@ class LineChatProtocol(Protocol):
 
     # -- Carrier -----------------------------------------------------------
 
-    # Room lines go through the factory's TurnWriter (sent once per reactor
-    # turn, see parkchat.protocols.writes); anything else written to the
-    # socket, and closing it, comes after what it holds.
+    # Room lines go through the factory's writer (on the fast paths sent
+    # once per reactor turn, see parkchat.protocols.fastpath); anything else
+    # written to the socket, and closing it, comes after what it holds.
 
     def write_text(self, text: str) -> None:
         if self.transport is not None:
-            self.factory.turn_writer.release(self.transport)
+            self.factory.writer.release(self.transport)
             self.transport.write((text + "\n").encode("utf-8"))
 
     def send_payload(self, payload: Any) -> None:
         if self.transport is not None:
-            self.factory.turn_writer.write(self.transport, payload)
+            self.factory.writer.write(self.transport, payload)
 
-    def close(self, code: int = 1000) -> None:
+    def close(self, code: int = CLOSE_NORMAL) -> None:
         if self.transport is not None:
-            self.factory.turn_writer.release(self.transport)
+            self.factory.writer.release(self.transport)
             self.transport.loseConnection()
 
 
@@ -118,25 +115,27 @@ class LineChatFactory(Factory):
     """Builds TCP line clients; holds the settings they share."""
 
     protocol = LineChatProtocol  # type: ignore[assignment]
-    #: Closes clients that stop reading (set by ``tap.makeService``).
-    slow_readers: SlowReaderPolicy | None = None
 
     def __init__(
         self,
-        service: ChatService,
-        clock: IReactorTime,
+        context: AdapterContext,
         options: StreamOptions | None = None,
+        *,
+        max_connections_per_ip: int = 0,
     ) -> None:
-        self.service = service
-        self.clock = clock
-        self.turn_writer = TurnWriter(clock)
+        self.context = context
+        #: Where room lines go (``fastpath.TurnWriter`` or ``PlainWriter``).
+        self.writer = context.paths.writer(context.clock)
         self.encoder = LineEncoder()
         self.options = options if options is not None else StreamOptions()
+        #: Registered connections from one address past which it is refused
+        #: (0: no limit).
+        self.max_connections_per_ip = max_connections_per_ip
 
     def buildProtocol(self, addr: Any) -> Any:
         host = getattr(addr, "host", "")
-        limit = self.service.limits.max_connections_per_ip
-        if limit and self.service.connections_from(host) >= limit:
-            self.service.metrics.connection_refused()
+        limit = self.max_connections_per_ip
+        if limit and self.context.service.connections_from(host) >= limit:
+            self.context.metrics.connection_refused()
             return None  # refuse before spending anything on it
         return super().buildProtocol(addr)

@@ -11,20 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory
-from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from parkchat.errors import InvalidRequest
 from parkchat.interfaces import IEncoder
 from parkchat.model import CHAT, SYSTEM, Message
+from parkchat.protocols.fastpath import close_with
+from parkchat.protocols.participant import CLOSE_GOING_AWAY, CLOSE_NORMAL, AdapterContext
+from parkchat.protocols.sockets import ParkchatServerProtocol, ParkchatSocketFactory
 from parkchat.protocols.stream import StreamOptions, StreamSession, render_lines
-from parkchat.protocols.websocket import (
-    ParkchatServerProtocol,
-    ParkchatSocketFactory,
-    close_with,
-    write_prepared,
-)
-from parkchat.service import ChatService
 
 
 @implementer(IEncoder)
@@ -51,7 +46,7 @@ class MyChatProtocol(ParkchatServerProtocol):
 
     def onOpen(self) -> None:
         f = self.factory
-        self.session = StreamSession(f.service, self, f.encoder, f.clock, f.options)
+        self.session = StreamSession(f.context, self, f.encoder, f.options)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if self.session is None:
@@ -76,16 +71,16 @@ class MyChatProtocol(ParkchatServerProtocol):
 
     def send_payload(self, payload: Any) -> None:
         if not self._closing:
-            write_prepared(self, payload)
+            self.write_prepared(payload)
 
-    def close(self, code: int = 1000) -> None:
+    def close(self, code: int = CLOSE_NORMAL) -> None:
         if self._closing:
             return
         self._closing = True
-        if code == 1000:
-            self.sendClose(1000)
+        if code == CLOSE_NORMAL:
+            self.sendClose(CLOSE_NORMAL)
         else:
-            close_with(self, code, "goodbye" if code == 1001 else "refused")
+            close_with(self, code, "goodbye" if code == CLOSE_GOING_AWAY else "refused")
 
 
 class MyChatFactory(ParkchatSocketFactory):
@@ -95,8 +90,7 @@ class MyChatFactory(ParkchatSocketFactory):
 
     def __init__(
         self,
-        service: ChatService,
-        clock: IReactorTime,
+        context: AdapterContext,
         options: StreamOptions | None = None,
         *,
         max_message_size: int = 65536,
@@ -105,11 +99,10 @@ class MyChatFactory(ParkchatSocketFactory):
     ) -> None:
         self.options = options if options is not None else StreamOptions()
         super().__init__(
+            context,
             max_message_size=max_message_size,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             handshake_timeout=self.options.handshake_timeout,
         )
-        self.service = service
-        self.clock = clock
         self.encoder = PreparedLinesEncoder(self)

@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import WrappingFactory
 from zope.interface import implementer
 
-from parkchat.protocols.writes import buffered_bytes
+from parkchat.protocols.fastpath import buffered_bytes
 from parkchat.proxies import TrustedProxies
 
 _log = Logger()
@@ -69,6 +69,8 @@ class SlowReaderPolicy:
 
     ``on_slow(reason)`` of the connection is called once when it trips;
     ``timeout`` 0 or ``max_buffer`` 0 turns that check off (both 0: off).
+    ``buffered(transport)`` says how many bytes wait in a transport, or None
+    when that cannot be known (``TransportPaths.buffered_bytes``).
     """
 
     def __init__(
@@ -76,10 +78,12 @@ class SlowReaderPolicy:
         clock: IReactorTime,
         timeout: float = 30.0,
         max_buffer: int = 4 * MiB,
+        buffered: Callable[[Any], int | None] = buffered_bytes,
     ) -> None:
         self.clock = clock
         self.timeout = timeout
         self.max_buffer = max_buffer
+        self._buffered = buffered
         #: Connections closed for being too slow, since the start.
         self.disconnected = 0
         self._paused_since: dict[_Guard, float] = {}
@@ -117,7 +121,7 @@ class SlowReaderPolicy:
             if self.timeout > 0 and not self._loop.running:
                 self._loop.start(self.interval, now=False)
         if self.max_buffer > 0:
-            size = buffered_bytes(guard.transport)
+            size = self._buffered(guard.transport)
             if size is not None and size > self.max_buffer:
                 self._trip(guard, f"too slow: over {self.max_buffer} bytes waiting to be sent")
 

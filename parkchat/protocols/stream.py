@@ -27,13 +27,11 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from parkchat.errors import AuthenticationFailed, ChatError, InvalidRequest, NotInRoom
-from parkchat.interfaces import IEncoder, IParticipant
+from parkchat.interfaces import IChatService, IEncoder, IParticipant
 from parkchat.model import (
     CHAT,
     SYSTEM,
@@ -44,14 +42,17 @@ from parkchat.model import (
     validate_nickname,
     validate_room,
 )
-from parkchat.service import ChatService
+from parkchat.protocols.participant import (
+    CLOSE_GOING_AWAY,
+    CLOSE_NORMAL,
+    CLOSE_POLICY,
+    AdapterContext,
+    Goodbye,
+    Participant,
+)
 from parkchat.tokens import TokenVerifier
 
-_log = Logger()
-
 NOTICE = "*** "
-CLOSE_GOING_AWAY = 1001
-CLOSE_REFUSED = 1008
 
 HELP = (
     "commands: /who (who is here), /join ROOM (move to another room), "
@@ -108,26 +109,35 @@ class Carrier(Protocol):
     def send_payload(self, payload: Any) -> None:
         """Send a payload made by this carrier's encoder."""
 
-    def close(self, code: int = 1000) -> None:
+    def close(self, code: int = CLOSE_NORMAL) -> None:
         """Close the connection after pending output; ``code`` is the
         WebSocket close code for carriers that have one (1000 normal, 1001
         server going away, 1008 refused)."""
 
 
 @implementer(IParticipant)
-class StreamSession:
+class StreamSession(Participant):
     """One MaChat client: handshake, then lines in, ``name:text`` out."""
+
+    goodbyes = {
+        **{
+            reason: Goodbye(CLOSE_POLICY, f"disconnected: {reason.text}")
+            for reason in DisconnectReason
+        },
+        DisconnectReason.SHUTDOWN: Goodbye(CLOSE_GOING_AWAY, "server shutting down, bye"),
+    }
 
     def __init__(
         self,
-        service: ChatService,
+        context: AdapterContext,
         carrier: Carrier,
         encoder: IEncoder,
-        clock: IReactorTime,
         options: StreamOptions,
     ) -> None:
-        self.service = service
+        self._context = context
+        self.service: IChatService = context.service
         self.carrier = carrier
+        self.surface: str = getattr(encoder, "surface", "other")
         self.encoder = encoder
         self.peer_host = carrier.peer_host
         self.nickname = ""
@@ -136,7 +146,6 @@ class StreamSession:
         self.token_id: str | None = None
         self.room: str | None = None
         self.notices = False
-        self._clock = clock
         self._allow_guests = options.allow_guests
         self._tokens = options.tokens
         self._max_handshake = options.max_line_length
@@ -146,9 +155,13 @@ class StreamSession:
         self._posting: set[Deferred[Any]] = set()
         self._quitting = False
         self._idle_timeout = options.idle_timeout
-        self._timer: IDelayedCall | None = clock.callLater(
+        self.start_timer(
             options.handshake_timeout, self._timed_out, "no handshake received in time"
         )
+
+    @property
+    def context(self) -> AdapterContext:
+        return self._context
 
     # -- input -------------------------------------------------------------
 
@@ -169,11 +182,11 @@ class StreamSession:
         if self._state == "handshake":
             self._refuse(error)
         else:
-            self.error(error)
+            self.send_error(error)
 
     def connection_lost(self) -> None:
         self._state = "closed"
-        self._cancel_timer()
+        self.cancel_timer()
         self.service.disconnect(self)
 
     # -- handshake ---------------------------------------------------------
@@ -262,17 +275,11 @@ class StreamSession:
     def _refused(self, failure: Failure) -> None:
         if self._state == "closed":
             return
-        if failure.check(ChatError):
-            error = failure.value
-            assert isinstance(error, ChatError)
-            self._refuse(error)
-        else:
-            _log.failure("handshake failed", failure)
-            self._refuse(ChatError("internal error"))
+        self._refuse(self.chat_error(failure, "handshake"))
 
     def _refuse(self, error: ChatError) -> None:
-        self.error(error)
-        self._close(CLOSE_REFUSED)
+        self.send_error(error)
+        self._close(CLOSE_POLICY)
 
     # -- chatting ----------------------------------------------------------
 
@@ -288,13 +295,13 @@ class StreamSession:
                 try:
                     handler(argument.strip())
                 except ChatError as e:
-                    self.error(e)
+                    self.send_error(e)
                 return
         assert self.room is not None
         try:
             d = self.service.post(self, self.room, text)
         except ChatError as e:
-            self.error(e)
+            self.send_error(e)
             return
         self._posting.add(d)
         d.addErrback(self._post_failed)
@@ -307,12 +314,7 @@ class StreamSession:
             self._close()
 
     def _post_failed(self, failure: Failure) -> None:
-        if failure.check(ChatError):
-            error = failure.value
-            assert isinstance(error, ChatError)
-            self.error(error)
-        else:
-            _log.failure("posting for {nickname} failed", failure, nickname=self.nickname)
+        self.send_error(self.chat_error(failure, "posting"))
 
     def cmd_help(self, argument: str) -> None:
         self.notice(HELP)
@@ -378,8 +380,7 @@ class StreamSession:
     def notice(self, text: str) -> None:
         self.carrier.write_text(NOTICE + text)
 
-    def error(self, error: ChatError) -> None:
-        self.service.metrics.error_sent(getattr(self.encoder, "surface", "other"), error.code)
+    def write_error(self, error: ChatError, request_id: Any) -> None:
         self.carrier.write_text(f"{NOTICE}error ({error.code}): {error.message}")
 
     # -- IParticipant ------------------------------------------------------
@@ -401,36 +402,26 @@ class StreamSession:
             self.notice(f"direct from {message.from_nickname}: {line}")
         return True
 
-    def disconnect(self, reason: DisconnectReason) -> None:
-        if reason is DisconnectReason.SHUTDOWN:
-            self.notice("server shutting down, bye")
-            self._close(CLOSE_GOING_AWAY)
-        else:
-            self.notice(f"disconnected: {reason.text}")
-            self._close(CLOSE_REFUSED)
+    def say_goodbye(self, goodbye: Goodbye, reason: DisconnectReason) -> None:
+        if goodbye.line is not None:
+            self.notice(goodbye.line)
+        self._close(goodbye.code)
 
     # -- timers ------------------------------------------------------------
 
     def _touch(self) -> None:
-        self._cancel_timer()
         if self._idle_timeout > 0:
-            self._timer = self._clock.callLater(
-                self._idle_timeout, self._timed_out, "idle for too long"
-            )
+            self.start_timer(self._idle_timeout, self._timed_out, "idle for too long")
+        else:
+            self.cancel_timer()
 
     def _timed_out(self, why: str) -> None:
-        self._timer = None
         self.notice(f"disconnected: {why}")
         self._close()
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-
-    def _close(self, code: int = 1000) -> None:
+    def _close(self, code: int = CLOSE_NORMAL) -> None:
         if self._state == "closed":
             return
         self._state = "closed"
-        self._cancel_timer()
+        self.cancel_timer()
         self.carrier.close(code)

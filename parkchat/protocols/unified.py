@@ -21,8 +21,6 @@ from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -36,7 +34,7 @@ from parkchat.errors import (
     RateLimited,
     UnknownType,
 )
-from parkchat.interfaces import IEncoder, IParticipant
+from parkchat.interfaces import IChatService, IEncoder, IParticipant
 from parkchat.model import (
     DELETED,
     JOINED,
@@ -46,15 +44,15 @@ from parkchat.model import (
     Message,
     nickname_key,
 )
-from parkchat.protocols.websocket import (
+from parkchat.protocols.fastpath import close_with
+from parkchat.protocols.participant import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY,
-    ParkchatServerProtocol,
-    ParkchatSocketFactory,
-    close_with,
-    write_prepared,
+    AdapterContext,
+    Goodbye,
+    Participant,
 )
-from parkchat.service import ChatService
+from parkchat.protocols.sockets import BoundFactory, ParkchatServerProtocol, ParkchatSocketFactory
 from parkchat.tokens import TokenClaims, TokenVerifier
 
 #: Close codes of /ws beyond RFC 6455's (documented in docs/websocket.md).
@@ -138,26 +136,40 @@ class AppEventEncoder:
         return (message.origin if message.type != SYSTEM else None, frame)
 
 
+# (mypy's misc: two of Autobahn's own base classes disagree on attribute types)
 @implementer(IParticipant)
-class AppSocketProtocol(ParkchatServerProtocol):
+class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[misc]
     """One app connection on /ws."""
 
     factory: AppSocketFactory
     claims: TokenClaims | None = None
-    _log = Logger()
+
+    surface = "app_ws"
+    not_an_object = 'frame must be a JSON object with a "type"'
+    goodbyes = {
+        DisconnectReason.SHUTDOWN: Goodbye(CLOSE_GOING_AWAY),
+        DisconnectReason.REPLACED: Goodbye(CLOSE_REPLACED),
+        DisconnectReason.BANNED: Goodbye(CLOSE_BANNED),
+        DisconnectReason.LOGGED_OUT: Goodbye(CLOSE_LOGGED_OUT),
+        DisconnectReason.TOKEN_REVOKED: Goodbye(CLOSE_LOGGED_OUT),
+        DisconnectReason.DELIVERY_FAILED: Goodbye(CLOSE_POLICY),
+    }
 
     def __init__(self) -> None:
         super().__init__()
         self.connection_id: str | None = None
-        self._timer: IDelayedCall | None = None
         self._last_typing = float("-inf")
         self._closing = False
         self._authenticating = False
 
+    def establish(self, claims: TokenClaims | None) -> None:
+        """The identity established over HTTP, if any (else: an auth frame)."""
+        self.claims = claims
+
     # -- IParticipant attributes --------------------------------------------
 
     @property
-    def nickname(self) -> str:
+    def nickname(self) -> str:  # type: ignore[override]
         return self.claims.nickname if self.claims is not None else ""
 
     @property
@@ -175,8 +187,8 @@ class AppSocketProtocol(ParkchatServerProtocol):
         return self.claims.token_id if self.claims is not None else None
 
     @property
-    def service(self) -> ChatService:
-        return self.factory.service
+    def service(self) -> IChatService:
+        return self.factory.context.service
 
     # -- connection ---------------------------------------------------------
 
@@ -184,18 +196,21 @@ class AppSocketProtocol(ParkchatServerProtocol):
         if self.claims is not None:
             self._authenticated()
         else:
-            self._start_timer(
-                self.factory.auth_timeout, CLOSE_AUTH_TIMEOUT, "no authentication received in time"
+            self.start_timer(
+                self.factory.auth_timeout,
+                self._close,
+                CLOSE_AUTH_TIMEOUT,
+                "no authentication received in time",
             )
 
     def _authenticated(self, request_id: Any = None) -> None:
         try:
             self.connection_id = self.service.connect(self)
         except ChatError as e:
-            self._send_error(e, request_id)
+            self.send_error(e, request_id)
             self._close(CLOSE_POLICY, e.message)
             return
-        self._cancel_timer()
+        self.cancel_timer()
         ready: dict[str, Any] = {
             "type": "ready",
             "user_id": self.user_id,
@@ -209,21 +224,14 @@ class AppSocketProtocol(ParkchatServerProtocol):
             "{nickname} connected to /ws from {peer}", nickname=self.nickname, peer=self.peer_host
         )
         if self.factory.join_timeout > 0:
-            self._start_timer(
-                self.factory.join_timeout, CLOSE_JOIN_TIMEOUT, "no room joined in time"
+            self.start_timer(
+                self.factory.join_timeout, self._close, CLOSE_JOIN_TIMEOUT, "no room joined in time"
             )
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         request_id: Any = None
         try:
-            if isBinary:
-                raise InvalidRequest("binary frames are not accepted; send JSON text")
-            try:
-                frame = json.loads(payload)
-            except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
-                raise InvalidRequest("frame is not valid JSON") from e
-            if not isinstance(frame, dict):
-                raise InvalidRequest('frame must be a JSON object with a "type"')
+            frame = self.decode_frame(payload, isBinary)
             request_id = frame.get("id")
             kind = frame.get("type")
             if not isinstance(kind, str):
@@ -244,7 +252,7 @@ class AppSocketProtocol(ParkchatServerProtocol):
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self._closing = True
-        self._cancel_timer()
+        self.cancel_timer()
         if self.connection_id is not None:
             self.service.disconnect(self)
 
@@ -284,7 +292,7 @@ class AppSocketProtocol(ParkchatServerProtocol):
             raise InvalidRequest('"room" is required')
         self.service.join(self, room)
         if self.factory.join_timeout > 0:
-            self._cancel_timer()
+            self.cancel_timer()
         self._reply(
             frame, {"type": "joined", "room": room, "totalUsers": self.service.member_count(room)}
         )
@@ -296,7 +304,7 @@ class AppSocketProtocol(ParkchatServerProtocol):
         """Send the messages after ``last_id``, oldest first; if more than
         RESUME_LIMIT were missed, the newest RESUME_LIMIT and ``recovered``
         false (the client pages back with ``history`` if it wants the rest)."""
-        page_size = self.service.limits.history_max
+        page_size = self.factory.history_max
         collected: list[Message] = []
         after = last_id
         while len(collected) <= RESUME_LIMIT:
@@ -323,7 +331,7 @@ class AppSocketProtocol(ParkchatServerProtocol):
         newest: list[Message] = []
         before: int | None = None
         while len(newest) < count:
-            want = min(self.service.limits.history_max, count - len(newest))
+            want = min(self.factory.history_max, count - len(newest))
             page = await self.service.history(room, limit=want, before=before)
             newest[:0] = page
             if len(page) < want:
@@ -402,7 +410,7 @@ class AppSocketProtocol(ParkchatServerProtocol):
 
     def handle_typing(self, frame: dict[str, Any]) -> None:
         room = self._room_of(frame)
-        now = self.factory.clock.seconds()
+        now = self.factory.context.clock.seconds()
         if now - self._last_typing < TYPING_INTERVAL:
             return  # typing notices are best effort: excess is dropped quietly
         self._last_typing = now
@@ -494,7 +502,7 @@ class AppSocketProtocol(ParkchatServerProtocol):
         if origin is not None and origin == self.connection_id:
             return
         if not self._closing:
-            write_prepared(self, frame)
+            self.write_prepared(frame)
 
     def direct(self, message: DirectMessage) -> bool:
         if self._closing:
@@ -505,15 +513,8 @@ class AppSocketProtocol(ParkchatServerProtocol):
     def removed(self, room: str, reason: str) -> None:
         self._send_json({"type": "kicked", "room": room, "reason": reason})
 
-    def disconnect(self, reason: DisconnectReason) -> None:
-        code = {
-            DisconnectReason.SHUTDOWN: CLOSE_GOING_AWAY,
-            DisconnectReason.BANNED: CLOSE_BANNED,
-            DisconnectReason.REPLACED: CLOSE_REPLACED,
-            DisconnectReason.LOGGED_OUT: CLOSE_LOGGED_OUT,
-            DisconnectReason.TOKEN_REVOKED: CLOSE_LOGGED_OUT,
-        }.get(reason, CLOSE_POLICY)
-        self._close(code, reason.text)
+    def say_goodbye(self, goodbye: Goodbye, reason: DisconnectReason) -> None:
+        self._close(goodbye.code, reason.text)
 
     # -- helpers ----------------------------------------------------------------
 
@@ -542,16 +543,15 @@ class AppSocketProtocol(ParkchatServerProtocol):
             value["id"] = frame["id"]
         self._send_json(value)
 
-    def _send_error(self, error: ChatError, request_id: Any = None) -> None:
-        self.service.metrics.error_sent("app_ws", error.code)
+    def write_error(self, error: ChatError, request_id: Any) -> None:
         value: dict[str, Any] = {"type": "error", "code": error.code, "content": error.message}
         if request_id is not None:
             value["id"] = request_id
         self._send_json(value)
 
     def _failed(self, error: ChatError, request_id: Any) -> None:
-        self._send_error(error, request_id)
-        if isinstance(error, RateLimited) and self.service.limits.rate_strict:
+        self.send_error(error, request_id)
+        if isinstance(error, RateLimited) and self.factory.rate_strict:
             self._close(CLOSE_POLICY, "rate limit exceeded")
         elif isinstance(error, Banned) and self.connection_id is None:
             self._close(CLOSE_BANNED, error.message)
@@ -559,25 +559,9 @@ class AppSocketProtocol(ParkchatServerProtocol):
             self._close(CLOSE_POLICY, error.message)
 
     def _async_failed(self, failure: Failure, request_id: Any) -> None:
-        if failure.check(ChatError):
-            error = failure.value
-            assert isinstance(error, ChatError)
-            self._failed(error, request_id)
-        else:
-            self._log.failure("request from {nickname} failed", failure, nickname=self.nickname)
-            self._send_error(ChatError("internal error"), request_id)
-
-    def _start_timer(self, seconds: float, code: int, reason: str) -> None:
-        self._cancel_timer()
-        self._timer = self.factory.clock.callLater(seconds, self._close, code, reason)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        self._failed(self.chat_error(failure, "request"), request_id)
 
     def _close(self, code: int, reason: str) -> None:
-        self._timer = None
         if self._closing:
             return
         self._closing = True
@@ -588,49 +572,42 @@ class AppSocketProtocol(ParkchatServerProtocol):
 
 
 class AppSocketFactory(ParkchatSocketFactory):
-    """Builds /ws connections; holds the service, the token verifier and timers."""
+    """Builds /ws connections; holds the token verifier, the timeouts and
+    the limits they apply."""
 
     protocol = AppSocketProtocol  # type: ignore[assignment]
 
     def __init__(
         self,
-        service: ChatService,
+        context: AdapterContext,
         tokens: TokenVerifier,
-        clock: IReactorTime,
         *,
         auth_timeout: float = 10.0,
         join_timeout: float = 0.0,
+        history_max: int = 200,
+        rate_strict: bool = False,
         max_message_size: int = 65536,
         ping_interval: float = 30.0,
         ping_timeout: float = 20.0,
         handshake_timeout: float = 10.0,
     ) -> None:
         super().__init__(
+            context,
             max_message_size=max_message_size,
             ping_interval=ping_interval,
             ping_timeout=ping_timeout,
             handshake_timeout=handshake_timeout,
         )
-        self.service = service
         self.tokens = tokens
-        self.clock = clock
         self.auth_timeout = auth_timeout
         self.join_timeout = join_timeout
-        self.encoder = AppEventEncoder(self, service.member_count)
+        #: Largest history page the service gives (resume reads in such pages).
+        self.history_max = history_max
+        #: Close a connection that hits the rate limit (GarinChat's policy).
+        self.rate_strict = rate_strict
+        self.encoder = AppEventEncoder(self, context.service.member_count)
 
-    def bound(self, claims: TokenClaims | None) -> _BoundAppFactory:
-        return _BoundAppFactory(self, claims)
-
-
-class _BoundAppFactory:
-    """Hands the identity established over HTTP (if any) to the protocol."""
-
-    def __init__(self, factory: AppSocketFactory, claims: TokenClaims | None) -> None:
-        self._factory = factory
-        self._claims = claims
-
-    def buildProtocol(self, addr: Any) -> AppSocketProtocol:
-        protocol = self._factory.buildProtocol(addr)
-        assert isinstance(protocol, AppSocketProtocol)
-        protocol.claims = self._claims
-        return protocol
+    def bound(self, claims: TokenClaims | None) -> BoundFactory[TokenClaims | None]:
+        """A one-use factory for a connection whose identity was (or was
+        not: None) established over HTTP."""
+        return BoundFactory(self, claims)

@@ -19,6 +19,7 @@ from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
 from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.portal import Portal
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -34,10 +35,11 @@ from parkchat.errors import (
     OriginForbidden,
     UnknownRecipient,
 )
-from parkchat.model import Ban, User, format_timestamp, validate_room
+from parkchat.interfaces import IChatService
+from parkchat.limits import Limits
+from parkchat.model import MAX_ID, Ban, User, format_timestamp, validate_room
 from parkchat.protocols.unified import AppSocketFactory
 from parkchat.protocols.websocket import RoomSocketFactory
-from parkchat.service import MAX_ID, ChatService
 from parkchat.tokens import TokenAuthority, TokenClaims, TokenVerifier
 
 _log = Logger()
@@ -76,7 +78,7 @@ class ApiResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, service: ChatService) -> None:
+    def __init__(self, service: IChatService) -> None:
         super().__init__()
         self.service = service
 
@@ -207,16 +209,16 @@ def basic_credentials(request: Request) -> tuple[str, str]:
     return nickname, password
 
 
-async def authenticate_basic(service: ChatService, request: Request) -> User:
+async def authenticate_basic(portal: Portal, request: Request) -> User:
     """The account named by the request's Basic credentials, through the
-    service's twisted.cred portal; AuthenticationFailed otherwise."""
+    twisted.cred ``portal``; AuthenticationFailed otherwise."""
     setattr(request, _BASIC_CHALLENGE, True)
     nickname, password = basic_credentials(request)
     credentials = PeerUsernamePassword(
         nickname.encode("utf-8"), password.encode("utf-8"), client_host(request)
     )
     try:
-        _, user, _ = await service.portal.login(credentials, None, IChatUser)
+        _, user, _ = await portal.login(credentials, None, IChatUser)
     except UnauthorizedLogin as e:
         raise AuthenticationFailed() from e
     assert isinstance(user, User)
@@ -274,17 +276,25 @@ class HistoryResource(ApiResource):
     #: Most encoded answers kept (rooms x limits).
     MAX_ENCODED = 512
 
-    def __init__(self, service: ChatService) -> None:
+    def __init__(
+        self,
+        service: IChatService,
+        portal: Portal,
+        history_default: int = Limits.history_default,
+    ) -> None:
         super().__init__(service)
+        self.portal = portal
+        #: The page size the service gives when the request names none.
+        self.history_default = history_default
         self._encoded: OrderedDict[tuple[str, int], tuple[int, bytes]] = OrderedDict()
 
     async def handle_GET(self, request: Request) -> Response:
-        await authenticate_basic(self.service, request)
+        await authenticate_basic(self.portal, request)
         room = single_segment(request, "room")
         limit = _query_int(request, "limit")
         before = _query_int(request, "before")
         after = _query_int(request, "after")
-        key = (room, limit if limit is not None else self.service.limits.history_default)
+        key = (room, limit if limit is not None else self.history_default)
         paging = before is not None or after is not None
         version = None if paging else self.service.history_version(room)
         if version is not None:
@@ -331,11 +341,13 @@ class RoomSocketResource(ApiResource):
 
     def __init__(
         self,
-        service: ChatService,
+        service: IChatService,
+        portal: Portal,
         factory: RoomSocketFactory,
         tokens: TokenVerifier | None = None,
     ) -> None:
         super().__init__(service)
+        self.portal = portal
         self.factory = factory
         self.tokens = tokens
 
@@ -353,7 +365,7 @@ class RoomSocketResource(ApiResource):
         ``?token=``) of a registered account, with the token's id."""
         token = bearer_token(request) if self.tokens is not None else None
         if token is None:
-            return await authenticate_basic(self.service, request), None
+            return await authenticate_basic(self.portal, request), None
         assert self.tokens is not None
         claims = self.tokens.verify(token)
         if claims.user_id is None:
@@ -436,7 +448,7 @@ def bearer_token(request: Request) -> str | None:
 class LoginResource(ApiResource):
     """``POST /login {"nickname"|"username", "password"}`` -> a signed token."""
 
-    def __init__(self, service: ChatService, tokens: TokenAuthority) -> None:
+    def __init__(self, service: IChatService, tokens: TokenAuthority) -> None:
         super().__init__(service)
         self.tokens = tokens
 
@@ -461,7 +473,7 @@ class LogoutResource(ApiResource):
     stops working on every instance; with ``{"everywhere": true}``, every
     token of the account issued until now, and its open connections close."""
 
-    def __init__(self, service: ChatService, tokens: TokenAuthority) -> None:
+    def __init__(self, service: IChatService, tokens: TokenAuthority) -> None:
         super().__init__(service)
         self.tokens = tokens
 
@@ -486,8 +498,12 @@ class PasswordResource(ApiResource):
     (the current password): a new password for the account. Its tokens
     issued until now stop working; log in again for a new one."""
 
+    def __init__(self, service: IChatService, portal: Portal) -> None:
+        super().__init__(service)
+        self.portal = portal
+
     async def handle_POST(self, request: Request) -> dict[str, Any]:
-        user = await authenticate_basic(self.service, request)
+        user = await authenticate_basic(self.portal, request)
         data = read_json_object(request)
         await self.service.change_password(user.nickname, data.get("new_password"))
         return {"changed": True, "nickname": user.nickname}
@@ -503,14 +519,16 @@ class SocketRoot(ApiResource):
 
     def __init__(
         self,
-        service: ChatService,
+        service: IChatService,
+        portal: Portal,
         room_factory: RoomSocketFactory,
         app_factory: AppSocketFactory | None = None,
         allowed_origins: tuple[str, ...] = (),
     ) -> None:
         super().__init__(service)
+        self.portal = portal
         self.room_socket = RoomSocketResource(
-            service, room_factory, app_factory.tokens if app_factory is not None else None
+            service, portal, room_factory, app_factory.tokens if app_factory is not None else None
         )
         self.app_factory = app_factory
         self.allowed_origins = allowed_origins
@@ -535,7 +553,7 @@ class SocketRoot(ApiResource):
             await self.service.admit_token(claims.nickname, claims.user_id)
             return claims
         if request.getHeader(b"authorization"):
-            user = await authenticate_basic(self.service, request)
+            user = await authenticate_basic(self.portal, request)
             return TokenClaims(user.nickname, user.id, 0)
         return None
 
@@ -544,7 +562,7 @@ class AdminResource(Resource):
     """``/admin/...``: moderation over HTTP, behind ``Authorization: Bearer
     <admin token>``. Absent (404) unless an admin token is configured."""
 
-    def __init__(self, service: ChatService, admin_token: str) -> None:
+    def __init__(self, service: IChatService, admin_token: str) -> None:
         super().__init__()
         for name, cls in (
             (b"rooms", AdminRooms),
@@ -561,7 +579,7 @@ class AdminResource(Resource):
 
 
 class AdminApi(ApiResource):
-    def __init__(self, service: ChatService, admin_token: str) -> None:
+    def __init__(self, service: IChatService, admin_token: str) -> None:
         super().__init__(service)
         self._token = admin_token.encode("utf-8")
 

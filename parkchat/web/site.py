@@ -6,6 +6,7 @@ import os
 import re
 from typing import Any
 
+from twisted.cred.portal import Portal
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
 from twisted.python.logfile import LogFile
@@ -13,11 +14,13 @@ from twisted.web.http import combinedLogFormatter
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
+from parkchat.interfaces import IChatService
+from parkchat.limits import Limits
+from parkchat.metrics import ServiceMetrics
 from parkchat.protocols.mychat import MyChatFactory
 from parkchat.protocols.unified import AppSocketFactory
 from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.proxies import TrustedProxies
-from parkchat.service import ChatService
 from parkchat.tokens import TokenAuthority
 from parkchat.web.metrics import MetricsResource, metrics_root
 from parkchat.web.page import SiteRoot
@@ -162,10 +165,12 @@ class ParkchatSite(Site):
 
 
 def make_site(
-    service: ChatService,
+    service: IChatService,
     ws_factory: RoomSocketFactory,
     mychat_factory: MyChatFactory | None = None,
     *,
+    portal: Portal,
+    history_default: int = Limits.history_default,
     app_factory: AppSocketFactory | None = None,
     tokens: TokenAuthority | None = None,
     allowed_origins: tuple[str, ...] = (),
@@ -173,19 +178,20 @@ def make_site(
     access_log: bool = True,
     access_log_file: str | None = None,
     http_timeout: float = HTTP_IDLE_TIMEOUT,
-    metrics: bool = False,
+    metrics: ServiceMetrics | None = None,
     metrics_token: str | None = None,
     trusted_proxies: TrustedProxies | None = None,
 ) -> Site:
-    """The resource tree: the browser client at /, the seed API, /ws for
-    apps, /login, /mychat, with an admin token /admin and with ``metrics``
-    /metrics (behind ``metrics_token`` if given)."""
+    """The resource tree: the browser client at /, the seed API (Basic
+    credentials checked through ``portal``), /ws for apps, /login, /mychat,
+    with an admin token /admin and with ``metrics`` /metrics (behind
+    ``metrics_token`` if given)."""
     root = SiteRoot()  # "/" and every path not below is the browser client's files
     root.putChild(b"register", RegisterResource(service))
-    root.putChild(b"password", PasswordResource(service))
-    root.putChild(b"history", HistoryResource(service))
+    root.putChild(b"password", PasswordResource(service, portal))
+    root.putChild(b"history", HistoryResource(service, portal, history_default))
     root.putChild(b"health", HealthResource(service))
-    root.putChild(b"ws", SocketRoot(service, ws_factory, app_factory, allowed_origins))
+    root.putChild(b"ws", SocketRoot(service, portal, ws_factory, app_factory, allowed_origins))
     if tokens is not None:
         root.putChild(b"login", LoginResource(service, tokens))
         root.putChild(b"logout", LogoutResource(service, tokens))
@@ -193,8 +199,8 @@ def make_site(
         root.putChild(b"mychat", OriginGuard(mychat_factory, allowed_origins))
     if admin_token:
         root.putChild(b"admin", AdminResource(service, admin_token))
-    if metrics:
-        root.putChild(b"metrics", MetricsResource(service.metrics, metrics_token))
+    if metrics is not None:
+        root.putChild(b"metrics", MetricsResource(metrics, metrics_token))
     # With a file, lines go to it in one write per reactor turn; without,
     # they go through the server's log observers (formatting, timestamps),
     # which costs a fifth to a third of a cached history request.
@@ -209,9 +215,9 @@ def make_site(
     return site
 
 
-def make_metrics_site(service: ChatService, token: str | None = None) -> Site:
+def make_metrics_site(metrics: ServiceMetrics, token: str | None = None) -> Site:
     """A site serving only /metrics, for a separate metrics listener."""
-    site = Site(metrics_root(service.metrics, token), timeout=HTTP_IDLE_TIMEOUT)
+    site = Site(metrics_root(metrics, token), timeout=HTTP_IDLE_TIMEOUT)
     site.displayTracebacks = False
     site.log = lambda request: None  # type: ignore[method-assign]  # scrapes would flood the log
     return site

@@ -1,0 +1,265 @@
+"""Room messages: posting, typing notices, history and its cache, deletion.
+
+A chat message goes: ``post`` validates it and takes a rate-limit token, the
+group-commit writer stores it with others in one transaction, and only then
+is it published on the bus (``stored_publisher``), which delivers it to the
+room's members (the sender included) here and, with a shared bus, on every
+other instance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
+
+from parkchat.errors import InvalidRequest, NotInRoom
+from parkchat.handlers.connections import ConnectionHandler
+from parkchat.handlers.moderation import moderation_log
+from parkchat.handlers.rooms import RoomHandler
+from parkchat.interfaces import IBus, IParticipant, IRoomMessageStore
+from parkchat.limits import Limits, TokenBucketLimiter
+from parkchat.metrics import ServiceMetrics
+from parkchat.model import (
+    DELETED,
+    MAX_ID,
+    Message,
+    nickname_key,
+    validate_content,
+    validate_room,
+)
+from parkchat.recent import RecentMessages
+from parkchat.store.writer import GroupCommitWriter
+
+
+def _message_id(name: str, value: object) -> int | None:
+    """A page boundary: None or a message id a store can hold."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
+        raise InvalidRequest(f"{name} must be a message id")
+    return value
+
+
+def check_page(
+    limits: Limits, limit: object, before: object, after: object
+) -> tuple[int, int | None, int | None]:
+    """A page request (``limit`` messages before or after a message id)
+    checked against the history limits; ``limit`` None is the default size."""
+    if limit is None:
+        limit = limits.history_default
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise InvalidRequest("limit must be an integer")
+    if not 1 <= limit <= limits.history_max:
+        raise InvalidRequest(f"limit must be between 1 and {limits.history_max}")
+    return limit, _message_id("before", before), _message_id("after", after)
+
+
+def stored_publisher(bus: IBus, recent: RecentMessages | None) -> Callable[[Message], None]:
+    """What the group-commit writer calls with every committed message: it
+    goes into the recent-history cache, then out on the bus. Built once, with
+    what it needs in local names: this runs once per message."""
+    publish = bus.publish
+    if recent is None:
+
+        def published(message: Message) -> None:
+            publish(message.room, message)
+
+        return published
+    add = recent.add
+
+    def published_and_cached(message: Message) -> None:
+        add(message)
+        publish(message.room, message)
+
+    return published_and_cached
+
+
+class MessageHandler:
+    """Posts to rooms, typing notices, history (from ``recent``, the
+    in-memory newest messages, when this instance sees every message: see
+    parkchat.recent) and moderators' deletions.
+
+    ``rate`` is the per-sender token bucket that direct messages and the
+    room directory draw on too; this handler prunes it.
+    """
+
+    def __init__(
+        self,
+        store: IRoomMessageStore,
+        writer: GroupCommitWriter,
+        recent: RecentMessages | None,
+        connections: ConnectionHandler,
+        rooms: RoomHandler,
+        bus: IBus,
+        clock: IReactorTime,
+        limits: Limits,
+        metrics: ServiceMetrics,
+        rate: TokenBucketLimiter,
+    ) -> None:
+        self._store = store
+        self._writer = writer
+        self._recent = recent
+        self._bus = bus
+        self._clock = clock
+        self._limits = limits
+        self._metrics = metrics
+        self._rate = rate
+        # Read-only views, looked up once per post without a call.
+        self._rooms = rooms.by_name
+        self._ids = connections.ids
+        self._recent_loads: dict[str, list[Deferred[list[Message]]]] = {}
+
+    def prune(self) -> None:
+        """Forget idle senders' rate buckets (housekeeping)."""
+        self._rate.prune()
+
+    def flush(self) -> Deferred[None]:
+        """Fires once every message queued so far is stored (or failed)."""
+        return self._writer.flush()
+
+    # -- posting -------------------------------------------------------------
+
+    def post(self, participant: IParticipant, room_name: str, content: object) -> Deferred[Message]:
+        """Store a chat message, then deliver it to the room.
+
+        Raises at once for bad content, a room not joined, or a spent rate
+        limit; the Deferred fires with the stored message (id set) after it is
+        committed and delivered, or fails with StorageFailed.
+        """
+        return self._writer.submit(self._new_post(participant, room_name, content))
+
+    def post_quietly(
+        self,
+        participant: IParticipant,
+        room_name: str,
+        content: object,
+        failed: Callable[[Failure], object],
+    ) -> None:
+        """``post`` for a sender that needs no result, only to hear of a
+        failure after the fact (``failed`` gets a Failure, StorageFailed when
+        the store refused): no Deferred per message on the hot path."""
+        self._writer.submit_quietly(self._new_post(participant, room_name, content), failed)
+
+    def _new_post(self, participant: IParticipant, room_name: str, content: object) -> Message:
+        room = self._rooms.get(room_name)
+        if room is None or participant not in room:
+            raise NotInRoom(f"not in room {room_name!r}")
+        self._metrics.messages_received += 1
+        content = validate_content(content, self._limits.max_content_length)
+        self._rate.consume(nickname_key(participant.nickname))
+        return Message(
+            room=room_name,
+            nickname=participant.nickname,
+            content=content,
+            timestamp_ms=int(self._clock.seconds() * 1000),
+            user_id=participant.user_id,
+            origin=self._ids.get(participant),
+        )
+
+    def notify(self, participant: IParticipant, room_name: str, kind: str) -> None:
+        """Publish an ephemeral room event (e.g. typing) from a member: not
+        stored, not rate-limited here; surfaces that do not show ``kind``
+        skip it (their encoders return None)."""
+        room = self._rooms.get(room_name)
+        if room is None or participant not in room:
+            raise NotInRoom(f"not in room {room_name!r}")
+        self._bus.publish(
+            room_name,
+            Message(
+                room=room_name,
+                nickname=participant.nickname,
+                content="",
+                timestamp_ms=int(self._clock.seconds() * 1000),
+                type=kind,
+                origin=self._ids.get(participant),
+            ),
+        )
+
+    async def delete_message(self, message_id: object) -> str | None:
+        """Remove a stored message (moderation): from the database, from this
+        instance's recent-history cache, and from the screens of the room's
+        members on every instance that show such events (``deleted`` on
+        /ws). The name of its room, or None if there was no such message."""
+        if isinstance(message_id, bool) or not isinstance(message_id, int):
+            raise InvalidRequest('"id" must be a message id')
+        if not 0 < message_id <= MAX_ID:
+            return None
+        room = await self._store.delete_message(message_id)
+        if room is None:
+            return None
+        if self._recent is not None:
+            self._recent.remove(room, message_id)
+        moderation_log.info(
+            "moderation: deleted message {id} from {room}",
+            id=message_id,
+            room=room,
+            action="delete",
+        )
+        notice = Message(
+            room=room,
+            nickname="",
+            content="",
+            timestamp_ms=int(self._clock.seconds() * 1000),
+            type=DELETED,
+            id=message_id,
+        )
+        self._bus.publish(room, notice)
+        return room
+
+    # -- history -------------------------------------------------------------
+
+    def history(
+        self,
+        room_name: str,
+        limit: int | None = None,
+        before: int | None = None,
+        after: int | None = None,
+    ) -> Deferred[list[Message]]:
+        """The last ``limit`` messages of a room (default 50, at most the
+        configured maximum), oldest first; paged with ``before``/``after`` ids."""
+        room_name = validate_room(room_name)
+        limit, before, after = check_page(self._limits, limit, before, after)
+        if self._recent is None or before is not None or after is not None:
+            return self._store.recent_messages(room_name, limit, before, after)
+        cached = self._recent.get(room_name, limit)
+        if cached is not None:
+            return succeed(cached)
+        return self._load_recent(self._recent, room_name).addCallback(
+            lambda window: window[-limit:]
+        )
+
+    def _load_recent(self, recent: RecentMessages, room_name: str) -> Deferred[list[Message]]:
+        """Load a room's newest messages into ``recent``; concurrent readers
+        of the same room share one query."""
+        d: Deferred[list[Message]] = Deferred()
+        waiting = self._recent_loads.get(room_name)
+        if waiting is not None:
+            waiting.append(d)
+            return d
+        self._recent_loads[room_name] = [d]
+        recent.loading(room_name)
+
+        def loaded(stored: list[Message]) -> None:
+            window = recent.fill(room_name, stored)
+            for waiter in self._recent_loads.pop(room_name, []):
+                waiter.callback(window)
+
+        def failed(failure: Failure) -> None:
+            recent.load_failed(room_name)
+            for waiter in self._recent_loads.pop(room_name, []):
+                waiter.errback(failure)
+
+        self._store.recent_messages(room_name, self._limits.history_max).addCallbacks(
+            loaded, failed
+        )
+        return d
+
+    def history_version(self, room_name: str) -> int | None:
+        """A number that changes whenever the cached newest messages of a room
+        change, or None when they are not cached (for response caches)."""
+        if self._recent is None or self._recent.get(room_name, 1) is None:
+            return None
+        return self._recent.version(room_name)

@@ -1,0 +1,156 @@
+"""Sessions and tokens: logout, token cut-offs and revocations on every
+instance, and the single-session policy."""
+
+from __future__ import annotations
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from parkchat.auth import VerifiedCredentials
+from parkchat.errors import InvalidRequest
+from parkchat.events import CutoffEvent, RevokeEvent, SessionEvent
+from parkchat.handlers.connections import ConnectionHandler
+from parkchat.handlers.rooms import RoomHandler
+from parkchat.interfaces import IBus, IParticipant, ITokenStore
+from parkchat.model import DisconnectReason, nickname_key
+from parkchat.tokens import LEEWAY, Revocations, TokenClaims
+
+_log = Logger()
+
+
+class SessionHandler:
+    """Keeps ``revocations`` (which the TokenAuthority consults) in step with
+    the database and the other instances, closes the connections a logout
+    ends, and with ``single_session`` lets an account's newest connection
+    replace its older ones everywhere."""
+
+    def __init__(
+        self,
+        store: ITokenStore,
+        connections: ConnectionHandler,
+        rooms: RoomHandler,
+        bus: IBus,
+        clock: IReactorTime,
+        revocations: Revocations,
+        credentials: VerifiedCredentials,
+        *,
+        instance_id: str = "",
+        single_session: bool = False,
+    ) -> None:
+        self._store = store
+        self._connections = connections
+        self._rooms = rooms
+        self._bus = bus
+        self._clock = clock
+        self._revocations = revocations
+        self._credentials = credentials
+        self._instance_id = instance_id
+        self._single_session = single_session
+
+    async def load(self) -> None:
+        """Revoked tokens and per-account cutoffs from the database: at
+        start, and again after a bus outage (resync)."""
+        try:
+            tokens = await self._store.list_revoked_tokens(int(self._clock.seconds()) - LEEWAY)
+            cutoffs = await self._store.list_token_cutoffs()
+        except Exception:
+            _log.failure("loading revoked tokens failed")
+            return
+        self._revocations.load(tokens, cutoffs)
+
+    def prune(self) -> None:
+        """Forget revoked tokens that have expired anyway, here and stored."""
+        now = self._clock.seconds()
+        self._revocations.prune(now)
+        self._store.prune_revoked_tokens(int(now) - LEEWAY).addErrback(
+            lambda f: _log.failure("pruning revoked tokens failed", f)
+        )
+
+    # -- single session --------------------------------------------------------
+
+    def replace_older(self, participant: IParticipant) -> None:
+        """Before an account's new connection registers: with the
+        single-session policy, close its older ones here."""
+        if self._single_session and participant.user_id is not None:
+            for older in self._connections.of_account(nickname_key(participant.nickname)):
+                self._rooms.force_out(older, DisconnectReason.REPLACED)
+
+    def started(self, participant: IParticipant, connection_id: str) -> None:
+        """After it registered: the older ones on other instances close too."""
+        if self._single_session and participant.user_id is not None:
+            self._bus.publish_control(
+                SessionEvent(
+                    user_key=nickname_key(participant.nickname),
+                    keep=connection_id,
+                    instance=self._instance_id,
+                )
+            )
+
+    # -- logout ------------------------------------------------------------------
+
+    async def logout(self, claims: TokenClaims, everywhere: bool = False) -> None:
+        """Revoke the token ``claims`` came from; with ``everywhere``, every
+        token of its account issued until now, and close the account's
+        connections on every instance. Tokens of an external auth service
+        are revoked there, not here."""
+        if claims.user_id is None:
+            raise InvalidRequest("tokens of the external auth service cannot be revoked here")
+        if everywhere or claims.token_id is None:
+            await self.cut_off(claims.user_id, claims.nickname, close=True)
+            return
+        await self._store.revoke_token(claims.token_id, claims.expires_at)
+        self._revocations.revoke(claims.token_id, claims.expires_at)
+        self._rooms.close_account(
+            claims.user_id, claims.nickname, DisconnectReason.TOKEN_REVOKED, claims.token_id
+        )
+        self._bus.publish_control(
+            RevokeEvent(
+                token_id=claims.token_id,
+                expires_s=claims.expires_at,
+                user_id=claims.user_id,
+                nickname=claims.nickname,
+                instance=self._instance_id,
+            )
+        )
+
+    async def cut_off(self, user_id: int, nickname: str, *, close: bool) -> None:
+        """Revoke every token of the account issued until now, on every
+        instance; with ``close``, close its connections everywhere too."""
+        before_ms = int(self._clock.seconds() * 1000)
+        await self._store.set_token_cutoff(user_id, before_ms)
+        self._revocations.cut_off(user_id, before_ms)
+        if close:
+            self._rooms.close_account(user_id, nickname, DisconnectReason.LOGGED_OUT)
+        self._bus.publish_control(
+            CutoffEvent(
+                user_id=user_id,
+                nickname=nickname,
+                before_ms=before_ms,
+                close=close,
+                instance=self._instance_id,
+            )
+        )
+
+    # -- from the other instances ------------------------------------------------
+
+    def apply_revoke(self, event: RevokeEvent) -> None:
+        self._revocations.revoke(event.token_id, event.expires_s)
+        self._rooms.close_account(
+            event.user_id, event.nickname, DisconnectReason.TOKEN_REVOKED, event.token_id
+        )
+
+    def apply_cutoff(self, event: CutoffEvent) -> None:
+        self._revocations.cut_off(event.user_id, event.before_ms)
+        # A new password: this instance may still hold the old one as
+        # verified (the credential cache).
+        self._credentials.forget(nickname_key(event.nickname))
+        if event.close:
+            self._rooms.close_account(event.user_id, event.nickname, DisconnectReason.LOGGED_OUT)
+
+    def apply_session(self, event: SessionEvent) -> None:
+        for participant in self._connections.of_account(event.user_key):
+            if (
+                participant.user_id is not None
+                and self._connections.connection_id(participant) != event.keep
+            ):
+                self._rooms.force_out(participant, DisconnectReason.REPLACED)

@@ -1,0 +1,332 @@
+// Rooms: joining (and re-joining from the last seen id after a reconnect),
+// history and "Load older", live messages merged by id, presence, who is
+// online and typing, leaving, kicks, deletions, and the directory of active
+// rooms. A Room holds what the page knows about one room; Rooms owns them
+// all and handles the room frames app.js routes here.
+
+import { HISTORY_PAGE } from "./client.js";
+import { clear } from "./dom.js";
+import { MessageLog, directoryEmpty, directoryItem, messageItem, systemItem } from "./render.js";
+
+const TYPING_SHOW_MS = 4000;
+
+/** One joined room. */
+export class Room {
+  constructor(name) {
+    this.kind = "room";
+    this.name = name;
+    this.log = new MessageLog(`Messages in ${name}`);
+    /** Stored ids shown (each message once, whichever way it came). */
+    this.ids = new Set();
+    /** The newest id seen: a re-join resumes after it. */
+    this.lastId = 0;
+    /** The oldest id shown: "Load older" pages back from it. */
+    this.oldestId = null;
+    this.hasOlder = false;
+    /** The first history page arrived. */
+    this.loaded = false;
+    /** Joined on the current connection. */
+    this.joined = false;
+    this.members = [];
+    this.total = 0;
+    this.unread = 0;
+    /** Nickname -> the timer that stops showing them as typing. */
+    this.typing = new Map();
+    this.seenSelfJoin = false;
+    /** The sidebar entry (conversations.js). */
+    this.button = null;
+    this.item = null;
+  }
+
+  /** Our own message was stored as ``id``: false if it is already shown. */
+  confirmOwn(id) {
+    if (this.ids.has(id)) return false;
+    this.ids.add(id);
+    this.lastId = Math.max(this.lastId, id);
+    if (this.oldestId === null) this.oldestId = id;
+    return true;
+  }
+}
+
+export class Rooms {
+  /**
+   * @param {object} options
+   * @param {object} options.elements  joinForm, roomInput, browse,
+   *   directory, directoryTitle
+   * @param {import("./client.js").ChatClient} options.client
+   * @param {import("./session.js").Session} options.session
+   * @param {import("./conversations.js").Conversations} options.conversations
+   * @param {import("./composer.js").Composer} options.composer
+   * @param {import("./view.js").PageView} options.view
+   */
+  constructor({ elements, client, session, conversations, composer, view }) {
+    this.ui = elements;
+    this.client = client;
+    this.session = session;
+    this.conversations = conversations;
+    this.composer = composer;
+    this.view = view;
+    /** Name -> Room, in the order they were joined. */
+    this.rooms = new Map();
+    elements.joinForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const name = elements.roomInput.value.trim();
+      if (!name) {
+        view.showAlert("Type the name of a room to join, for example lobby.");
+        elements.roomInput.focus();
+        return;
+      }
+      elements.roomInput.value = "";
+      this.join(name);
+    });
+    elements.browse.addEventListener("click", () => this.browse());
+  }
+
+  focus() {
+    this.ui.roomInput.focus();
+  }
+
+  /** List a room (restored after a reload, or about to be joined). */
+  add(name) {
+    let room = this.rooms.get(name);
+    if (room) return room;
+    room = new Room(name);
+    this.rooms.set(name, room);
+    this.conversations.add(room);
+    return room;
+  }
+
+  /** Join a room and open it (or just open it if it is joined already). */
+  join(name) {
+    const existing = this.rooms.get(name);
+    if (existing) {
+      this.conversations.select(existing, true);
+      return;
+    }
+    const room = this.add(name);
+    this.save();
+    this.conversations.select(room, true);
+    this.sendJoin(room);
+  }
+
+  save() {
+    this.session.saveRooms([...this.rooms.keys()]);
+  }
+
+  sendJoin(room) {
+    room.joined = false;
+    const frame = { type: "join", room: room.name };
+    if (room.lastId > 0) frame.last_id = room.lastId;
+    this.client.request(frame, {
+      kind: "join",
+      room: room.name,
+      resume: room.lastId > 0,
+      generation: this.client.generation,
+    });
+    this.conversations.metaChanged(room);
+  }
+
+  /** Connected (again): join every room, resuming after its last id. */
+  connectionReady() {
+    for (const room of this.rooms.values()) this.sendJoin(room);
+  }
+
+  requestWho(room) {
+    this.client.request({ type: "who", room: room.name }, { kind: "who", room: room.name });
+  }
+
+  onJoined(frame, what) {
+    const room = this.rooms.get(frame.room);
+    if (!room) return;
+    room.joined = true;
+    room.total = frame.totalUsers ?? room.total;
+    if (!room.loaded && !(what && what.resume)) {
+      this.client.request({ type: "history", room: room.name, limit: HISTORY_PAGE }, { kind: "history", room: room.name });
+    }
+    this.requestWho(room);
+    this.conversations.metaChanged(room);
+  }
+
+  onHistory(frame, what) {
+    const room = this.rooms.get(frame.room);
+    if (!room || !what) return;
+    const messages = Array.isArray(frame.messages) ? frame.messages : [];
+    if (what.kind === "join") {
+      // Resume after a reconnect: everything after the last id we saw.
+      if (frame.recovered === false) {
+        // More than the server hands back were missed: start from its newest page.
+        room.log.clear();
+        room.ids.clear();
+        room.oldestId = null;
+        room.hasOlder = true;
+      }
+      this.addMessages(room, messages);
+      room.loaded = true;
+      this.composer.failStale(room);
+    } else if (what.kind === "history") {
+      // The first page goes above whatever arrived live meanwhile.
+      this.addMessages(room, messages, { older: true });
+      room.loaded = true;
+      room.hasOlder = messages.length >= HISTORY_PAGE;
+      room.log.scrollToEnd();
+    } else if (what.kind === "older") {
+      this.addMessages(room, messages, { older: true });
+      room.hasOlder = messages.length >= HISTORY_PAGE;
+      this.conversations.setLoadingOlder(false);
+      if (messages.length === 0) room.log.prepend(systemItem("This is the beginning of the room.", null));
+    }
+    this.conversations.metaChanged(room);
+  }
+
+  /** "Load older messages": the page before the oldest message shown. */
+  loadOlder(room) {
+    if (room.oldestId === null) return;
+    const id = this.client.request(
+      { type: "history", room: room.name, before: room.oldestId, limit: HISTORY_PAGE },
+      { kind: "older", room: room.name },
+    );
+    if (id !== null) this.conversations.setLoadingOlder(true);
+    else this.view.showAlert("Not connected: older messages can be loaded once the connection is back.");
+  }
+
+  /** Add stored messages (live, history or resume), skipping known ids. */
+  addMessages(room, messages, { older = false } = {}) {
+    const stick = room.log.atEnd;
+    const heightBefore = room.log.height;
+    // An older page (oldest first) goes above everything shown so far.
+    const page = [];
+    let added = 0;
+    for (const m of messages) {
+      if (typeof m.id !== "number" || room.ids.has(m.id)) continue;
+      const mine = this.session.isMe(m.username);
+      if (mine) this.composer.adoptResumed(room, m);
+      room.ids.add(m.id);
+      const li = messageItem({ id: m.id, username: m.username, body: m.body, timestamp: m.timestamp, mine });
+      if (older) page.push(li);
+      else room.log.insert(li, m.id);
+      room.lastId = Math.max(room.lastId, m.id);
+      room.oldestId = room.oldestId === null ? m.id : Math.min(room.oldestId, m.id);
+      added += 1;
+    }
+    if (older) room.log.prepend(...page);
+    if (older && this.conversations.isOpen(room)) {
+      room.log.keepPlace(heightBefore);
+    } else if (added > 0) {
+      this.conversations.noteNew(room, stick, !older && room.loaded);
+    }
+    return added;
+  }
+
+  onWho(frame) {
+    const room = this.rooms.get(frame.room);
+    if (!room) return;
+    room.members = Array.isArray(frame.users) ? frame.users.filter((u) => typeof u === "string") : [];
+    room.total = frame.totalUsers ?? room.members.length;
+    this.conversations.peopleChanged(room);
+  }
+
+  onMessage(frame) {
+    const room = this.rooms.get(frame.room);
+    if (!room) return;
+    room.typing.delete(frame.username);
+    this.conversations.typingChanged(room);
+    if (typeof frame.totalUsers === "number") room.total = frame.totalUsers;
+    this.addMessages(room, [frame]);
+  }
+
+  /** "join" and "userleave": someone came or went. */
+  onPresence(frame) {
+    const room = this.rooms.get(frame.room);
+    if (!room) return;
+    const self = this.session.isMe(frame.username);
+    if (typeof frame.totalUsers === "number") room.total = frame.totalUsers;
+    // Our own join is shown once; re-joins after a reconnect are not news.
+    if (!self || (frame.type === "join" && !room.seenSelfJoin)) {
+      const stick = room.log.atEnd;
+      const verb = frame.type === "join" ? "joined" : "left";
+      const text = self ? `You joined ${room.name}` : `${frame.username} ${verb}`;
+      room.log.append(systemItem(text, frame.timestamp));
+      if (this.conversations.isOpen(room) && stick) room.log.scrollToEnd();
+    }
+    if (self && frame.type === "join") room.seenSelfJoin = true;
+    if (room.joined) this.requestWho(room);
+    this.conversations.metaChanged(room);
+  }
+
+  onTyping(frame) {
+    const room = this.rooms.get(frame.room);
+    if (!room || this.session.isMe(frame.username)) return;
+    const old = room.typing.get(frame.username);
+    if (old) clearTimeout(old);
+    room.typing.set(
+      frame.username,
+      setTimeout(() => {
+        room.typing.delete(frame.username);
+        this.conversations.typingChanged(room);
+      }, TYPING_SHOW_MS),
+    );
+    this.conversations.typingChanged(room);
+  }
+
+  /** A moderator removed a stored message: take it off the screen. */
+  onDeleted(frame) {
+    const room = this.rooms.get(frame.room);
+    if (!room || typeof frame.id !== "number") return;
+    room.log.remove(frame.id);
+  }
+
+  onKicked(frame) {
+    const room = this.rooms.get(frame.room);
+    const reason = typeof frame.reason === "string" && frame.reason ? `: ${frame.reason}` : "";
+    this.view.showAlert(`A moderator removed you from ${frame.room}${reason}`);
+    if (room) this.remove(room);
+  }
+
+  leave(room) {
+    this.client.request({ type: "leave", room: room.name }, { kind: "leave", room: room.name });
+    this.remove(room);
+  }
+
+  remove(room) {
+    this.rooms.delete(room.name);
+    this.save();
+    this.conversations.remove(room);
+  }
+
+  /** "Browse active rooms". */
+  browse() {
+    if (!this.client.request({ type: "list_rooms" }, { kind: "directory" })) this.view.showAlert("Not connected right now.");
+  }
+
+  /** The room directory: a button per active room (joining it on click). */
+  onRoomList(frame) {
+    const { directory, directoryTitle } = this.ui;
+    clear(directory);
+    const rooms = Array.isArray(frame.rooms) ? frame.rooms : [];
+    for (const entry of rooms) {
+      if (!entry || typeof entry.room !== "string") continue;
+      directory.append(directoryItem(entry.room, Number(entry.totalUsers) || 0, (name) => this.join(name)));
+    }
+    if (rooms.length === 0) directory.append(directoryEmpty());
+    directory.hidden = directoryTitle.hidden = false;
+  }
+
+  /** An "error" answered one of our requests. */
+  requestFailed(what) {
+    if (!what) return;
+    if (what.kind === "join") {
+      // A room we could not join (a bad name, say) is not listed.
+      const room = this.rooms.get(what.room);
+      if (room && !room.loaded) this.remove(room);
+    } else if (what.kind === "older") {
+      this.conversations.setLoadingOlder(false);
+    }
+  }
+
+  /** Logged out. */
+  reset() {
+    this.rooms.clear();
+    clear(this.ui.directory);
+    this.ui.directory.hidden = this.ui.directoryTitle.hidden = true;
+  }
+}
