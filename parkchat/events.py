@@ -72,6 +72,9 @@ class DirectMessageEvent(ControlEvent):
     to_nickname: str = field(metadata={"wire": "to"})
     content: str
     timestamp_ms: int
+    #: The message's position in its conversation; an instance of an older
+    #: parkchat sends none (0).
+    seq: int = 0
 
     @classmethod
     def of(cls, message: DirectMessage, instance: str) -> DirectMessageEvent:
@@ -83,6 +86,7 @@ class DirectMessageEvent(ControlEvent):
             to_nickname=message.to_nickname,
             content=message.content,
             timestamp_ms=message.timestamp_ms,
+            seq=message.seq,
             instance=instance,
         )
 
@@ -96,6 +100,7 @@ class DirectMessageEvent(ControlEvent):
             self.to_nickname,
             self.content,
             self.timestamp_ms,
+            seq=self.seq,
         )
 
 

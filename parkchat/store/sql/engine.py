@@ -4,8 +4,8 @@
 The SQL is written once, with ``?`` placeholders, in the per-area modules
 beside this one. An engine is a ``Dialect``: the few things that differ
 between SQLite (``store/sqlite.py``) and PostgreSQL (``store/postgres.py``) —
-placeholders, the integrity error, how inserted ids come back, how message
-ids are kept in commit order, and which errors mean a lost connection — as
+placeholders, the integrity error, how inserted ids come back, and which
+errors mean a lost connection — as
 Synapse keeps its engines apart from its per-area stores.
 """
 
@@ -65,12 +65,6 @@ class Dialect(ABC):
     def sql(self, query: str) -> str:
         """``query``, written with ``?`` placeholders, in this engine's."""
         return query if self.placeholder == "?" else query.replace("?", self.placeholder)
-
-    @abstractmethod
-    def order_message_ids(self, txn: Cursor) -> None:
-        """Make message ids become visible in id order, whoever commits them
-        (a client that saw id N and asks ``after=N`` must not miss a lower id
-        committed later); called before a batch draws its ids."""
 
     @abstractmethod
     def probe_write(self, txn: Cursor) -> None:
