@@ -72,6 +72,9 @@ class DirectMessageEvent(ControlEvent):
     to_nickname: str = field(metadata={"wire": "to"})
     content: str
     timestamp_ms: int
+    #: The message's position in its conversation; an instance of an older
+    #: parkchat sends none (0).
+    seq: int = 0
 
     @classmethod
     def of(cls, message: DirectMessage, instance: str) -> DirectMessageEvent:
@@ -83,6 +86,7 @@ class DirectMessageEvent(ControlEvent):
             to_nickname=message.to_nickname,
             content=message.content,
             timestamp_ms=message.timestamp_ms,
+            seq=message.seq,
             instance=instance,
         )
 
@@ -96,6 +100,7 @@ class DirectMessageEvent(ControlEvent):
             self.to_nickname,
             self.content,
             self.timestamp_ms,
+            seq=self.seq,
         )
 
 
@@ -175,12 +180,17 @@ class CutoffEvent(ControlEvent):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionEvent(ControlEvent):
     """Single session: the account (``user_key``, its folded nickname)
-    connected as ``keep``; its other connections close."""
+    connected as ``keep``, its session number ``number`` (from the store's
+    per-account counter: later logins have greater numbers, on every
+    instance); its connections with lower numbers close. ``number`` 0 comes
+    from older senders (or a store that could not count): every other
+    connection of the account closes, as before numbers existed."""
 
     KIND: ClassVar[str] = "session"
 
     user_key: str
     keep: str
+    number: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -206,20 +206,53 @@ class IChatService(Interface):
 
 
 class IRoomMessageStore(Interface):
-    """The stored chat messages of rooms. Every method returns a Deferred."""
+    """The stored chat messages of rooms. Every method returns a Deferred.
 
-    def insert_messages(messages: Sequence[Message]) -> Deferred[list[int]]:
-        """Store a batch of chat messages in one transaction; fire with their ids
-        in order, only after the transaction has committed."""
+    Each stored message has a global ``id`` (the seed API pages by it) and a
+    ``seq``, its position in its room: a room's messages are numbered 1, 2,
+    3, ... in the order they are stored, with no gaps at the time of storing
+    (a deleted message leaves a hole: read ranges, never expect contiguity).
+    A room's seqs become visible in order: once a reader sees seq N, every
+    seq below N that will ever exist is visible too, whichever instance
+    stored it. Rooms are stored independently of each other (no lock common
+    to all rooms). Within a room, id order is seq order. Every message read
+    carries both.
+    """
+
+    def insert_messages(messages: Sequence[Message]) -> Deferred[list[tuple[int, int]]]:
+        """Store a batch of chat messages in one transaction; fire with
+        ``(id, seq)`` of each, in batch order, only after the transaction has
+        committed. The batch's messages of one room take that room's next
+        seqs in batch order."""
 
     def recent_messages(
         room: str, limit: int, before: int | None = None, after: int | None = None
     ) -> Deferred[list[Message]]:
-        """Up to ``limit`` messages of ``room``, oldest first.
+        """Up to ``limit`` messages of ``room``, oldest first, paged by id.
 
         With ``after``, the first ``limit`` messages with a greater id; otherwise
         the last ``limit`` messages (with an id below ``before``, if given).
         """
+
+    def room_messages_after(room: str, after_seq: int, limit: int) -> Deferred[list[Message]]:
+        """The first ``limit`` messages of ``room`` with a seq above
+        ``after_seq``, by seq (a gap fill or a resume reads its range in such
+        pages); none for ``limit`` <= 0."""
+
+    def room_messages_before(
+        room: str, before_seq: int | None, limit: int
+    ) -> Deferred[list[Message]]:
+        """The last ``limit`` messages of ``room`` with a seq below
+        ``before_seq`` (the newest ones if None), oldest first; none for
+        ``limit`` <= 0."""
+
+    def current_seq(room: str) -> Deferred[int]:
+        """The seq of the last message stored in ``room`` (deleted or not),
+        0 for a room never written to."""
+
+    def room_positions(rooms: Sequence[str]) -> Deferred[dict[str, int]]:
+        """``{room: current seq}`` for the given rooms, read at one moment
+        per few hundred rooms; rooms never written to are absent."""
 
     def delete_message(message_id: int) -> Deferred[str | None]:
         """Remove a stored chat message (moderation); fire with the name of
@@ -247,13 +280,30 @@ class IAccountStore(Interface):
         """Replace an account's password hash."""
 
 
+class ISessionStore(Interface):
+    """Numbers for an account's sessions, ordered across instances. Every
+    method returns a Deferred."""
+
+    def next_session(user_id: int) -> Deferred[int]:
+        """Count one more session (login) of the account and fire with its
+        number: 1 for the first, each one greater than every number given
+        before for that account, on any connection of any instance (an
+        atomic increment, committed before it fires). Fails for an account
+        that does not exist."""
+
+
 class IDirectMessageStore(Interface):
-    """One-to-one messages between accounts. Every method returns a Deferred."""
+    """One-to-one messages between accounts. Every method returns a Deferred.
+
+    A conversation is the unordered pair of accounts (an account's notes to
+    itself are a conversation of one); its messages, either direction, are
+    numbered by ``seq`` 1, 2, 3, ... in the order they are stored, and
+    become visible in that order, as a room's messages are."""
 
     def insert_direct(
         from_user_id: int, to_user_id: int, content: str, created_ms: int, delivered: bool
-    ) -> Deferred[int]:
-        """Store a direct message; fire with its id once committed."""
+    ) -> Deferred[tuple[int, int]]:
+        """Store a direct message; fire with ``(id, seq)`` once committed."""
 
     def pending_direct(to_user_id: int, limit: int) -> Deferred[list[DirectMessage]]:
         """Undelivered direct messages for an account, oldest first."""
@@ -265,6 +315,23 @@ class IDirectMessageStore(Interface):
         delivered or not (with ``user_id == other_id``, the account's notes
         to itself): the last ``limit`` of them (with an id below ``before``,
         if given), oldest first. Other pairs' messages are never included."""
+
+    def direct_messages_after(
+        user_id: int, other_id: int, after_seq: int, limit: int
+    ) -> Deferred[list[DirectMessage]]:
+        """The first ``limit`` messages of the conversation of the two
+        accounts with a seq above ``after_seq``, by seq; none for ``limit``
+        <= 0."""
+
+    def direct_messages_before(
+        user_id: int, other_id: int, before_seq: int | None, limit: int
+    ) -> Deferred[list[DirectMessage]]:
+        """The last ``limit`` messages of the conversation with a seq below
+        ``before_seq`` (the newest if None), oldest first; none for
+        ``limit`` <= 0."""
+
+    def conversation_seq(user_id: int, other_id: int) -> Deferred[int]:
+        """The seq of the conversation's last stored message, 0 if none."""
 
     def mark_delivered(ids: Sequence[int]) -> Deferred[None]:
         """Mark direct messages as handed to their recipient."""
@@ -321,6 +388,11 @@ class IStoreLifecycle(Interface):
         """Run a trivial query (``SELECT 1``): fires when the database
         answers, fails when it cannot (readiness checks)."""
 
+    def check_writable() -> Deferred[None]:
+        """Fires when a write transaction could start now; fails when it
+        cannot (the file is locked by another process, the server is read
+        only): readiness is about storing, not only about answering."""
+
     def close() -> Deferred[None]:
         """Release connections; pending operations finish first."""
 
@@ -328,6 +400,7 @@ class IStoreLifecycle(Interface):
 class IMessageStore(
     IRoomMessageStore,
     IAccountStore,
+    ISessionStore,
     IDirectMessageStore,
     IModerationStore,
     ITokenStore,

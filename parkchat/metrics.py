@@ -54,6 +54,9 @@ class ServiceState(Protocol):
     @property
     def room_count(self) -> int: ...
 
+    @property
+    def bus_live(self) -> bool | None: ...
+
 
 class ServiceMetrics:
     """The counters a ChatService keeps and the registry that exposes them."""
@@ -145,6 +148,14 @@ class _ServiceCollector(Collector):
         yield GaugeMetricFamily(
             "parkchat_rooms", "Rooms with members on this instance.", value=self._state.room_count
         )
+        live = self._state.bus_live
+        if live is not None:
+            yield GaugeMetricFamily(
+                "parkchat_bus_up",
+                "1 while the shared bus (Redis) carries events between instances, else 0 "
+                "(this instance then serves its own members only: /health/ready says degraded).",
+                value=int(live),
+            )
         yield CounterMetricFamily(
             "parkchat_messages_received",
             "Chat messages posted to rooms, before validation and rate limiting.",

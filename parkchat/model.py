@@ -170,9 +170,13 @@ class StoredUser:
 class Message:
     """A chat message or a system event in a room.
 
-    Chat messages get their ``id`` from the store when their batch commits;
-    system events (joins, leaves) are not stored and keep ``id`` 0, as in the
-    seed API. Instances are treated as immutable once published.
+    Chat messages get their ``id`` and ``seq`` from the store when their
+    batch commits: ``id`` is global (the seed API pages by it), ``seq`` the
+    message's position in its room (1, 2, 3, ... in the order the room's
+    messages were stored), which delivery and resume go by. System events
+    (joins, leaves) are not stored and keep both 0, as ``id`` is in the seed
+    API. ``seq`` is not part of the seed API object (``as_dict``, ``json``).
+    Instances are treated as immutable once published.
     """
 
     __slots__ = (
@@ -183,6 +187,7 @@ class Message:
         "nickname",
         "origin",
         "room",
+        "seq",
         "timestamp_ms",
         "type",
         "user_id",
@@ -197,11 +202,13 @@ class Message:
         timestamp_ms: int,
         type: str = CHAT,
         id: int = 0,
+        seq: int = 0,
         user_id: int | None = None,
         event: str | None = None,
         origin: str | None = None,
     ) -> None:
         self.id = id
+        self.seq = seq
         self.room = room
         self.nickname = nickname
         self.content = content
@@ -214,8 +221,8 @@ class Message:
         self.origin = origin
         self._json: bytes | None = None
 
-    def with_id(self, id: int) -> Message:
-        """A copy carrying the id the store assigned."""
+    def with_ids(self, id: int, seq: int) -> Message:
+        """A copy carrying the id and the room position the store assigned."""
         return Message(
             room=self.room,
             nickname=self.nickname,
@@ -223,10 +230,15 @@ class Message:
             timestamp_ms=self.timestamp_ms,
             type=self.type,
             id=id,
+            seq=seq,
             user_id=self.user_id,
             event=self.event,
             origin=self.origin,
         )
+
+    def with_id(self, id: int) -> Message:
+        """A copy carrying another id (``seq`` kept)."""
+        return self.with_ids(id, self.seq)
 
     @property
     def timestamp(self) -> str:
@@ -264,14 +276,19 @@ class Message:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Message):
             return NotImplemented
-        return self.as_dict() == other.as_dict() and self.user_id == other.user_id
+        return (
+            self.as_dict() == other.as_dict()
+            and self.seq == other.seq
+            and self.user_id == other.user_id
+        )
 
     def __hash__(self) -> int:
         return hash((self.id, self.room, self.timestamp_ms, self.content))
 
     def __repr__(self) -> str:
         return (
-            f"Message(id={self.id}, room={self.room!r}, nickname={self.nickname!r}, "
+            f"Message(id={self.id}, seq={self.seq}, room={self.room!r}, "
+            f"nickname={self.nickname!r}, "
             f"type={self.type!r}, content={self.content!r})"
         )
 
@@ -291,7 +308,12 @@ def system_message(room: str, nickname: str, event: str, timestamp_ms: int) -> M
 
 @dataclass(frozen=True, slots=True)
 class DirectMessage:
-    """A one-to-one message between two accounts (seed 004's ``chat``)."""
+    """A one-to-one message between two accounts (seed 004's ``chat``).
+
+    ``seq`` is its position in the conversation of the two accounts (either
+    direction; an account's notes to itself are a conversation of one): 1,
+    2, 3, ... in the order they were stored; 0 until stored.
+    """
 
     id: int
     from_user_id: int
@@ -300,6 +322,7 @@ class DirectMessage:
     to_nickname: str
     content: str
     timestamp_ms: int
+    seq: int = 0
 
     @property
     def timestamp(self) -> str:

@@ -200,38 +200,64 @@ class ChatService(Service):
         await self.store.close()
 
     async def readiness(self, timeout: float = READY_TIMEOUT) -> dict[str, str]:
-        """Whether this instance can serve: the database answers a trivial
-        query within ``timeout`` seconds and, with a shared bus, the bus is
-        live. ``status`` is ``ready`` or ``not_ready`` (then ``reason`` says
-        why); details of a database error are logged, not returned."""
+        """Whether this instance can serve its members, for load balancers
+        and Kubernetes' readiness probe (docs/operations.md, "Health").
+
+        ``status`` is ``ready``; ``degraded`` when it serves its own members
+        but something shared is missing (the Redis bus is down: nothing
+        crosses to other instances until it is back, and then the instances
+        catch up); ``not_ready`` only when it cannot do its job: the
+        database does not answer within ``timeout`` seconds, a write
+        transaction cannot start (SQLite locked by another process, a
+        read-only PostgreSQL), the last batch of messages failed to commit,
+        or it is shutting down. ``reason`` says why when not ``ready``;
+        details of a database error are logged, not returned."""
         report: dict[str, str] = {"status": "ready"}
-        reasons: list[str] = []
+        failed: list[str] = []
         if self._stopping:
-            reasons.append("shutting down")
-        d = self.store.ping()
-        d.addTimeout(timeout, self.clock)
-        try:
-            await d
-            report["database"] = "ok"
-        except TimeoutError:
-            report["database"] = "timeout"
-            reasons.append(f"database did not answer within {timeout:g} s")
-        except Exception as e:
-            _log.warn("readiness: database check failed: {error!r}", error=e)
-            report["database"] = "error"
-            reasons.append(f"database check failed ({type(e).__name__})")
-        live = getattr(self.bus, "live", None)
-        if live is None:
-            report["bus"] = "local"
-        elif live:
-            report["bus"] = "ok"
-        else:
-            report["bus"] = "down"
-            reasons.append("message bus (Redis) is not connected")
-        if reasons:
+            failed.append("shutting down")
+        report["database"] = await self._check_store(timeout, failed)
+        if self._messages.storing_fails and report["database"] == "ok":
+            report["database"] = "failing"
+            failed.append("the last messages could not be stored")
+        live = self.bus_live
+        report["bus"] = "local" if live is None else "ok" if live else "down"
+        if failed:
             report["status"] = "not_ready"
-            report["reason"] = "; ".join(reasons)
+            report["reason"] = "; ".join(failed)
+        elif report["bus"] == "down":
+            report["status"] = "degraded"
+            report["reason"] = (
+                "message bus (Redis) is not connected: serving this instance's members only"
+            )
         return report
+
+    async def _check_store(self, timeout: float, failed: list[str]) -> str:
+        """``ok``, or what went wrong (appended to ``failed``): the database
+        answers a query and would let a write transaction start."""
+        checks = (
+            (self.store.ping, "database check failed", "did not answer"),
+            (self.store.check_writable, "database cannot start a write", "took no write"),
+        )
+        for check, failure, silence in checks:
+            d = check()
+            d.addTimeout(timeout, self.clock)
+            try:
+                await d
+            except TimeoutError:
+                failed.append(f"database {silence} within {timeout:g} s")
+                return "timeout"
+            except Exception as e:
+                _log.warn("readiness: {failure}: {error!r}", failure=failure, error=e)
+                failed.append(f"{failure} ({type(e).__name__})")
+                return "error"
+        return "ok"
+
+    @property
+    def bus_live(self) -> bool | None:
+        """Whether the shared bus carries events now (None: no shared bus)."""
+        live = getattr(self.bus, "live", None)
+        return None if live is None else bool(live)
 
     # -- connections: cross-area sequences ---------------------------------
 

@@ -358,6 +358,7 @@ def build_chat_service(
     moderation = ModerationHandler(store, store, rooms, bus, clock, instance_id=instance_id)
     sessions = SessionHandler(
         store,
+        store,
         connections,
         rooms,
         bus,

@@ -117,5 +117,8 @@ class SQLitePlans:
         self._cursor.execute(sql, params)
         self.rowcount = self._cursor.rowcount
 
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
     def fetchall(self) -> list[Any]:
         return self._cursor.fetchall()

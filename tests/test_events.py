@@ -53,6 +53,7 @@ SAMPLES: list[tuple[ControlEvent, dict[str, Any]]] = [
             to_nickname="bob",
             content="hi ☕",
             timestamp_ms=1_757_345_400_123,
+            seq=3,
             instance=INSTANCE,
         ),
         {
@@ -64,6 +65,7 @@ SAMPLES: list[tuple[ControlEvent, dict[str, Any]]] = [
             "to": "bob",
             "content": "hi ☕",
             "timestamp_ms": 1_757_345_400_123,
+            "seq": 3,
             "instance": INSTANCE,
         },
     ),
@@ -131,8 +133,14 @@ SAMPLES: list[tuple[ControlEvent, dict[str, Any]]] = [
         },
     ),
     (
-        SessionEvent(user_key="alice", keep=f"{INSTANCE}.c3", instance=INSTANCE),
-        {"kind": "session", "user_key": "alice", "keep": f"{INSTANCE}.c3", "instance": INSTANCE},
+        SessionEvent(user_key="alice", keep=f"{INSTANCE}.c3", number=7, instance=INSTANCE),
+        {
+            "kind": "session",
+            "user_key": "alice",
+            "keep": f"{INSTANCE}.c3",
+            "number": 7,
+            "instance": INSTANCE,
+        },
     ),
     (
         ResyncEvent(instance=INSTANCE),
@@ -225,10 +233,15 @@ class CodecTests(TestCase):
             decode_event({"kind": "unban", "user_id": 3, "instance": INSTANCE, "shiny": [1, 2]}),
             UnbanEvent(user_id=3, instance=INSTANCE),
         )
+        dm = {"kind": "dm", "id": 7, "from_user_id": 1, "from": "a", "to_user_id": 2}
+        dm |= {"to": "b", "content": "hi", "timestamp_ms": 5}
+        decoded = decode_event(dm)
+        assert isinstance(decoded, DirectMessageEvent)
+        self.assertEqual(decoded.message, DirectMessage(7, 1, "a", 2, "b", "hi", 5, seq=0))
 
     def test_domain_values(self) -> None:
         """Direct messages and bans convert to and from their model types."""
-        message = DirectMessage(7, 1, "alice", 2, "bob", "hi", 5)
+        message = DirectMessage(7, 1, "alice", 2, "bob", "hi", 5, seq=4)
         self.assertEqual(DirectMessageEvent.of(message, INSTANCE).message, message)
         ban = Ban(2, "bob", "spam", 5, 99)
         self.assertEqual(BanEvent.of(ban, INSTANCE).ban, ban)

@@ -160,6 +160,34 @@ class ReadOnlyDatabaseTests(FaultCase):
         self.assertEqual(integrity(db), "ok")
 
 
+class LockedDatabaseTests(FaultCase):
+    def test_readiness_while_another_process_holds_the_lock(self) -> None:
+        """Another process takes SQLite's exclusive lock: every post would
+        fail with storage_failed, so /health/ready says 503 (it used to say
+        ready); once the lock is gone it is ready again, and the server
+        never stopped serving liveness."""
+        base = Path(self.mktemp()).resolve()
+        base.mkdir(parents=True)
+        db = base / "chat.db"
+        server = self.server(base / "work", db)
+        self.assertEqual(http_request(server, "/health/ready")[0], 200)
+        # Another process: sqlite3's command-line shell would do; a
+        # connection of the test's own holds the same kind of lock.
+        locker = sqlite3.connect(db, timeout=0, isolation_level=None)
+        self.addCleanup(locker.close)
+        locker.execute("BEGIN EXCLUSIVE")
+        status, body = http_request(server, "/health/ready")
+        self.assertEqual(status, 503, body)
+        self.assertIn("database", json.loads(body)["message"])
+        self.assertEqual(http_request(server, "/health")[0], 200)
+        locker.execute("ROLLBACK")
+        deadline = time.monotonic() + 15
+        while http_request(server, "/health/ready")[0] != 200:
+            self.assertLess(time.monotonic(), deadline, "not ready again after the lock went")
+            time.sleep(0.2)
+        self.assertIn(server.stop(), CLEAN_EXITS)
+
+
 class SigtermTests(TestCase):
     def test_sigterm_during_traffic(self) -> None:
         """SIGTERM stops accepting, says goodbye on both surfaces (1001 and a

@@ -58,11 +58,14 @@ class DirectMessageHandlerTests(TestCase):
         self.failureResultOf(Deferred.fromCoroutine(coroutine), error)
 
     def test_stored_then_announced(self) -> None:
-        """Stored undelivered, then announced for every instance."""
+        """Stored undelivered (with its position in the conversation), then
+        announced for every instance."""
         message = self.send("BOB", "psst")
         self.assertEqual(
             message,
-            DirectMessage(1, self.alice.id, "alice", self.bob.id, "bob", "psst", START * 1000),
+            DirectMessage(
+                1, self.alice.id, "alice", self.bob.id, "bob", "psst", START * 1000, seq=1
+            ),
         )
         self.assertEqual(self.bus.controls, [DirectMessageEvent.of(message, "i1")])
         self.assertEqual(

@@ -44,6 +44,7 @@ class ResyncHandlerTests(TestCase):
         self.revocations = Revocations()
         sessions = SessionHandler(
             self.store,
+            self.store,
             self.connections,
             self.rooms,
             self.bus,
@@ -61,8 +62,8 @@ class ResyncHandlerTests(TestCase):
     def stored(self, *texts: str) -> list[Message]:
         """Messages stored (by any instance) that were not delivered here."""
         batch = [Message(room="lobby", nickname="bob", content=t, timestamp_ms=0) for t in texts]
-        ids = self.successResultOf(self.store.insert_messages(batch))
-        return [m.with_id(i) for m, i in zip(batch, ids, strict=True)]
+        positions = self.successResultOf(self.store.insert_messages(batch))
+        return [m.with_ids(i, seq) for m, (i, seq) in zip(batch, positions, strict=True)]
 
     def delivered(self, *texts: str) -> None:
         for message in self.stored(*texts):

@@ -9,7 +9,8 @@ from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, fail
 from twisted.trial.unittest import TestCase
 
-from tests.helpers import make_service, site_for
+from parkchat.errors import StorageFailed
+from tests.helpers import FakeParticipant, make_service, site_for
 
 
 class HealthTests(TestCase):
@@ -56,12 +57,51 @@ class HealthTests(TestCase):
         report = json.loads(self.successResultOf(response.content()))
         self.assertIn("did not answer within 5 s", report["message"])
 
-    async def test_bus_down(self) -> None:
-        """With a shared bus that is not live, not ready."""
+    async def test_bus_down_is_degraded_not_unready(self) -> None:
+        """With a shared bus that is not live the instance still serves its
+        own members: 200 ``degraded`` with the reason, never 503 (a Redis
+        blip must not take every instance out of its load balancer)."""
         self.service.bus.live = False  # type: ignore[attr-defined]
         code, body = await self.get("/health/ready")
+        self.assertEqual(code, 200)
+        report = json.loads(body)
+        self.assertEqual((report["status"], report["bus"]), ("degraded", "down"))
+        self.assertIn("Redis", report["reason"])
+
+    async def test_bus_live(self) -> None:
+        """A live shared bus is ``ok``."""
+        self.service.bus.live = True  # type: ignore[attr-defined]
+        code, body = await self.get("/health/ready")
+        self.assertEqual((code, json.loads(body)["bus"]), (200, "ok"))
+
+    async def test_no_write_transaction(self) -> None:
+        """A database that answers but refuses to start a write transaction
+        (locked by another process, read-only) is not ready: 503."""
+        self.store.check_writable = lambda: fail(OSError("database is locked"))
+        code, body = await self.get("/health/ready")
         self.assertEqual(code, 503)
-        self.assertIn("Redis", json.loads(body)["message"])
+        self.assertEqual(json.loads(body)["message"], "database cannot start a write (OSError)")
+
+    async def test_failing_commits_then_recovered(self) -> None:
+        """While the last batch of messages failed to commit the instance
+        is not ready; the next batch that commits makes it ready again."""
+        alice = FakeParticipant("alice")
+        self.service.connect(alice)
+        self.service.join(alice, "lobby")
+        self.store.fail_writes = OSError("disk full")
+        failed = self.service.post(alice, "lobby", "lost")
+        self.clock.advance(0)
+        self.failureResultOf(failed, StorageFailed)
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        code, body = await self.get("/health/ready")
+        self.assertEqual(code, 503)
+        self.assertEqual(json.loads(body)["message"], "the last messages could not be stored")
+        self.store.fail_writes = None
+        stored = self.service.post(alice, "lobby", "kept")
+        self.clock.advance(0)
+        self.successResultOf(stored)
+        code, _ = await self.get("/health/ready")
+        self.assertEqual(code, 200)
 
     async def test_unknown_subpath(self) -> None:
         """Other paths below /health are 404."""

@@ -173,6 +173,18 @@ class MetricsScrapeTests(TestCase):
         for surface in SURFACES:
             self.assertEqual(samples[("parkchat_connections", (("surface", surface),))], 0)
 
+    def test_bus_up(self) -> None:
+        """``parkchat_bus_up`` follows a shared bus (1 live, 0 down, what
+        alerting should watch while /health/ready says degraded) and is
+        absent with the in-process bus."""
+        samples = parse(self.service.metrics.render().decode())
+        self.assertNotIn(("parkchat_bus_up", ()), samples)
+        bus: Any = self.service.bus
+        bus.live = False
+        self.assertEqual(parse(self.service.metrics.render().decode())[("parkchat_bus_up", ())], 0)
+        bus.live = True
+        self.assertEqual(parse(self.service.metrics.render().decode())[("parkchat_bus_up", ())], 1)
+
 
 class CountingTests(TestCase):
     """The counting done on the hot paths themselves."""

@@ -345,12 +345,26 @@ class MessageTests(TestCase):
         self.assertEqual(stored.as_dict(), {**original.as_dict(), "id": 42})
         self.assertEqual(json.loads(stored.json())["id"], 42)
 
+    def test_with_ids_sets_seq_outside_the_api_object(self) -> None:
+        """with_ids sets the id and the room position; seq stays out of the
+        seed API object (as_dict and json are those of the same message
+        with that id and no seq), and with_id keeps a seq already set."""
+        original = self.make(user_id=3)
+        stored = original.with_ids(42, 7)
+        self.assertEqual((stored.id, stored.seq, stored.user_id), (42, 7, 3))
+        self.assertEqual((original.id, original.seq), (0, 0))
+        self.assertEqual(stored.as_dict(), original.with_id(42).as_dict())
+        self.assertEqual(stored.json(), original.with_id(42).json())
+        self.assertNotIn("seq", json.loads(stored.json()))
+        self.assertEqual(stored.with_id(43).seq, 7)
+
     def test_equality(self) -> None:
         """Messages with the same fields are equal and hash alike; ids tell apart."""
         self.assertEqual(self.make(id=1), self.make(id=1))
         self.assertEqual(hash(self.make(id=1)), hash(self.make(id=1)))
         self.assertNotEqual(self.make(id=1), self.make(id=2))
         self.assertNotEqual(self.make(user_id=1), self.make(user_id=2))
+        self.assertNotEqual(self.make(id=1, seq=1), self.make(id=1, seq=2))
         self.assertNotEqual(self.make(), "hi")
 
     def test_timestamp_property(self) -> None:

@@ -60,6 +60,29 @@ def chat(room: str, content: str, user_id: int | None = None) -> Message:
     return Message(room=room, nickname="alice", content=content, timestamp_ms=T0, user_id=user_id)
 
 
+def insert_old_message(dsn: str, room: str, content: str, user_id: int | None = None) -> int:
+    """A room message as schemas before v4 stored it (no seq); its id.
+    This parkchat's store methods no longer fit an older schema."""
+    [(message_id,)] = query(
+        dsn,
+        "INSERT INTO messages (room, user_id, nickname, content, created_ms) "
+        "VALUES (%s, %s, 'alice', %s, %s) RETURNING id",
+        (room, user_id, content, T0),
+    )
+    return int(message_id)
+
+
+def insert_old_direct(dsn: str, from_user_id: int, to_user_id: int, content: str) -> int:
+    """An undelivered direct message as schemas v2 and v3 stored it; its id."""
+    [(message_id,)] = query(
+        dsn,
+        "INSERT INTO direct_messages (from_user_id, to_user_id, content, created_ms) "
+        "VALUES (%s, %s, %s, %s) RETURNING id",
+        (from_user_id, to_user_id, content, T0),
+    )
+    return int(message_id)
+
+
 def version_of(dsn: str) -> int:
     [(version,)] = query(dsn, "SELECT version FROM schema_version")
     return int(version)
@@ -87,6 +110,31 @@ def catalog(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
             "ORDER BY conname",
         ),
     }
+
+
+class PostgresPlans:
+    """Stands in for the transaction a store's ``*_txn`` function gets, on a
+    real connection: each query runs, and its plan (EXPLAIN's text) is kept
+    in ``plans``."""
+
+    def __init__(self, dsn: str) -> None:
+        self.conn = postgres_support.psycopg2.connect(dsn)
+        self.cursor = self.conn.cursor()
+        self.plans: list[str] = []
+
+    def execute(self, sql: str, params: Any = ()) -> None:
+        self.cursor.execute("EXPLAIN " + sql, params)
+        self.plans.append("\n".join(row[0] for row in self.cursor.fetchall()))
+        self.cursor.execute(sql, params)
+
+    def fetchone(self) -> Any:
+        return self.cursor.fetchone()
+
+    def fetchall(self) -> list[Any]:
+        return self.cursor.fetchall()
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 class ShippedScriptsTests(TestCase):
@@ -185,6 +233,9 @@ class PostgresSchemaTests(PostgresTestCase):
                 "server_settings",
                 "revoked_tokens",
                 "token_cutoffs",
+                "room_sequences",
+                "conversation_sequences",
+                "session_counters",
             }
             <= tables,
             tables,
@@ -202,6 +253,11 @@ class PostgresSchemaTests(PostgresTestCase):
             ("revoked_tokens", "expires_s"),
             ("token_cutoffs", "user_id"),
             ("token_cutoffs", "before_ms"),
+            ("messages", "seq"),
+            ("room_sequences", "last_seq"),
+            ("direct_messages", "seq"),
+            ("conversation_sequences", "last_seq"),
+            ("session_counters", "last_session"),
         ]:
             self.assertEqual(types[key], "bigint", key)
         self.assertEqual(self.prepare(), (latest_version(), latest_version()))
@@ -225,8 +281,8 @@ class PostgresSchemaTests(PostgresTestCase):
         old = self.open_store(schema_dir=self.shipped_v1_only())
         alice = await old.create_user("Alice", b"hash-a", T0)
         bob = await old.create_user("bob", b"hash-b", T0)
-        [message_id] = await old.insert_messages([chat("lobby", "from v1", alice.id)])
         await old.close()
+        message_id = insert_old_message(self.dsn, "lobby", "from v1", alice.id)
         self.assertEqual(version_of(self.dsn), 1)
 
         store = self.open_store()
@@ -234,7 +290,7 @@ class PostgresSchemaTests(PostgresTestCase):
         self.assertEqual(await store.get_user("alice"), StoredUser(alice.id, "Alice", b"hash-a"))
         [kept] = await store.recent_messages("lobby", 10)
         self.assertEqual((kept.id, kept.content, kept.user_id), (message_id, "from v1", alice.id))
-        [later] = await store.insert_messages([chat("lobby", "from v2")])
+        [(later, _)] = await store.insert_messages([chat("lobby", "from v2")])
         self.assertGreater(later, message_id)
         await store.insert_direct(alice.id, bob.id, "new in v2", T0, False)
         self.assertEqual([m.content for m in await store.pending_direct(bob.id, 5)], ["new in v2"])
@@ -249,10 +305,10 @@ class PostgresSchemaTests(PostgresTestCase):
         old = self.open_store(schema_dir=self.shipped_up_to(2))
         alice = await old.create_user("Alice", b"hash-a", T0)
         bob = await old.create_user("bob", b"hash-b", T0)
-        [message_id] = await old.insert_messages([chat("lobby", "from v2", alice.id)])
-        await old.insert_direct(alice.id, bob.id, "dm from v2", T0, False)
         await old.set_ban(bob.id, "spam", T0, None)
         await old.close()
+        message_id = insert_old_message(self.dsn, "lobby", "from v2", alice.id)
+        insert_old_direct(self.dsn, alice.id, bob.id, "dm from v2")
         self.assertEqual(version_of(self.dsn), 2)
 
         store = self.open_store()
@@ -277,6 +333,109 @@ class PostgresSchemaTests(PostgresTestCase):
 
         prepare_postgres(fresh)
         self.assertEqual(catalog(self.dsn), catalog(fresh))
+
+    async def test_upgrade_v3_to_v4_numbers_messages(self) -> None:
+        """A database made by a v3 parkchat, with messages in several rooms
+        (ids interleaved, one deleted) and direct messages in several
+        conversations, is upgraded in place: each room's messages are
+        numbered 1, 2, 3, ... in id order, each conversation's too (both
+        directions together, notes to self apart), the counters hold the
+        last numbers, new messages go on after them, and the result
+        matches a database created at the latest version."""
+        old = self.open_store(schema_dir=self.shipped_up_to(3))
+        alice = await old.create_user("alice", b"hash-a", T0)
+        bob = await old.create_user("bob", b"hash-b", T0)
+        carol = await old.create_user("carol", b"hash-c", T0)
+        await old.close()
+        rooms = ["lobby", "garden", "lobby", "attic", "garden", "lobby", "lobby"]
+        ids = [insert_old_message(self.dsn, room, f"m{i}") for i, room in enumerate(rooms)]
+        query(self.dsn, "DELETE FROM messages WHERE id = %s", (ids[2],))
+        pairs = [(alice, bob), (bob, alice), (alice, alice), (carol, bob), (alice, bob)]
+        dm_ids = [
+            insert_old_direct(self.dsn, f.id, t.id, f"d{i}") for i, (f, t) in enumerate(pairs)
+        ]
+        self.assertEqual(version_of(self.dsn), 3)
+
+        store = self.open_store()
+        self.assertEqual(version_of(self.dsn), latest_version())
+        lobby = await store.room_messages_after("lobby", 0, 10)
+        self.assertEqual([(m.id, m.seq) for m in lobby], [(ids[0], 1), (ids[5], 2), (ids[6], 3)])
+        garden = await store.room_messages_before("garden", None, 10)
+        self.assertEqual([(m.id, m.seq) for m in garden], [(ids[1], 1), (ids[4], 2)])
+        self.assertEqual(
+            await store.room_positions(["lobby", "garden", "attic", "nowhere"]),
+            {"lobby": 3, "garden": 2, "attic": 1},
+        )
+        positions = await store.insert_messages([chat("lobby", "new"), chat("attic", "new")])
+        self.assertEqual([seq for _, seq in positions], [4, 2])
+        self.assertGreater(positions[0][0], ids[-1])
+
+        history = await store.direct_history(bob.id, alice.id, 10)
+        self.assertEqual(
+            [(m.id, m.seq) for m in history], [(dm_ids[0], 1), (dm_ids[1], 2), (dm_ids[4], 3)]
+        )
+        self.assertEqual(await store.conversation_seq(alice.id, alice.id), 1)
+        self.assertEqual(await store.conversation_seq(bob.id, carol.id), 1)
+        [(_, dm_seq)] = [await store.insert_direct(alice.id, bob.id, "new", T0, False)]
+        self.assertEqual(dm_seq, 4)
+        self.assertEqual(await store.next_session(bob.id), 1)
+
+        fresh = postgres_support.create_database(self.addCleanup)
+        from parkchat.store.postgres import prepare_postgres
+
+        prepare_postgres(fresh)
+        self.assertEqual(catalog(self.dsn), catalog(fresh))
+
+    def test_room_reads_by_seq_use_the_index(self) -> None:
+        """On a populated, analysed table a room's range by seq (after,
+        before, newest) is read through the (room, seq) index in seq order,
+        and positions through room_sequences' key: no sequential scan."""
+        from parkchat.store.postgres import POSTGRES
+        from parkchat.store.sql.messages import (
+            current_seq_txn,
+            room_messages_after_txn,
+            room_messages_before_txn,
+            room_positions_txn,
+        )
+
+        self.prepare()
+        query(
+            self.dsn,
+            "INSERT INTO messages (room, nickname, content, created_ms, seq) "
+            "SELECT 'room' || mod(g, 50), 'u', 'hi', 0, g / 50 + 1 "
+            "FROM generate_series(0, 49999) g",
+        )
+        # Counters of many more rooms than have messages here: enough rows
+        # that reading them all would cost more than a search.
+        query(
+            self.dsn,
+            "INSERT INTO room_sequences (room, last_seq) "
+            "SELECT 'room' || g, 1000 FROM generate_series(0, 19999) g",
+        )
+        query(self.dsn, "ANALYZE")
+        txn = PostgresPlans(self.dsn)
+        self.addCleanup(txn.close)
+        pages = [
+            room_messages_after_txn(txn, POSTGRES, "room7", 400, 20),
+            room_messages_before_txn(txn, POSTGRES, "room7", 600, 20),
+            room_messages_before_txn(txn, POSTGRES, "room7", None, 20),
+        ]
+        self.assertEqual([m.seq for m in pages[0]], list(range(401, 421)))
+        self.assertEqual([m.seq for m in pages[1]], list(range(580, 600)))
+        self.assertEqual([m.seq for m in pages[2]], list(range(981, 1001)))
+        for plan in txn.plans:
+            self.assertIn("Index Scan", plan)
+            self.assertIn("using messages_room_seq on messages", plan)
+            self.assertNotIn("Sort", plan)
+            self.assertNotIn("Seq Scan", plan)
+        del txn.plans[:]
+        self.assertEqual(current_seq_txn(txn, POSTGRES, "room3"), 1000)
+        self.assertEqual(
+            room_positions_txn(txn, POSTGRES, ["room1", "room2", "none"]),
+            {"room1": 1000, "room2": 1000},
+        )
+        for plan in txn.plans:
+            self.assertIn("room_sequences_pkey", plan)
 
     def test_failing_upgrade_is_atomic(self) -> None:
         """An upgrade step that fails half-way raises SchemaError naming the
@@ -398,12 +557,13 @@ class PostgresDirectHistoryTests(PostgresTestCase):
         alice = await store.create_user("alice", b"hash-a", T0)
         bob = await store.create_user("bob", b"hash-b", T0)
         query(self.dsn, "SELECT setval('direct_messages_id_seq', %s)", (2**31 + 10,))
-        ids = [
+        sent = [
             await store.insert_direct(alice.id, bob.id, "one", T0, False),
             await store.insert_direct(bob.id, alice.id, "two", T0 + 1, False),
             await store.insert_direct(alice.id, bob.id, "three", T0 + 2, False),
         ]
-        self.assertEqual(ids, [2**31 + 11, 2**31 + 12, 2**31 + 13])
+        self.assertEqual(sent, [(2**31 + 11, 1), (2**31 + 12, 2), (2**31 + 13, 3)])
+        ids = [message_id for message_id, _ in sent]
         history = await store.direct_history(bob.id, alice.id, 10)
         self.assertEqual(
             [(m.id, m.content) for m in history],
@@ -413,51 +573,50 @@ class PostgresDirectHistoryTests(PostgresTestCase):
             [m.id for m in await store.direct_history(alice.id, bob.id, 1, ids[2])], ids[1:2]
         )
 
-    def test_query_uses_pair_index(self) -> None:
+    def test_queries_use_pair_indexes(self) -> None:
         """On a populated, analysed table the planner reads each direction
-        through the (from_user_id, to_user_id, id) index, never by a
-        sequential scan of direct_messages."""
+        of a conversation through the (from_user_id, to_user_id, id) index
+        when paging by id and the (from_user_id, to_user_id, seq) one when
+        reading by seq, never by a sequential scan of direct_messages."""
         from parkchat.store.postgres import POSTGRES, prepare_postgres
-        from parkchat.store.sql.direct import direct_history_txn
+        from parkchat.store.sql.direct import (
+            direct_history_txn,
+            direct_messages_after_txn,
+            direct_messages_before_txn,
+        )
 
         prepare_postgres(self.dsn)
         query(
             self.dsn,
             "INSERT INTO users (nickname, nickname_key, password_hash, created_ms, "
             "password_changed_ms) SELECT 'u' || g, 'u' || g, 'x', 0, 0 "
-            "FROM generate_series(1, 20) g",
+            "FROM generate_series(1, 8) g",
         )
+        # ~300 messages per direction of each pair: enough that reading a
+        # page in index order beats sorting the pair's rows.
         query(
             self.dsn,
-            "INSERT INTO direct_messages (from_user_id, to_user_id, content, created_ms) "
-            "SELECT 1 + mod(g, 20), 1 + mod(g / 20, 20), 'hi', g FROM generate_series(0, 3999) g",
+            "INSERT INTO direct_messages (from_user_id, to_user_id, content, created_ms, seq) "
+            "SELECT 1 + mod(g, 8), 1 + mod(g / 8, 8), 'hi', g, g + 1 "
+            "FROM generate_series(0, 19999) g",
         )
         query(self.dsn, "ANALYZE")
-        import psycopg2
-
-        conn = psycopg2.connect(self.dsn)
-        self.addCleanup(conn.close)
-        cursor = conn.cursor()
-        plans: list[str] = []
-
-        class ExplainingCursor:
-            """A transaction that records the plan of each query it runs."""
-
-            def execute(self, sql: str, params: Any = ()) -> None:
-                cursor.execute("EXPLAIN " + sql, params)
-                plans.append("\n".join(row[0] for row in cursor.fetchall()))
-                cursor.execute(sql, params)
-
-            def fetchall(self) -> list[Any]:
-                return cursor.fetchall()
-
+        txn = PostgresPlans(self.dsn)
+        self.addCleanup(txn.close)
         found = [
-            direct_history_txn(ExplainingCursor(), POSTGRES, user_id, other_id, 50, before)
+            direct_history_txn(txn, POSTGRES, user_id, other_id, 50, before)
             for user_id, other_id, before in [(3, 5, None), (3, 5, 1500), (4, 4, 1500)]
+        ] + [
+            direct_messages_after_txn(txn, POSTGRES, 3, 5, 100, 50),
+            direct_messages_before_txn(txn, POSTGRES, 3, 5, None, 50),
+            direct_messages_before_txn(txn, POSTGRES, 4, 4, 9000, 50),
         ]
         self.assertTrue(all(found), found)
-        for plan, directions in zip(plans, [2, 2, 1], strict=True):
-            self.assertEqual(plan.count("direct_messages_pair"), directions, plan)
+        expected = [("direct_messages_pair", 2), ("direct_messages_pair", 2)]
+        expected += [("direct_messages_pair", 1), ("direct_messages_seq", 2)]
+        expected += [("direct_messages_seq", 2), ("direct_messages_seq", 1)]
+        for plan, (index, directions) in zip(txn.plans, expected, strict=True):
+            self.assertEqual(plan.count(index), directions, plan)
             self.assertNotIn("Seq Scan on direct_messages", plan)
 
 
@@ -559,39 +718,164 @@ class PostgresPoolTests(PostgresTestCase):
             [one.insert_messages([chat("lobby", f"1-{i}")]) for i in range(20)]
             + [two.insert_messages([chat("lobby", f"2-{i}")]) for i in range(20)]
         )
-        flat = [i for batch in ids for i in batch]
+        flat = [i for batch in ids for i, _ in batch]
         self.assertEqual(len(set(flat)), 40)
+        self.assertEqual(sorted(seq for batch in ids for _, seq in batch), list(range(1, 41)))
         self.assertEqual(len(await one.recent_messages("lobby", 100)), 40)
 
 
-class MessageOrderTests(PostgresTestCase):
-    """Message ids become visible in id order across connections (and so
-    across instances): ``after=<last seen id>`` never misses a lower id."""
+class RoomSequenceTests(PostgresTestCase):
+    """Seqs across connections (and so across instances): batches of one room
+    take turns on the room's counter row and a room's seqs become visible in
+    order; batches of different rooms never wait for each other (no lock
+    common to the whole deployment); rooms are locked in one order, so
+    batches cannot deadlock. Numbers of sessions likewise."""
 
-    async def test_later_batch_waits_for_the_earlier(self) -> None:
-        import psycopg2
+    def connection(self) -> Any:
+        """A connection of its own (another instance), closed at cleanup;
+        a lock wait on it fails after 5 s instead of hanging the test."""
+        conn = postgres_support.psycopg2.connect(self.dsn)
+        self.addCleanup(conn.close)
+        with conn.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '5s'")
+        conn.commit()
+        return conn
 
+    async def lock_waiters(self, count: int) -> None:
+        """Return once ``count`` backends of the test database wait for a
+        lock. Polls the server, bounded so a regression cannot hang."""
+        deadline = time.monotonic() + 20
+        while True:
+            [(waiting,)] = query(
+                self.dsn,
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            if waiting >= count:
+                return
+            if time.monotonic() > deadline:
+                self.fail(f"{waiting} backends wait for a lock, not {count}")
+            await deferLater(reactor, 0.01, lambda: None)
+
+    async def test_same_room_waits_for_the_earlier_batch(self) -> None:
+        """A batch of a room whose earlier batch (another instance's) is still
+        open waits for it, then takes the next seq: nothing of the room is
+        visible meanwhile, so a reader can never see seq 2 before seq 1."""
         from parkchat.store.postgres import POSTGRES
         from parkchat.store.sql.messages import insert_messages_txn
 
         store = self.open_store()
         await store.ping()  # the schema exists
-        # Another instance's batch: it has drawn its id, not yet committed.
-        other = psycopg2.connect(self.dsn)
-        self.addCleanup(other.close)
-        cursor = other.cursor()
-        [first] = insert_messages_txn(cursor, POSTGRES, [chat("lobby", "first")])
+        other = self.connection()
+        [(first_id, first_seq)] = insert_messages_txn(
+            other.cursor(), POSTGRES, [chat("lobby", "first")]
+        )
         second = store.insert_messages([chat("lobby", "second")])
-        await deferLater(reactor, 0.3, lambda: None)
-        # Without the lock this batch would have drawn first + 1 and
-        # committed: a reader would see it while ``first`` is still missing.
-        self.assertFalse(second.called)
-        self.assertEqual(query(self.dsn, "SELECT count(*) FROM messages"), [(0,)])
+        await self.lock_waiters(1)
+        self.assertNoResult(second)
+        self.assertEqual(await store.room_messages_after("lobby", 0, 10), [])
+        self.assertEqual(await store.current_seq("lobby"), 0)
         other.commit()
-        [second_id] = await second
-        self.assertGreater(second_id, first)
-        stored = await store.recent_messages("lobby", 10, after=0)
-        self.assertEqual([m.content for m in stored], ["first", "second"])
+        [(second_id, second_seq)] = await second
+        self.assertEqual((first_seq, second_seq), (1, 2))
+        self.assertGreater(second_id, first_id)
+        stored = await store.room_messages_after("lobby", 0, 10)
+        self.assertEqual([(m.seq, m.content) for m in stored], [(1, "first"), (2, "second")])
+
+    async def test_rolled_back_batch_leaves_no_hole(self) -> None:
+        """If the earlier batch rolls back, the waiting one takes its seqs:
+        a failed batch leaves no gap in the room."""
+        from parkchat.store.postgres import POSTGRES
+        from parkchat.store.sql.messages import insert_messages_txn
+
+        store = self.open_store()
+        await store.insert_messages([chat("lobby", "one")])
+        other = self.connection()
+        insert_messages_txn(other.cursor(), POSTGRES, [chat("lobby", "lost")] * 3)
+        waiting = store.insert_messages([chat("lobby", "two")])
+        await self.lock_waiters(1)
+        other.rollback()
+        [(_, seq)] = await waiting
+        self.assertEqual(seq, 2)
+        self.assertEqual(await store.current_seq("lobby"), 2)
+
+    async def test_different_rooms_commit_in_parallel(self) -> None:
+        """Batches of different rooms from two connections are both open at
+        once, and the later one commits while the earlier is still open:
+        nothing serialises writes of the whole deployment. (With a global
+        lock the second batch would wait for the first and fail on the
+        lock timeout.) A third batch of other rooms, through a store, is
+        stored meanwhile too."""
+        from parkchat.store.postgres import POSTGRES
+        from parkchat.store.sql.messages import insert_messages_txn
+
+        store = self.open_store()
+        await store.ping()
+        one, two = self.connection(), self.connection()
+        [(_, seq_a)] = insert_messages_txn(one.cursor(), POSTGRES, [chat("a", "from one")])
+        [(_, seq_b)] = insert_messages_txn(two.cursor(), POSTGRES, [chat("b", "from two")])
+        third = store.insert_messages([chat("d", "x"), chat("c", "y")])
+        third.addTimeout(10, reactor)
+        self.assertEqual([seq for _, seq in await third], [1, 1])
+        two.commit()
+        self.assertEqual(await store.room_positions(["a", "b", "c", "d"]), {"b": 1, "c": 1, "d": 1})
+        one.commit()
+        self.assertEqual((seq_a, seq_b), (1, 1))
+        self.assertEqual(await store.current_seq("a"), 1)
+
+    async def test_rooms_in_any_order_cannot_deadlock(self) -> None:
+        """Batches naming the same rooms in different orders from two
+        connections both commit, one after the other in every room: rooms
+        are locked in sorted order. The first batch (b, m, a) is held up at
+        room m by a third connection; the second (a, b) comes meanwhile.
+        Locked in batch order, the first would hold b and the second a,
+        each then waiting for the other's room once m is free: a deadlock."""
+        store = self.open_store(pool_size=3)
+        await store.insert_messages([chat("a", "0"), chat("b", "0"), chat("m", "0")])
+        holder = self.connection()
+        holder.cursor().execute("SELECT room FROM room_sequences WHERE room = 'm' FOR UPDATE")
+        first = store.insert_messages([chat("b", "first"), chat("m", "first"), chat("a", "first")])
+        await self.lock_waiters(1)
+        second = store.insert_messages([chat("a", "second"), chat("b", "second")])
+        await self.lock_waiters(2)
+        holder.commit()
+        done = gatherResults([first, second], consumeErrors=True)
+        done.addTimeout(20, reactor)
+        [first_seqs, second_seqs] = await done
+        self.assertEqual([seq for _, seq in first_seqs], [2, 2, 2])
+        self.assertEqual([seq for _, seq in second_seqs], [3, 3])
+
+    async def test_concurrent_batches_number_rooms_without_gaps(self) -> None:
+        """Many batches over a few rooms from two instances at once: every
+        room's stored seqs are 1..n, each message has the seq its batch was
+        told, and within a room id order is seq order."""
+        one, two = self.open_store(), self.open_store()
+        batches = [
+            [chat("abcd"[(i * 7 + j) % 4], f"{i}-{j}") for j in range(1 + i % 5)] for i in range(40)
+        ]
+        results = await gatherResults(
+            [(one if i % 2 else two).insert_messages(batch) for i, batch in enumerate(batches)]
+        )
+        told = {
+            (message.content, message_id, seq)
+            for batch, positions in zip(batches, results, strict=True)
+            for message, (message_id, seq) in zip(batch, positions, strict=True)
+        }
+        stored = set()
+        for room in "abcd":
+            messages = await one.room_messages_after(room, 0, 1000)
+            self.assertEqual([m.seq for m in messages], list(range(1, len(messages) + 1)))
+            self.assertEqual([m.id for m in messages], sorted(m.id for m in messages))
+            stored |= {(m.content, m.id, m.seq) for m in messages}
+        self.assertEqual(stored, told)
+
+    async def test_session_numbers_across_instances(self) -> None:
+        """Sessions of one account counted by two instances at once get the
+        numbers 1..n, each once."""
+        one, two = self.open_store(), self.open_store()
+        alice = await one.create_user("alice", b"h", T0)
+        numbers = await gatherResults([store.next_session(alice.id) for store in [one, two] * 15])
+        self.assertEqual(sorted(numbers), list(range(1, 31)))
 
 
 class GroupCommitPostgresTests(PostgresTestCase):
@@ -610,6 +894,8 @@ class GroupCommitPostgresTests(PostgresTestCase):
         self.assertEqual(writer.last_batch_size, 1500)
         ids = [m.id for m in results]
         self.assertEqual(ids, list(range(ids[0], ids[0] + 1500)))
+        self.assertEqual([m.seq for m in results[0::2]], list(range(1, 751)))
+        self.assertEqual([m.seq for m in results[1::2]], list(range(1, 751)))
         self.assertEqual([m.content for m in results], [m.content for m in messages])
         self.assertEqual(await store.recent_messages("a", 2000), results[0::2])
         self.assertEqual(await store.recent_messages("b", 2000), results[1::2])

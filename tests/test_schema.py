@@ -127,11 +127,13 @@ class NewDatabaseTests(SchemaTestCase):
             ("table", "users"),
             ("table", "messages"),
             ("index", "messages_room_id"),
+            ("index", "messages_room_seq"),
+            ("table", "room_sequences"),
         ]:
             self.assertIn(expected, objects)
         self.assertEqual(
             columns(path, "messages"),
-            ["id", "room", "user_id", "nickname", "content", "created_ms", "type"],
+            ["id", "room", "user_id", "nickname", "content", "created_ms", "type", "seq"],
         )
         self.assertEqual(query(path, "SELECT count(*) FROM schema_version"), [(1,)])
 
@@ -211,8 +213,8 @@ class NewDatabaseTests(SchemaTestCase):
         )
         conn.executemany(
             "INSERT INTO direct_messages (from_user_id, to_user_id, content, created_ms, "
-            "delivered) VALUES (?, ?, 'hi', ?, ?)",
-            [(1 + i % 20, 1 + i // 20 % 20, T0 + i, i % 2) for i in range(4000)],
+            "delivered, seq) VALUES (?, ?, 'hi', ?, ?, ?)",
+            [(1 + i % 20, 1 + i // 20 % 20, T0 + i, i % 2, i + 1) for i in range(4000)],
         )
         conn.execute("ANALYZE")
         conn.commit()
@@ -244,9 +246,9 @@ class NewDatabaseTests(SchemaTestCase):
         a separate, empty database)."""
         store = open_sqlite(":memory:")
         self.addCleanup(store.close)
-        ids = await store.insert_messages([chat("lobby", "hi")])
+        [(message_id, seq)] = await store.insert_messages([chat("lobby", "hi")])
         [message] = await store.recent_messages("lobby", 10)
-        self.assertEqual((message.id, message.content), (ids[0], "hi"))
+        self.assertEqual((message.id, message.seq, message.content), (message_id, seq, "hi"))
 
     def test_missing_directory(self) -> None:
         """open_sqlite refuses a path in a directory that does not exist,
@@ -431,18 +433,19 @@ class PoolTests(SchemaTestCase):
         ids keep increasing."""
         path = self.db_path()
         first = open_sqlite(path)
-        ids = await first.insert_messages([chat("lobby", f"m{i}") for i in range(5)])
+        positions = await first.insert_messages([chat("lobby", f"m{i}") for i in range(5)])
         user = await first.create_user("Alice", b"$2b$04$x", T0)
         await first.close()
         self.assertFalse(first.pool.running)
 
         second = self.open_store(path)
         history = await second.recent_messages("lobby", 50)
-        self.assertEqual([m.id for m in history], ids)
+        self.assertEqual([(m.id, m.seq) for m in history], positions)
         self.assertEqual([m.content for m in history], [f"m{i}" for i in range(5)])
         self.assertEqual(await second.get_user("alice"), user)
-        [later] = await second.insert_messages([chat("lobby", "after restart")])
-        self.assertGreater(later, ids[-1])
+        [(later, seq)] = await second.insert_messages([chat("lobby", "after restart")])
+        self.assertGreater(later, positions[-1][0])
+        self.assertEqual(seq, 6)
 
 
 class GroupCommitSQLiteTests(SchemaTestCase):
@@ -461,6 +464,8 @@ class GroupCommitSQLiteTests(SchemaTestCase):
         self.assertEqual(writer.last_batch_size, 500)
         ids = [m.id for m in results]
         self.assertEqual(ids, list(range(ids[0], ids[0] + 500)))
+        self.assertEqual([m.seq for m in results[0::2]], list(range(1, 251)))
+        self.assertEqual([m.seq for m in results[1::2]], list(range(1, 251)))
         self.assertEqual([m.content for m in results], [m.content for m in messages])
         self.assertEqual(await store.recent_messages("a", 1000), results[0::2])
         self.assertEqual(await store.recent_messages("b", 1000), results[1::2])
@@ -487,7 +492,7 @@ class GroupCommitSQLiteTests(SchemaTestCase):
         store = self.open_store(self.db_path())
         later: list[Deferred[Message]] = []
 
-        def insert(messages: Sequence[Message]) -> Deferred[list[int]]:
+        def insert(messages: Sequence[Message]) -> Deferred[list[tuple[int, int]]]:
             d = store.insert_messages(messages)
             if not later:
                 # The first transaction is now on the database thread.

@@ -13,7 +13,7 @@ from typing import Any
 
 from twisted.trial.unittest import TestCase
 
-from parkchat.model import Message, StoredUser
+from parkchat.model import StoredUser
 from parkchat.store.schema import SCHEMA_DIR, latest_version
 from parkchat.store.sqlite import load_or_create_setting, open_sqlite, prepare_sqlite
 from tests.store_support import T0
@@ -47,6 +47,37 @@ def query(path: str, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql).fetchall()
     finally:
         conn.close()
+
+
+def insert_row(path: str, sql: str, params: tuple[Any, ...] = ()) -> int:
+    """Run one INSERT on the file at ``path``, commit, and return the new
+    row's id: how tests write rows into a database of an older schema,
+    which this parkchat's store methods no longer fit."""
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            return int(conn.execute(sql, params).lastrowid or 0)
+    finally:
+        conn.close()
+
+
+def insert_old_message(path: str, room: str, nickname: str, content: str) -> int:
+    """A room message as schemas before v4 stored it (no seq); its id."""
+    return insert_row(
+        path,
+        "INSERT INTO messages (room, nickname, content, created_ms) VALUES (?, ?, ?, ?)",
+        (room, nickname, content, T0),
+    )
+
+
+def insert_old_direct(path: str, from_user_id: int, to_user_id: int, content: str) -> int:
+    """An undelivered direct message as schemas v2 and v3 stored it; its id."""
+    return insert_row(
+        path,
+        "INSERT INTO direct_messages (from_user_id, to_user_id, content, created_ms) "
+        "VALUES (?, ?, ?, ?)",
+        (from_user_id, to_user_id, content, T0),
+    )
 
 
 class SchemaV2Tests(TestCase):
@@ -92,9 +123,8 @@ class SchemaV2Tests(TestCase):
         old = open_sqlite(path, schema_dir=self.v1_only())
         alice = await old.create_user("Alice", b"hash-a", T0)
         bob = await old.create_user("bob", b"hash-b", T0)
-        message = Message(room="lobby", nickname="Alice", content="from v1", timestamp_ms=T0)
-        [message_id] = await old.insert_messages([message])
         await old.close()
+        message_id = insert_old_message(path, "lobby", "Alice", "from v1")
         self.assertEqual(query(path, "SELECT version FROM schema_version"), [(1,)])
 
         store = open_sqlite(path)

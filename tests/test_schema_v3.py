@@ -12,12 +12,18 @@ from pathlib import Path
 
 from twisted.trial.unittest import TestCase
 
-from parkchat.model import Ban, Message, StoredUser
+from parkchat.model import Ban, StoredUser
 from parkchat.store.schema import SCHEMA_DIR, latest_version
 from parkchat.store.sql.tokens import list_revoked_tokens_txn, prune_revoked_tokens_txn
 from parkchat.store.sqlite import SQLITE, open_sqlite, prepare_sqlite
 from tests.store_support import S0, T0, SQLitePlans
-from tests.test_schema_v2 import query, run_scripts, schema_objects
+from tests.test_schema_v2 import (
+    insert_old_direct,
+    insert_old_message,
+    query,
+    run_scripts,
+    schema_objects,
+)
 
 
 class SchemaV3Tests(TestCase):
@@ -76,11 +82,10 @@ class SchemaV3Tests(TestCase):
         old = open_sqlite(path, schema_dir=self.v2_only())
         alice = await old.create_user("Alice", b"hash-a", T0)
         bob = await old.create_user("bob", b"hash-b", T0)
-        message = Message(room="lobby", nickname="Alice", content="from v2", timestamp_ms=T0)
-        [message_id] = await old.insert_messages([message])
-        await old.insert_direct(alice.id, bob.id, "dm from v2", T0, False)
         await old.set_ban(bob.id, "spam", T0, None)
         await old.close()
+        message_id = insert_old_message(path, "lobby", "Alice", "from v2")
+        insert_old_direct(path, alice.id, bob.id, "dm from v2")
         self.assertEqual(query(path, "SELECT version FROM schema_version"), [(2,)])
 
         store = open_sqlite(path)

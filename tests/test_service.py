@@ -866,8 +866,8 @@ class ResyncTests(TestCase):
             Message(room=room, nickname="bob", content=t, timestamp_ms=0, user_id=None)
             for t in texts
         ]
-        ids: list[int] = self.successResultOf(self.store.insert_messages(batch))
-        return ids
+        stored = self.successResultOf(self.store.insert_messages(batch))
+        return [message_id for message_id, _seq in stored]
 
     def chats(self) -> list[str]:
         return [m.content for m in self.alice.received if m.type == CHAT]

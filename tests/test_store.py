@@ -1,12 +1,13 @@
 """What every store is, whatever its engine: it provides each area interface
-(``IRoomMessageStore``, ``IAccountStore``, ``IDirectMessageStore``,
-``IModerationStore``, ``ITokenStore``, ``IStoreLifecycle``) and so the
-composite ``IMessageStore``; and it answers ``ping`` and ``close``.
+(``IRoomMessageStore``, ``IAccountStore``, ``ISessionStore``,
+``IDirectMessageStore``, ``IModerationStore``, ``ITokenStore``,
+``IStoreLifecycle``) and so the composite ``IMessageStore``; and it answers
+``ping`` and ``close``.
 
 Each area's behaviour is a suite of its own, run against every store:
-``test_store_messages``, ``test_store_accounts``, ``test_store_direct``,
-``test_store_moderation``, ``test_store_tokens`` (backends in
-``tests/store_support.py``).
+``test_store_messages``, ``test_store_accounts``, ``test_store_sessions``,
+``test_store_direct``, ``test_store_moderation``, ``test_store_tokens``
+(backends in ``tests/store_support.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from parkchat.interfaces import (
     IMessageStore,
     IModerationStore,
     IRoomMessageStore,
+    ISessionStore,
     IStoreLifecycle,
     ITokenStore,
 )
@@ -28,6 +30,7 @@ from tests.store_support import OnMemory, OnPostgreSQL, OnSQLite, OnSQLiteMemory
 AREAS = (
     IRoomMessageStore,
     IAccountStore,
+    ISessionStore,
     IDirectMessageStore,
     IModerationStore,
     ITokenStore,

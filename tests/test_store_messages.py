@@ -8,6 +8,7 @@ from twisted.trial.unittest import TestCase
 
 from parkchat.interfaces import IRoomMessageStore
 from parkchat.model import Message
+from parkchat.store.sql.messages import ROOMS_PER_STATEMENT
 from tests.store_support import T0, OnMemory, OnPostgreSQL, OnSQLite, StoreSuite, chat
 
 
@@ -15,9 +16,9 @@ class RoomMessageStoreTestsMixin(StoreSuite):
     """The IRoomMessageStore contract; mixed into a TestCase per implementation."""
 
     async def insert(self, store: IRoomMessageStore, messages: list[Message]) -> list[Message]:
-        """Store ``messages`` and return them as stored (ids set)."""
-        ids = await store.insert_messages(messages)
-        return [m.with_id(i) for m, i in zip(messages, ids, strict=True)]
+        """Store ``messages`` and return them as stored (ids and seqs set)."""
+        positions = await store.insert_messages(messages)
+        return [m.with_ids(i, seq) for m, (i, seq) in zip(messages, positions, strict=True)]
 
     async def test_insert_returns_increasing_ids_in_order(self) -> None:
         """insert_messages fires with one positive id per message, increasing in
@@ -25,11 +26,39 @@ class RoomMessageStoreTestsMixin(StoreSuite):
         store = self.make_store()
         first = await store.insert_messages([chat("lobby", f"m{i}") for i in range(5)])
         second = await store.insert_messages([chat("other", "x"), chat("lobby", "y")])
-        ids = first + second
+        ids = [i for i, _ in first + second]
         self.assertEqual(len(first), 5)
         self.assertEqual(len(second), 2)
         self.assertTrue(all(i > 0 for i in ids), ids)
         self.assertEqual(ids, sorted(set(ids)))
+
+    async def test_insert_numbers_each_room(self) -> None:
+        """Each message gets the next seq of its own room, in batch order,
+        however the batch mixes rooms; a room's seqs go on from batch to
+        batch without a gap, starting at 1."""
+        store = self.make_store()
+        first = await store.insert_messages(
+            [chat("b", "b1"), chat("a", "a1"), chat("b", "b2"), chat("c", "c1"), chat("b", "b3")]
+        )
+        second = await store.insert_messages([chat("a", "a2"), chat("b", "b4")])
+        third = await store.insert_messages([chat("a", "a3")])
+        self.assertEqual([seq for _, seq in first], [1, 1, 2, 1, 3])
+        self.assertEqual([seq for _, seq in second], [2, 4])
+        self.assertEqual([seq for _, seq in third], [3])
+
+    async def test_seq_order_is_id_order_in_a_room(self) -> None:
+        """Within a room, a greater seq always has a greater id, so paging
+        by id and reading by seq walk a room in the same order."""
+        store = self.make_store()
+        stored: list[Message] = []
+        for i in range(5):
+            stored += await self.insert(
+                store, [chat("ab"[(i + j) % 2], f"m{i}-{j}") for j in range(3)]
+            )
+        for room in "ab":
+            mine = [m for m in stored if m.room == room]
+            self.assertEqual([m.seq for m in mine], list(range(1, len(mine) + 1)))
+            self.assertEqual([m.id for m in mine], sorted(m.id for m in mine))
 
     async def test_delete_message(self) -> None:
         """delete_message removes one message, answers its room, and None
@@ -159,6 +188,121 @@ class RoomMessageStoreTestsMixin(StoreSuite):
         self.assertEqual(await store.recent_messages("nowhere", 50), [])
         self.assertEqual(await store.recent_messages("nowhere", 50, before=10), [])
         self.assertEqual(await store.recent_messages("nowhere", 50, after=0), [])
+
+    # -- by seq ------------------------------------------------------------------
+
+    async def test_every_read_carries_seq(self) -> None:
+        """Messages read back by id or by seq carry the seq they were given."""
+        store = self.make_store()
+        stored = await self.insert(store, [chat("ab"[i % 2], f"m{i}") for i in range(6)])
+        in_a = [m for m in stored if m.room == "a"]
+        for read in (
+            await store.recent_messages("a", 10),
+            await store.recent_messages("a", 10, after=0),
+            await store.recent_messages("a", 10, before=stored[-1].id + 1),
+            await store.room_messages_after("a", 0, 10),
+            await store.room_messages_before("a", None, 10),
+        ):
+            self.assertEqual([(m.id, m.seq) for m in read], [(m.id, m.seq) for m in in_a])
+            self.assertEqual(read, in_a)
+
+    async def test_room_messages_after(self) -> None:
+        """``room_messages_after`` gives the first ``limit`` messages with a
+        greater seq, by seq: from the start with 0, nothing past the last
+        one, nothing with ``limit`` 0; other rooms never."""
+        store = self.make_store()
+        stored = await self.insert(store, [chat("ab"[i % 3 == 0], f"m{i}") for i in range(15)])
+        lobby = [m for m in stored if m.room == "a"]
+        self.assertEqual(len(lobby), 10)
+        self.assertEqual(await store.room_messages_after("a", 0, 3), lobby[:3])
+        self.assertEqual(await store.room_messages_after("a", 4, 3), lobby[4:7])
+        self.assertEqual(await store.room_messages_after("a", 8, 50), lobby[8:])
+        self.assertEqual(await store.room_messages_after("a", 10, 50), [])
+        self.assertEqual(await store.room_messages_after("a", 2**40, 50), [])
+        self.assertEqual(await store.room_messages_after("a", 0, 0), [])
+        self.assertEqual(await store.room_messages_after("nowhere", 0, 10), [])
+
+    async def test_room_messages_after_pages_cover_the_room(self) -> None:
+        """Reading pages from the last seq of each page reaches every message
+        of the room once, in order, and ends with an empty page."""
+        store = self.make_store()
+        lobby: list[Message] = []
+        for i in range(7):
+            stored = await self.insert(store, [chat("lobby", f"m{i}"), chat("noise", f"n{i}")])
+            lobby += [m for m in stored if m.room == "lobby"]
+        walked: list[Message] = []
+        after = 0
+        while page := await store.room_messages_after("lobby", after, 3):
+            walked += page
+            after = page[-1].seq
+        self.assertEqual(walked, lobby)
+
+    async def test_room_messages_before(self) -> None:
+        """``room_messages_before`` gives the last ``limit`` messages with a
+        smaller seq, oldest first; the newest ones with None; nothing below
+        the first, nothing with ``limit`` 0."""
+        store = self.make_store()
+        stored = await self.insert(store, [chat("lobby", f"m{i}") for i in range(10)])
+        await self.insert(store, [chat("other", "x")])
+        self.assertEqual(await store.room_messages_before("lobby", None, 3), stored[-3:])
+        self.assertEqual(await store.room_messages_before("lobby", None, 50), stored)
+        self.assertEqual(await store.room_messages_before("lobby", 7, 3), stored[3:6])
+        self.assertEqual(await store.room_messages_before("lobby", 3, 50), stored[:2])
+        self.assertEqual(await store.room_messages_before("lobby", 1, 50), [])
+        self.assertEqual(await store.room_messages_before("lobby", 2**40, 2), stored[-2:])
+        self.assertEqual(await store.room_messages_before("lobby", None, 0), [])
+        self.assertEqual(await store.room_messages_before("nowhere", None, 10), [])
+
+    async def test_current_seq(self) -> None:
+        """``current_seq`` is 0 for a room never written to, then the seq of
+        the room's last message; other rooms' messages do not move it."""
+        store = self.make_store()
+        self.assertEqual(await store.current_seq("lobby"), 0)
+        await store.insert_messages([chat("lobby", "1"), chat("other", "x"), chat("lobby", "2")])
+        self.assertEqual(await store.current_seq("lobby"), 2)
+        await store.insert_messages([chat("other", "y")])
+        self.assertEqual(await store.current_seq("lobby"), 2)
+        self.assertEqual(await store.current_seq("other"), 2)
+        self.assertEqual(await store.current_seq("Lobby"), 0)
+
+    async def test_deleted_message_leaves_a_hole(self) -> None:
+        """Deleting a message leaves its seq unused: ranges skip it, the
+        room's current seq stays, and the next message takes the next seq
+        (also when the newest message was deleted)."""
+        store = self.make_store()
+        stored = await self.insert(store, [chat("lobby", f"m{i}") for i in range(4)])
+        await store.delete_message(stored[1].id)
+        await store.delete_message(stored[3].id)
+        self.assertEqual(await store.room_messages_after("lobby", 0, 10), [stored[0], stored[2]])
+        self.assertEqual(await store.room_messages_before("lobby", 4, 10), [stored[0], stored[2]])
+        self.assertEqual(await store.current_seq("lobby"), 4)
+        [(_, seq)] = await store.insert_messages([chat("lobby", "after")])
+        self.assertEqual(seq, 5)
+
+    async def test_room_positions(self) -> None:
+        """``room_positions`` maps each given room written to onto its
+        current seq; rooms never written to are absent, a room named twice
+        appears once, and no rooms give an empty map."""
+        store = self.make_store()
+        await store.insert_messages([chat("a", "1"), chat("b", "1"), chat("a", "2")])
+        self.assertEqual(await store.room_positions(["a", "b", "nowhere", "a"]), {"a": 2, "b": 1})
+        self.assertEqual(await store.room_positions(["b"]), {"b": 1})
+        self.assertEqual(await store.room_positions([]), {})
+        self.assertEqual(await store.room_positions(["nowhere"]), {})
+
+    async def test_many_rooms_in_one_batch(self) -> None:
+        """A batch spanning more rooms than one statement takes
+        (``ROOMS_PER_STATEMENT``) numbers every room, and ``room_positions``
+        answers for as many rooms at once."""
+        store = self.make_store()
+        rooms = [f"room-{i:04d}" for i in range(ROOMS_PER_STATEMENT * 2 + 7)]
+        batch = [chat(room, "one") for room in rooms] + [chat(rooms[-1], "two")]
+        positions = await store.insert_messages(batch)
+        self.assertEqual([seq for _, seq in positions], [1] * len(rooms) + [2])
+        expected = {room: 1 for room in rooms} | {rooms[-1]: 2}
+        self.assertEqual(await store.room_positions([*reversed(rooms), "nowhere"]), expected)
+        [second] = await store.room_messages_after(rooms[-1], 1, 10)
+        self.assertEqual((second.seq, second.content), (2, "two"))
 
 
 class MemoryRoomMessageTests(OnMemory, RoomMessageStoreTestsMixin, TestCase):

@@ -23,22 +23,26 @@ class ControlledInsert:
 
     def __init__(self) -> None:
         self.batches: list[list[Message]] = []
-        self.deferreds: list[Deferred[list[int]]] = []
+        self.deferreds: list[Deferred[list[tuple[int, int]]]] = []
         self.next_id = 1
+        self.seqs: dict[str, int] = {}
 
-    def __call__(self, messages: Sequence[Message]) -> Deferred[list[int]]:
+    def __call__(self, messages: Sequence[Message]) -> Deferred[list[tuple[int, int]]]:
         self.batches.append(list(messages))
-        d: Deferred[list[int]] = Deferred()
+        d: Deferred[list[tuple[int, int]]] = Deferred()
         self.deferreds.append(d)
         return d
 
-    def commit(self, index: int = -1) -> list[int]:
-        """Commit batch ``index`` with fresh consecutive ids."""
-        batch = self.batches[index]
-        ids = list(range(self.next_id, self.next_id + len(batch)))
-        self.next_id += len(batch)
-        self.deferreds[index].callback(ids)
-        return ids
+    def commit(self, index: int = -1) -> list[tuple[int, int]]:
+        """Commit batch ``index`` with fresh consecutive ids, and each room's
+        next seqs, as a store does."""
+        positions = []
+        for m in self.batches[index]:
+            seq = self.seqs[m.room] = self.seqs.get(m.room, 0) + 1
+            positions.append((self.next_id, seq))
+            self.next_id += 1
+        self.deferreds[index].callback(positions)
+        return positions
 
     def fail(self, index: int = -1) -> None:
         self.deferreds[index].errback(RuntimeError("disk full"))
@@ -76,14 +80,31 @@ class GroupCommitWriterTests(TestCase):
 
     def test_results_only_after_commit(self) -> None:
         """No Deferred fires while its transaction is open; then each fires with
-        a copy of its message carrying the assigned id."""
+        a copy of its message carrying the assigned id and seq."""
         ds = [self.writer.submit(message(text)) for text in "ab"]
         self.clock.advance(0)
         for d in ds:
             self.assertNoResult(d)
         self.insert.commit()
         stored = [self.successResultOf(d) for d in ds]
-        self.assertEqual([(m.id, m.content) for m in stored], [(1, "a"), (2, "b")])
+        self.assertEqual([(m.id, m.seq, m.content) for m in stored], [(1, 1, "a"), (2, 2, "b")])
+
+    def test_each_message_gets_its_own_position(self) -> None:
+        """In a batch spanning rooms, each stored message carries the (id,
+        seq) the store gave it in batch order: ids across the batch, seqs
+        per room; the rest of the message is unchanged."""
+        submitted = [message("a1", "a"), message("b1", "b"), message("a2", "a")]
+        ds = [self.writer.submit(m) for m in submitted]
+        self.clock.advance(0)
+        self.insert.commit()
+        stored = [self.successResultOf(d) for d in ds]
+        self.assertEqual(
+            [(m.id, m.room, m.seq, m.content) for m in stored],
+            [(1, "a", 1, "a1"), (2, "b", 1, "b1"), (3, "a", 2, "a2")],
+        )
+        self.assertEqual(
+            [m.as_dict() | {"id": 0} for m in stored], [m.as_dict() for m in submitted]
+        )
 
     def test_submitted_message_not_mutated(self) -> None:
         """The caller's Message keeps id 0; the result is a new object."""
@@ -155,8 +176,8 @@ class GroupCommitWriterTests(TestCase):
         batches still report their results in submission order."""
         next_id = iter(range(1, 100))
 
-        def insert(messages: Sequence[Message]) -> Deferred[list[int]]:
-            return succeed([next(next_id) for _ in messages])
+        def insert(messages: Sequence[Message]) -> Deferred[list[tuple[int, int]]]:
+            return succeed([(n, n) for n in (next(next_id) for _ in messages)])
 
         writer = GroupCommitWriter(insert, self.clock, max_batch=2)
         fired: list[int] = []
@@ -168,7 +189,7 @@ class GroupCommitWriterTests(TestCase):
     def test_synchronous_failures_reported_in_order(self) -> None:
         """With a store that fails synchronously, split batches fail in order."""
 
-        def insert(messages: Sequence[Message]) -> Deferred[list[int]]:
+        def insert(messages: Sequence[Message]) -> Deferred[list[tuple[int, int]]]:
             raise RuntimeError("read-only database")
 
         writer = GroupCommitWriter(insert, self.clock, max_batch=2)
@@ -214,11 +235,11 @@ class GroupCommitWriterTests(TestCase):
         """An insert that raises instead of failing its Deferred is a failed batch."""
         calls: list[int] = []
 
-        def insert(messages: Sequence[Message]) -> Deferred[list[int]]:
+        def insert(messages: Sequence[Message]) -> Deferred[list[tuple[int, int]]]:
             calls.append(len(messages))
             if len(calls) == 1:
                 raise RuntimeError("no connection")
-            return succeed([10])
+            return succeed([(10, 1)])
 
         writer = GroupCommitWriter(insert, self.clock)
         d = writer.submit(message("a"))

@@ -66,7 +66,7 @@ class DirectMessageHandler:
         self._rate.consume(nickname_key(participant.nickname))
         recipient = await self._account(name)
         now = int(self._clock.seconds() * 1000)
-        message_id = await self._store.insert_direct(
+        message_id, seq = await self._store.insert_direct(
             participant.user_id, recipient.id, content, now, False
         )
         message = DirectMessage(
@@ -77,6 +77,7 @@ class DirectMessageHandler:
             recipient.nickname,
             content,
             now,
+            seq=seq,
         )
         self._bus.publish_control(DirectMessageEvent.of(message, self._instance_id))
         return message

@@ -120,6 +120,12 @@ class MessageHandler:
         """Fires once every message queued so far is stored (or failed)."""
         return self._writer.flush()
 
+    @property
+    def storing_fails(self) -> bool:
+        """The last batch of messages could not be stored and none has been
+        since (readiness)."""
+        return self._writer.failing
+
     # -- posting -------------------------------------------------------------
 
     def post(self, participant: IParticipant, room_name: str, content: object) -> Deferred[Message]:

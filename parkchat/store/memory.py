@@ -25,9 +25,14 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._users: dict[str, StoredUser] = {}
+        self._sessions: dict[int, int] = {}
+        # Each room's messages in id (and so seq) order.
         self._rooms: dict[str, list[Message]] = {}
+        self._room_seqs: dict[str, int] = {}
         self._last_id = 0
-        self._direct: list[tuple[int, int, int, str, int, bool]] = []
+        # (id, from, to, content, created_ms, delivered, seq), in id order.
+        self._direct: list[tuple[int, int, int, str, int, bool, int]] = []
+        self._conversation_seqs: dict[tuple[int, int], int] = {}
         self._bans: dict[int, Ban] = {}
         self._revoked_tokens: dict[str, int] = {}
         self._token_cutoffs: dict[int, int] = {}
@@ -36,26 +41,48 @@ class MemoryStore:
 
     # -- room messages -------------------------------------------------------
 
-    def insert_messages(self, messages: Sequence[Message]) -> Deferred[list[int]]:
+    def insert_messages(self, messages: Sequence[Message]) -> Deferred[list[tuple[int, int]]]:
         if self.fail_writes is not None:
             return fail(self.fail_writes)
-        ids = []
+        stored = []
         for message in messages:
             self._last_id += 1
-            self._rooms.setdefault(message.room, []).append(message.with_id(self._last_id))
-            ids.append(self._last_id)
-        return succeed(ids)
+            seq = self._room_seqs[message.room] = self._room_seqs.get(message.room, 0) + 1
+            self._rooms.setdefault(message.room, []).append(message.with_ids(self._last_id, seq))
+            stored.append((self._last_id, seq))
+        return succeed(stored)
 
     def recent_messages(
         self, room: str, limit: int, before: int | None = None, after: int | None = None
     ) -> Deferred[list[Message]]:
         messages = self._rooms.get(room, [])
-        ids = [m.id for m in messages]
         if after is not None:
-            start = bisect.bisect_right(ids, after)
+            start = bisect.bisect_right(messages, after, key=_id)
             return succeed(messages[start : start + limit])
-        end = bisect.bisect_left(ids, before) if before is not None else len(messages)
+        end = bisect.bisect_left(messages, before, key=_id) if before is not None else len(messages)
         return succeed(messages[max(0, end - limit) : end])
+
+    def room_messages_after(self, room: str, after_seq: int, limit: int) -> Deferred[list[Message]]:
+        messages = self._rooms.get(room, [])
+        start = bisect.bisect_right(messages, after_seq, key=_seq)
+        return succeed(messages[start : start + max(0, limit)])
+
+    def room_messages_before(
+        self, room: str, before_seq: int | None, limit: int
+    ) -> Deferred[list[Message]]:
+        messages = self._rooms.get(room, [])
+        end = (
+            len(messages)
+            if before_seq is None
+            else bisect.bisect_left(messages, before_seq, key=_seq)
+        )
+        return succeed(messages[max(0, end - max(0, limit)) : end])
+
+    def current_seq(self, room: str) -> Deferred[int]:
+        return succeed(self._room_seqs.get(room, 0))
+
+    def room_positions(self, rooms: Sequence[str]) -> Deferred[dict[str, int]]:
+        return succeed({r: self._room_seqs[r] for r in rooms if r in self._room_seqs})
 
     def delete_message(self, message_id: int) -> Deferred[str | None]:
         for room, messages in self._rooms.items():
@@ -96,25 +123,52 @@ class MemoryStore:
                 self._users[key] = StoredUser(user.id, user.nickname, password_hash)
         return succeed(None)
 
+    # -- sessions ------------------------------------------------------------
+
+    def next_session(self, user_id: int) -> Deferred[int]:
+        if self._user_by_id(user_id) is None:
+            # As the SQL stores' foreign key refuses it.
+            return fail(KeyError(f"no account with id {user_id}"))
+        number = self._sessions[user_id] = self._sessions.get(user_id, 0) + 1
+        return succeed(number)
+
     # -- direct messages -----------------------------------------------------
 
     def insert_direct(
         self, from_user_id: int, to_user_id: int, content: str, created_ms: int, delivered: bool
-    ) -> Deferred[int]:
+    ) -> Deferred[tuple[int, int]]:
         if self.fail_writes is not None:
             return fail(self.fail_writes)
         message_id = len(self._direct) + 1
-        self._direct.append((message_id, from_user_id, to_user_id, content, created_ms, delivered))
-        return succeed(message_id)
+        pair = _conversation(from_user_id, to_user_id)
+        seq = self._conversation_seqs[pair] = self._conversation_seqs.get(pair, 0) + 1
+        self._direct.append(
+            (message_id, from_user_id, to_user_id, content, created_ms, delivered, seq)
+        )
+        return succeed((message_id, seq))
 
-    def _direct_message(self, row: tuple[int, int, int, str, int, bool]) -> DirectMessage:
+    def _direct_message(self, row: tuple[int, int, int, str, int, bool, int]) -> DirectMessage:
         """A stored row as a ``DirectMessage``, both nicknames looked up."""
-        message_id, from_id, to_id, content, created_ms, _delivered = row
+        message_id, from_id, to_id, content, created_ms, _delivered, seq = row
         sender, recipient = self._user_by_id(from_id), self._user_by_id(to_id)
         assert sender is not None and recipient is not None
         return DirectMessage(
-            message_id, from_id, sender.nickname, to_id, recipient.nickname, content, created_ms
+            message_id,
+            from_id,
+            sender.nickname,
+            to_id,
+            recipient.nickname,
+            content,
+            created_ms,
+            seq=seq,
         )
+
+    def _conversation_rows(
+        self, user_id: int, other_id: int
+    ) -> list[tuple[int, int, int, str, int, bool, int]]:
+        """The conversation's rows, in id (and so seq) order."""
+        pair = _conversation(user_id, other_id)
+        return [row for row in self._direct if _conversation(row[1], row[2]) == pair]
 
     def pending_direct(self, to_user_id: int, limit: int) -> Deferred[list[DirectMessage]]:
         pending = [row for row in self._direct if row[2] == to_user_id and not row[5]]
@@ -123,19 +177,39 @@ class MemoryStore:
     def direct_history(
         self, user_id: int, other_id: int, limit: int, before: int | None = None
     ) -> Deferred[list[DirectMessage]]:
-        pair = {(user_id, other_id), (other_id, user_id)}
         found = [
             row
-            for row in self._direct
-            if (row[1], row[2]) in pair and (before is None or row[0] < before)
+            for row in self._conversation_rows(user_id, other_id)
+            if before is None or row[0] < before
         ]
-        # ``_direct`` is in id order: the newest ``limit`` are its tail.
         return succeed([self._direct_message(row) for row in found[max(0, len(found) - limit) :]])
+
+    def direct_messages_after(
+        self, user_id: int, other_id: int, after_seq: int, limit: int
+    ) -> Deferred[list[DirectMessage]]:
+        found = [row for row in self._conversation_rows(user_id, other_id) if row[6] > after_seq]
+        return succeed([self._direct_message(row) for row in found[: max(0, limit)]])
+
+    def direct_messages_before(
+        self, user_id: int, other_id: int, before_seq: int | None, limit: int
+    ) -> Deferred[list[DirectMessage]]:
+        found = [
+            row
+            for row in self._conversation_rows(user_id, other_id)
+            if before_seq is None or row[6] < before_seq
+        ]
+        if limit <= 0:
+            return succeed([])
+        return succeed([self._direct_message(row) for row in found[-limit:]])
+
+    def conversation_seq(self, user_id: int, other_id: int) -> Deferred[int]:
+        return succeed(self._conversation_seqs.get(_conversation(user_id, other_id), 0))
 
     def mark_delivered(self, ids: Sequence[int]) -> Deferred[None]:
         wanted = set(ids)
         self._direct = [
-            (i, f, t, c, ms, delivered or i in wanted) for i, f, t, c, ms, delivered in self._direct
+            (i, f, t, c, ms, delivered or i in wanted, seq)
+            for i, f, t, c, ms, delivered, seq in self._direct
         ]
         return succeed(None)
 
@@ -189,5 +263,21 @@ class MemoryStore:
     def ping(self) -> Deferred[None]:
         return succeed(None)
 
+    def check_writable(self) -> Deferred[None]:
+        return succeed(None)
+
     def close(self) -> Deferred[None]:
         return succeed(None)
+
+
+def _id(message: Message) -> int:
+    return message.id
+
+
+def _seq(message: Message) -> int:
+    return message.seq
+
+
+def _conversation(user_id: int, other_id: int) -> tuple[int, int]:
+    """The key of a conversation: the pair of accounts, lower id first."""
+    return (user_id, other_id) if user_id <= other_id else (other_id, user_id)

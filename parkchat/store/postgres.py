@@ -14,12 +14,17 @@ What differs from SQLite is all in ``PostgresDialect``: ``%s`` placeholders,
 messages is one statement via ``execute_values``), and the errors that mean
 a dropped connection, after which ``SQLStore`` retries reads.
 
+Instances write in parallel, and nothing locks the whole deployment: a
+batch locks the counter rows of its rooms (``room_sequences``) until it
+commits, so batches of one room take turns and the room's seqs become
+visible in order, while batches of other rooms commit alongside
+(``store/sql/messages.py``).
+
 Requires the ``postgres`` extra: ``pip install 'parkchat[postgres]'``.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +41,6 @@ from parkchat.store.sql import Cursor, Dialect, SQLStore, load_or_create_setting
 #: Connections per instance unless told otherwise.
 DEFAULT_POOL_SIZE = 4
 
-#: The advisory lock that orders message batches across instances
-#: (``PostgresDialect.order_message_ids``); another application sharing the
-#: database must not use this number for its own advisory locks.
-MESSAGE_ORDER_LOCK_KEY = zlib.crc32(b"parkchat message order")
-
 #: Rows per INSERT statement of a message batch (the group-commit writer's
 #: batches are at most 2000 messages by default: one or two statements).
 INSERT_PAGE_SIZE = 1000
@@ -50,16 +50,12 @@ INSERT_PAGE_SIZE = 1000
 class PostgresDialect(Dialect):
     """PostgreSQL's side of the ``Dialect``: no ``lastrowid``; ``RETURNING``."""
 
-    def order_message_ids(self, txn: Cursor) -> None:
-        """Instances (and pool connections) insert message batches in
-        parallel, and a sequence hands out ids outside transactions: batch A
-        could take id 100, batch B id 101 and commit first, and a client
-        shown 101 that reconnects with ``after=101`` would never see 100.
-        Each batch therefore takes a transaction-scoped advisory lock before
-        drawing its ids, so batches commit in id order; with group commit a
-        batch carries everything queued meanwhile, so the cost is one
-        round trip per batch, not per message."""
-        txn.execute("SELECT pg_advisory_xact_lock(%s)", (MESSAGE_ORDER_LOCK_KEY,))
+    def probe_write(self, txn: Cursor) -> None:
+        """Ask for a transaction id: refused in a read-only transaction (a
+        standby, ``default_transaction_read_only``), where every commit of
+        messages would fail too."""
+        txn.execute("SELECT txid_current()")
+        txn.fetchall()
 
     def insert_returning_ids(
         self, txn: Cursor, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]

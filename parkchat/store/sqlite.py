@@ -24,10 +24,15 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from parkchat.model import Message
-from parkchat.store.schema import SCHEMA_DIR, upgrade_sqlite
+from parkchat.store.schema import SCHEMA_DIR, SchemaError, upgrade_sqlite
 from parkchat.store.sql import Cursor, Dialect, SQLStore, load_or_create_setting_txn
 
 BUSY_TIMEOUT_MS = 5000
+
+#: The oldest SQLite library the store works with: ``INSERT ... RETURNING``
+#: (3.35) draws a room's positions; window functions (3.25) number the
+#: messages of an older database when it is upgraded.
+MIN_SQLITE_VERSION = (3, 35, 0)
 
 _log = Logger()
 
@@ -36,9 +41,12 @@ _log = Logger()
 class SQLiteDialect(Dialect):
     """SQLite's side of the ``Dialect``: one writer at a time, ``lastrowid``."""
 
-    def order_message_ids(self, txn: Cursor) -> None:
-        """SQLite allocates ids inside its one write transaction at a time:
-        they become visible in id order by themselves; nothing to do."""
+    def probe_write(self, txn: Cursor) -> None:
+        """Take the write lock and give it back: another process holding the
+        file (an exclusive lock, a long write) makes this fail after the
+        busy timeout, as every commit would."""
+        txn.execute("BEGIN IMMEDIATE")
+        txn.execute("ROLLBACK")
 
     def insert_returning_ids(
         self, txn: Cursor, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
@@ -52,9 +60,9 @@ class SQLiteDialect(Dialect):
         first = int(txn.lastrowid)
         if len(rows) == 1:
             return [first]
-        # The first INSERT took SQLite's write lock for this transaction, so
-        # no other connection can insert before it commits, and ``first`` is
-        # the table's highest id: the next ids are free. Giving them
+        # This transaction holds SQLite's write lock (since its first write),
+        # so no other connection can insert before it commits, and ``first``
+        # is the table's highest id: the next ids are free. Giving them
         # explicitly lets executemany insert the rest in one C loop instead
         # of one Python round trip per row (AUTOINCREMENT's sequence follows).
         explicit = self.sql(
@@ -93,7 +101,7 @@ class SQLiteFileStore(SQLStore):
         self._batches = 0
         self._checkpointing = False
 
-    def insert_messages(self, messages: Sequence[Message]) -> Deferred[list[int]]:
+    def insert_messages(self, messages: Sequence[Message]) -> Deferred[list[tuple[int, int]]]:
         d = super().insert_messages(messages)
         self._batches += 1
         if self._batches >= self.checkpoint_every and not self._checkpointing:
@@ -130,11 +138,23 @@ def _configure_sqlite(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA foreign_keys=ON")
 
 
+def check_sqlite_version() -> None:
+    """Refuse, with a SchemaError saying what to do, a SQLite library too
+    old for the store's SQL (it would fail only at the first message)."""
+    if sqlite3.sqlite_version_info < MIN_SQLITE_VERSION:
+        wanted = ".".join(map(str, MIN_SQLITE_VERSION))
+        raise SchemaError(
+            f"SQLite {sqlite3.sqlite_version} is too old: parkchat needs {wanted} or newer "
+            "(the library Python's sqlite3 module is linked with)"
+        )
+
+
 def prepare_sqlite(path: str, schema_dir: Path = SCHEMA_DIR) -> tuple[int | None, int]:
     """Create or upgrade the database file at ``path``; blocking, run at start-up.
 
     Before upgrading an existing file, a copy is kept as ``<path>.v<N>.bak``.
     """
+    check_sqlite_version()
 
     def backup(version: int) -> None:
         target = f"{path}.v{version}.bak"
@@ -152,6 +172,7 @@ def prepare_sqlite(path: str, schema_dir: Path = SCHEMA_DIR) -> tuple[int | None
 def open_sqlite(path: str, reactor: Any = None, schema_dir: Path = SCHEMA_DIR) -> SQLStore:
     """Prepare the file at ``path`` and return a store over a one-connection pool."""
     openfun: Callable[[sqlite3.Connection], None] = _configure_sqlite
+    check_sqlite_version()
     if path == ":memory:":
         # Every connection to ":memory:" is a database of its own: build the
         # schema on the pool's connection, not on a throw-away one.

@@ -31,20 +31,20 @@ class GroupCommitWriter:
     """Queues messages and writes them in batches, one batch at a time.
 
     ``insert`` stores a sequence of messages in one transaction and fires with
-    their ids in order. Batches are committed strictly one after the other, so
-    ids (and therefore per-room order) follow submission order.
+    their ``(id, seq)`` in order. Batches are committed strictly one after the
+    other, so ids and each room's seqs follow submission order.
 
-    ``on_stored`` is told every committed message (id set), in commit order,
-    before whoever submitted it: the chat service publishes from there, so a
-    message needs no Deferred of its own unless its sender wants the result
-    (``submit``); ``submit_quietly`` only reports failure. Per message, the
+    ``on_stored`` is told every committed message (id and seq set), in commit
+    order, before whoever submitted it: the chat service publishes from there,
+    so a message needs no Deferred of its own unless its sender wants the
+    result (``submit``); ``submit_quietly`` only reports failure. Per message, the
     Deferred and its callbacks were a tenth of the reactor's time in the
     ingest benchmark.
     """
 
     def __init__(
         self,
-        insert: Callable[[Sequence[Message]], Deferred[list[int]]],
+        insert: Callable[[Sequence[Message]], Deferred[list[tuple[int, int]]]],
         clock: IReactorTime,
         max_batch: int = 2000,
         max_pending: int = 50_000,
@@ -68,6 +68,9 @@ class GroupCommitWriter:
         # the report of batch N; the queue keeps the reports in commit order.
         self._outbox: deque[Callable[[], None]] = deque()
         self._reporting = False
+        #: The last batch failed and none has committed since: the store is
+        #: not taking messages (readiness reports it).
+        self.failing = False
         #: Sizes of recent batches, for metrics and tests.
         self.batches = 0
         self.last_batch_size = 0
@@ -77,8 +80,8 @@ class GroupCommitWriter:
         return len(self._queue)
 
     def submit(self, message: Message) -> Deferred[Message]:
-        """Queue ``message``; the result fires with the stored copy (id set)
-        once committed (after ``on_stored``), or fails with StorageFailed."""
+        """Queue ``message``; the result fires with the stored copy (id and
+        seq set) once committed (after ``on_stored``), or fails with StorageFailed."""
         d: Deferred[Message] = Deferred()
         self._enqueue(message, d)
         return d
@@ -121,15 +124,18 @@ class GroupCommitWriter:
             d = fail()
         d.addCallbacks(self._committed, self._failed, callbackArgs=(batch,), errbackArgs=(batch,))
 
-    def _committed(self, ids: list[int], batch: list[tuple[Message, _Waiter]]) -> None:
+    def _committed(
+        self, positions: list[tuple[int, int]], batch: list[tuple[Message, _Waiter]]
+    ) -> None:
         self._in_flight = False
+        self.failing = False
         if self._on_batch is not None:
             self._on_batch(len(batch), self._clock.seconds() - self._started, True)
 
         def report() -> None:
             on_stored = self.on_stored
-            for (message, waiter), message_id in zip(batch, ids, strict=True):
-                stored = message.with_id(message_id)
+            for (message, waiter), (message_id, seq) in zip(batch, positions, strict=True):
+                stored = message.with_ids(message_id, seq)
                 if on_stored is not None:
                     try:
                         on_stored(stored)
@@ -147,6 +153,7 @@ class GroupCommitWriter:
 
     def _failed(self, failure: Failure, batch: list[tuple[Message, _Waiter]]) -> None:
         self._in_flight = False
+        self.failing = True
         _log.failure("storing a batch of {count} messages failed", failure, count=len(batch))
         if self._on_batch is not None:
             self._on_batch(len(batch), self._clock.seconds() - self._started, False)

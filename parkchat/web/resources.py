@@ -315,9 +315,10 @@ class HistoryResource(ApiResource):
 
 class HealthResource(ApiResource):
     """``GET /health`` -> ``200 OK`` (plain text, as the seed API): liveness,
-    the event loop answers. ``GET /health/ready`` -> 200 JSON when the
-    database answers (and, with Redis, the bus is live), else 503 with the
-    reason: readiness, for load balancers and Kubernetes."""
+    the event loop answers. ``GET /health/ready`` -> 200 JSON while the
+    instance can store and serve its members (``ready``, or ``degraded``
+    when the Redis bus is down), else 503 with the reason: readiness, for
+    load balancers and Kubernetes (``ChatService.readiness``)."""
 
     #: Paths below /health (tests/test_openapi.py checks them against the spec).
     subpaths = ("ready",)
@@ -327,7 +328,7 @@ class HealthResource(ApiResource):
             return Response(b"OK", content_type=b"text/plain; charset=utf-8")
         if request.postpath == [b"ready"]:
             report = await self.service.readiness()
-            if report["status"] == "ready":
+            if report["status"] != "not_ready":
                 return Response(report)
             # The API's error shape; the message says what is not ready.
             return Response(_error_body("not_ready", report["reason"]), 503)

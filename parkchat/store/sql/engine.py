@@ -4,8 +4,8 @@
 The SQL is written once, with ``?`` placeholders, in the per-area modules
 beside this one. An engine is a ``Dialect``: the few things that differ
 between SQLite (``store/sqlite.py``) and PostgreSQL (``store/postgres.py``) —
-placeholders, the integrity error, how inserted ids come back, how message
-ids are kept in commit order, and which errors mean a lost connection — as
+placeholders, the integrity error, how inserted ids come back, and which
+errors mean a lost connection — as
 Synapse keeps its engines apart from its per-area stores.
 """
 
@@ -67,10 +67,9 @@ class Dialect(ABC):
         return query if self.placeholder == "?" else query.replace("?", self.placeholder)
 
     @abstractmethod
-    def order_message_ids(self, txn: Cursor) -> None:
-        """Make message ids become visible in id order, whoever commits them
-        (a client that saw id N and asks ``after=N`` must not miss a lower id
-        committed later); called before a batch draws its ids."""
+    def probe_write(self, txn: Cursor) -> None:
+        """Raise unless a write transaction can start on this connection now
+        (readiness); leave nothing behind."""
 
     @abstractmethod
     def insert_returning_ids(
@@ -149,6 +148,10 @@ class SQLStoreBase:
     def ping(self) -> Deferred[None]:
         return self._read(ping_txn)
 
+    def check_writable(self) -> Deferred[None]:
+        # A read as far as retries go: the probe changes nothing.
+        return self._read(check_writable_txn)
+
     def close(self) -> Deferred[None]:
         # ConnectionPool.close joins its thread, which finishes the running
         # interaction first; queued work has been flushed by the service.
@@ -160,3 +163,7 @@ class SQLStoreBase:
 def ping_txn(txn: Cursor, dialect: Dialect) -> None:
     txn.execute("SELECT 1")
     txn.fetchall()
+
+
+def check_writable_txn(txn: Cursor, dialect: Dialect) -> None:
+    dialect.probe_write(txn)

@@ -1,7 +1,18 @@
-"""Room messages in SQL: the ``messages`` table behind ``IRoomMessageStore``."""
+"""Room messages in SQL: the ``messages`` and ``room_sequences`` tables
+behind ``IRoomMessageStore``.
+
+A message's ``seq`` is its position in its room. ``room_sequences`` holds
+each room's last seq; a batch bumps the counters of its rooms and inserts its
+rows in one transaction. On PostgreSQL the bump locks the room's counter row
+until the batch commits, so the room's next batch (from any instance) waits
+for it and draws the following seqs: a room's seqs become visible in order,
+and batches of different rooms commit in parallel. SQLite has one writer at
+a time anyway.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,13 +23,19 @@ from parkchat.interfaces import IRoomMessageStore
 from parkchat.model import Message
 from parkchat.store.sql.engine import Cursor, Dialect, SQLStoreBase
 
-_MESSAGE_COLUMNS = "id, room, user_id, nickname, content, created_ms, type"
+_MESSAGE_COLUMNS = "id, room, user_id, nickname, content, created_ms, type, seq"
+
+#: Rooms per statement that bumps or reads room counters: a batch spanning
+#: more rooms takes several statements (SQLite allows 32766 parameters per
+#: statement; PostgreSQL's planner prefers short lists too).
+ROOMS_PER_STATEMENT = 500
 
 
 def _message_from_row(row: Sequence[Any]) -> Message:
-    id_, room, user_id, nickname, content, created_ms, type_ = row
+    id_, room, user_id, nickname, content, created_ms, type_, seq = row
     return Message(
         id=id_,
+        seq=seq,
         room=room,
         user_id=user_id,
         nickname=nickname,
@@ -28,16 +45,60 @@ def _message_from_row(row: Sequence[Any]) -> Message:
     )
 
 
-def insert_messages_txn(txn: Cursor, dialect: Dialect, messages: Sequence[Message]) -> list[int]:
+def _chunks(items: Sequence[Any]) -> list[Sequence[Any]]:
+    return [
+        items[start : start + ROOMS_PER_STATEMENT]
+        for start in range(0, len(items), ROOMS_PER_STATEMENT)
+    ]
+
+
+def advance_rooms_txn(
+    txn: Cursor, dialect: Dialect, counts: Sequence[tuple[str, int]]
+) -> dict[str, int]:
+    """Add ``n`` to the counter of each ``(room, n)`` (creating it at ``n``)
+    and return ``{room: last_seq}`` after the bump: the rooms' new messages
+    take seqs ``last_seq - n + 1 .. last_seq``.
+
+    ``counts`` must be sorted by room: PostgreSQL locks the counter rows in
+    the order of the VALUES list, and two transactions that lock rows in
+    one order cannot deadlock each other.
+    """
+    last: dict[str, int] = {}
+    for chunk in _chunks(counts):
+        txn.execute(
+            dialect.sql(
+                "INSERT INTO room_sequences (room, last_seq) VALUES "
+                + ", ".join(["(?, ?)"] * len(chunk))
+                + " ON CONFLICT (room) DO UPDATE"
+                " SET last_seq = room_sequences.last_seq + excluded.last_seq"
+                " RETURNING room, last_seq"
+            ),
+            [value for pair in chunk for value in pair],
+        )
+        last.update((room, int(seq)) for room, seq in txn.fetchall())
+    return last
+
+
+def insert_messages_txn(
+    txn: Cursor, dialect: Dialect, messages: Sequence[Message]
+) -> list[tuple[int, int]]:
     if not messages:
         return []
-    dialect.order_message_ids(txn)
-    return dialect.insert_returning_ids(
+    counts = Counter(m.room for m in messages)
+    last = advance_rooms_txn(txn, dialect, sorted(counts.items()))
+    # Per room, the seq given last while the rows are built, in batch order.
+    given = {room: last[room] - n for room, n in counts.items()}
+    rows = []
+    for m in messages:
+        seq = given[m.room] = given[m.room] + 1
+        rows.append((m.room, m.user_id, m.nickname, m.content, m.timestamp_ms, m.type, seq))
+    ids = dialect.insert_returning_ids(
         txn,
         "messages",
-        ("room", "user_id", "nickname", "content", "created_ms", "type"),
-        [(m.room, m.user_id, m.nickname, m.content, m.timestamp_ms, m.type) for m in messages],
+        ("room", "user_id", "nickname", "content", "created_ms", "type", "seq"),
+        rows,
     )
+    return [(message_id, row[6]) for message_id, row in zip(ids, rows, strict=True)]
 
 
 def delete_message_txn(txn: Cursor, dialect: Dialect, message_id: int) -> str | None:
@@ -86,17 +147,92 @@ def recent_messages_txn(
     return [_message_from_row(r) for r in rows]
 
 
+def room_messages_after_txn(
+    txn: Cursor, dialect: Dialect, room: str, after_seq: int, limit: int
+) -> list[Message]:
+    if limit <= 0:
+        return []
+    txn.execute(
+        dialect.sql(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE room = ? AND seq > ? "
+            "ORDER BY seq ASC LIMIT ?"
+        ),
+        (room, after_seq, limit),
+    )
+    return [_message_from_row(r) for r in txn.fetchall()]
+
+
+def room_messages_before_txn(
+    txn: Cursor, dialect: Dialect, room: str, before_seq: int | None, limit: int
+) -> list[Message]:
+    if limit <= 0:
+        return []
+    if before_seq is None:
+        txn.execute(
+            dialect.sql(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE room = ? ORDER BY seq DESC LIMIT ?"
+            ),
+            (room, limit),
+        )
+    else:
+        txn.execute(
+            dialect.sql(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE room = ? AND seq < ? "
+                "ORDER BY seq DESC LIMIT ?"
+            ),
+            (room, before_seq, limit),
+        )
+    rows = txn.fetchall()
+    rows.reverse()
+    return [_message_from_row(r) for r in rows]
+
+
+def current_seq_txn(txn: Cursor, dialect: Dialect, room: str) -> int:
+    txn.execute(dialect.sql("SELECT last_seq FROM room_sequences WHERE room = ?"), (room,))
+    row = txn.fetchone()
+    return 0 if row is None else int(row[0])
+
+
+def room_positions_txn(txn: Cursor, dialect: Dialect, rooms: Sequence[str]) -> dict[str, int]:
+    positions: dict[str, int] = {}
+    for chunk in _chunks(list(dict.fromkeys(rooms))):
+        txn.execute(
+            dialect.sql(
+                "SELECT room, last_seq FROM room_sequences WHERE room IN ("
+                + ", ".join(["?"] * len(chunk))
+                + ")"
+            ),
+            tuple(chunk),
+        )
+        positions.update((room, int(seq)) for room, seq in txn.fetchall())
+    return positions
+
+
 @implementer(IRoomMessageStore)
 class RoomMessageStore(SQLStoreBase):
     """Chat messages of rooms, written in batches by the group-commit writer."""
 
-    def insert_messages(self, messages: Sequence[Message]) -> Deferred[list[int]]:
+    def insert_messages(self, messages: Sequence[Message]) -> Deferred[list[tuple[int, int]]]:
         return self._write(insert_messages_txn, list(messages))
 
     def recent_messages(
         self, room: str, limit: int, before: int | None = None, after: int | None = None
     ) -> Deferred[list[Message]]:
         return self._read(recent_messages_txn, room, limit, before, after)
+
+    def room_messages_after(self, room: str, after_seq: int, limit: int) -> Deferred[list[Message]]:
+        return self._read(room_messages_after_txn, room, after_seq, limit)
+
+    def room_messages_before(
+        self, room: str, before_seq: int | None, limit: int
+    ) -> Deferred[list[Message]]:
+        return self._read(room_messages_before_txn, room, before_seq, limit)
+
+    def current_seq(self, room: str) -> Deferred[int]:
+        return self._read(current_seq_txn, room)
+
+    def room_positions(self, rooms: Sequence[str]) -> Deferred[dict[str, int]]:
+        return self._read(room_positions_txn, list(rooms))
 
     def delete_message(self, message_id: int) -> Deferred[str | None]:
         return self._write(delete_message_txn, message_id)
