@@ -183,10 +183,23 @@ class GolangChatRoot(resource.Resource):
         children = golang_chat_children(factory, allowed_origins)
         for name, child in children.items():
             self.putChild(name, child)
-        self._page = children[b"messages"]
+        self._page = _Everywhere(children[b"messages"])
 
     def getChild(self, path: bytes, request: Request) -> Any:
         return self._page
+
+
+class _Everywhere(resource.Resource):
+    """A page at every path below where it is mounted."""
+
+    isLeaf = True
+
+    def __init__(self, page: resource.Resource) -> None:
+        super().__init__()
+        self.page = page
+
+    def render(self, request: Request) -> Any:
+        return self.page.render(request)
 
 
 # -- lildengzi ---------------------------------------------------------------------------
