@@ -88,14 +88,23 @@ def read_dotenv(path: str) -> dict[str, str]:
         if match is None:
             raise SeedConfigError(f"{path}:{number}: expected KEY=VALUE")
         key, value = match.group(1), match.group(2).strip()
-        if len(value) >= 2 and value[0] == value[-1] == "'":
-            value = value[1:-1]
-        elif len(value) >= 2 and value[0] == value[-1] == '"':
-            value = value[1:-1].replace("\\n", "\n").replace('\\"', '"').replace("\\\\", "\\")
+        quoted = _QUOTED.match(value)
+        if quoted is not None and quoted.group(1) is not None:
+            value = quoted.group(1)  # single quotes: literal
+        elif quoted is not None:
+            value = re.sub(r"\\(.)", _unescape, quoted.group(2))
         else:
             value = re.split(r"\s+#", value, maxsplit=1)[0].strip()
         values[key] = value
     return values
+
+
+#: A quoted value, and whatever follows it (a comment): 'literal' or "escaped".
+_QUOTED = re.compile(r"'([^']*)'|\"((?:[^\"\\]|\\.)*)\"")
+
+
+def _unescape(match: re.Match[str]) -> str:
+    return "\n" if match.group(1) == "n" else match.group(1)
 
 
 def _lookup(

@@ -37,6 +37,7 @@ from parkchat.tap import (
     freeze_startup_objects,
     makeService,
 )
+from parkchat.web.dialects import GarinChatSocket, GolangChatRoot, LildengziRoot
 
 ROOT = Path(__file__).resolve().parent.parent
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
@@ -337,6 +338,40 @@ class MakeServiceTests(TapTestCase):
             paths(Versions(CHECKED_TWISTED[0], CHECKED_AUTOBAHN[0])), (fastpath.FAST, 0)
         )
         self.assertEqual(paths(Versions("99.1.0", CHECKED_AUTOBAHN[0])), (fastpath.PLAIN, 1))
+
+    def test_dialect_listeners(self) -> None:
+        """``--garinchat``, ``--golang-chat`` and ``--lildengzi`` each add a
+        listener of their own (after the HTTP and line ones), behind the
+        per-address limit, serving only that dialect; the main site has the
+        dialects whose paths are free, on the same factories."""
+        top, _ = self.make(
+            "--db", ":memory:", "--port", LOCAL, "--garinchat", "tcp:8090",
+            "--golang-chat", "tcp:9999", "--lildengzi", "tcp:8081",
+            "--golang-chat-room", "general",
+        )  # fmt: skip
+        http, garin, golang, lildengzi = list(top)[2:]
+        names = [s.name for s in (garin, golang, lildengzi)]
+        self.assertEqual(
+            names, ["garinchat:tcp:8090", "golang-chat:tcp:9999", "lildengzi:tcp:8081"]
+        )
+        roots = []
+        for listener in (garin, golang, lildengzi):
+            assert isinstance(listener, StreamServerEndpointService)
+            self.assertIs(listener.factory.address_limit, http.factory.address_limit)
+            roots.append(listener.factory.wrappedFactory.resource)
+        self.assertIsInstance(roots[0], GarinChatSocket)
+        self.assertIsInstance(roots[1], GolangChatRoot)
+        self.assertIsInstance(roots[2], LildengziRoot)
+        main = http.factory.wrappedFactory.resource
+        self.assertIs(main._garinchat._factory, roots[0]._factory)
+        golang_chat = main.children[b"chat"]._factory
+        self.assertIs(golang_chat, roots[1].children[b"chat"]._factory)
+        self.assertEqual(golang_chat.room, "general")
+
+    def test_lildengzi_default_secret(self) -> None:
+        """The seed's default JWT secret is refused with a clear message."""
+        message = self.assertUsageError("--lildengzi-secret", "dev-secret-change-me")
+        self.assertIn("lildengzi's published default secret", message)
 
     def test_memory_db(self) -> None:
         """``--db :memory:`` uses the in-memory store and creates no file."""
