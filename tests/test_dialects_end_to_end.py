@@ -329,9 +329,7 @@ class MixedRoomTests(DialectEndToEndCase):
 
         # paige: the page's protocol on /ws, a registered account.
         server.register("paige", "paige-pw")
-        _, body = server.request(
-            "/login", "POST", {"username": "paige", "password": "paige-pw"}
-        )
+        _, body = server.request("/login", "POST", {"username": "paige", "password": "paige-pw"})
         login = json.loads(body)
         paige = self.ws(server.ws_url("/ws"), headers={"Authorization": f"Bearer {login['token']}"})
         self.assertEqual(json.loads(self.raw(paige))["type"], "ready")
