@@ -94,7 +94,7 @@ class ExampleConfigTests(unittest.TestCase):
         settings = resolve({}, {}, str(path))
         self.assertIsInstance(settings, Settings)
         self.assertEqual(settings.port, ("tcp:8080:interface=127.0.0.1",))
-        self.assertEqual(settings.db, "/var/lib/parkchat/chat.db")
+        self.assertEqual(settings.db, "chat.db")
         self.assertEqual(settings.sources["port"], "file")
         self.assertEqual(settings.sources["db"], "file")
 

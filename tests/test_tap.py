@@ -583,6 +583,23 @@ class ChatTacTests(TapTestCase):
         )
         self.assertFalse(children[2].running)
 
+    def test_tac_with_the_example_config(self) -> None:
+        """The README's ``PARKCHAT_CONFIG=docs/parkchat.example.toml twistd
+        -n -y chat.tac`` builds from a checkout as written: its database
+        is a file in the working directory, not in a system directory."""
+        cwd = Path(self.mktemp()).resolve()
+        cwd.mkdir(parents=True)
+        previous = Path.cwd()
+        os.chdir(cwd)
+        self.addCleanup(os.chdir, previous)
+        self.environ["PARKCHAT_CONFIG"] = str(ROOT / "docs" / "parkchat.example.toml")
+        application = loadApplication(str(ROOT / "chat.tac"), "python")
+        [top] = list(IServiceCollection(application))
+        store = top.getServiceNamed("chat").store
+        self.addCleanup(store.close)
+        self.assertIsInstance(store, SQLStore)
+        self.assertTrue((cwd / "chat.db").exists())
+
     def test_tac_bad_environment(self) -> None:
         """A bad PARKCHAT_* value makes chat.tac fail with the usage error."""
         self.environ.update({"PARKCHAT_DB": ":memory:", "PARKCHAT_BCRYPT_ROUNDS": "1"})
