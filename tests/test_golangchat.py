@@ -15,7 +15,7 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from parkchat.limits import Limits
 from parkchat.model import Message
-from parkchat.protocols.golangchat import REPLAY
+from parkchat.protocols.golangchat import REPLAY, ClientStamps
 from parkchat.web.dialects import GolangChatPage
 from tests.dialect_support import DialectCase, RawClient, header
 from tests.helpers import FakeParticipant
@@ -117,16 +117,23 @@ class ExchangeTests(GolangCase):
         self.assertEqual(gus.take(), [self.server_frame(message)])
         self.assertEqual(message.timestamp, "2025-09-08T15:30:00.000Z")
 
-    def test_stored_with_server_time(self) -> None:
-        """What is stored is a guest's message; the past and
-        /getAllMessages show the time it was stored, not the client's."""
+    def test_past_keeps_client_stamps(self) -> None:
+        """What is stored is a guest's message. The past shows the client's
+        stamp where this instance remembers it, else the time the message
+        was stored (other surfaces, or after a restart)."""
         gus = self.connect()
         self.say(gus, "gus", "kept")
-        [stored] = self.successResultOf(self.service.history("lobby"))
+        ann = self.other()
+        elsewhere = self.post(ann, "from elsewhere")
+        [stored, _] = self.successResultOf(self.service.history("lobby"))
         self.assertEqual((stored.nickname, stored.content, stored.user_id), ("gus", "kept", None))
         later = self.connect()
         self.say(later, "dot", "")
-        self.assertEqual(later.take(), [self.server_frame(stored)])
+        self.assertEqual(later.take(), [frame("gus", "kept"), self.server_frame(elsewhere)])
+        self.golang_chat.stamps = ClientStamps()  # what a restarted instance knows
+        again = self.connect()
+        self.say(again, "eve", "")
+        self.assertEqual(again.take(), [self.server_frame(stored), self.server_frame(elsewhere)])
 
     def test_empty_body_not_posted(self) -> None:
         """An empty or blank body joins (the past is sent) but posts nothing."""
@@ -290,9 +297,8 @@ class HttpTests(GolangCase):
             self.assertEqual(header(response, "Content-Type"), "text/plain; charset=utf-8")
         gus = self.connect()
         self.say(gus, "gus", "hi")
-        [stored] = self.successResultOf(self.service.history("lobby"))
         _, body = self.http(self.golang_chat_site, "POST", "/getAllMessages")
-        self.assertEqual(body, b'{"Messages":[' + self.server_frame(stored).rstrip(b"\n") + b"]}\n")
+        self.assertEqual(body, b'{"Messages":[' + frame("gus", "hi").rstrip(b"\n") + b"]}\n")
 
     def test_foreign_origin(self) -> None:
         """Like gorilla's default check: another origin's page gets 403."""

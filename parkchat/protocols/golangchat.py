@@ -27,10 +27,11 @@ What parkchat does its own way:
   account's, not someone else's in the room. A message under another name
   renames the connection (the others see a leave and a join) if that name
   may be used.
-* ``timestamp`` is shown back as the client sent it to those who see the
-  message live on this instance; everywhere else (history, other instances,
-  messages from other surfaces) it is the time parkchat stored the message,
-  in RFC 3339.
+* ``timestamp`` is shown as the client sent it, live and in the past this
+  instance sends (it remembers the strings of the newest ``REMEMBERED``
+  messages posted through it); otherwise (messages from other surfaces or
+  other instances, or from before a restart) it is the time parkchat stored
+  the message, in RFC 3339.
 * An empty or blank body is not posted. A message parkchat refuses (a name
   it does not admit, too long, too fast, not JSON) closes the connection
   with 1008 and the reason: golang-chat has no error message, and the seed
@@ -39,7 +40,7 @@ What parkchat does its own way:
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Mapping
 from typing import Any
 
@@ -69,6 +70,8 @@ DEFAULT_ROOM = "lobby"
 CLOSE_INTERNAL = 1011
 #: Client timestamps remembered per connection for messages still being stored.
 PENDING_STAMPS = 64
+#: Client timestamps remembered for stored messages (the past shows them).
+REMEMBERED = 1000
 
 #: golang-chat's ``chat.Message``: what a client frame is read into.
 FRAME_FIELDS = {"userName": str, "body": str, "timestamp": str}
@@ -79,33 +82,41 @@ def message_dict(user_name: str, body: str, timestamp: str) -> dict[str, str]:
     return {"userName": user_name, "body": body, "timestamp": timestamp}
 
 
-def stored_dict(message: Message) -> dict[str, str]:
-    """A stored message as golang-chat shows it: the time parkchat stored it."""
-    return message_dict(message.nickname, message.content, message.timestamp)
-
-
 class ClientStamps:
-    """The ``timestamp`` strings golang-chat clients sent with messages that
-    are being stored, so that their live echo carries them back: the seed
-    shows every message with the string its sender gave.
+    """The ``timestamp`` strings golang-chat clients sent with their
+    messages: the seed shows every message, live and in its past, with the
+    string its sender gave.
 
-    Keyed by connection id, matched by content in order of posting (a
-    connection's messages are stored and delivered in that order).
+    While a message is being stored its stamp waits under its connection's
+    id, matched by content in order of posting (a connection's messages are
+    stored and delivered in that order); once the stored message is
+    encoded, the stamp is kept by message id for the newest ``REMEMBERED``.
     """
 
     def __init__(self) -> None:
         self._pending: dict[str, deque[tuple[str, str]]] = {}
+        self._stored: OrderedDict[int, str] = OrderedDict()
 
     def expect(self, connection_id: str, content: str, stamp: str) -> None:
         queue = self._pending.setdefault(connection_id, deque(maxlen=PENDING_STAMPS))
         queue.append((content, stamp))
 
     def take(self, message: Message) -> str:
-        """The client's stamp for ``message``, or the time it was stored."""
+        """The client's stamp for a message being delivered, or the time it
+        was stored."""
         queue = self._pending.get(message.origin) if message.origin is not None else None
         if queue and queue[0][0] == message.content:
-            return queue.popleft()[1]
-        return message.timestamp
+            stamp = queue.popleft()[1]
+            self._stored[message.id] = stamp
+            while len(self._stored) > REMEMBERED:
+                self._stored.popitem(last=False)
+            return stamp
+        return self.of(message)
+
+    def of(self, message: Message) -> str:
+        """The client's stamp for a stored message if remembered, else the
+        time it was stored."""
+        return self._stored.get(message.id, message.timestamp)
 
     def drop(self, connection_id: str, content: str) -> None:
         """A message was not stored: forget its stamp."""
@@ -118,6 +129,12 @@ class ClientStamps:
 
     def forget(self, connection_id: str) -> None:
         self._pending.pop(connection_id, None)
+
+
+def stored_dict(message: Message, stamps: ClientStamps) -> dict[str, str]:
+    """A stored message as golang-chat shows it, with its client's stamp
+    where remembered."""
+    return message_dict(message.nickname, message.content, stamps.of(message))
 
 
 @implementer(IEncoder)
@@ -241,8 +258,9 @@ class GolangChatProtocol(ParkchatServerProtocol, Participant):  # type: ignore[m
         if self._closing:
             return
         newest = 0
+        stamps = self.factory.stamps
         for message in past:
-            self.sendMessage(go_encode(stored_dict(message)))
+            self.sendMessage(go_encode(stored_dict(message, stamps)))
             newest = max(newest, message.id)
         held, self._held = self._held or [], None
         for message_id, frame in held:
@@ -319,4 +337,4 @@ class GolangChatFactory(ParkchatSocketFactory):
     def past(self) -> Deferred[list[Mapping[str, str]]]:
         """The room's newest messages as golang-chat objects (``/getAllMessages``)."""
         d = self.context.service.history(self.room, limit=REPLAY)
-        return d.addCallback(lambda messages: [stored_dict(m) for m in messages])
+        return d.addCallback(lambda messages: [stored_dict(m, self.stamps) for m in messages])
