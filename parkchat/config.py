@@ -349,7 +349,8 @@ SETTINGS: tuple[Setting, ...] = (
         "allow_guests",
         True,
         _bool,
-        "Let line-protocol clients chat without an account (yes/no); guests "
+        "Let clients chat without an account (yes/no): line-protocol clients, and "
+        "the GarinChat and golang-chat dialects, whose users are all guests; guests "
         "cannot take a registered nickname.",
         "yes|no",
     ),

@@ -591,6 +591,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         max_message_size=settings.max_frame_size,
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
+        allow_guests=settings.allow_guests,
     )
     garinchat_origins = settings.garinchat_origins or settings.allowed_origins
     golang_chat_factory = GolangChatFactory(
@@ -599,6 +600,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         max_message_size=settings.max_frame_size,
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
+        allow_guests=settings.allow_guests,
     )
     lildengzi_tokens = lildengzi_token_authority(
         settings.lildengzi_secret or own_secret, settings, reactor, revocations

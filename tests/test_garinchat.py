@@ -321,6 +321,16 @@ class RefusalTests(GarinCase):
             self.settle()
             self.assertClosed(client, reason)
 
+    def test_guests_not_allowed(self) -> None:
+        """With ``--allow-guests no`` nobody joins: GarinChat's users are
+        all guests."""
+        self.garinchat.allow_guests = False
+        client = self.connect()
+        self.auth(client)
+        client.send_json({"type": "join", "username": "mina", "room": "lobby"})
+        self.settle()
+        self.assertClosed(client, "guests are not allowed here")
+
     def test_limits_close_with_reason(self) -> None:
         """parkchat's content limit: closed with 1008 and the reason."""
         mina = self.joined("mina")

@@ -234,6 +234,13 @@ class NameTests(GolangCase):
         self.assertEqual(renamer.close_code, 1008)
         self.assertEqual(self.successResultOf(self.service.history("lobby")), [])
 
+    def test_guests_not_allowed(self) -> None:
+        """With ``--allow-guests no`` golang-chat, all guests, is closed."""
+        self.golang_chat.allow_guests = False
+        gus = self.connect()
+        self.say(gus, "gus", "hi")
+        self.assertEqual((gus.close_code, gus.close_reason), (1008, "guests are not allowed here"))
+
     def test_names_checked_in_order(self) -> None:
         """Messages sent while the name is being checked wait for it."""
         pending: Deferred[bool] = Deferred()

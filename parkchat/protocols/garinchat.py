@@ -258,7 +258,9 @@ class GarinChatProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
         self.cancel_timer()
         self._held = []
         service = self.factory.context.service
-        d = Deferred.fromCoroutine(admit_guest(service, username, room))
+        d = Deferred.fromCoroutine(
+            admit_guest(service, username, room, allow_guests=self.factory.allow_guests)
+        )
         d.addCallback(self._admitted, room)
         d.addErrback(self._failed, "join")
 
@@ -340,6 +342,7 @@ class GarinChatFactory(ParkchatSocketFactory):
         ping_interval: float = 30.0,
         ping_timeout: float = 20.0,
         handshake_timeout: float = 10.0,
+        allow_guests: bool = True,
     ) -> None:
         super().__init__(
             context,
@@ -349,4 +352,6 @@ class GarinChatFactory(ParkchatSocketFactory):
             handshake_timeout=handshake_timeout,
         )
         self.tokens = tokens
+        #: ``--allow-guests``: GarinChat's users are all guests.
+        self.allow_guests = allow_guests
         self.encoder = GarinChatEncoder(self)

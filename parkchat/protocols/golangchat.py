@@ -224,7 +224,9 @@ class GolangChatProtocol(ParkchatServerProtocol, Participant):  # type: ignore[m
         room = self.factory.room
         name = frame["userName"]
         if self.connection_id is None or nickname_key(name) != nickname_key(self.nickname):
-            nickname = await admit_guest(service, name, room)
+            nickname = await admit_guest(
+                service, name, room, allow_guests=self.factory.allow_guests
+            )
             if self._closing:
                 return
             first = self.connection_id is None
@@ -322,6 +324,7 @@ class GolangChatFactory(ParkchatSocketFactory):
         ping_interval: float = 30.0,
         ping_timeout: float = 20.0,
         handshake_timeout: float = 10.0,
+        allow_guests: bool = True,
     ) -> None:
         super().__init__(
             context,
@@ -331,6 +334,8 @@ class GolangChatFactory(ParkchatSocketFactory):
             handshake_timeout=handshake_timeout,
         )
         self.room = room
+        #: ``--allow-guests``: golang-chat's users are all guests.
+        self.allow_guests = allow_guests
         self.stamps = ClientStamps()
         self.encoder = GolangChatEncoder(self)
 

@@ -16,14 +16,19 @@ from parkchat.interfaces import IChatService
 from parkchat.model import validate_nickname
 
 
-async def admit_guest(service: IChatService, name: object, room: str) -> str:
+async def admit_guest(
+    service: IChatService, name: object, room: str, *, allow_guests: bool = True
+) -> str:
     """``name`` as a guest may use it in ``room``, else a ChatError saying
-    why (InvalidName, AuthenticationFailed, InvalidRequest).
+    why (InvalidName, AuthenticationFailed, InvalidRequest). With
+    ``allow_guests`` false (``--allow-guests no``) no guest is admitted.
 
     The room check comes after the account lookup (which waits for the
     store), so that it sees the room as it is when the caller joins: a caller
     connects and joins in the same turn as this returns.
     """
+    if not allow_guests:
+        raise AuthenticationFailed("guests are not allowed here")
     nickname = validate_nickname(name)
     if await service.account_exists(nickname):
         raise AuthenticationFailed(f"{nickname} is a registered account's name")
