@@ -14,7 +14,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from parkchat.errors import ChatError
+from parkchat.model import validate_room
 from parkchat.proxies import parse_network
+from parkchat.seeds import SeedConfigError, parse_seed_config, seed_settings
 
 ENV_PREFIX = "PARKCHAT_"
 
@@ -90,6 +93,36 @@ def _secret(value: Any) -> str:
     if value and len(value.encode("utf-8")) < 32:
         raise ValueError("secrets must be at least 32 bytes long")
     return value
+
+
+def _any_secret(value: Any) -> str:
+    """A secret of any length: a seed's, which its clients' tokens are
+    signed with already (parkchat warns at start when it is short)."""
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    return value
+
+
+#: lildengzi's default JWT secret: public, so tokens signed with it prove nothing.
+LILDENGZI_DEFAULT_SECRET = "dev-secret-change-me"
+
+
+def _lildengzi_secret(value: Any) -> str:
+    text = _any_secret(value)
+    if text == LILDENGZI_DEFAULT_SECRET:
+        raise ValueError(
+            f"{LILDENGZI_DEFAULT_SECRET!r} is lildengzi's published default secret: anyone "
+            "could sign tokens with it; set JWT_SECRET (or --lildengzi-secret) to a secret "
+            "of your own"
+        )
+    return text
+
+
+def _room(value: Any) -> str:
+    try:
+        return validate_room(value)
+    except ChatError as e:
+        raise ValueError(e.message) from None
 
 
 def _origin(value: Any) -> str:
@@ -203,6 +236,16 @@ SETTINGS: tuple[Setting, ...] = (
         repeatable=True,
     ),
     Setting(
+        "garinchat",
+        (),
+        endpoint_description,
+        "Listener speaking only GarinChat's WebSocket protocol (seed 002), on every "
+        "path, e.g. tcp:8090. Repeatable; none by default (the main port speaks it "
+        "on a WebSocket upgrade of /).",
+        "ENDPOINT",
+        repeatable=True,
+    ),
+    Setting(
         "irc_server_name",
         "irc.parkchat",
         _server_name,
@@ -215,6 +258,25 @@ SETTINGS: tuple[Setting, ...] = (
         _any_text,
         "File whose lines are the IRC message of the day; empty = none (numeric 422).",
         "PATH",
+    ),
+    Setting(
+        "golang_chat",
+        (),
+        endpoint_description,
+        "Listener speaking only golang-chat (seed 003): /chat, /getAllMessages and "
+        "its page on every other path, e.g. tcp:9999. Repeatable; none by default "
+        "(the main port serves /chat, /getAllMessages and /messages).",
+        "ENDPOINT",
+        repeatable=True,
+    ),
+    Setting(
+        "lildengzi",
+        (),
+        endpoint_description,
+        "Listener speaking only lildengzi's chat-server API (seed 004): POST /register, "
+        "POST /login, GET /ws, e.g. tcp:8081. Repeatable; none by default.",
+        "ENDPOINT",
+        repeatable=True,
     ),
     Setting(
         "db",
@@ -322,7 +384,8 @@ SETTINGS: tuple[Setting, ...] = (
         "allow_guests",
         True,
         _bool,
-        "Let line-protocol and IRC clients chat without an account (yes/no); guests "
+        "Let clients chat without an account (yes/no): line-protocol and IRC clients, and "
+        "the GarinChat and golang-chat dialects, whose users are all guests; guests "
         "cannot take a registered nickname.",
         "yes|no",
     ),
@@ -423,6 +486,50 @@ SETTINGS: tuple[Setting, ...] = (
         repeatable=True,
     ),
     Setting(
+        "golang_chat_room",
+        "lobby",
+        _room,
+        "The room golang-chat clients (seed 003, one room) chat in.",
+        "ROOM",
+    ),
+    Setting(
+        "garinchat_secret",
+        "",
+        _any_secret,
+        "HMAC secret of the third-party service that signs GarinChat users' JWTs "
+        "(its JWT_DECODE_SECRET; any length, as the seed accepts); empty = GarinChat "
+        "clients authenticate with parkchat login tokens only.",
+        "SECRET",
+    ),
+    Setting(
+        "garinchat_origins",
+        (),
+        _origin,
+        "Browser origins allowed to open GarinChat sockets (its ALLOWED_ORIGINS); "
+        "none = as --allowed-origins. Repeatable.",
+        "ORIGIN",
+        repeatable=True,
+    ),
+    Setting(
+        "lildengzi_secret",
+        "",
+        _lildengzi_secret,
+        "HMAC secret of lildengzi tokens (its JWT_SECRET, shared by every instance); "
+        "empty = the token secret.",
+        "SECRET",
+    ),
+    Setting(
+        "seed_config",
+        (),
+        parse_seed_config,
+        "Also read a seed's own configuration: garinchat[:DOTENV] (ALLOWED_ORIGINS, "
+        "JWT_DECODE_SECRET, PORT), golang-chat[:CONFIG_JSON] (port, hostName, PORT), "
+        "lildengzi[:DOTENV] (DB_URL, REDIS_ADDR, JWT_SECRET). Those generic names are "
+        "read only when asked for here; parkchat's own settings win. Repeatable.",
+        "SEED[:PATH]",
+        repeatable=True,
+    ),
+    Setting(
         "trusted_proxies",
         (),
         parse_network,
@@ -510,6 +617,9 @@ class Settings:
     irc: tuple[str, ...] = ()
     irc_server_name: str = "irc.parkchat"
     irc_motd: str = ""
+    garinchat: tuple[str, ...] = ()
+    golang_chat: tuple[str, ...] = ()
+    lildengzi: tuple[str, ...] = ()
     db: str = "chat.db"
     db_pool_size: int = 4
     redis: str = ""
@@ -541,6 +651,11 @@ class Settings:
     login_failures: int = 10
     login_window: float = 300.0
     allowed_origins: tuple[str, ...] = ()
+    golang_chat_room: str = "lobby"
+    garinchat_secret: str = field(default="", repr=False)
+    garinchat_origins: tuple[str, ...] = ()
+    lildengzi_secret: str = field(default="", repr=False)
+    seed_config: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
     admin_token: str = field(default="", repr=False)
     access_log: bool = True
@@ -612,7 +727,25 @@ def resolve(
             continue
         values[setting.name] = _convert(setting, raw, origin)
         sources[setting.name] = source
+    if values["seed_config"]:
+        _apply_seeds(values, sources, environ)
     return Settings(**values, sources=sources)
+
+
+def _apply_seeds(
+    values: dict[str, Any], sources: dict[str, str], environ: Mapping[str, str]
+) -> None:
+    """Fill the settings left at their defaults from the seeds' own
+    configuration (``--seed-config``): a layer under the file."""
+    explicit = frozenset(name for name, source in sources.items() if source != "default")
+    try:
+        seeded = seed_settings(values["seed_config"], environ, explicit)
+    except SeedConfigError as e:
+        raise ConfigError(f"--seed-config {e}") from None
+    for name, value in seeded.items():
+        if sources[name] == "default":
+            values[name] = _convert(SETTINGS_BY_NAME[name], value.raw, value.origin)
+            sources[name] = "seed"
 
 
 assert {f.name for f in fields(Settings)} - {"sources"} == set(SETTINGS_BY_NAME), (

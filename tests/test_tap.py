@@ -38,6 +38,7 @@ from parkchat.tap import (
     freeze_startup_objects,
     makeService,
 )
+from parkchat.web.dialects import GarinChatSocket, GolangChatRoot, LildengziRoot
 
 ROOT = Path(__file__).resolve().parent.parent
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
@@ -386,6 +387,40 @@ class MakeServiceTests(TapTestCase):
         )
         self.assertEqual(paths(Versions("99.1.0", CHECKED_AUTOBAHN[0])), (fastpath.PLAIN, 1))
 
+    def test_dialect_listeners(self) -> None:
+        """``--garinchat``, ``--golang-chat`` and ``--lildengzi`` each add a
+        listener of their own (after the HTTP and line ones), behind the
+        per-address limit, serving only that dialect; the main site has the
+        dialects whose paths are free, on the same factories."""
+        top, _ = self.make(
+            "--db", ":memory:", "--port", LOCAL, "--garinchat", "tcp:8090",
+            "--golang-chat", "tcp:9999", "--lildengzi", "tcp:8081",
+            "--golang-chat-room", "general",
+        )  # fmt: skip
+        http, garin, golang, lildengzi = list(top)[2:]
+        names = [s.name for s in (garin, golang, lildengzi)]
+        self.assertEqual(
+            names, ["garinchat:tcp:8090", "golang-chat:tcp:9999", "lildengzi:tcp:8081"]
+        )
+        roots = []
+        for listener in (garin, golang, lildengzi):
+            assert isinstance(listener, StreamServerEndpointService)
+            self.assertIs(listener.factory.address_limit, http.factory.address_limit)
+            roots.append(listener.factory.wrappedFactory.resource)
+        self.assertIsInstance(roots[0], GarinChatSocket)
+        self.assertIsInstance(roots[1], GolangChatRoot)
+        self.assertIsInstance(roots[2], LildengziRoot)
+        main = http.factory.wrappedFactory.resource
+        self.assertIs(main._garinchat._factory, roots[0]._factory)
+        golang_chat = main.children[b"chat"]._factory
+        self.assertIs(golang_chat, roots[1].children[b"chat"]._factory)
+        self.assertEqual(golang_chat.room, "general")
+
+    def test_lildengzi_default_secret(self) -> None:
+        """The seed's default JWT secret is refused with a clear message."""
+        message = self.assertUsageError("--lildengzi-secret", "dev-secret-change-me")
+        self.assertIn("lildengzi's published default secret", message)
+
     def test_memory_db(self) -> None:
         """``--db :memory:`` uses the in-memory store and creates no file."""
         top, _ = self.make("--db", ":memory:", "--port", LOCAL)
@@ -595,6 +630,23 @@ class ChatTacTests(TapTestCase):
             (children[2].endpoint._port, children[2].endpoint._interface), (0, "127.0.0.1")
         )
         self.assertFalse(children[2].running)
+
+    def test_tac_with_the_example_config(self) -> None:
+        """The README's ``PARKCHAT_CONFIG=docs/parkchat.example.toml twistd
+        -n -y chat.tac`` builds from a checkout as written: its database
+        is a file in the working directory, not in a system directory."""
+        cwd = Path(self.mktemp()).resolve()
+        cwd.mkdir(parents=True)
+        previous = Path.cwd()
+        os.chdir(cwd)
+        self.addCleanup(os.chdir, previous)
+        self.environ["PARKCHAT_CONFIG"] = str(ROOT / "docs" / "parkchat.example.toml")
+        application = loadApplication(str(ROOT / "chat.tac"), "python")
+        [top] = list(IServiceCollection(application))
+        store = top.getServiceNamed("chat").store
+        self.addCleanup(store.close)
+        self.assertIsInstance(store, SQLStore)
+        self.assertTrue((cwd / "chat.db").exists())
 
     def test_tac_bad_environment(self) -> None:
         """A bad PARKCHAT_* value makes chat.tac fail with the usage error."""
