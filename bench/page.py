@@ -13,9 +13,9 @@ logs in as ``reader`` and opens room ``bench``; a separate ``/ws`` client,
 For each phase it measures, in the page:
 
 * ``last_on_screen_ms``: from just after the last message was sent to the
-  first animation frame in which it is the newest message in the log (the
-  page polls once per frame with ``requestAnimationFrame``; both ends read
-  the same wall clock). In a burst this includes the server's own backlog:
+  first animation frame in which it is the newest message in the log (a
+  watcher in the page looks once per frame with ``requestAnimationFrame``;
+  both ends read the same wall clock). In a burst this includes the server's own backlog:
   ``server_acked_all_s`` is when the sender had every ack (the server
   stores a message, then acks and broadcasts it), and
   ``on_screen_after_last_ack_ms`` the page's part, from the last ack to the
@@ -95,10 +95,16 @@ NEWEST = """() => {
   return b ? b.textContent : null;
 }"""
 
-#: Resolves with Date.now() at the first frame where ``body`` is newest.
-SEEN = """(body) => {
-  const b = document.querySelector('#log li:last-child .msg-body');
-  return b && b.textContent === body ? Date.now() : null;
+#: Starts a watcher in the page that sets ``window.__seen`` to Date.now()
+#: at the first animation frame in which ``body`` is the newest message.
+WATCH = """(body) => {
+  window.__seen = null;
+  const tick = () => {
+    const b = document.querySelector('#log li:last-child .msg-body');
+    if (b && b.textContent === body) window.__seen = Date.now();
+    else requestAnimationFrame(tick);
+  };
+  requestAnimationFrame(tick);
 }"""
 
 
@@ -159,15 +165,32 @@ def login_client(server: ParkchatProcess, nickname: str, password: str) -> Clien
     return client
 
 
+def wait_until(page: Page, function: str, timeout_s: float, arg: Any = None) -> Any:
+    """Poll ``function`` in the page until it returns something true (the
+    page's CSP forbids the eval that Playwright's wait_for_function needs)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = page.evaluate(function, arg)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not true after {timeout_s} s: {function}")
+        time.sleep(0.05)
+
+
 def open_reader(page: Page, server: ParkchatProcess) -> None:
     page.goto(server.url("/"))
     page.get_by_label("Nickname", exact=True).fill("reader")
     page.get_by_label("Password", exact=True).fill("reader-password")
     page.get_by_role("button", name="Log in", exact=True).click()
-    page.wait_for_function("document.getElementById('status').textContent.startsWith('Connected')")
+    wait_until(
+        page, "() => document.getElementById('status').textContent.startsWith('Connected')", 30
+    )
     page.get_by_label("Room", exact=True).fill(ROOM)
     page.get_by_role("button", name="Join", exact=True).click()
-    page.wait_for_function("document.getElementById('conv-meta').textContent.includes('online')")
+    wait_until(
+        page, "() => document.getElementById('conv-meta').textContent.includes('online')", 30
+    )
 
 
 def page_figures(page: Page) -> dict[str, Any]:
@@ -200,6 +223,7 @@ def run_phase(
     text = "the quick brown fox jumps over the lazy dog"
     bodies = [f"{name} {n} of {count}: {text}" for n in range(1, count + 1)]
     page.evaluate("window.__longtasks = []; window.__statuses = []")
+    page.evaluate(WATCH, bodies[-1])
     sender = Sender(client, bodies, rate)
     sender.start()
     lag_ms = 0.0
@@ -210,9 +234,7 @@ def run_phase(
             shown = int(newest.split()[1]) if newest.startswith(f"{name} ") else 0
             lag_ms = max(lag_ms, (sender.sent - shown) / rate * 1000)
             time.sleep(0.5)
-    seen_ms = page.wait_for_function(
-        SEEN, arg=bodies[-1], polling="raf", timeout=timeout_s * 1000
-    ).json_value()
+    seen_ms = wait_until(page, "() => window.__seen", timeout_s)
     sender.join(timeout_s)
     # Let the last frames and any long task after them be recorded.
     time.sleep(2)

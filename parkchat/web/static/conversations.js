@@ -92,7 +92,10 @@ export class Conversations {
 
   /** ``count`` new messages from others arrived in ``conv``: counted
    * unread unless it is open (its log shows them, or says "new messages
-   * below"). */
+   * below").
+   *
+   * TODO(#16): server read markers. With unread and mention counts kept by
+   * the server per account, this takes its counts instead of counting. */
   noteNew(conv, count) {
     if (count <= 0 || this.current === conv) return;
     conv.unread += count;

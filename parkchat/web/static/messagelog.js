@@ -7,13 +7,14 @@
 // at most WINDOW_MAX entries on screen however long the conversation gets:
 //
 // * following the end ("stuck", the usual case), only the newest WINDOW
-//   entries have nodes; older ones lose theirs as new ones come in;
-// * scrolling back renders STEP more entries above (or below) at a time
-//   from memory, keeping the entries on screen in place, and drops nodes at
-//   the far end beyond WINDOW_MAX;
+//   (60) entries have nodes; older ones lose theirs as new ones come in;
+// * scrolling back renders STEP (50) more entries above (or below) at a
+//   time from memory, keeping the entries on screen in place, and drops
+//   nodes at the far end beyond WINDOW_MAX (250);
 // * reaching the top of what is in memory asks the owner for an older page
 //   from the server (onReachTop); memory itself keeps the newest KEEP
-//   entries while following the end, so older ones come back that way too.
+//   (1,000) entries while following the end, so older ones come back that
+//   way too.
 //
 // Entries are plain objects, oldest first: stored messages ordered by id,
 // our own messages waiting for their ack, notices, and runs of joins and
@@ -22,14 +23,18 @@
 import { el } from "./dom.js";
 import { entryNode } from "./render.js";
 
-/** Entries with nodes while following the end. */
-const WINDOW = 100;
+/** Entries with nodes while following the end: a few screens' worth (a
+ * burst replaces all of them in a frame, so their layout is the frame's
+ * main cost). */
+const WINDOW = 60;
 /** Entries with nodes at most while scrolling back. */
 const WINDOW_MAX = 250;
 /** Entries rendered at a time when the reader nears an edge. */
 const STEP = 50;
-/** Entries kept in memory while following the end. */
+/** Entries kept in memory while following the end (trimmed back to this
+ * once there are TRIM_SLACK more, so not once per message). */
 const KEEP = 1000;
+const TRIM_SLACK = 200;
 /** How close to an edge (px) counts as near it. */
 const EDGE_PX = 400;
 /** How close to the bottom (px) counts as reading the newest. */
@@ -219,7 +224,9 @@ export class MessageLog {
 
   // -- view ---------------------------------------------------------------------
 
-  /** Follow the end again (sending a message, "new messages below"). */
+  /** Follow the end again (sending a message, "new messages below").
+   * TODO(#16): search: a "show this entry" beside it moves the window to a
+   * search result's entry instead of the end. */
   jumpToEnd() {
     this.stuck = true;
     this.unseen = 0;
@@ -278,7 +285,7 @@ export class MessageLog {
   trim() {
     const extra = this.entries.length - KEEP;
     // (A log that is not on the page follows the end when it is shown.)
-    if (extra <= 0 || (!this.stuck && this.scroller.isConnected)) return;
+    if (extra < TRIM_SLACK || (!this.stuck && this.scroller.isConnected)) return;
     for (const entry of this.entries.splice(0, extra)) {
       if (entry.id !== null) this.byId.delete(entry.id);
       if (entry.node) this.dropped.push(entry.node);

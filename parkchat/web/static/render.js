@@ -131,7 +131,7 @@ export function conversationTitleNodes(conv) {
   return [conv.kind === "room" ? "# " : "@ ", el("bdi", { text: conv.name })];
 }
 
-/** The line under the title. */
+/** The line under the title. TODO(#16): room topic (shown here). */
 export function conversationMeta(conv) {
   if (conv.kind === "room") return conv.joined ? `${conv.total} online` : "joining…";
   return "Direct messages";
