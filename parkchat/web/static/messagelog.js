@@ -6,6 +6,8 @@
 // costs one small layout per frame, not one per message, and the page keeps
 // at most WINDOW_MAX entries on screen however long the conversation gets:
 //
+// (New data waits for the next frame at least DATA_FRAME_MS after the last.)
+//
 // * following the end ("stuck", the usual case), only the newest WINDOW
 //   (60) entries have nodes; older ones lose theirs as new ones come in;
 // * scrolling back renders STEP (50) more entries above (or below) at a
@@ -39,6 +41,11 @@ const TRIM_SLACK = 200;
 const EDGE_PX = 400;
 /** How close to the bottom (px) counts as reading the newest. */
 const END_PX = 48;
+/** Messages arriving redraw at most this often (ms): each redraw costs a
+ * layout, a paint and a commit whatever it adds, so a room at 100 messages
+ * a second redraws 20 times a second, not 60, for 50 ms more latency at
+ * most. The reader's own scrolling is drawn at every frame. */
+const DATA_FRAME_MS = 50;
 
 export class MessageLog {
   /**
@@ -80,6 +87,9 @@ export class MessageLog {
     /** Nodes of entries that left memory, to take off the page next frame. */
     this.dropped = [];
     this.frame = null;
+    /** Holds new data back until DATA_FRAME_MS after the last redraw. */
+    this.dataTimer = null;
+    this.lastFlush = 0;
     this.userScrolled = false;
     this.nextKey = 1;
     this.scroller.addEventListener("scroll", () => {
@@ -198,7 +208,7 @@ export class MessageLog {
     entry.node = null;
     if (index < this.lo) this.lo -= 1;
     if (index < this.hi) this.hi -= 1;
-    this.schedule();
+    this.scheduleData();
   }
 
   /** Take the entry of stored message ``id`` out, if it is here. */
@@ -214,7 +224,7 @@ export class MessageLog {
     this.byId.clear();
     this.lo = this.hi = 0;
     this.unseen = 0;
-    this.schedule();
+    this.scheduleData();
   }
 
   setLoadingOlder(busy) {
@@ -273,11 +283,9 @@ export class MessageLog {
       // Inside the window (or just above its first entry): drawn next frame.
       this.hi += count;
     }
-    if (index === at && !this.stuck) {
-      this.unseen += entries.filter((e) => e.kind === "message" && !e.mine).length;
-    }
+    if (index === at && !this.stuck) this.unseen += this.countMessages(index, index + count);
     this.trim();
-    this.schedule();
+    this.scheduleData();
   }
 
   /** Following the end, memory keeps the newest KEEP entries: older ones
@@ -296,19 +304,47 @@ export class MessageLog {
     this.hasOlder = true;
   }
 
-  changed(entry) {
-    entry.dirty = true;
-    this.schedule();
+  /** Messages from others among entries [from, to). */
+  countMessages(from, to) {
+    let count = 0;
+    for (let i = from; i < to; i += 1) if (this.entries[i].kind === "message" && !this.entries[i].mine) count += 1;
+    return count;
   }
 
+  changed(entry) {
+    entry.dirty = true;
+    this.scheduleData();
+  }
+
+  /** Redraw at the next animation frame. */
   schedule() {
+    clearTimeout(this.dataTimer);
+    this.dataTimer = null;
     if (this.frame === null) this.frame = requestAnimationFrame(() => this.flush());
+  }
+
+  /** Redraw for new or changed data: at the next frame, but not sooner than
+   * DATA_FRAME_MS after the last redraw. */
+  scheduleData() {
+    if (this.frame !== null || this.dataTimer !== null) return;
+    const wait = this.lastFlush + DATA_FRAME_MS - performance.now();
+    if (wait <= 0) {
+      this.schedule();
+      return;
+    }
+    this.dataTimer = setTimeout(() => {
+      this.dataTimer = null;
+      this.schedule();
+    }, wait);
   }
 
   /** Bring the DOM up to date with the entries: once per frame. */
   flush() {
     if (this.frame !== null) cancelAnimationFrame(this.frame);
     this.frame = null;
+    clearTimeout(this.dataTimer);
+    this.dataTimer = null;
+    this.lastFlush = performance.now();
     for (const node of this.dropped) node.remove();
     this.dropped = [];
     if (!this.scroller.isConnected) return; // drawn again when shown
@@ -320,7 +356,10 @@ export class MessageLog {
       // What the reader did: layout is clean here (nothing was written yet).
       this.userScrolled = false;
       const below = sc.scrollHeight - sc.scrollTop - sc.clientHeight;
+      const wasStuck = this.stuck;
       this.stuck = below < END_PX && this.hiIsEnd;
+      // What came in since the last frame, below the window, is unseen.
+      if (wasStuck && !this.stuck) this.unseen += this.countMessages(this.hi, n);
       if (!this.stuck && sc.scrollTop < EDGE_PX) {
         if (lo > 0) {
           lo = Math.max(0, lo - STEP);
