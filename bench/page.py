@@ -206,7 +206,7 @@ def page_figures(page: Page) -> dict[str, Any]:
             long_tasks_total_ms: Math.round(tasks.reduce((a, b) => a + b, 0)),
             dom_elements: document.getElementsByTagName('*').length,
             dom_nodes: nodes + 1,
-            connection_lost: window.__statuses.some((s) => /lost|Reconnecting/.test(s)),
+            connection_lost: window.__statuses.some((s) => /lost|Reconnect|Disconnected/.test(s)),
           };
         }"""
     )
@@ -234,7 +234,10 @@ def run_phase(
             shown = int(newest.split()[1]) if newest.startswith(f"{name} ") else 0
             lag_ms = max(lag_ms, (sender.sent - shown) / rate * 1000)
             time.sleep(0.5)
-    seen_ms = wait_until(page, "() => window.__seen", timeout_s)
+    try:
+        seen_ms: float | None = wait_until(page, "() => window.__seen", timeout_s)
+    except TimeoutError:
+        seen_ms = None
     sender.join(timeout_s)
     # Let the last frames and any long task after them be recorded.
     time.sleep(2)
@@ -243,17 +246,22 @@ def run_phase(
         "messages": count,
         "rate_per_s": rate,
         "send_s": round((sender.last_sent_ms - sender.started_ms) / 1000, 2),
-        "last_on_screen_ms": round(seen_ms - sender.last_sent_ms),
+        # None: not on screen within the phase's timeout.
+        "last_on_screen_ms": None if seen_ms is None else round(seen_ms - sender.last_sent_ms),
         "server_acked_all_s": round((sender.last_ack_ms - sender.started_ms) / 1000, 2)
         if sender.acks == count
         else None,
         "on_screen_after_last_ack_ms": round(seen_ms - sender.last_ack_ms)
-        if sender.acks == count
+        if sender.acks == count and seen_ms is not None
         else None,
     }
     if rate:
         result["max_lag_ms"] = round(lag_ms)
     result.update(figures)
+    if seen_ms is None:
+        # What the page shows instead, and what its status line said.
+        result["newest_on_screen"] = page.evaluate(NEWEST)
+        result["statuses"] = page.evaluate("window.__statuses")
     return result
 
 
@@ -280,7 +288,7 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=5000, help="messages in the burst")
     parser.add_argument("--rate", type=float, default=100.0, help="steady messages per second")
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the steady phase")
-    parser.add_argument("--timeout", type=float, default=600.0, help="per phase, seconds")
+    parser.add_argument("--timeout", type=float, default=300.0, help="per phase, seconds")
     parser.add_argument("--label", default="", help="a name for this run in the output")
     args = parser.parse_args()
     if not (0 < args.burst <= 100_000 and 0 < args.rate <= 10_000 and 0 < args.seconds <= 3600):
