@@ -59,7 +59,7 @@ export class AccountForms {
     const { ui } = this;
     const { nickname, password } = this.credentials();
     if (!nickname || !password) {
-      this.view.showAlert("Enter a nickname and a password.");
+      this.view.showAlert("Enter a nickname and a password.", undefined, { passing: true });
       (nickname ? ui.password : ui.nickname).focus();
       return;
     }
@@ -78,7 +78,7 @@ export class AccountForms {
     const { ui } = this;
     const { nickname, password } = this.credentials();
     if (!nickname || !password) {
-      this.view.showAlert("Pick a nickname and a password to register.");
+      this.view.showAlert("Pick a nickname and a password to register.", undefined, { passing: true });
       (nickname ? ui.password : ui.nickname).focus();
       return;
     }
@@ -131,7 +131,7 @@ export class AccountForms {
         this.client.setToken(data.token);
       }
       ui.passwordDialog.close();
-      this.view.showAlert("Your password was changed.", undefined, { good: true });
+      this.view.showAlert("Your password was changed.", undefined, { good: true, passing: true });
     } catch (error) {
       ui.passwordError.textContent = `Could not reach the server (${error}).`;
     } finally {

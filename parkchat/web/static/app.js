@@ -16,6 +16,9 @@ import { ChatClient } from "./client.js";
 import { Composer } from "./composer.js";
 import { Conversations } from "./conversations.js";
 import { DirectMessages } from "./direct.js";
+import { Drawers } from "./drawer.js";
+import { Attention } from "./notify.js";
+import { Preferences } from "./preferences.js";
 import { Rooms } from "./rooms.js";
 import { Session } from "./session.js";
 import { PageView, findElements } from "./view.js";
@@ -24,13 +27,32 @@ function main() {
   const ui = findElements(document);
   const view = new PageView(ui);
   const session = new Session(window.sessionStorage);
+  const prefs = new Preferences(window.localStorage);
   const client = new ChatClient({ onState: connectionState });
+  const drawers = new Drawers({
+    drawers: [
+      { button: ui.roomsButton, panel: ui.sidebar },
+      { button: ui.peopleButton, panel: ui.peoplePanel },
+    ],
+    backdrop: ui.backdrop,
+  });
   const conversations = new Conversations({
     elements: ui,
     session,
+    prefs,
     // A name in the people list opens a DM (`direct` exists by the time
     // anyone can click).
     onPerson: (name) => direct.show(name),
+    onSelect: (conv) => {
+      drawers.close(false);
+      session.saveCurrent(conv.kind, conv.name);
+    },
+  });
+  const attention = new Attention({
+    button: ui.notifyToggle,
+    prefs,
+    onOpen: (conv) => conversations.select(conv, true),
+    onProblem: (text) => view.showAlert(text, undefined, { passing: true }),
   });
   const composer = new Composer({
     elements: { form: ui.messageForm, input: ui.messageInput },
@@ -52,6 +74,7 @@ function main() {
     conversations,
     composer,
     view,
+    attention,
   });
   const direct = new DirectMessages({
     elements: { form: ui.dmForm, input: ui.dmInput },
@@ -59,6 +82,7 @@ function main() {
     session,
     conversations,
     view,
+    attention,
   });
   const account = new AccountForms({
     elements: ui,
@@ -79,6 +103,8 @@ function main() {
     join: (frame) => rooms.onPresence(frame),
     userleave: (frame) => rooms.onPresence(frame),
     typing: (frame) => rooms.onTyping(frame),
+    // TODO(#16): edit/delete of own messages: an "edited" route here, to
+    // log.update(entry, {body, edited}) as onDeleted does with removeId.
     deleted: (frame) => rooms.onDeleted(frame),
     kicked: (frame) => rooms.onKicked(frame),
     room_list: (frame) => rooms.onRoomList(frame),
@@ -89,13 +115,16 @@ function main() {
     error: (frame, what) => {
       composer.refused(frame);
       rooms.requestFailed(what);
-      direct.requestFailed(what);
-      view.showError(frame);
+      if (!direct.requestFailed(what, frame)) view.showError(frame);
     },
   });
 
-  function startSession(me, roomNames, dmNames = []) {
+  /** Logged in (or back after a reload, with the rooms, conversations and
+   * the open one that this tab had). */
+  function startSession(me, roomNames, dmNames = [], current = null) {
     session.begin(me);
+    prefs.load(me.nickname);
+    attention.render();
     view.signedIn(me.nickname);
     for (const name of roomNames) rooms.add(name);
     rooms.save();
@@ -103,17 +132,30 @@ function main() {
     client.start(me.token);
     // Conversations open before a reload come back (their history loads
     // once the connection is ready).
-    for (const name of dmNames) direct.add(name);
-    rooms.focus();
+    for (const name of dmNames) direct.add(name, { restored: true });
+    const open =
+      (current && current.kind === "room" && rooms.rooms.get(current.name)) ||
+      (current && current.kind === "dm" && direct.dms.get(current.name.toLowerCase())) ||
+      conversations.first("room");
+    if (open) {
+      conversations.select(open);
+    } else {
+      // Nothing to show yet: on a phone, the room list opens to pick one.
+      drawers.showFor(ui.roomInput, ui.roomInput);
+      rooms.focus();
+    }
   }
 
   function logOut(message) {
     client.stop();
     session.end();
+    prefs.unload();
     rooms.reset();
     direct.reset();
     composer.reset();
     conversations.reset();
+    attention.reset();
+    drawers.close(false);
     view.signedOut(message);
     conversations.render();
     account.signedOut();
@@ -148,18 +190,13 @@ function main() {
   });
   ui.passwordButton.addEventListener("click", () => account.openPasswordDialog());
   ui.reconnect.addEventListener("click", () => client.reconnectNow());
-  ui.loadOlder.addEventListener("click", () => {
-    const conv = conversations.current;
-    if (conv && conv.kind === "dm") direct.loadOlder(conv);
-    else if (conv && conv.kind === "room") rooms.loadOlder(conv);
-  });
   ui.leaveButton.addEventListener("click", () => {
     const conv = conversations.current;
     if (conv && conv.kind === "room") rooms.leave(conv);
   });
 
   const saved = session.restore();
-  if (saved) startSession(saved.me, saved.rooms, saved.dms);
+  if (saved) startSession(saved.me, saved.rooms, saved.dms, saved.current);
   else account.focus();
 }
 

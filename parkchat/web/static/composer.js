@@ -1,18 +1,20 @@
-// The message box and what was sent from it: a message shows at once,
-// faded, and is tracked by its client id until the server's "ack" (stored:
-// show its time) or "error" (not sent: say why, put the text back). Across
-// a reconnect, room messages are matched against the catch-up and direct
-// ones are marked failed (rooms.js and direct.js call in for that). Also
-// tells the room that we are typing, at most every two seconds.
-
-import { markConfirmed, markFailed, markUnconfirmed, pendingItem, setStoredId } from "./render.js";
+// The message box and what was sent from it. The box is a textarea: Enter
+// sends, Shift+Enter (or a paste) puts in new lines, and it grows with what
+// is typed up to a few lines, then scrolls. A message shows at once, faded,
+// and is tracked by its client id until the server's "ack" (stored: show its
+// time) or "error" (not sent: say why, put the text back). Across a
+// reconnect, room messages are matched against the catch-up and direct ones
+// are marked failed (rooms.js and direct.js call in for that). Also tells
+// the room that we are typing, at most every two seconds.
 
 const TYPING_SEND_EVERY_MS = 2000;
+/** The box grows to this many lines, then scrolls. */
+const MAX_ROWS = 6;
 
 export class Composer {
   /**
    * @param {object} options
-   * @param {{form: HTMLFormElement, input: HTMLInputElement}} options.elements
+   * @param {{form: HTMLFormElement, input: HTMLTextAreaElement}} options.elements
    * @param {import("./client.js").ChatClient} options.client
    * @param {import("./session.js").Session} options.session
    * @param {import("./conversations.js").Conversations} options.conversations
@@ -24,14 +26,39 @@ export class Composer {
     this.session = session;
     this.conversations = conversations;
     this.view = view;
-    /** Client id -> {conv, body, li, generation} until ack or error. */
+    /** Client id -> {conv, body, entry, generation} until ack or error. */
     this.pending = new Map();
     this.lastTypingSent = 0;
+    /** The style sheet sizes the box to its content (field-sizing); else
+     * its rows follow the number of lines. */
+    this.sizedByStyle = typeof CSS !== "undefined" && CSS.supports("field-sizing", "content");
     elements.form.addEventListener("submit", (event) => {
       event.preventDefault();
       this.send();
     });
-    this.input.addEventListener("input", () => this.typed());
+    this.input.addEventListener("keydown", (event) => {
+      // Enter sends; Shift+Enter is a new line; Enter that ends an input
+      // method's composition (Japanese, Chinese…) is not a send.
+      if (event.key !== "Enter" || event.shiftKey || event.altKey || event.isComposing) return;
+      event.preventDefault();
+      this.send();
+    });
+    this.input.addEventListener("input", () => {
+      this.resize();
+      this.typed();
+    });
+  }
+
+  /** Put text in the box (or empty it) and fit the box to it. */
+  setText(text) {
+    this.input.value = text;
+    this.resize();
+  }
+
+  resize() {
+    if (this.sizedByStyle) return;
+    const lines = this.input.value.split("\n").length;
+    this.input.rows = Math.min(MAX_ROWS, Math.max(1, lines));
   }
 
   /** Send what is in the box to the open conversation. */
@@ -42,6 +69,8 @@ export class Composer {
     if (!this.client.ready) {
       this.view.showAlert(
         "Not connected right now. Your message is still in the box: send it again when the connection is back.",
+        undefined,
+        { passing: true },
       );
       return;
     }
@@ -49,14 +78,13 @@ export class Composer {
       conv.kind === "room" ? { type: "message", room: conv.name, body: text } : { type: "chat", to: conv.name, content: text };
     const id = this.client.sendWithId(frame, "m");
     if (id === null) {
-      this.view.showAlert("Not connected right now: the message was not sent.");
+      this.view.showAlert("Not connected right now: the message was not sent.", undefined, { passing: true });
       return;
     }
-    const li = pendingItem(this.session.me.nickname, text);
-    conv.log.append(li);
-    conv.log.scrollToEnd();
-    this.pending.set(id, { conv, body: text, li, generation: this.client.generation });
-    this.input.value = "";
+    const entry = conv.log.appendPending(this.session.me.nickname, text);
+    conv.log.jumpToEnd();
+    this.pending.set(id, { conv, body: text, entry, generation: this.client.generation });
+    this.setText("");
   }
 
   typed() {
@@ -73,15 +101,15 @@ export class Composer {
     const pending = this.pending.get(frame.id);
     if (!pending) return;
     this.pending.delete(frame.id);
-    const { conv, li } = pending;
-    markConfirmed(li, frame.timestamp);
+    const { conv, entry } = pending;
     if (typeof frame.message_id === "number") {
       if (!conv.confirmOwn(frame.message_id)) {
-        li.remove(); // the stored copy is already shown (history or a resume got there first)
+        conv.log.remove(entry); // the stored copy is already shown (history or a resume got there first)
         return;
       }
-      setStoredId(li, frame.message_id);
+      conv.log.setId(entry, frame.message_id);
     }
+    conv.log.update(entry, { state: null, timestamp: frame.timestamp });
   }
 
   /** An "error" frame: if it refused a message of ours, mark it and put the
@@ -90,13 +118,17 @@ export class Composer {
     const pending = frame.id !== undefined ? this.pending.get(frame.id) : undefined;
     if (!pending) return;
     this.pending.delete(frame.id);
-    markFailed(pending.li, `not sent: ${frame.content || frame.code}`);
-    if (!this.input.value && this.conversations.isOpen(pending.conv)) this.input.value = pending.body;
+    this.fail(pending, `not sent: ${frame.content || frame.code}`);
+    if (!this.input.value && this.conversations.isOpen(pending.conv)) this.setText(pending.body);
+  }
+
+  fail(pending, why) {
+    pending.conv.log.update(pending.entry, { state: "failed", error: why });
   }
 
   /** The connection dropped: nothing sent is confirmed any more. */
   connectionLost() {
-    for (const pending of this.pending.values()) markUnconfirmed(pending.li);
+    for (const pending of this.pending.values()) pending.conv.log.update(pending.entry, { state: "unconfirmed" });
   }
 
   /** Connected again. Unconfirmed direct messages are marked failed; one
@@ -106,7 +138,7 @@ export class Composer {
     for (const [id, pending] of this.pending) {
       if (pending.conv.kind === "dm") {
         this.pending.delete(id);
-        markFailed(pending.li, "the connection was lost before the server confirmed it");
+        this.fail(pending, "the connection was lost before the server confirmed it");
       }
     }
   }
@@ -118,7 +150,7 @@ export class Composer {
     for (const [id, pending] of this.pending) {
       if (pending.conv === room && pending.body === m.body && pending.generation < this.client.generation) {
         this.pending.delete(id);
-        pending.li.remove();
+        room.log.remove(pending.entry);
         return;
       }
     }
@@ -130,12 +162,13 @@ export class Composer {
     for (const [id, pending] of this.pending) {
       if (pending.conv === room && pending.generation < this.client.generation) {
         this.pending.delete(id);
-        markFailed(pending.li, "not sent: the connection was lost");
+        this.fail(pending, "not sent: the connection was lost");
       }
     }
   }
 
   reset() {
     this.pending.clear();
+    this.setText("");
   }
 }

@@ -1,37 +1,49 @@
 // The conversations the sidebar lists (rooms and direct messages alike),
-// which one is open, unread counts, and drawing the open one: title, the
-// line under it, "Load older messages", who is typing, who is online. The
-// rooms and direct-message modules own what is in a conversation and tell
-// this one when something changed; it never talks to the server.
+// which one is open, unread counts, muting, and drawing the open one: its
+// header (title, the line under it, Mute, Leave), its MessageLog, who is
+// typing, who is online. The rooms and direct-message modules own what is
+// in a conversation and tell this one when something changed; it never
+// talks to the server. Unread badges are redrawn at most once per frame,
+// however many messages arrive.
 
 import { clear } from "./dom.js";
 import {
   conversationEntry,
   conversationMeta,
   conversationTitle,
+  conversationTitleNodes,
   fillConversationButton,
   personItem,
-  typingText,
+  typingNodes,
 } from "./render.js";
 
 export class Conversations {
   /**
    * @param {object} options
    * @param {object} options.elements  roomList, dmList, log, emptyHint,
-   *   convTitle, convMeta, leaveButton, loadOlder, typing, people,
-   *   messageInput, sendButton
+   *   convTitle, convMeta, leaveButton, muteButton, peopleButton, typing,
+   *   people, messageInput, sendButton
    * @param {import("./session.js").Session} options.session
+   * @param {import("./preferences.js").Preferences} options.prefs
    * @param {(name: string) => void} options.onPerson  a name in the people
    *   list was picked (to open a direct conversation)
+   * @param {(conv: object) => void} options.onSelect  a conversation was
+   *   opened (the phone layout closes its drawer)
    */
-  constructor({ elements, session, onPerson }) {
+  constructor({ elements, session, prefs, onPerson, onSelect }) {
     this.ui = elements;
     this.session = session;
+    this.prefs = prefs;
     this.onPerson = onPerson;
+    this.onSelect = onSelect;
     /** The open conversation (a Room or a DirectConversation), or null. */
     this.current = null;
     /** Every listed conversation, in the order they were added. */
     this.listed = new Set();
+    /** Sidebar buttons to redraw at the next frame. */
+    this.stale = new Set();
+    this.frame = null;
+    elements.muteButton.addEventListener("click", () => this.toggleMute());
   }
 
   /** List a new conversation in the sidebar (rooms and DMs in their own list). */
@@ -49,6 +61,7 @@ export class Conversations {
    * room (else the first DM, else nothing). */
   remove(conv) {
     this.listed.delete(conv);
+    this.stale.delete(conv);
     conv.item.remove();
     if (this.current !== conv) return;
     const next = this.first("room") || this.first("dm");
@@ -73,21 +86,30 @@ export class Conversations {
     if (previous && previous !== conv) this.renderButton(previous);
     this.renderButton(conv);
     this.render();
+    this.onSelect(conv);
     if (focusInput) this.ui.messageInput.focus();
   }
 
-  /** Something new arrived in ``conv``: follow it if it is open and the
-   * reader was at the end (``stick``), else count it unread. */
-  noteNew(conv, stick, countUnread = true) {
-    if (this.current === conv) {
-      if (stick) conv.log.scrollToEnd();
-    } else if (countUnread) {
-      conv.unread += 1;
-      this.renderButton(conv);
+  /** ``count`` new messages from others arrived in ``conv``: counted
+   * unread unless it is open (its log shows them, or says "new messages
+   * below").
+   *
+   * TODO(#16): server read markers. With unread and mention counts kept by
+   * the server per account, this takes its counts instead of counting. */
+  noteNew(conv, count) {
+    if (count <= 0 || this.current === conv) return;
+    conv.unread += count;
+    this.stale.add(conv);
+    if (this.frame === null) {
+      this.frame = requestAnimationFrame(() => {
+        this.frame = null;
+        for (const stale of this.stale) this.renderButton(stale);
+        this.stale.clear();
+      });
     }
   }
 
-  /** The line under the title (and "Load older") may have changed. */
+  /** The line under the title may have changed. */
   metaChanged(conv) {
     if (this.current === conv) this.renderMeta();
   }
@@ -103,14 +125,23 @@ export class Conversations {
     if (this.current === conv) this.renderTyping();
   }
 
-  /** "Load older messages" is busy while a page is on its way. */
-  setLoadingOlder(busy) {
-    this.ui.loadOlder.disabled = busy;
+  /** Mute or unmute the open room (kept in this browser). */
+  toggleMute() {
+    const conv = this.current;
+    if (!conv || conv.kind !== "room") return;
+    this.prefs.setMuted(conv.name, !this.prefs.isMuted(conv.name));
+    this.renderButton(conv);
+    this.renderMute();
+  }
+
+  isMuted(conv) {
+    return conv.kind === "room" && this.prefs.isMuted(conv.name);
   }
 
   /** Logged out: nothing listed, nothing open. */
   reset() {
     this.listed.clear();
+    this.stale.clear();
     this.current = null;
     clear(this.ui.roomList);
     clear(this.ui.dmList);
@@ -121,7 +152,7 @@ export class Conversations {
   // -- drawing ----------------------------------------------------------------
 
   renderButton(conv) {
-    fillConversationButton(conv.button, conv, this.current === conv);
+    fillConversationButton(conv.button, conv, this.current === conv, this.isMuted(conv));
   }
 
   /** Draw the open conversation (or the "join a room" hint). */
@@ -131,29 +162,35 @@ export class Conversations {
     clear(ui.log);
     ui.emptyHint.hidden = Boolean(conv);
     ui.messageInput.disabled = ui.sendButton.disabled = !conv;
-    ui.leaveButton.hidden = !conv || conv.kind !== "room";
+    const isRoom = Boolean(conv) && conv.kind === "room";
+    ui.leaveButton.hidden = ui.peopleButton.hidden = !isRoom;
+    this.renderMute();
     if (!conv) {
       ui.convTitle.textContent = "No room yet";
       ui.convMeta.textContent = "";
-      ui.loadOlder.hidden = true;
       ui.typing.textContent = "";
       clear(ui.people);
       return;
     }
-    ui.convTitle.textContent = conversationTitle(conv);
+    ui.convTitle.replaceChildren(...conversationTitleNodes(conv));
     ui.messageInput.placeholder = `Message ${conversationTitle(conv)}`;
     ui.log.append(conv.log.element);
+    conv.log.shown();
     this.renderMeta();
     this.renderPeople();
     this.renderTyping();
-    conv.log.scrollToEnd();
   }
 
   renderMeta() {
     const conv = this.current;
-    if (!conv) return;
-    this.ui.convMeta.textContent = conversationMeta(conv);
-    this.ui.loadOlder.hidden = !conv.hasOlder;
+    if (conv) this.ui.convMeta.textContent = conversationMeta(conv);
+  }
+
+  renderMute() {
+    const conv = this.current;
+    const button = this.ui.muteButton;
+    button.hidden = !conv || conv.kind !== "room";
+    button.setAttribute("aria-pressed", String(Boolean(conv) && this.isMuted(conv)));
   }
 
   renderPeople() {
@@ -167,6 +204,6 @@ export class Conversations {
 
   renderTyping() {
     const conv = this.current;
-    this.ui.typing.textContent = typingText(conv && conv.kind === "room" ? [...conv.typing.keys()] : []);
+    this.ui.typing.replaceChildren(...typingNodes(conv && conv.kind === "room" ? [...conv.typing.keys()] : []));
   }
 }

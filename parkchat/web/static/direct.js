@@ -1,24 +1,26 @@
 // Direct messages: conversations opened from the people list, the "Direct
 // message to" form or an incoming message; their stored history (the newest
-// page when opened or reconnected, older pages on demand) merged by id with
-// live and offline messages. A DirectConversation holds what the page knows
-// about one; DirectMessages owns them and handles the DM frames app.js
-// routes here.
+// page when opened or reconnected, older pages as the reader scrolls up)
+// merged by id with live and offline messages. A DirectConversation holds
+// what the page knows about one; DirectMessages owns them and handles the
+// DM frames app.js routes here.
 
 import { HISTORY_PAGE } from "./client.js";
-import { MessageLog, messageItem, systemItem } from "./render.js";
+import { MessageLog } from "./messagelog.js";
 
 /** A conversation with one other person. */
 export class DirectConversation {
-  constructor(nickname) {
+  /**
+   * @param {string} nickname
+   * @param {(dm: DirectConversation) => void} onReachTop
+   * @param {boolean} restored  listed again after a reload (not just opened)
+   */
+  constructor(nickname, onReachTop, restored) {
     this.kind = "dm";
     this.name = nickname;
-    this.log = new MessageLog(`Direct messages with ${nickname}`);
-    /** Stored ids shown (each message once, whichever way it came). */
-    this.ids = new Set();
+    this.log = new MessageLog(`Direct messages with ${nickname}`, { onReachTop: () => onReachTop(this) });
     this.unread = 0;
-    /** Unknown until the first history page answers. */
-    this.hasOlder = undefined;
+    this.restored = restored;
     /** The sidebar entry (conversations.js). */
     this.button = null;
     this.item = null;
@@ -26,9 +28,7 @@ export class DirectConversation {
 
   /** Our own message was stored as ``id``: false if it is already shown. */
   confirmOwn(id) {
-    if (this.ids.has(id)) return false;
-    this.ids.add(id);
-    return true;
+    return !this.log.has(id);
   }
 }
 
@@ -40,9 +40,11 @@ export class DirectMessages {
    * @param {import("./session.js").Session} options.session
    * @param {import("./conversations.js").Conversations} options.conversations
    * @param {import("./view.js").PageView} options.view
+   * @param {import("./notify.js").Attention} options.attention
    */
-  constructor({ elements, client, session, conversations, view }) {
+  constructor({ elements, client, session, conversations, view, attention }) {
     this.client = client;
+    this.attention = attention;
     this.session = session;
     this.conversations = conversations;
     this.view = view;
@@ -61,12 +63,12 @@ export class DirectMessages {
   }
 
   /** The conversation with ``nickname``, listed (and its history asked
-   * for) the first time. */
-  add(nickname) {
+   * for) the first time; ``restored`` when it comes back after a reload. */
+  add(nickname, { restored = false } = {}) {
     const key = nickname.toLowerCase();
     let dm = this.dms.get(key);
     if (dm) return dm;
-    dm = new DirectConversation(nickname);
+    dm = new DirectConversation(nickname, (d) => this.loadOlder(d), restored);
     this.dms.set(key, dm);
     this.conversations.add(dm);
     this.save();
@@ -82,7 +84,7 @@ export class DirectMessages {
   /** Open a conversation by a typed name (not with yourself). */
   open(nickname) {
     if (this.session.isMe(nickname)) {
-      this.view.showAlert("That is you. Pick someone else to write to.");
+      this.view.showAlert("That is you. Pick someone else to write to.", undefined, { passing: true });
       return;
     }
     this.show(nickname);
@@ -105,15 +107,11 @@ export class DirectMessages {
   received(from, content, timestamp, id) {
     if (typeof from !== "string" || typeof content !== "string") return;
     const dm = this.add(from);
-    if (typeof id === "number") {
-      if (dm.ids.has(id)) return;
-      dm.ids.add(id);
-    }
-    const stick = dm.log.atEnd;
-    const li = messageItem({ id, username: from, body: content, timestamp, mine: false });
-    if (typeof id === "number") dm.log.insert(li, id);
-    else dm.log.append(li);
-    this.conversations.noteNew(dm, stick);
+    if (typeof id === "number" && dm.log.has(id)) return;
+    const message = { id, username: from, body: content, timestamp, mine: false, mention: false };
+    dm.log.add(message);
+    this.conversations.noteNew(dm, 1);
+    this.attention.incoming(dm, message);
   }
 
   /** Connected (again): what arrived while we were away, and the newest
@@ -129,45 +127,60 @@ export class DirectMessages {
     this.client.request({ type: "get_direct_history", with: dm.name, limit: HISTORY_PAGE }, { kind: "dm_history", dm });
   }
 
-  /** "Load older messages": the page before the oldest message shown. */
+  /** The reader reached the oldest message in memory: the page before it,
+   * if there is one (and none is on its way). */
   loadOlder(dm) {
-    const ids = [...dm.ids];
-    if (ids.length === 0) return;
-    const frame = { type: "get_direct_history", with: dm.name, before: Math.min(...ids), limit: HISTORY_PAGE };
-    if (this.client.request(frame, { kind: "dm_history", dm, older: true }) !== null) {
-      this.conversations.setLoadingOlder(true);
-    } else {
-      this.view.showAlert("Not connected: older messages can be loaded once the connection is back.");
-    }
+    const before = dm.log.oldestId;
+    if (before === null || !dm.log.hasOlder || dm.log.loadingOlder || this.dms.get(dm.name.toLowerCase()) !== dm) return;
+    const frame = { type: "get_direct_history", with: dm.name, before, limit: HISTORY_PAGE };
+    if (this.client.request(frame, { kind: "dm_history", dm, older: true }) !== null) dm.log.setLoadingOlder(true);
   }
 
   /** "direct_history": a page of the stored conversation. */
   onHistory(frame, what) {
     if (!what || !what.dm || this.dms.get(what.dm.name.toLowerCase()) !== what.dm) return;
     const dm = what.dm;
-    const stick = dm.log.atEnd && !what.older;
     const messages = Array.isArray(frame.messages) ? frame.messages : [];
     // A full page may have older ones behind it (the first answer decides
-    // until "Load older" asks for more).
-    if (what.older || dm.hasOlder === undefined) dm.hasOlder = messages.length >= HISTORY_PAGE;
-    if (what.older) this.conversations.setLoadingOlder(false);
+    // until scrolling back asks for more).
+    if (what.older || dm.log.hasOlder === undefined) dm.log.hasOlder = messages.length >= HISTORY_PAGE;
+    if (what.older) dm.log.setLoadingOlder(false);
+    const fresh = [];
     for (const m of messages) {
-      if (typeof m.id !== "number" || typeof m.content !== "string" || dm.ids.has(m.id)) continue;
-      dm.ids.add(m.id);
+      if (!m || typeof m.id !== "number" || typeof m.content !== "string" || dm.log.has(m.id)) continue;
       const mine = this.session.isMyUserId(m.from_user_id);
       // A message of ours marked failed that was stored after all.
-      if (mine) dm.log.failedCopy(m.content)?.remove();
-      dm.log.insert(messageItem({ id: m.id, username: m.from, body: m.content, timestamp: m.timestamp, mine }), m.id);
+      if (mine) {
+        const failed = dm.log.findLast(
+          (e) => e.kind === "message" && e.mine && e.state === "failed" && e.id === null && e.body === m.content,
+        );
+        if (failed) dm.log.remove(failed);
+      }
+      fresh.push({ id: m.id, username: String(m.from), body: m.content, timestamp: m.timestamp, mine, mention: false });
     }
+    if (what.older) dm.log.prependOlder(fresh);
+    else for (const message of fresh) dm.log.add(message);
     // A short page going back reached the first message.
-    if (what.older && !dm.hasOlder) dm.log.prepend(systemItem("This is the beginning of the conversation.", null));
-    if (stick || (this.conversations.isOpen(dm) && !what.older)) dm.log.scrollToEnd();
+    if (what.older && !dm.log.hasOlder) dm.log.reachedBeginning("This is the beginning of the conversation.");
+    if (!what.older && this.conversations.isOpen(dm)) dm.log.jumpToEnd();
     this.conversations.metaChanged(dm);
   }
 
-  /** An "error" answered one of our requests. */
-  requestFailed(what) {
-    if (what && what.kind === "dm_history" && what.older) this.conversations.setLoadingOlder(false);
+  /** An "error" answered one of our requests; returns true if it was dealt
+   * with here (nothing more to show). A conversation with a name that is
+   * nobody's is taken off the list: said once when it was just opened,
+   * quietly when it came back after a reload (so the error does not come
+   * back on every reload). */
+  requestFailed(what, frame) {
+    if (!what || what.kind !== "dm_history" || !what.dm) return false;
+    const dm = what.dm;
+    if (what.older) dm.log.setLoadingOlder(false);
+    if (frame.code !== "unknown_recipient" || this.dms.get(dm.name.toLowerCase()) !== dm) return false;
+    this.dms.delete(dm.name.toLowerCase());
+    this.save();
+    this.conversations.remove(dm);
+    if (!dm.restored) this.view.showAlert(`There is no user named ${dm.name}.`, undefined, { passing: true });
+    return true;
   }
 
   /** Logged out. */

@@ -24,18 +24,34 @@ export function clear(node) {
   node.replaceChildren();
 }
 
+/** Formatters in the reader's locale and time zone, made once: making one
+ * (which toLocaleTimeString does on every call) costs far more than
+ * formatting, and a busy room formats a time per message. They hold no
+ * state. */
+const FORMATS = Object.freeze({
+  time: new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" }),
+  full: new Intl.DateTimeFormat(undefined, {
+    year: "numeric",
+    month: "numeric",
+    day: "numeric",
+    hour: "numeric",
+    minute: "numeric",
+    second: "numeric",
+  }),
+});
+
 /** "14:05" in the reader's locale and time zone, from an RFC 3339 timestamp. */
 export function localTime(timestamp) {
   // new Date(null) is 1970, not "no time": notices without a time show none.
   if (timestamp === null || timestamp === undefined || timestamp === "") return "";
   const date = new Date(timestamp);
   if (Number.isNaN(date.getTime())) return "";
-  return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return FORMATS.time.format(date);
 }
 
 /** The full local date and time, for a tooltip. */
 export function localDateTime(timestamp) {
   const date = new Date(timestamp);
   if (Number.isNaN(date.getTime())) return "";
-  return date.toLocaleString();
+  return FORMATS.full.format(date);
 }

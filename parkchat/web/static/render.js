@@ -1,169 +1,137 @@
-// How conversations look: functions that build or update DOM nodes for
-// messages, notices and list entries, and MessageLog, one conversation's
-// list of messages on screen. They decide nothing and keep no state beyond
-// the DOM (the modules that own a room or a conversation call them), and
-// they are the only code that knows the markup the style sheet and the
-// browser tests rely on: class names, data-id, the ARIA roles. Everything
-// people or the server wrote goes in with textContent (dom.js), never as
-// markup.
+// How conversations look: functions that build DOM nodes for the entries of
+// a conversation (messages, notices, collapsed joins and leaves) and for the
+// sidebar and people lists. They decide nothing and keep no state (the
+// modules that own a room or a conversation call them; messagelog.js decides
+// which entries have nodes), and they are the only code that knows the
+// markup the style sheet and the browser tests rely on: class names,
+// data-id, the ARIA roles. Everything people or the server wrote goes in
+// with textContent (dom.js) or as the nodes of richtext.js, never as markup;
+// every name and message body is isolated for bidirectional text (dir=auto
+// or <bdi>), so a right-to-left message reads right to left and a stray
+// U+202E cannot reorder anything outside its own element.
 
 import { el, localDateTime, localTime } from "./dom.js";
+import { richText } from "./richtext.js";
 
-// -- message items ------------------------------------------------------------
+// -- entries of a conversation --------------------------------------------------
 
-/** A message: time, sender, text; ``id`` is its stored id, if it has one. */
-export function messageItem({ id, username, body, timestamp, mine }) {
-  const time = el("time", { className: "msg-time", text: localTime(timestamp) });
-  if (timestamp) {
-    time.dateTime = timestamp;
-    time.title = localDateTime(timestamp);
+/** The node of one entry of a MessageLog (see messagelog.js for the kinds). */
+export function entryNode(entry) {
+  if (entry.kind === "message") return messageItem(entry);
+  if (entry.kind === "presence") return presenceItem(entry);
+  return systemItem(entry.text, entry.timestamp);
+}
+
+/**
+ * A message: time, sender, text.
+ * @param {object} m  {id, username, body, timestamp, mine, mention,
+ *   state: null | "pending" | "unconfirmed" | "failed", error}
+ */
+export function messageItem(m) {
+  const classes = ["msg"];
+  if (m.mine) classes.push("mine");
+  if (m.mention) classes.push("mention");
+  if (m.state) classes.push(m.state === "unconfirmed" ? "pending unconfirmed" : m.state);
+  const time = el("time", { className: "msg-time", text: timeText(m) });
+  if (m.timestamp) {
+    time.dateTime = m.timestamp;
+    time.title = localDateTime(m.timestamp);
   }
-  const li = el("li", { className: mine ? "msg mine" : "msg" }, [
+  const li = el("li", { className: classes.join(" ") }, [
     time,
-    el("span", { className: "msg-user", text: username }),
-    el("span", { className: "msg-body", text: body }),
+    el("span", { className: "msg-user", text: m.username, attrs: { dir: "auto" } }),
+    el("div", { className: "msg-body", attrs: { dir: "auto" } }, richText(m.body)),
   ]);
-  if (id !== undefined && id !== null) setStoredId(li, id);
+  if (m.state === "failed") li.append(el("span", { className: "msg-error", text: m.error }));
+  if (m.id !== undefined && m.id !== null) li.dataset.id = String(m.id);
   return li;
 }
 
-/** Our own message, shown at once and faded until the server confirms it. */
-export function pendingItem(username, body) {
-  const li = messageItem({ id: undefined, username, body, timestamp: null, mine: true });
-  li.classList.add("pending");
-  li.querySelector(".msg-time").textContent = "…";
-  return li;
+function timeText(m) {
+  if (m.state === "failed") return "!";
+  if (m.state === "pending" || (m.state === "unconfirmed" && !m.timestamp)) return "…";
+  return localTime(m.timestamp);
 }
 
-/** The server stored our message at ``timestamp``: show its time. */
-export function markConfirmed(li, timestamp) {
-  li.classList.remove("pending", "unconfirmed");
-  const time = li.querySelector(".msg-time");
-  time.textContent = localTime(timestamp);
-  time.dateTime = timestamp;
-  time.title = localDateTime(timestamp);
-}
-
-/** The connection dropped before the server confirmed the message. */
-export function markUnconfirmed(li) {
-  li.classList.add("unconfirmed");
-}
-
-/** The message was not sent (or we cannot know): say why next to it. */
-export function markFailed(li, why) {
-  li.classList.remove("pending", "unconfirmed");
-  li.classList.add("failed");
-  li.querySelector(".msg-time").textContent = "!";
-  li.append(el("span", { className: "msg-error", text: why }));
-}
-
-/** Remember which stored message an item shows (for ordering and deletes). */
-export function setStoredId(li, id) {
-  li.dataset.id = String(id);
-}
-
-/** A line from the page rather than from a person (joins, the beginning). */
+/** A line from the page rather than from a person (the beginning, you joined). */
 export function systemItem(text, timestamp) {
   const time = el("time", { className: "msg-time", text: localTime(timestamp) });
   if (timestamp) time.dateTime = timestamp;
   return el("li", { className: "system" }, [time, el("span", { className: "system-text", text })]);
 }
 
-// -- a conversation's messages ------------------------------------------------
+/** Consecutive joins and leaves as one line: "alice and bob joined",
+ * "carol, dave and 3 others left; erin joined and left". */
+export function presenceItem(entry) {
+  const time = el("time", { className: "msg-time", text: localTime(entry.timestamp) });
+  if (entry.timestamp) time.dateTime = entry.timestamp;
+  const text = el("span", { className: "system-text" }, presenceSummary(entry.events));
+  const li = el("li", { className: "system presence" }, [time, text]);
+  const everyone = [...new Set(entry.events.map((e) => e.name))];
+  if (everyone.length > PRESENCE_NAMES) li.title = everyone.join(", ");
+  return li;
+}
 
-/** How close to the bottom (px) a list counts as "reading the newest". */
-const NEAR_END_PX = 80;
+/** How many names a presence line spells out before "and N others". */
+const PRESENCE_NAMES = 3;
+const PRESENCE_VERBS = Object.freeze([
+  ["joined", "joined"],
+  ["left", "left"],
+  ["came", "joined and left"],
+  ["back", "left and came back"],
+]);
 
-/** One conversation's messages on screen: an ARIA log that stays in the
- * DOM while another conversation is shown. Everything that puts items into
- * the list, takes them out or scrolls it goes through here. */
-export class MessageLog {
-  constructor(label) {
-    this.element = el("ol", {
-      className: "messages",
-      attrs: { role: "log", "aria-live": "polite", "aria-label": label, tabindex: "0" },
-    });
+/** The nodes of a presence line, from its events in order ({name, verb}). */
+export function presenceSummary(events) {
+  // What each person did in the run: the first and the last thing decide.
+  const first = new Map();
+  const last = new Map();
+  for (const { name, verb } of events) {
+    if (!first.has(name)) first.set(name, verb);
+    last.set(name, verb);
   }
-
-  /** Whether the reader is at (or near) the newest message. */
-  get atEnd() {
-    const ol = this.element;
-    return ol.scrollHeight - ol.scrollTop - ol.clientHeight < NEAR_END_PX;
+  const buckets = { joined: [], left: [], came: [], back: [] };
+  for (const [name, verb] of first) {
+    const end = last.get(name);
+    if (verb === end) buckets[verb === "join" ? "joined" : "left"].push(name);
+    else buckets[verb === "join" ? "came" : "back"].push(name);
   }
-
-  /** The height of the content (to keep the reader's place, see keepPlace). */
-  get height() {
-    return this.element.scrollHeight;
+  const parts = [];
+  for (const [key, words] of PRESENCE_VERBS) {
+    if (buckets[key].length === 0) continue;
+    if (parts.length > 0) parts.push("; ");
+    parts.push(...nameList(buckets[key]), ` ${words}`);
   }
+  return parts;
+}
 
-  scrollToEnd() {
-    this.element.scrollTop = this.element.scrollHeight;
-  }
-
-  /** After something was put above what is shown (the log was ``heightBefore``
-   * high), keep the same messages on screen. */
-  keepPlace(heightBefore) {
-    this.element.scrollTop += this.element.scrollHeight - heightBefore;
-  }
-
-  /** Add items at the end (the newest). */
-  append(...items) {
-    this.element.append(...items);
-  }
-
-  /** Add items above everything (an older page, oldest first). */
-  prepend(...items) {
-    this.element.prepend(...items);
-  }
-
-  /** Put an item with a stored id into its place (ids increase with time):
-   * at the end if it is the newest, else after the last item with a smaller
-   * id, else before the first. */
-  insert(li, id) {
-    const ol = this.element;
-    const items = ol.querySelectorAll("li[data-id]");
-    if (items.length === 0 || Number(items[items.length - 1].dataset.id) < id) {
-      ol.append(li);
-      return;
-    }
-    for (let i = items.length - 1; i >= 0; i -= 1) {
-      if (Number(items[i].dataset.id) < id) {
-        items[i].after(li);
-        return;
-      }
-    }
-    if (items.length > 0) items[0].before(li);
-    else ol.append(li);
-  }
-
-  /** Take the item of stored message ``id`` (a number) off the list. */
-  remove(id) {
-    const li = this.element.querySelector(`li[data-id="${Number(id)}"]`);
-    if (li) li.remove();
-  }
-
-  /** A copy of our own message with this text that was marked failed and
-   * has no stored id, or null. */
-  failedCopy(body) {
-    for (const li of this.element.querySelectorAll("li.msg.mine.failed:not([data-id])")) {
-      if (li.querySelector(".msg-body").textContent === body) return li;
-    }
-    return null;
-  }
-
-  clear() {
-    this.element.replaceChildren();
-  }
+/** "alice", "alice and bob", "alice, bob and carol", "alice, bob and 3
+ * others": each name isolated in a <bdi>. */
+export function nameList(names) {
+  const shown = names.length > PRESENCE_NAMES ? names.slice(0, 2) : names;
+  const rest = names.length - shown.length;
+  const parts = [];
+  shown.forEach((name, i) => {
+    if (i > 0) parts.push(i === shown.length - 1 && rest === 0 ? " and " : ", ");
+    parts.push(el("bdi", { text: name }));
+  });
+  if (rest > 0) parts.push(` and ${rest} others`);
+  return parts;
 }
 
 // -- the sidebar and the conversation header ----------------------------------
 
-/** "# lobby" or "@ bob". */
+/** "# lobby" or "@ bob" (as text, for titles and placeholders). */
 export function conversationTitle(conv) {
   return conv.kind === "room" ? `# ${conv.name}` : `@ ${conv.name}`;
 }
 
-/** The line under the title. */
+/** The same as nodes, the name isolated for bidirectional text. */
+export function conversationTitleNodes(conv) {
+  return [conv.kind === "room" ? "# " : "@ ", el("bdi", { text: conv.name })];
+}
+
+/** The line under the title. TODO(#16): room topic (shown here). */
 export function conversationMeta(conv) {
   if (conv.kind === "room") return conv.joined ? `${conv.total} online` : "joining…";
   return "Direct messages";
@@ -176,46 +144,62 @@ export function conversationEntry(conv) {
   return { button, item: el("li", {}, [button]) };
 }
 
-/** Fill a sidebar button: the name, the unread count, whether it is open. */
-export function fillConversationButton(button, conv, isCurrent) {
-  const children = [el("span", { className: "conv-name", text: conversationTitle(conv) })];
+/** Fill a sidebar button: the name, the unread count, whether it is open
+ * or muted. The count's words are in the accessible name ("# lobby 3
+ * unread"), the digits on screen. */
+export function fillConversationButton(button, conv, isCurrent, muted) {
+  const children = [el("span", { className: "conv-name" }, conversationTitleNodes(conv))];
+  if (muted) children.push(el("span", { className: "muted-mark", text: "muted" }));
   if (conv.unread > 0) {
     children.push(
-      el("span", { className: "badge", text: String(conv.unread), attrs: { "aria-label": `${conv.unread} unread` } }),
+      el("span", { className: "badge" }, [
+        String(conv.unread),
+        el("span", { className: "visually-hidden", text: " unread" }),
+      ]),
     );
   }
   button.replaceChildren(...children);
+  button.classList.toggle("muted", muted);
   if (isCurrent) button.setAttribute("aria-current", "true");
   else button.removeAttribute("aria-current");
 }
 
 /** Someone in the people list: a button that opens a DM, or yourself. */
 export function personItem(name, isMe, onPick) {
-  if (isMe) return el("li", { className: "me", text: `${name} (you)` });
+  if (isMe) return el("li", { className: "me" }, [el("span", {}, [el("bdi", { text: name }), " (you)"])]);
   const button = el("button", {
     className: "person",
-    text: name,
     attrs: { type: "button", title: `Send ${name} a direct message` },
-  });
+  }, [el("bdi", { text: name })]);
   button.addEventListener("click", () => onPick(name));
   return el("li", {}, [button]);
 }
 
-/** "bob is typing…", "bob, carol are typing…", or nothing. */
-export function typingText(names) {
-  if (names.length === 0) return "";
-  return `${names.join(", ")} ${names.length === 1 ? "is" : "are"} typing…`;
+/** "bob is typing…", "bob, carol are typing…", or nothing (as nodes). */
+export function typingNodes(names) {
+  if (names.length === 0) return [];
+  const parts = [];
+  names.forEach((name, i) => {
+    if (i > 0) parts.push(", ");
+    parts.push(el("bdi", { text: name }));
+  });
+  parts.push(names.length === 1 ? " is typing…" : " are typing…");
+  return parts;
 }
 
-/** An entry of the room directory: a button that joins the room. */
+/** An entry of the room directory: a button that joins the room; its name
+ * is what it shows ("# garden 1 online"). */
 export function directoryItem(room, count, onJoin) {
   const button = el(
     "button",
     {
       className: "conv",
-      attrs: { type: "button", "data-directory-room": room, "aria-label": `Join ${room}, ${count} online` },
+      attrs: { type: "button", "data-directory-room": room, title: `Join ${room}` },
     },
-    [el("span", { className: "conv-name", text: `# ${room}` }), el("span", { className: "count", text: String(count) })],
+    [
+      el("span", { className: "conv-name" }, ["# ", el("bdi", { text: room })]),
+      el("span", { className: "count" }, [String(count), el("span", { className: "visually-hidden", text: " online" })]),
+    ],
   );
   button.addEventListener("click", () => onJoin(room));
   return el("li", {}, [button]);

@@ -1,28 +1,31 @@
 // Rooms: joining (and re-joining from the last seen id after a reconnect),
-// history and "Load older", live messages merged by id, presence, who is
-// online and typing, leaving, kicks, deletions, and the directory of active
-// rooms. A Room holds what the page knows about one room; Rooms owns them
-// all and handles the room frames app.js routes here.
+// history (older pages as the reader scrolls up), live messages merged by
+// id, presence, who is online and typing, leaving, kicks, deletions, and the
+// directory of active rooms. A Room holds what the page knows about one
+// room; Rooms owns them all and handles the room frames app.js routes here.
 
 import { HISTORY_PAGE } from "./client.js";
 import { clear } from "./dom.js";
-import { MessageLog, directoryEmpty, directoryItem, messageItem, systemItem } from "./render.js";
+import { MessageLog } from "./messagelog.js";
+import { directoryEmpty, directoryItem } from "./render.js";
 
 const TYPING_SHOW_MS = 4000;
+/** Joins and leaves ask who is online at most this often (ms). */
+const WHO_EVERY_MS = 500;
 
 /** One joined room. */
 export class Room {
-  constructor(name) {
+  /**
+   * @param {string} name
+   * @param {(room: Room) => void} onReachTop  the reader scrolled to the
+   *   oldest message in memory
+   */
+  constructor(name, onReachTop) {
     this.kind = "room";
     this.name = name;
-    this.log = new MessageLog(`Messages in ${name}`);
-    /** Stored ids shown (each message once, whichever way it came). */
-    this.ids = new Set();
+    this.log = new MessageLog(`Messages in ${name}`, { onReachTop: () => onReachTop(this) });
     /** The newest id seen: a re-join resumes after it. */
     this.lastId = 0;
-    /** The oldest id shown: "Load older" pages back from it. */
-    this.oldestId = null;
-    this.hasOlder = false;
     /** The first history page arrived. */
     this.loaded = false;
     /** Joined on the current connection. */
@@ -33,6 +36,8 @@ export class Room {
     /** Nickname -> the timer that stops showing them as typing. */
     this.typing = new Map();
     this.seenSelfJoin = false;
+    /** A "who" request is due (presence changes are gathered). */
+    this.whoTimer = null;
     /** The sidebar entry (conversations.js). */
     this.button = null;
     this.item = null;
@@ -40,10 +45,8 @@ export class Room {
 
   /** Our own message was stored as ``id``: false if it is already shown. */
   confirmOwn(id) {
-    if (this.ids.has(id)) return false;
-    this.ids.add(id);
+    if (this.log.has(id)) return false;
     this.lastId = Math.max(this.lastId, id);
-    if (this.oldestId === null) this.oldestId = id;
     return true;
   }
 }
@@ -58,9 +61,11 @@ export class Rooms {
    * @param {import("./conversations.js").Conversations} options.conversations
    * @param {import("./composer.js").Composer} options.composer
    * @param {import("./view.js").PageView} options.view
+   * @param {import("./notify.js").Attention} options.attention
    */
-  constructor({ elements, client, session, conversations, composer, view }) {
+  constructor({ elements, client, session, conversations, composer, view, attention }) {
     this.ui = elements;
+    this.attention = attention;
     this.client = client;
     this.session = session;
     this.conversations = conversations;
@@ -72,7 +77,7 @@ export class Rooms {
       event.preventDefault();
       const name = elements.roomInput.value.trim();
       if (!name) {
-        view.showAlert("Type the name of a room to join, for example lobby.");
+        view.showAlert("Type the name of a room to join, for example lobby.", undefined, { passing: true });
         elements.roomInput.focus();
         return;
       }
@@ -90,7 +95,7 @@ export class Rooms {
   add(name) {
     let room = this.rooms.get(name);
     if (room) return room;
-    room = new Room(name);
+    room = new Room(name, (r) => this.loadOlder(r));
     this.rooms.set(name, room);
     this.conversations.add(room);
     return room;
@@ -156,9 +161,7 @@ export class Rooms {
       if (frame.recovered === false) {
         // More than the server hands back were missed: start from its newest page.
         room.log.clear();
-        room.ids.clear();
-        room.oldestId = null;
-        room.hasOlder = true;
+        room.log.hasOlder = true;
       }
       this.addMessages(room, messages);
       room.loaded = true;
@@ -167,54 +170,55 @@ export class Rooms {
       // The first page goes above whatever arrived live meanwhile.
       this.addMessages(room, messages, { older: true });
       room.loaded = true;
-      room.hasOlder = messages.length >= HISTORY_PAGE;
-      room.log.scrollToEnd();
+      room.log.hasOlder = room.log.hasOlder || messages.length >= HISTORY_PAGE;
+      room.log.jumpToEnd();
     } else if (what.kind === "older") {
       this.addMessages(room, messages, { older: true });
-      room.hasOlder = messages.length >= HISTORY_PAGE;
-      this.conversations.setLoadingOlder(false);
-      if (messages.length === 0) room.log.prepend(systemItem("This is the beginning of the room.", null));
+      room.log.setLoadingOlder(false);
+      if (messages.length < HISTORY_PAGE) room.log.reachedBeginning("This is the beginning of the room.");
     }
     this.conversations.metaChanged(room);
   }
 
-  /** "Load older messages": the page before the oldest message shown. */
+  /** The reader reached the oldest message in memory: the page before it,
+   * if there is one (and none is on its way). */
   loadOlder(room) {
-    if (room.oldestId === null) return;
+    const before = room.log.oldestId;
+    if (before === null || !room.log.hasOlder || room.log.loadingOlder || !this.rooms.has(room.name)) return;
     const id = this.client.request(
-      { type: "history", room: room.name, before: room.oldestId, limit: HISTORY_PAGE },
+      { type: "history", room: room.name, before, limit: HISTORY_PAGE },
       { kind: "older", room: room.name },
     );
-    if (id !== null) this.conversations.setLoadingOlder(true);
-    else this.view.showAlert("Not connected: older messages can be loaded once the connection is back.");
+    if (id !== null) room.log.setLoadingOlder(true);
   }
 
-  /** Add stored messages (live, history or resume), skipping known ids. */
+  /** Add stored messages (live, history or resume), skipping known ids;
+   * live ones from others count as unread and may call for attention. */
   addMessages(room, messages, { older = false } = {}) {
-    const stick = room.log.atEnd;
-    const heightBefore = room.log.height;
-    // An older page (oldest first) goes above everything shown so far.
-    const page = [];
-    let added = 0;
+    const fresh = [];
+    const me = this.session.me;
     for (const m of messages) {
-      if (typeof m.id !== "number" || room.ids.has(m.id)) continue;
+      if (!m || typeof m.id !== "number" || typeof m.body !== "string" || room.log.has(m.id)) continue;
       const mine = this.session.isMe(m.username);
       if (mine) this.composer.adoptResumed(room, m);
-      room.ids.add(m.id);
-      const li = messageItem({ id: m.id, username: m.username, body: m.body, timestamp: m.timestamp, mine });
-      if (older) page.push(li);
-      else room.log.insert(li, m.id);
+      fresh.push({
+        id: m.id,
+        username: String(m.username),
+        body: m.body,
+        timestamp: m.timestamp,
+        mine,
+        mention: !mine && Boolean(me) && this.attention.mentions(m, me.nickname),
+      });
       room.lastId = Math.max(room.lastId, m.id);
-      room.oldestId = room.oldestId === null ? m.id : Math.min(room.oldestId, m.id);
-      added += 1;
     }
-    if (older) room.log.prepend(...page);
-    if (older && this.conversations.isOpen(room)) {
-      room.log.keepPlace(heightBefore);
-    } else if (added > 0) {
-      this.conversations.noteNew(room, stick, !older && room.loaded);
+    if (older) room.log.prependOlder(fresh);
+    else for (const message of fresh) room.log.add(message);
+    if (!older && room.loaded) {
+      const others = fresh.filter((m) => !m.mine);
+      this.conversations.noteNew(room, others.length);
+      for (const m of others) this.attention.incoming(room, m);
     }
-    return added;
+    return fresh.length;
   }
 
   onWho(frame) {
@@ -228,28 +232,36 @@ export class Rooms {
   onMessage(frame) {
     const room = this.rooms.get(frame.room);
     if (!room) return;
-    room.typing.delete(frame.username);
-    this.conversations.typingChanged(room);
+    if (room.typing.has(frame.username)) {
+      clearTimeout(room.typing.get(frame.username));
+      room.typing.delete(frame.username);
+      this.conversations.typingChanged(room);
+    }
     if (typeof frame.totalUsers === "number") room.total = frame.totalUsers;
     this.addMessages(room, [frame]);
   }
 
-  /** "join" and "userleave": someone came or went. */
+  /** "join" and "userleave": someone came or went. A run of these is one
+   * line ("alice, bob and 3 others joined"); who is online is asked once
+   * for the run. */
   onPresence(frame) {
     const room = this.rooms.get(frame.room);
-    if (!room) return;
+    if (!room || typeof frame.username !== "string") return;
     const self = this.session.isMe(frame.username);
     if (typeof frame.totalUsers === "number") room.total = frame.totalUsers;
-    // Our own join is shown once; re-joins after a reconnect are not news.
-    if (!self || (frame.type === "join" && !room.seenSelfJoin)) {
-      const stick = room.log.atEnd;
-      const verb = frame.type === "join" ? "joined" : "left";
-      const text = self ? `You joined ${room.name}` : `${frame.username} ${verb}`;
-      room.log.append(systemItem(text, frame.timestamp));
-      if (this.conversations.isOpen(room) && stick) room.log.scrollToEnd();
+    if (!self) {
+      room.log.addPresence(frame.username, frame.type === "join" ? "join" : "leave", frame.timestamp);
+    } else if (frame.type === "join" && !room.seenSelfJoin) {
+      // Our own join is shown once; re-joins after a reconnect are not news.
+      room.log.appendNotice(`You joined ${room.name}`, frame.timestamp);
     }
     if (self && frame.type === "join") room.seenSelfJoin = true;
-    if (room.joined) this.requestWho(room);
+    if (room.joined && room.whoTimer === null) {
+      room.whoTimer = setTimeout(() => {
+        room.whoTimer = null;
+        if (room.joined && this.rooms.get(room.name) === room) this.requestWho(room);
+      }, WHO_EVERY_MS);
+    }
     this.conversations.metaChanged(room);
   }
 
@@ -272,13 +284,13 @@ export class Rooms {
   onDeleted(frame) {
     const room = this.rooms.get(frame.room);
     if (!room || typeof frame.id !== "number") return;
-    room.log.remove(frame.id);
+    room.log.removeId(frame.id);
   }
 
   onKicked(frame) {
     const room = this.rooms.get(frame.room);
     const reason = typeof frame.reason === "string" && frame.reason ? `: ${frame.reason}` : "";
-    this.view.showAlert(`A moderator removed you from ${frame.room}${reason}`);
+    this.view.showAlert(`A moderator removed you from ${frame.room}${reason}`, undefined, { passing: true });
     if (room) this.remove(room);
   }
 
@@ -288,6 +300,8 @@ export class Rooms {
   }
 
   remove(room) {
+    clearTimeout(room.whoTimer);
+    for (const timer of room.typing.values()) clearTimeout(timer);
     this.rooms.delete(room.name);
     this.save();
     this.conversations.remove(room);
@@ -295,7 +309,9 @@ export class Rooms {
 
   /** "Browse active rooms". */
   browse() {
-    if (!this.client.request({ type: "list_rooms" }, { kind: "directory" })) this.view.showAlert("Not connected right now.");
+    if (!this.client.request({ type: "list_rooms" }, { kind: "directory" })) {
+      this.view.showAlert("Not connected right now.", undefined, { passing: true });
+    }
   }
 
   /** The room directory: a button per active room (joining it on click). */
@@ -319,12 +335,17 @@ export class Rooms {
       const room = this.rooms.get(what.room);
       if (room && !room.loaded) this.remove(room);
     } else if (what.kind === "older") {
-      this.conversations.setLoadingOlder(false);
+      const room = this.rooms.get(what.room);
+      if (room) room.log.setLoadingOlder(false);
     }
   }
 
   /** Logged out. */
   reset() {
+    for (const room of this.rooms.values()) {
+      clearTimeout(room.whoTimer);
+      for (const timer of room.typing.values()) clearTimeout(timer);
+    }
     this.rooms.clear();
     clear(this.ui.directory);
     this.ui.directory.hidden = this.ui.directoryTitle.hidden = true;

@@ -6,6 +6,7 @@
 const SESSION_KEY = "parkchat.session";
 const ROOMS_KEY = "parkchat.rooms";
 const DMS_KEY = "parkchat.dms";
+const CURRENT_KEY = "parkchat.current";
 
 export class Session {
   /** @param {Storage} storage  the tab's sessionStorage (a stand-in in tests) */
@@ -27,6 +28,7 @@ export class Session {
     this.storage.removeItem(SESSION_KEY);
     this.storage.removeItem(ROOMS_KEY);
     this.storage.removeItem(DMS_KEY);
+    this.storage.removeItem(CURRENT_KEY);
   }
 
   /** A new token for the same login (after a password change); false if
@@ -40,15 +42,23 @@ export class Session {
   }
 
   /** The session this tab had before a reload, if its token has not
-   * expired: {me, rooms, dms}, else null. */
+   * expired: {me, rooms, dms, current}, else null. ``current`` is the
+   * conversation that was open ({kind, name}) or null.
+   *
+   * TODO(#16): server account state. Rooms, conversations and the last
+   * open one will come from the account on the server (the same on every
+   * device, surviving the tab); this tab's copy is what the page has until
+   * then. */
   restore() {
     let me = null;
     let rooms = [];
     let dms = [];
+    let current = null;
     try {
       me = JSON.parse(this.storage.getItem(SESSION_KEY) || "null");
       rooms = JSON.parse(this.storage.getItem(ROOMS_KEY) || "[]");
       dms = JSON.parse(this.storage.getItem(DMS_KEY) || "[]");
+      current = JSON.parse(this.storage.getItem(CURRENT_KEY) || "null");
     } catch {
       me = null;
     }
@@ -57,7 +67,13 @@ export class Session {
       return null;
     }
     const names = (list) => (Array.isArray(list) ? list.filter((n) => typeof n === "string") : []);
-    return { me, rooms: names(rooms), dms: names(dms) };
+    const open = current && typeof current.name === "string" && ["room", "dm"].includes(current.kind) ? current : null;
+    return { me, rooms: names(rooms), dms: names(dms), current: open };
+  }
+
+  /** Remember which conversation is open (for a reload). */
+  saveCurrent(kind, name) {
+    this.storage.setItem(CURRENT_KEY, JSON.stringify({ kind, name }));
   }
 
   saveRooms(names) {

@@ -1,6 +1,12 @@
 // The page around the conversations: its elements (found once, by id), the
 // top bar (status line, who is signed in), the alert banner, and switching
-// between the login form and the chat.
+// between the login form and the chat. Alerts about one thing that went
+// wrong (too fast, too long, the server busy) go away by themselves after a
+// while; those that stay true until something changes (the connection is
+// gone, the account is banned) stay until then or until dismissed.
+
+/** How long a passing alert stays (ms). */
+const PASSING_ALERT_MS = 10000;
 
 /** Friendly words for the server's error codes (docs/websocket.md, Errors). */
 const ERROR_TEXT = Object.freeze({
@@ -17,6 +23,19 @@ const ERROR_TEXT = Object.freeze({
   unauthorized: "Your session has expired: please log in again.",
   invalid_request: "The server did not understand a request.",
 });
+
+/** Error codes about one request that need no action once read. */
+const PASSING_ERRORS = Object.freeze([
+  "rate_limited",
+  "content_too_long",
+  "invalid_content",
+  "not_in_room",
+  "unknown_recipient",
+  "busy",
+  "storage_failed",
+  "invalid_request",
+  "invalid_room",
+]);
 
 /** Every element the scripts use, by the name they use it under. */
 export function findElements(doc) {
@@ -57,7 +76,13 @@ export function findElements(doc) {
     convTitle: $("conv-title"),
     convMeta: $("conv-meta"),
     leaveButton: $("leave-button"),
-    loadOlder: $("load-older"),
+    muteButton: $("mute-button"),
+    roomsButton: $("rooms-button"),
+    peopleButton: $("people-button"),
+    sidebar: $("sidebar"),
+    peoplePanel: $("people-panel"),
+    backdrop: $("drawer-backdrop"),
+    notifyToggle: $("notify-toggle"),
     log: $("log"),
     emptyHint: $("empty-hint"),
     typing: $("typing"),
@@ -77,17 +102,25 @@ export class PageView {
     this.ui = elements;
     /** The banner shows a lost connection (hidden again once it is back). */
     this.connectionAlert = false;
+    /** Hides a passing alert. */
+    this.alertTimer = null;
     elements.alertClose.addEventListener("click", () => this.hideAlert());
   }
 
-  showAlert(text, detail, { good = false } = {}) {
+  /** Show ``text`` (and the server's ``detail``) in the banner; a
+   * ``passing`` one goes away by itself. */
+  showAlert(text, detail, { good = false, passing = false } = {}) {
     const { ui } = this;
     ui.alertText.textContent = detail && detail !== text ? `${text} (${detail})` : text;
     ui.alert.classList.toggle("good", good);
     ui.alert.hidden = false;
+    clearTimeout(this.alertTimer);
+    this.alertTimer = passing ? setTimeout(() => this.hideAlert(), PASSING_ALERT_MS) : null;
   }
 
   hideAlert() {
+    clearTimeout(this.alertTimer);
+    this.alertTimer = null;
     this.ui.alert.hidden = true;
     this.ui.alertText.textContent = "";
   }
@@ -108,7 +141,9 @@ export class PageView {
   showError(frame) {
     if (frame.code === "unauthorized" || frame.code === "banned") return; // the connection handles these
     const text = ERROR_TEXT[frame.code] || "The server refused a request.";
-    this.showAlert(text, typeof frame.content === "string" ? frame.content : undefined);
+    this.showAlert(text, typeof frame.content === "string" ? frame.content : undefined, {
+      passing: PASSING_ERRORS.includes(frame.code),
+    });
   }
 
   setStatus(text, { offline = false, canReconnect = false } = {}) {
