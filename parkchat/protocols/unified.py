@@ -628,11 +628,12 @@ class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
         return room
 
     def _send_json(self, value: dict[str, Any]) -> None:
-        if not self._closing:
-            self.sendMessage(dumps(value))
+        self._send_bytes(dumps(value))
 
     def _send_bytes(self, frame: bytes) -> None:
-        if not self._closing:
+        # Not once closing has begun, from either side: an answer (an ack)
+        # may come after the client sent its close frame.
+        if not self._closing and self.state == self.STATE_OPEN:
             self.sendMessage(frame)
 
     def _reply(self, frame: dict[str, Any], value: dict[str, Any]) -> None:
