@@ -262,8 +262,8 @@ class FirstMemberTests(DeliveryCase):
     def test_cursor_read_when_the_room_is_made(self) -> None:
         """The first member here makes the room: its position is read from
         the store; events meanwhile are held, those at or below the
-        position dropped (they are history), the rest delivered after the
-        join has answered, gaps filled."""
+        position dropped (they are history), the rest delivered (gaps
+        filled); then the join answers, with the position reached."""
         history = self.stored("history 1", "history 2")
         self.store.gated.add("current_seq")
         alice = self.member("alice")
@@ -276,7 +276,7 @@ class FirstMemberTests(DeliveryCase):
         order: list[str] = []
         d.addCallback(lambda result: order.append(f"joined at {result.seq}: {self.seen(alice)}"))
         self.store.release("current_seq")
-        self.assertEqual(order, ["joined at 2: []"])
+        self.assertEqual(order, ["joined at 4: ['after the read', 'new']"])
         self.assertEqual(self.seen(alice), ["after the read", "new"])
         self.assertEqual(self.rooms.position("lobby"), 4)
 

@@ -90,6 +90,8 @@ class MultiInstanceCase(TestCase):
 
     instances = 2
     timeout = 120
+    #: More options for every instance.
+    extra_args: tuple[str, ...] = ()
 
     def redis_url(self) -> str:
         """The Redis the instances share: the test run's (keys under a
@@ -112,6 +114,7 @@ class MultiInstanceCase(TestCase):
             str(PRESENCE_TTL),
             "--rate-limit",
             "0",
+            *self.extra_args,
         ]
         for _ in range(self.instances):
             server = ParkchatProcess(self.mktemp(), tcp=False, db=self.db, args=args)

@@ -184,9 +184,6 @@ class RoomDelivery:
         if room.cursor < 0:
             room.cursor = current
             room.target = max(room.target, current)
-            waiters, room.waiters = room.waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
 
     async def _read_page(self, room: Room) -> None:
         """Deliver the next page of (cursor, target] from the store. Every
@@ -225,12 +222,19 @@ class RoomDelivery:
                 room.cursor = seq
             self._broadcast(room, message)
         room.pending = None
+        # Joins waiting for a room made here answer now, after what was
+        # held (their own join notice among it), as they would have in a
+        # room that existed already.
+        waiters, room.waiters = room.waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
         return True
 
     # -- positions ---------------------------------------------------------------
 
     def when_known(self, room: Room) -> Deferred[None]:
-        """Fires once the room's cursor is known."""
+        """Fires once the room's cursor is known (for a room made here:
+        once it is, and what was held meanwhile has been delivered)."""
         if room.cursor >= 0:
             return succeed(None)
         d: Deferred[None] = Deferred()
