@@ -38,9 +38,10 @@ class Client:
     frame's size, room messages by seq, and the rest in order."""
 
     def __init__(self, server: ParkchatProcess, token: str) -> None:
-        self.ws: ClientConnection = connect(
+        connection = connect(
             server.ws_url("/ws"), open_timeout=10, close_timeout=5, max_size=None, max_queue=None
         )
+        self.ws: ClientConnection = connection.__enter__()
         self.sizes: list[int] = []
         self.frames: list[Frame] = []
         ready = self.request({"type": "auth", "body": token})
@@ -288,7 +289,7 @@ class SigtermDrainTests(TestCase):
             close_timeout=5,
             max_size=None,
             max_queue=None,
-        )
+        ).__enter__()
         self.addCleanup(seed.close)
         for i in range(1500):
             seed.send(json.dumps({"content": f"seed {i}"}))
