@@ -567,7 +567,6 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         tokens,
         auth_timeout=settings.auth_timeout,
         join_timeout=settings.join_timeout,
-        history_max=limits.history_max,
         rate_strict=limits.rate_strict,
         max_message_size=settings.max_frame_size,
         ping_interval=settings.ping_interval,

@@ -97,7 +97,6 @@ class AppSocketCase(TestCase):
             self.tokens,
             auth_timeout=self.auth_timeout,
             join_timeout=self.join_timeout,
-            history_max=self.limits.history_max,
             rate_strict=self.limits.rate_strict,
             max_message_size=self.max_message_size,
             ping_interval=0,

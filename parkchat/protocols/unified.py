@@ -699,7 +699,6 @@ class AppSocketFactory(ParkchatSocketFactory):
         *,
         auth_timeout: float = 10.0,
         join_timeout: float = 0.0,
-        history_max: int = 200,
         rate_strict: bool = False,
         max_message_size: int = 65536,
         ping_interval: float = 30.0,
@@ -716,8 +715,6 @@ class AppSocketFactory(ParkchatSocketFactory):
         self.tokens = tokens
         self.auth_timeout = auth_timeout
         self.join_timeout = join_timeout
-        #: Largest history page the service gives.
-        self.history_max = history_max
         #: Close a connection that hits the rate limit (GarinChat's policy).
         self.rate_strict = rate_strict
         self.encoder = AppEventEncoder(self, context.service.member_count)
