@@ -41,6 +41,7 @@ class SessionHandlerCase(TestCase):
             self.clock,
             ServiceMetrics(),
             TokenBucketLimiter(self.clock, 0, 1),
+            self.store,
         )
         self.revocations = Revocations()
         self.credentials = VerifiedCredentials(self.clock)
@@ -255,7 +256,7 @@ class TwoInstanceSessionTests(TestCase):
         bus = RecordingBus()
         connections = ConnectionHandler(bus, Limits(), instance_id=name, single_session=True)
         rooms = RoomHandler(
-            connections, bus, clock, ServiceMetrics(), TokenBucketLimiter(clock, 0, 1)
+            connections, bus, clock, ServiceMetrics(), TokenBucketLimiter(clock, 0, 1), store
         )
         sessions = SessionHandler(
             store,

@@ -720,6 +720,24 @@ class RoomBehaviour(MemberHelpers):
         last = observer.received[-1]
         self.assertEqual((last.type, last.event, last.nickname), (SYSTEM, LEFT, "bob"))
 
+    def test_leave_after_last_messages(self) -> None:
+        """Messages sent just before hanging up reach the others before the
+        notice that their sender left (issue 13): the leave waits for what
+        the member had sent to be stored and published."""
+        observer = self.observer()
+        bob = self.join("bob")
+        bob.say("last words")
+        bob.say("really")
+        bob.hang_up()
+        self.settle()
+        self.assertTrue(bob.closed)
+        events = [
+            m.content if m.type == CHAT else m.event
+            for m in observer.received
+            if m.nickname == "bob" and m.event != JOINED
+        ]
+        self.assertEqual(events, ["last words", "really", LEFT])
+
     def test_shutdown(self) -> None:
         """Stopping the service gives every member this surface's goodbye
         and closes it (with 1001 where there are close codes)."""
