@@ -105,6 +105,8 @@ class ParkchatProcess:
         self.stop_timeout = stop_timeout
         self.process: subprocess.Popen[bytes] | None = None
         self.returncode: int | None = None
+        #: Once it has served, its ports are its identity (``restart``).
+        self._served = False
 
     # -- addresses -------------------------------------------------------------
 
@@ -153,7 +155,25 @@ class ParkchatProcess:
 
     def start(self) -> None:
         """Start the server and return once ``/health`` answers 200 and the
-        line listener (if any) accepts connections."""
+        line listener (if any) accepts connections.
+
+        ``free_port`` cannot reserve a port: between choosing one and twistd
+        binding it, another process on a busy machine may take it. On a
+        first start that fails for that reason, fresh ports are chosen and
+        it starts again (a few times at most); a restart keeps its ports."""
+        for attempt in range(4):
+            try:
+                self._start()
+                self._served = True
+                return
+            except ServerFailed as e:
+                if self._served or attempt == 3 or "Address already in use" not in str(e):
+                    raise
+            self.http_port = free_port()
+            self.tcp_port = free_port() if self.tcp_port is not None else None
+            self.irc_port = free_port() if self.irc_port is not None else None
+
+    def _start(self) -> None:
         if self.process is not None:
             raise ServerFailed("already started")
         # Settings from the caller's environment must not change the server.
