@@ -215,6 +215,31 @@ SETTINGS: tuple[Setting, ...] = (
         "a crashed instance's users disappear within this time.",
         "SECONDS",
     ),
+    Setting(
+        "position_check",
+        10.0,
+        _float(0),
+        "With --redis: seconds between checks of every local room's position in "
+        "the database, so that a message the bus lost in a quiet room still "
+        "arrives (within two periods); 0 = off.",
+        "SECONDS",
+    ),
+    Setting(
+        "resume_max",
+        5000,
+        _int(1, 1_000_000),
+        "Most missed messages a client's resume (/ws join with last_seq, /ws/{room}?since=) "
+        "is given; beyond it the newest this many, marked recovered: false.",
+        "N",
+    ),
+    Setting(
+        "drain_timeout",
+        10.0,
+        _float(0),
+        "Seconds a shutdown (SIGTERM) waits for queued messages to be stored and "
+        "delivered to (and acknowledged to) their senders before closing connections with 1001.",
+        "SECONDS",
+    ),
     Setting("bcrypt_rounds", 12, _int(4, 31), "bcrypt cost for new passwords (4-31).", "N"),
     Setting(
         "bcrypt_threads",
@@ -476,6 +501,9 @@ class Settings:
     db_pool_size: int = 4
     redis: str = ""
     presence_ttl: float = 30.0
+    position_check: float = 10.0
+    resume_max: int = 5000
+    drain_timeout: float = 10.0
     bcrypt_rounds: int = 12
     bcrypt_threads: int = 2
     rate_limit: float = 10.0

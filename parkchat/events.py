@@ -20,7 +20,9 @@ naming its kind and dropped.
 
 Frames on Redis (``i`` is the publishing instance)::
 
-    <prefix>:room:<room>   {"i": ..., "m": <message>}
+    <prefix>:room:<room>   {"i": ..., "m": <message>}   (a stored message's "m" carries
+                                                      its room position, "seq"; absent
+                                                      from older senders: 0)
     <prefix>:ctl           {"k": "event", "i": ..., "e": <control event>}
                            {"k": "presence", "i": ..., "p": <presence snapshot>}
                            {"k": "bye", "i": ...}
@@ -314,6 +316,7 @@ def message_to_wire(message: Message) -> dict[str, Any]:
     """The JSON object of a room event (``"m"`` of a room frame)."""
     return {
         "id": message.id,
+        "seq": message.seq,
         "room": message.room,
         "nickname": message.nickname,
         "content": message.content,
@@ -330,6 +333,7 @@ def message_from_wire(data: dict[str, Any]) -> Message:
     ValueError if it is malformed."""
     return Message(
         id=int(data["id"]),
+        seq=int(data.get("seq", 0)),
         room=str(data["room"]),
         nickname=str(data["nickname"]),
         content=str(data["content"]),

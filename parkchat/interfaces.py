@@ -79,8 +79,13 @@ class IChatService(Interface):
 
     # -- rooms and presence ----------------------------------------------------
 
-    def join(participant: IParticipant, room: str) -> Any:
-        """Put the participant in ``room`` and tell every member."""
+    def join(participant: IParticipant, room: str, since: int | None = None) -> Deferred[Any]:
+        """Put the participant in ``room`` and tell every member; fires with
+        a ``parkchat.model.JoinResult``: the room's seq at the join and,
+        with ``since`` (the last seq the client saw), the messages it
+        missed, to be written before anything else (nothing live overlaps
+        them or is missing between them and the live events). Without
+        ``since`` the participant is in the room when this returns."""
 
     def leave(participant: IParticipant, room: str) -> None:
         """Take the participant out of ``room`` and tell the others."""
@@ -126,8 +131,11 @@ class IChatService(Interface):
         limit: int | None = None,
         before: int | None = None,
         after: int | None = None,
+        *,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
     ) -> Deferred[list[Any]]:
-        """Stored messages of ``room``, oldest first, paged by id."""
+        """Stored messages of ``room``, oldest first, paged by id or by seq."""
 
     def history_version(room: str) -> int | None:
         """A number that changes with a room's cached newest messages."""
@@ -141,9 +149,16 @@ class IChatService(Interface):
         """Store and hand over a direct message (a coroutine)."""
 
     def direct_history(
-        participant: IParticipant, other: object, limit: int | None = None, before: object = None
+        participant: IParticipant,
+        other: object,
+        limit: int | None = None,
+        before: object = None,
+        *,
+        after_seq: object = None,
+        before_seq: object = None,
     ) -> Any:
-        """The other account and the messages between the two (a coroutine)."""
+        """The other account and the messages between the two, paged by id
+        or by the conversation's seq (a coroutine)."""
 
     def offline_messages(participant: IParticipant, limit: int = 500) -> Any:
         """Direct messages that waited for the account (a coroutine)."""
@@ -254,9 +269,9 @@ class IRoomMessageStore(Interface):
         """``{room: current seq}`` for the given rooms, read at one moment
         per few hundred rooms; rooms never written to are absent."""
 
-    def delete_message(message_id: int) -> Deferred[str | None]:
-        """Remove a stored chat message (moderation); fire with the name of
-        its room, or None if there was no such message."""
+    def delete_message(message_id: int) -> Deferred[tuple[str, int] | None]:
+        """Remove a stored chat message (moderation); fire with its room and
+        its seq, or None if there was no such message."""
 
 
 class IAccountStore(Interface):

@@ -71,6 +71,11 @@ class ServiceMetrics:
         self.commit_failures = 0
         #: Messages handed to members (one per member per room event).
         self.deliveries = 0
+        #: Room messages delivered here from the store because the bus did
+        #: not bring them in order (lost, or late): gap fills.
+        self.messages_filled = 0
+        #: Room messages the bus brought again (or late): dropped.
+        self.duplicates_dropped = 0
         #: Refused credentials by method ("password", "token").
         self.auth_failures = {"password": 0, "token": 0}
         #: Logins answered 429 by the failed-login throttle.
@@ -175,6 +180,17 @@ class _ServiceCollector(Collector):
             "parkchat_deliveries",
             "Room events handed to members (one per member per event).",
             value=m.deliveries,
+        )
+        yield CounterMetricFamily(
+            "parkchat_messages_filled",
+            "Room messages delivered from the database because the bus did not bring "
+            "them in order (gap fills after a lost or late event).",
+            value=m.messages_filled,
+        )
+        yield CounterMetricFamily(
+            "parkchat_duplicates_dropped",
+            "Room messages the bus brought after they were delivered here: dropped.",
+            value=m.duplicates_dropped,
         )
         auth = CounterMetricFamily(
             "parkchat_auth_failures",

@@ -307,6 +307,31 @@ def system_message(room: str, nickname: str, event: str, timestamp_ms: int) -> M
 
 
 @dataclass(frozen=True, slots=True)
+class JoinResult:
+    """What joining a room gives a surface (``IChatService.join``).
+
+    ``seq`` is the room's position when the member was attached: every
+    room message after it reaches the member live, none at or before it
+    does. With a resume (``since``), ``replay`` holds the messages after
+    ``since`` up to ``seq``, oldest first, to be shown before anything live;
+    ``recovered`` is False when more than the resume maximum were missed
+    (``replay`` then holds the newest of them and ``first_seq``, the seq of
+    its first message, says where the shown part begins).
+    """
+
+    seq: int
+    replay: list[Message]
+    recovered: bool = True
+    #: Whether a resume was asked (``since`` given), even if nothing was missed.
+    resumed: bool = False
+
+    @property
+    def first_seq(self) -> int | None:
+        """The seq of the first replayed message (None: nothing replayed)."""
+        return self.replay[0].seq if self.replay else None
+
+
+@dataclass(frozen=True, slots=True)
 class DirectMessage:
     """A one-to-one message between two accounts (seed 004's ``chat``).
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from array import array
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 from twisted.logger import Logger
@@ -11,10 +11,6 @@ from twisted.logger import Logger
 from parkchat.interfaces import IEncoder, IParticipant
 
 _log = Logger()
-
-#: Stored message ids a room remembers having delivered here (a ring), so
-#: that a resync after a bus outage delivers only what was missed.
-SEEN = 128
 
 
 class Room:
@@ -24,7 +20,19 @@ class Room:
     connection (WebSocket, TCP, ...) plus one ``send`` per member.
     """
 
-    __slots__ = ("_groups", "_names", "_seen", "_seen_at", "last_delivered", "name")
+    __slots__ = (
+        "_groups",
+        "_names",
+        "checked",
+        "cursor",
+        "filling",
+        "joining",
+        "last_delivered",
+        "name",
+        "pending",
+        "target",
+        "waiters",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -34,10 +42,24 @@ class Room:
         self._names: dict[str, int] = {}
         #: Members the last ``broadcast`` handed the message to (for metrics).
         self.last_delivered = 0
-        # Ring of the last SEEN stored ids delivered here (0 = empty slot);
-        # made on first use, only by services whose bus can lose events.
-        self._seen: array[int] | None = None
-        self._seen_at = 0
+        # Delivery in sequence order (parkchat.handlers.delivery), kept here
+        # so that the hot path reads them off the room it already holds:
+        #: The seq of the last room message delivered here; -1 until read
+        #: from the store when the room was made here.
+        self.cursor = -1
+        #: Events held, in arrival order, while the cursor is unknown or a
+        #: fill runs; None when nothing is held (the common case).
+        self.pending: deque[Any] | None = deque()
+        #: A fill from the store runs (one at a time per room).
+        self.filling = False
+        #: The highest seq known to be stored: a fill reads up to it.
+        self.target = 0
+        #: The store's position at the last periodic check (-1: none yet).
+        self.checked = -1
+        #: Joins reading a resume: the room stays while any runs.
+        self.joining = 0
+        #: Called once the cursor is known.
+        self.waiters: list[Any] = []
 
     def __len__(self) -> int:
         return sum(len(members) for members in self._groups.values())
@@ -79,25 +101,6 @@ class Room:
     def nicknames(self) -> list[str]:
         """Who is here, each name once, in order of arrival per kind."""
         return list(dict.fromkeys(p.nickname for p in self))
-
-    def saw(self, message_id: int) -> None:
-        """Remember that the stored message ``message_id`` was delivered here."""
-        seen = self._seen
-        if seen is None:
-            seen = self._seen = array("q", bytes(8 * SEEN))
-        seen[self._seen_at] = message_id
-        self._seen_at = (self._seen_at + 1) % SEEN
-
-    def seen_floor(self) -> int | None:
-        """The oldest id the ring remembers (None: nothing delivered yet).
-        Messages above it that are not in the ring were not delivered here."""
-        ids = [i for i in self._seen or () if i]
-        return min(ids) if ids else None
-
-    def unseen(self, messages: Iterable[Any]) -> list[Any]:
-        """Those of ``messages`` (stored, above ``seen_floor``) not delivered here."""
-        seen = set(self._seen or ())
-        return [m for m in messages if m.id not in seen]
 
     def broadcast(self, message: Any) -> list[IParticipant]:
         """Deliver ``message`` to every member; return the members whose

@@ -18,7 +18,7 @@ from twisted.application.service import Service
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, TimeoutError
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -49,12 +49,12 @@ from parkchat.model import (
     Ban,
     DirectMessage,
     DisconnectReason,
+    JoinResult,
     Message,
     StoredUser,
     User,
     nickname_key,
 )
-from parkchat.rooms import Room
 from parkchat.tokens import Revocations, TokenClaims
 
 __all__ = ["READY_TIMEOUT", "ChatService"]
@@ -66,6 +66,13 @@ READY_TIMEOUT = 5.0
 #: Seconds between housekeeping runs (idle rate buckets, old login failures,
 #: expired token revocations).
 HOUSEKEEPING_INTERVAL = 60
+#: Seconds a shutdown waits for what is queued to be stored and delivered
+#: (``--drain-timeout``).
+DRAIN_TIMEOUT = 10.0
+#: Seconds the closing handshakes get at least, even after a long drain.
+CLOSE_GRACE = 1.0
+#: Seconds between looks at whether every connection has closed.
+CLOSE_POLL = 0.05
 
 
 @implementer(IChatService, IBusHandler)
@@ -102,6 +109,7 @@ class ChatService(Service):
         portal: Portal,
         revocations: Revocations,
         instance_id: str = "",
+        drain_timeout: float = DRAIN_TIMEOUT,
     ) -> None:
         self.setName("chat")
         #: Names this process among the instances sharing a bus; prefixes
@@ -122,6 +130,7 @@ class ChatService(Service):
         self._limits = limits
         self._portal = portal
         self._revocations = revocations
+        self.drain_timeout = drain_timeout
         self.post_quietly = messages.post_quietly
         self.deliver = rooms.deliver
         # Control events from the bus, by type, to the handler that applies them.
@@ -167,6 +176,7 @@ class ChatService(Service):
     def startService(self) -> None:
         super().startService()
         self._stopping = False
+        self._messages.start_accepting()
         self._rooms.start()
         self._resync.start()
         self._housekeeping.start(HOUSEKEEPING_INTERVAL, now=False)
@@ -179,25 +189,48 @@ class ChatService(Service):
         self._sessions.prune()
 
     def stopService(self) -> Deferred[None]:
-        """Close every connection with a goodbye, store what is queued, then
-        close the store. The listeners stop before this runs (they are added
-        to the application after the service), so nobody new arrives."""
+        """Drain, then close every connection with a goodbye and close the
+        store. The listeners stop before this runs (the application stops
+        its services one after the other, last added first), so nobody new
+        arrives; the bus stops after it, so what is published here still
+        crosses."""
         super().stopService()
         self._stopping = True
         if self._housekeeping.running:
             self._housekeeping.stop()
-        self._rooms.stop()
         self._resync.stop()
+        return Deferred.fromCoroutine(self._drain())
+
+    async def _drain(self) -> None:
+        """Refuse new posts; store what is queued and deliver it (here every
+        room is brought up to the store's position, so each sender has had
+        its echo or ack); then say goodbye (1001 on WebSockets) and wait
+        for the connections to close, so that nothing written is cut off.
+        Each wait ends at ``drain_timeout`` seconds from the start."""
+        deadline = self.clock.seconds() + self.drain_timeout
+        self._messages.stop_accepting()
+        await self._until(self._messages.flush(), deadline, "storing queued messages")
+        await self._until(self._rooms.settle(), deadline, "delivering stored messages")
+        self._rooms.stop()
         for participant in self._connections.participants():
             try:
                 participant.disconnect(DisconnectReason.SHUTDOWN)
             except Exception:
                 _log.failure("closing {nickname} failed", nickname=participant.nickname)
-        return Deferred.fromCoroutine(self._drain())
-
-    async def _drain(self) -> None:
+        closing = max(deadline, self.clock.seconds() + CLOSE_GRACE)
+        while self._connections.count and self.clock.seconds() < closing:
+            await deferLater(self.clock, CLOSE_POLL, lambda: None)
         await self._messages.flush()
         await self.store.close()
+
+    async def _until(self, d: Deferred[None], deadline: float, doing: str) -> None:
+        d.addTimeout(max(0.0, deadline - self.clock.seconds()), self.clock)
+        try:
+            await d
+        except TimeoutError:
+            _log.warn("shutdown: {doing} did not finish within the drain timeout", doing=doing)
+        except Exception:
+            _log.failure("shutdown: {doing} failed", doing=doing)
 
     async def readiness(self, timeout: float = READY_TIMEOUT) -> dict[str, str]:
         """Whether this instance can serve its members, for load balancers
@@ -309,8 +342,10 @@ class ChatService(Service):
 
     # -- rooms -------------------------------------------------------------
 
-    def join(self, participant: IParticipant, room_name: str) -> Room:
-        return self._rooms.join(participant, room_name)
+    def join(
+        self, participant: IParticipant, room_name: str, since: int | None = None
+    ) -> Deferred[JoinResult]:
+        return self._rooms.join(participant, room_name, since)
 
     def leave(self, participant: IParticipant, room_name: str) -> None:
         self._rooms.leave(participant, room_name)
@@ -357,8 +392,13 @@ class ChatService(Service):
         limit: int | None = None,
         before: int | None = None,
         after: int | None = None,
+        *,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
     ) -> Deferred[list[Message]]:
-        return self._messages.history(room_name, limit, before, after)
+        return self._messages.history(
+            room_name, limit, before, after, after_seq=after_seq, before_seq=before_seq
+        )
 
     def history_version(self, room_name: str) -> int | None:
         return self._messages.history_version(room_name)
@@ -379,8 +419,13 @@ class ChatService(Service):
         other: object,
         limit: int | None = None,
         before: object = None,
+        *,
+        after_seq: object = None,
+        before_seq: object = None,
     ) -> tuple[StoredUser, list[DirectMessage]]:
-        return await self._direct.direct_history(participant, other, limit, before)
+        return await self._direct.direct_history(
+            participant, other, limit, before, after_seq=after_seq, before_seq=before_seq
+        )
 
     async def offline_messages(
         self, participant: IParticipant, limit: int = 500

@@ -18,7 +18,9 @@ from urllib.parse import urlsplit
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet import endpoints
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.error import CannotListenError
+from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.threadpool import ThreadPool
 
@@ -62,6 +64,8 @@ from parkchat.workers import WORKER_ENV
 
 #: The twistd ``--logger`` factory of ``--log-format json``.
 JSON_OBSERVER = "parkchat.logs.json_observer"
+
+_log = Logger()
 
 
 def _help(setting: Any) -> str:
@@ -165,6 +169,25 @@ def check_endpoint(description: str) -> None:
         raise usage.UsageError(f"bad endpoint {description!r}") from None
     except Exception as e:
         raise usage.UsageError(f"bad endpoint {description!r}: {e}") from None
+
+
+class OrderedStop(MultiService):
+    """A MultiService that stops its children one after the other, the last
+    added first, each once the one before it has stopped (a MultiService
+    stops them all at once): the listeners stop accepting, then the chat
+    service drains (storing and delivering what is queued, through the
+    bus), and only then does the bus go."""
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        return Deferred.fromCoroutine(self._stop_children())
+
+    async def _stop_children(self) -> None:
+        for service in reversed(list(self)):
+            try:
+                await maybeDeferred(service.stopService)
+            except Exception:
+                _log.failure("stopping {service} failed", service=service.name)
 
 
 class ThreadPoolService(Service):
@@ -311,21 +334,27 @@ def build_chat_service(
     instance_id: str = "",
     recent_history: bool = True,
     revocations: Revocations | None = None,
+    position_check: float = 10.0,
+    resume_max: int = 5000,
+    drain_timeout: float = 10.0,
 ) -> ChatService:
     """The chat service and its handlers (``parkchat.handlers``), each given
     its collaborators by constructor, lowest first.
 
     Without ``bus``, the in-process LocalBus; with one (a bus that can lose
-    events), rooms remember what they delivered, for the resync after an
-    outage. ``recent_history`` keeps the newest messages of rooms in memory
-    (only correct when this instance sees every message: one instance).
+    events), the rooms' positions are also checked against the store every
+    ``position_check`` seconds (0: never). ``recent_history`` keeps the
+    newest messages of rooms in memory (only correct when this instance
+    sees every message: one instance).
     """
     limits = limits if limits is not None else Limits()
     metrics = metrics if metrics is not None else ServiceMetrics()
     credentials = credential_cache if credential_cache is not None else VerifiedCredentials(clock)
     revocations = revocations if revocations is not None else Revocations()
-    track_seen = bus is not None
-    bus = bus if bus is not None else LocalBus()
+    if bus is None:
+        # Events cannot be lost in process: nothing to check.
+        position_check = 0.0
+        bus = LocalBus()
     rate = TokenBucketLimiter(
         clock, limits.rate_limit, limits.rate_burst, on_limited=metrics.rate_limit_hit
     )
@@ -340,7 +369,16 @@ def build_chat_service(
     connections = ConnectionHandler(
         bus, limits, instance_id=instance_id, single_session=single_session
     )
-    rooms = RoomHandler(connections, bus, clock, metrics, rate, track_seen=track_seen)
+    rooms = RoomHandler(
+        connections,
+        bus,
+        clock,
+        metrics,
+        rate,
+        store,
+        after_queued=writer.after_queued,
+        resume_max=resume_max,
+    )
     moderation = ModerationHandler(store, store, rooms, bus, clock, instance_id=instance_id)
     sessions = SessionHandler(
         store,
@@ -368,7 +406,15 @@ def build_chat_service(
     direct = DirectMessageHandler(
         store, store, connections, bus, clock, limits, rate, instance_id=instance_id
     )
-    resync = ResyncHandler(store, rooms, moderation, sessions, bus, limits, instance_id=instance_id)
+    resync = ResyncHandler(
+        rooms,
+        moderation,
+        sessions,
+        bus,
+        clock,
+        instance_id=instance_id,
+        position_check=position_check,
+    )
     service = ChatService(
         store,
         bus,
@@ -386,6 +432,7 @@ def build_chat_service(
         portal=make_portal(accounts.login_for_cred),
         revocations=revocations,
         instance_id=instance_id,
+        drain_timeout=drain_timeout,
     )
     metrics.watch(service)
     return service
@@ -401,7 +448,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     settings = options.settings if isinstance(options, Options) else None
     if settings is None:
         settings = Settings()
-    top = MultiService()
+    top = OrderedStop()
     freeze_startup_objects(reactor)
 
     bcrypt_pool = ThreadPool(
@@ -454,6 +501,9 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         recent_history=bus is None,
         metrics=metrics,
         revocations=revocations,
+        position_check=settings.position_check,
+        resume_max=settings.resume_max,
+        drain_timeout=settings.drain_timeout,
     )
     service.setServiceParent(top)
 

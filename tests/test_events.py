@@ -296,6 +296,7 @@ class FrameTests(TestCase):
     def test_room_frame(self) -> None:
         message = Message(
             id=42,
+            seq=7,
             room="lobby",
             nickname="alice",
             content="hi",
@@ -306,7 +307,7 @@ class FrameTests(TestCase):
         frame = room_frame(INSTANCE, message)
         self.assertEqual(
             frame,
-            '{"i": "ab12cd34", "m": {"id": 42, "room": "lobby", "nickname": "alice", '
+            '{"i": "ab12cd34", "m": {"id": 42, "seq": 7, "room": "lobby", "nickname": "alice", '
             '"content": "hi", "ts": 1757345400123, "type": "chat", "user_id": 1, '
             '"event": null, "origin": "ab12cd34.c3"}}',
         )
@@ -314,7 +315,18 @@ class FrameTests(TestCase):
         assert read is not None
         instance, copy = read
         self.assertEqual(instance, INSTANCE)
-        self.assertEqual((copy, copy.origin), (message, message.origin))
+        self.assertEqual((copy, copy.origin, copy.seq), (message, message.origin, 7))
+
+    def test_room_frame_of_an_older_sender(self) -> None:
+        """A room event from an instance that sends no "seq" reads as seq 0
+        (delivered at once, not ordered: as system events are)."""
+        raw = (
+            b'{"i": "old", "m": {"id": 5, "room": "lobby", "nickname": "bob", '
+            b'"content": "hi", "ts": 1, "type": "chat"}}'
+        )
+        read = read_room_frame(raw)
+        assert read is not None
+        self.assertEqual((read[1].id, read[1].seq), (5, 0))
 
     def test_announcements(self) -> None:
         snapshot = {"users": {"bob": [2, "bob"]}, "rooms": {"lobby": ["bob"]}, "connections": {}}

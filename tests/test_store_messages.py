@@ -61,13 +61,14 @@ class RoomMessageStoreTestsMixin(StoreSuite):
             self.assertEqual([m.id for m in mine], sorted(m.id for m in mine))
 
     async def test_delete_message(self) -> None:
-        """delete_message removes one message, answers its room, and None
-        for an id that is not (or no longer) there."""
+        """delete_message removes one message, answers its room and seq
+        (the deleted notice carries it), and None for an id that is not (or
+        no longer) there."""
         store = self.make_store()
         _, b, c = await self.insert(
             store, [chat("lobby", "keep"), chat("lobby", "spam"), chat("garden", "other")]
         )
-        self.assertEqual(await store.delete_message(b.id), "lobby")
+        self.assertEqual(await store.delete_message(b.id), ("lobby", 2))
         self.assertIsNone(await store.delete_message(b.id))
         self.assertIsNone(await store.delete_message(c.id + 1000))
         self.assertEqual([m.content for m in await store.recent_messages("lobby", 10)], ["keep"])

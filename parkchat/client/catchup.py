@@ -2,60 +2,47 @@
 
 Two strategies, one per transport:
 
-* WebSocket messages carry ids, so ``Timeline`` remembers the last id shown,
-  buffers live messages while ``/history?after=<id>`` is fetched after a
-  reconnect, and then shows the fetched page followed by the buffer, dropping
-  anything at or below the last id shown. Exact.
-* Line-protocol lines carry no ids, so ``missed_lines`` lines up the tail of
-  what was shown with a ``/history N`` reply and keeps what follows the
-  longest overlap. Best effort: a run of identical lines can confuse it, and
-  a gap longer than N lines is only partly filled.
+* On the room WebSocket every chat message carries its room position
+  (``seq``, on connections that ask with ``?since=``). ``Timeline``
+  remembers the last one shown; each (re)connection asks the server for
+  what came after it (``/ws/{room}?since=<seq>``), which sends the missed
+  messages before anything live. Anything at or below the last seq shown is
+  dropped. Exact.
+* Line-protocol lines carry no positions, so ``missed_lines`` lines up the
+  tail of what was shown with a ``/history N`` reply and keeps what follows
+  the longest overlap. Best effort: a run of identical lines can confuse it,
+  and a gap longer than N lines is only partly filled.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 Frame = Mapping[str, Any]
 
 
 class Timeline:
-    """What has been shown of a room, by message id."""
+    """What has been shown of a room, by room position (``seq``); None
+    while unknown (the history could not be read)."""
 
-    def __init__(self, last_id: int = 0) -> None:
-        self.last_id = last_id
-        self.catching_up = False
-        self._buffer: list[Frame] = []
+    def __init__(self, last_seq: int | None = None) -> None:
+        self.last_seq = last_seq
 
-    def begin_catch_up(self) -> None:
-        """A connection opened: hold live messages until history is in."""
-        self.catching_up = True
-
-    def live(self, frame: Frame) -> list[Frame]:
-        """A message pushed by the server; the frames to show now."""
-        if self.catching_up:
-            self._buffer.append(frame)
-            return []
-        return self._fresh([frame])
-
-    def finish_catch_up(self, history: Iterable[Frame]) -> list[Frame]:
-        """The fetched history is in (possibly empty, if fetching failed):
-        everything new from it, then the held live messages, oldest first."""
-        buffered, self._buffer = self._buffer, []
-        self.catching_up = False
-        return self._fresh([*history, *buffered])
-
-    def _fresh(self, frames: Iterable[Frame]) -> list[Frame]:
-        out = []
-        for frame in frames:
-            ident = frame.get("id")
-            if isinstance(ident, int) and ident > 0 and frame.get("type", "chat") == "chat":
-                if ident <= self.last_id:
-                    continue  # seen already: in history and pushed live, or replayed
-                self.last_id = ident
-            out.append(frame)
-        return out
+    def fresh(self, frame: Frame) -> bool:
+        """Whether a message from the server is new (to be shown); a chat
+        message with a seq moves the position on."""
+        seq = frame.get("seq")
+        if (
+            isinstance(seq, int)
+            and not isinstance(seq, bool)
+            and seq > 0
+            and frame.get("type", "chat") == "chat"
+        ):
+            if self.last_seq is not None and seq <= self.last_seq:
+                return False  # shown already (history, or an earlier connection)
+            self.last_seq = seq
+        return True
 
 
 def missed_lines(seen: Sequence[str], history: Sequence[str]) -> list[str]:

@@ -83,13 +83,14 @@ class HistoryClient:
         self._url = f"{base_url}/history/{quote(room, safe='')}"
         self._auth = basic_authorization(name, password)
 
-    def fetch(self, *, limit: int, after: int | None = None) -> Deferred[list[dict[str, Any]]]:
-        return Deferred.fromCoroutine(self._fetch(limit, after))
+    def fetch(self, *, limit: int) -> Deferred[tuple[list[dict[str, Any]], int | None]]:
+        """The newest ``limit`` messages, oldest first, and the room position
+        (seq) of the newest (the ``Parkchat-Seq`` header; 0 if there are no
+        messages, None if a server too old to send it sent messages)."""
+        return Deferred.fromCoroutine(self._fetch(limit))
 
-    async def _fetch(self, limit: int, after: int | None) -> list[dict[str, Any]]:
+    async def _fetch(self, limit: int) -> tuple[list[dict[str, Any]], int | None]:
         params = {"limit": str(limit)}
-        if after is not None:
-            params["after"] = str(after)
         response = await self._http.get(
             self._url, params=params, headers={"Authorization": self._auth}
         )
@@ -105,7 +106,11 @@ class HistoryClient:
             raise HistoryError(f"HTTP {response.code}" + (f": {message}" if message else ""))
         if not isinstance(data, list):
             raise HistoryError("the server did not answer with a list of messages")
-        return [m for m in data if isinstance(m, dict)]
+        messages = [m for m in data if isinstance(m, dict)]
+        header = response.headers.getRawHeaders("parkchat-seq", [""])[0]
+        if header.isdigit():
+            return messages, int(header)
+        return messages, None if messages else 0
 
 
 @implementer(IHalfCloseableProtocol)
@@ -182,7 +187,7 @@ async def show_recent(client: ChatClient, history: HistoryClient, count: int) ->
     also checks the credentials, so a wrong password is reported at once
     instead of being retried forever as a refused WebSocket upgrade."""
     try:
-        recent = await history.fetch(limit=max(count, 1))
+        recent, seq = await history.fetch(limit=max(count, 1))
     except AuthFailed as e:
         raise AuthFailed(f"{client.nickname}: {e}") from None
     except HistoryError as e:
@@ -191,8 +196,8 @@ async def show_recent(client: ChatClient, history: HistoryClient, count: int) ->
     except Exception as e:
         client.note(f"history unavailable: {e}")
         return
-    ids = [m["id"] for m in recent if isinstance(m.get("id"), int)]
-    client.timeline.last_id = max(ids, default=0)
+    # The WebSocket resumes after the newest message of this answer.
+    client.timeline.last_seq = seq
     shown = recent[-count:] if count else []
     if shown:
         client.note(f"last {len(shown)} messages in {client.room}:")
@@ -225,7 +230,6 @@ async def start_client(
             client,
             config.ws_url,
             authorization=basic_authorization(config.name, config.password),
-            history=history,
             origin=config.origin,
         )
     else:

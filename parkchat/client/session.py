@@ -6,10 +6,12 @@ our own messages (so that ``printf 'hi\\n' | parkchat-client ...`` waits for
 "hi" to be stored before leaving), and decides when and how to finish.
 
 ``LineClientProtocol`` speaks the plain-TCP line protocol and
-``RoomClientProtocol`` the room WebSocket. Each one tells the client it has
-"joined" only after it has shown what was missed (history on the first
-join, catch-up after a reconnect), so typed messages always appear after
-the history they answer.
+``RoomClientProtocol`` the room WebSocket. The line protocol tells the
+client it has "joined" only after it has shown what was missed (history on
+the first join, catch-up after a reconnect), so typed messages always
+appear after the history they answer. The WebSocket resumes by room
+position (``?since=``): the server sends what was missed before anything
+else and keeps what is typed meanwhile until it has.
 
 ``ClientService`` does the reconnecting. Its ``prepareConnection`` hook
 would be the natural place to wait for the join, but Twisted 26.10's
@@ -55,10 +57,6 @@ _CLEAN_CLOSE = Failure(ConnectionLost())
 
 #: ``/history`` size asked for after a line-protocol reconnect.
 LINE_CATCH_UP = 100
-#: Messages per ``/history?after=`` page, and pages at most, after a
-#: WebSocket reconnect (so a week-long outage cannot flood the terminal).
-CATCH_UP_PAGE = 100
-CATCH_UP_PAGES = 10
 
 
 class ClientFailed(Exception):
@@ -95,13 +93,6 @@ class Link(Protocol):
 
     def when_lost(self) -> Deferred[None]:
         """A Deferred that fires when the connection is gone."""
-
-
-class History(Protocol):
-    """The REST history of one room (``GET /history/{room}``)."""
-
-    def fetch(self, *, limit: int, after: int | None = None) -> Deferred[list[dict[str, Any]]]:
-        """Messages oldest first; fails with AuthFailed or HistoryError."""
 
 
 def bounded(d: Deferred[Any], timeout: float, clock: IReactorTime) -> Deferred[None]:
@@ -500,22 +491,6 @@ class LineClientFactory(Factory):
 # -- WebSocket -------------------------------------------------------------------
 
 
-async def fetch_missed(history: History, after: int) -> list[dict[str, Any]]:
-    """Every message after id ``after``, oldest first, page by page (at most
-    ``CATCH_UP_PAGES`` pages)."""
-    missed: list[dict[str, Any]] = []
-    for _ in range(CATCH_UP_PAGES):
-        page = await history.fetch(limit=CATCH_UP_PAGE, after=after)
-        missed.extend(page)
-        if len(page) < CATCH_UP_PAGE:
-            break
-        ids = [m["id"] for m in page if isinstance(m.get("id"), int)]
-        if not ids:
-            break
-        after = max(ids)
-    return missed
-
-
 def http_status(protocol: WebSocketClientProtocol) -> int | None:
     """The HTTP status of a refused upgrade, if Autobahn read one."""
     line = getattr(protocol, "http_status_line", None)
@@ -546,31 +521,12 @@ class RoomClientProtocol(WebSocketClientProtocol, _LinkBase):  # type: ignore[mi
 
     def onOpen(self) -> None:
         self.opened = True
-        Deferred.fromCoroutine(self._catch_up())
-
-    async def _catch_up(self) -> None:
         client = self.client
-        client.timeline.begin_catch_up()
-        missed: list[dict[str, Any]] = []
-        history = self.factory.history
-        if history is not None:
-            try:
-                missed = await fetch_missed(history, client.timeline.last_id)
-            except AuthFailed as e:
-                client.fatal(str(e))
-                return
-            except Exception as e:
-                client.note(f"could not fetch missed messages: {e}")
-        if len(missed) >= CATCH_UP_PAGE * CATCH_UP_PAGES:
-            client.note("many messages were missed; showing the oldest of them")
-        fresh = client.timeline.finish_catch_up(missed)
         if client.joins:
-            count = sum(1 for f in fresh if f.get("type", "chat") == "chat")
-            client.note(f"reconnected; {count} missed message(s)")
-        for frame in fresh:
-            client.show_frame(frame)
-        if self.gone or client.closing:
-            return
+            since = client.timeline.last_seq
+            client.note(
+                "reconnected" + (f"; messages after #{since} follow" if since is not None else "")
+            )
         client.joined(self)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
@@ -589,8 +545,8 @@ class RoomClientProtocol(WebSocketClientProtocol, _LinkBase):  # type: ignore[mi
             and same_name(nickname, self.client.nickname)
         ):
             self.client.echo()
-        for shown in self.client.timeline.live(frame):
-            self.client.show_frame(shown)
+        if self.client.timeline.fresh(frame):
+            self.client.show_frame(frame)
 
     def send_text(self, text: str) -> None:
         self.sendMessage(json.dumps({"content": text}, ensure_ascii=False).encode("utf-8"))
@@ -624,7 +580,9 @@ class RoomClientProtocol(WebSocketClientProtocol, _LinkBase):  # type: ignore[mi
 
 
 class RoomClientFactory(WebSocketClientFactory):
-    """Builds RoomClientProtocols for one room URL and credentials."""
+    """Builds RoomClientProtocols for one room URL and credentials; each
+    connection asks for what came after the last message shown
+    (``?since=``), once that position is known."""
 
     protocol = RoomClientProtocol  # type: ignore[assignment]
 
@@ -634,20 +592,30 @@ class RoomClientFactory(WebSocketClientFactory):
         url: str,
         *,
         authorization: str,
-        history: History | None,
         origin: str | None = None,
     ) -> None:
         # The credentials live only in this header dict, never in the URL,
         # so Autobahn's logs (which show the URL) cannot leak them.
-        super().__init__(url, headers={"Authorization": authorization}, origin=origin)
+        self._headers = {"Authorization": authorization}
+        self._url = url
+        self._origin = origin
+        super().__init__(url, headers=self._headers, origin=origin)
         self.client = client
-        self.history = history
         self.setProtocolOptions(
             openHandshakeTimeout=10,
             closeHandshakeTimeout=3,
             autoPingInterval=30,
             autoPingTimeout=20,
         )
+
+    def resume_url(self) -> str:
+        """The room URL, with ``?since=`` the last seq shown if known."""
+        since = self.client.timeline.last_seq
+        return self._url if since is None else f"{self._url}?since={since}"
+
+    def buildProtocol(self, addr: Any) -> Any:
+        self.setSessionParameters(url=self.resume_url(), headers=self._headers, origin=self._origin)
+        return super().buildProtocol(addr)
 
 
 @implementer(IStreamClientEndpoint)

@@ -9,7 +9,7 @@ from parkchat.accounts import _encodable
 from parkchat.errors import InvalidRequest, UnknownRecipient
 from parkchat.events import DirectMessageEvent
 from parkchat.handlers.connections import ConnectionHandler
-from parkchat.handlers.messages import check_page
+from parkchat.handlers.messages import check_page, check_positions
 from parkchat.interfaces import IAccountStore, IBus, IDirectMessageStore, IParticipant
 from parkchat.limits import Limits, TokenBucketLimiter
 from parkchat.model import MAX_ID, DirectMessage, StoredUser, nickname_key, validate_content
@@ -96,18 +96,31 @@ class DirectMessageHandler:
         other: object,
         limit: int | None = None,
         before: object = None,
+        *,
+        after_seq: object = None,
+        before_seq: object = None,
     ) -> tuple[StoredUser, list[DirectMessage]]:
         """The other account, and the direct messages between it and the
         participant's account (both ways), oldest first: the newest
-        ``limit`` (default 50), or those before the message id ``before``."""
+        ``limit`` (default 50), those before the message id ``before``, or
+        by the conversation's positions: the first ``limit`` after
+        ``after_seq``, the last before ``before_seq``."""
         if participant.user_id is None:
             raise InvalidRequest("direct messages need a registered account")
         name = _account_name(other)
         size, older_than, _ = check_page(self._limits, limit, before, None)
+        after, earlier = check_positions(after_seq, before_seq)
         account = await self._account(name)
-        messages = await self._store.direct_history(
-            participant.user_id, account.id, size, older_than
-        )
+        user_id = participant.user_id
+        if after is not None:
+            return account, await self._store.direct_messages_after(
+                user_id, account.id, after, size
+            )
+        if earlier is not None:
+            return account, await self._store.direct_messages_before(
+                user_id, account.id, earlier, size
+            )
+        messages = await self._store.direct_history(user_id, account.id, size, older_than)
         return account, messages
 
     async def offline_messages(

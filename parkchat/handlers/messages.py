@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
-from parkchat.errors import InvalidRequest, NotInRoom
+from parkchat.errors import InvalidRequest, NotInRoom, ServiceBusy
 from parkchat.handlers.connections import ConnectionHandler
 from parkchat.handlers.moderation import moderation_log
 from parkchat.handlers.rooms import RoomHandler
@@ -34,13 +34,21 @@ from parkchat.recent import RecentMessages
 from parkchat.store.writer import GroupCommitWriter
 
 
-def _message_id(name: str, value: object) -> int | None:
-    """A page boundary: None or a message id a store can hold."""
+def _message_id(name: str, value: object, what: str = "a message id") -> int | None:
+    """A page boundary: None or a message id (or seq) a store can hold."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ID:
-        raise InvalidRequest(f"{name} must be a message id")
+        raise InvalidRequest(f"{name} must be {what}")
     return value
+
+
+def check_positions(after_seq: object, before_seq: object) -> tuple[int | None, int | None]:
+    """Page boundaries by seq (a room's or a conversation's position)."""
+    return (
+        _message_id("after_seq", after_seq, "a seq"),
+        _message_id("before_seq", before_seq, "a seq"),
+    )
 
 
 def check_page(
@@ -111,6 +119,7 @@ class MessageHandler:
         self._rooms = rooms.by_name
         self._ids = connections.ids
         self._recent_loads: dict[str, list[Deferred[list[Message]]]] = {}
+        self._closing = False
 
     def prune(self) -> None:
         """Forget idle senders' rate buckets (housekeeping)."""
@@ -119,6 +128,14 @@ class MessageHandler:
     def flush(self) -> Deferred[None]:
         """Fires once every message queued so far is stored (or failed)."""
         return self._writer.flush()
+
+    def stop_accepting(self) -> None:
+        """The instance drains before stopping: posts are refused from now
+        on (ServiceBusy), those queued are still stored and delivered."""
+        self._closing = True
+
+    def start_accepting(self) -> None:
+        self._closing = False
 
     @property
     def storing_fails(self) -> bool:
@@ -153,6 +170,8 @@ class MessageHandler:
         room = self._rooms.get(room_name)
         if room is None or participant not in room:
             raise NotInRoom(f"not in room {room_name!r}")
+        if self._closing:
+            raise ServiceBusy("server shutting down")
         self._metrics.messages_received += 1
         content = validate_content(content, self._limits.max_content_length)
         self._rate.consume(nickname_key(participant.nickname))
@@ -193,9 +212,10 @@ class MessageHandler:
             raise InvalidRequest('"id" must be a message id')
         if not 0 < message_id <= MAX_ID:
             return None
-        room = await self._store.delete_message(message_id)
-        if room is None:
+        deleted = await self._store.delete_message(message_id)
+        if deleted is None:
             return None
+        room, seq = deleted
         if self._recent is not None:
             self._recent.remove(room, message_id)
         moderation_log.info(
@@ -211,6 +231,9 @@ class MessageHandler:
             timestamp_ms=int(self._clock.seconds() * 1000),
             type=DELETED,
             id=message_id,
+            # The deleted message's position, for clients that track seqs;
+            # not a position of this notice (delivery orders chat messages only).
+            seq=seq,
         )
         self._bus.publish(room, notice)
         return room
@@ -223,11 +246,21 @@ class MessageHandler:
         limit: int | None = None,
         before: int | None = None,
         after: int | None = None,
+        *,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
     ) -> Deferred[list[Message]]:
         """The last ``limit`` messages of a room (default 50, at most the
-        configured maximum), oldest first; paged with ``before``/``after`` ids."""
+        configured maximum), oldest first; paged with ``before``/``after`` ids
+        or with ``before_seq``/``after_seq`` room positions (``after_seq``
+        wins over the rest, then ``before_seq``)."""
         room_name = validate_room(room_name)
         limit, before, after = check_page(self._limits, limit, before, after)
+        after_seq, before_seq = check_positions(after_seq, before_seq)
+        if after_seq is not None:
+            return self._store.room_messages_after(room_name, after_seq, limit)
+        if before_seq is not None:
+            return self._store.room_messages_before(room_name, before_seq, limit)
         if self._recent is None or before is not None or after is not None:
             return self._store.recent_messages(room_name, limit, before, after)
         cached = self._recent.get(room_name, limit)

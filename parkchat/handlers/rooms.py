@@ -3,22 +3,25 @@ instances, and the local delivery of room events."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from parkchat.errors import InvalidRequest, NotInRoom
 from parkchat.handlers.connections import ConnectionHandler
-from parkchat.interfaces import IBus, IParticipant
+from parkchat.handlers.delivery import RESUME_MAX, RoomDelivery
+from parkchat.interfaces import IBus, IParticipant, IRoomMessageStore
 from parkchat.limits import TokenBucketLimiter
 from parkchat.metrics import ServiceMetrics
 from parkchat.model import (
-    CHAT,
     JOINED,
     LEFT,
+    MAX_ID,
     DisconnectReason,
+    JoinResult,
     Message,
     nickname_key,
     system_message,
@@ -28,23 +31,29 @@ from parkchat.rooms import Room
 
 _log = Logger()
 
-#: How long a message delivered by a resync is ignored if it also comes over
-#: the bus (seconds): far longer than a publish takes to cross.
-CAUGHT_UP_WINDOW = 60.0
+
+def _run_now(callback: Callable[[], object]) -> None:
+    callback()
 
 
 class RoomHandler:
     """The rooms of this instance and their members.
 
     Rooms are made on their first join here and dropped when their last
-    member here leaves; the bus is subscribed to a room exactly while it
-    exists. Since leaving every room is part of a connection going away, this
-    is also where a connection is taken away (``disconnect``, ``force_out``).
+    member here leaves (and no resume is being read for them); the bus is
+    subscribed to a room exactly while it exists. Since leaving every room
+    is part of a connection going away, this is also where a connection is
+    taken away (``disconnect``, ``force_out``).
 
-    With a bus that can lose events (``track_seen``), rooms remember the ids
-    they delivered so that a resync after an outage delivers only what was
-    missed (``seen_floor``, ``deliver_missed``).
+    Room events reach the members through ``RoomDelivery``
+    (parkchat.handlers.delivery): in sequence order, exactly once, gaps
+    filled from ``store``. A member's leave is announced through
+    ``after_queued`` (the group-commit writer's), so that it follows every
+    message the member sent before leaving.
     """
+
+    #: IBusHandler.deliver: ``RoomDelivery.deliver``, the hot path.
+    deliver: Callable[[str, Message], None]
 
     def __init__(
         self,
@@ -53,24 +62,30 @@ class RoomHandler:
         clock: IReactorTime,
         metrics: ServiceMetrics,
         rate: TokenBucketLimiter,
+        store: IRoomMessageStore,
         *,
-        track_seen: bool = False,
+        after_queued: Callable[[Callable[[], object]], None] = _run_now,
+        resume_max: int = RESUME_MAX,
     ) -> None:
         self._connections = connections
         self._bus = bus
         self._clock = clock
         self._metrics = metrics
         self._rate = rate
-        self._track_seen = track_seen
+        self._after_queued = after_queued
         self._rooms: dict[str, Room] = {}
         # Rooms each connection is in (only connections that joined one).
         self._joined: dict[IParticipant, set[str]] = {}
         self._stopping = False
-        # (room, id) delivered by a resync, for a while: the same message may
-        # still come over the bus (stored, then published, after the resync
-        # read it) and must not be shown twice.
-        self._caught_up: set[tuple[str, int]] = set()
-        self._caught_up_expiry: IDelayedCall | None = None
+        self._delivery = RoomDelivery(
+            self._rooms,
+            store,
+            clock,
+            metrics,
+            lambda member: self.force_out(member, DisconnectReason.DELIVERY_FAILED),
+            resume_max=resume_max,
+        )
+        self.deliver = self._delivery.deliver
 
     @property
     def by_name(self) -> Mapping[str, Room]:
@@ -80,35 +95,91 @@ class RoomHandler:
 
     def start(self) -> None:
         self._stopping = False
+        self._delivery.start()
 
     def stop(self) -> None:
         """The instance is shutting down: leaves are no longer announced (the
-        members on other instances see the presence go instead)."""
+        members on other instances see the presence go instead), no fill
+        goes on."""
         self._stopping = True
-        if self._caught_up_expiry is not None and self._caught_up_expiry.active():
-            self._caught_up_expiry.cancel()
+        self._delivery.stop()
 
     # -- membership ------------------------------------------------------------
 
-    def join(self, participant: IParticipant, room_name: str) -> Room:
+    def join(
+        self, participant: IParticipant, room_name: str, since: int | None = None
+    ) -> Deferred[JoinResult]:
         """Put ``participant`` in the room (made on first join) and tell every
-        member, the joiner included."""
+        member, the joiner included; fires with the room's position at the
+        join (``JoinResult``).
+
+        Without ``since`` the member is in the room at once (its posts are
+        accepted) and gets every event from then on. With ``since`` (a room
+        seq the client has seen up to), the messages after it are read
+        first and the member is attached in the same callback as the last
+        read: the result's ``replay`` is exactly what it missed up to
+        ``seq``, and everything after ``seq`` comes live; the surface writes
+        the replay before anything else can reach the member.
+        """
         room_name = validate_room(room_name)
+        if since is not None and (
+            isinstance(since, bool) or not isinstance(since, int) or not 0 <= since <= MAX_ID
+        ):
+            raise InvalidRequest("since must be a room position (a seq, 0 or more)")
         if self._connections.connection_id(participant) is None:
             raise InvalidRequest("connection is not registered")
         room = self._rooms.get(room_name)
         if room is None:
             room = self._rooms[room_name] = Room(room_name)
             self._bus.subscribe(room_name)
-        elif participant in room:
-            return room
+            self._delivery.open(room)
+        if since is None or participant in room:
+            self._attach(room, participant)
+            resumed = since is not None
+            return self._delivery.when_known(room).addCallback(
+                lambda _: JoinResult(room.cursor, [], resumed=resumed)
+            )
+
+        def attach() -> bool:
+            if self._connections.connection_id(participant) is None:
+                return False  # it went away while the replay was read
+            self._attach(room, participant, announce_later=True)
+            return True
+
+        def done(result: Any) -> Any:
+            room.joining -= 1
+            if not len(room) and not room.joining:
+                self._drop(room)
+            return result
+
+        room.joining += 1
+        d = Deferred.fromCoroutine(self._delivery.replay(room, since, attach))
+        return d.addBoth(done)
+
+    def _attach(
+        self, room: Room, participant: IParticipant, *, announce_later: bool = False
+    ) -> None:
+        if participant in room:
+            return
         room.add(participant)
-        self._joined.setdefault(participant, set()).add(room_name)
+        self._joined.setdefault(participant, set()).add(room.name)
         self._bus.presence_changed()
-        self._bus.publish(
-            room_name, system_message(room_name, participant.nickname, JOINED, self._now_ms())
-        )
-        return room
+        notice = system_message(room.name, participant.nickname, JOINED, self._now_ms())
+        if announce_later:
+            # After the surface has written the replay (in this callback):
+            # the joiner sees its own join after what it missed.
+            self._clock.callLater(0, self._announce_join, room.name, participant, notice)
+        else:
+            self._bus.publish(room.name, notice)
+
+    def _announce_join(self, room_name: str, participant: IParticipant, notice: Message) -> None:
+        if room_name in self._joined.get(participant, ()):
+            self._bus.publish(room_name, notice)
+
+    def _drop(self, room: Room) -> None:
+        if self._rooms.get(room.name) is room:
+            del self._rooms[room.name]
+            self._bus.unsubscribe(room.name)
 
     def leave(self, participant: IParticipant, room_name: str) -> None:
         """Take ``participant`` out of the room and tell the others."""
@@ -128,13 +199,13 @@ class RoomHandler:
         self._bus.presence_changed()
         if not self._stopping:
             # Even when the room is now empty here: with a shared bus, its
-            # members on other instances must hear of the leave.
-            self._bus.publish(
-                room_name, system_message(room_name, participant.nickname, LEFT, self._now_ms())
-            )
-        if not len(room):
-            del self._rooms[room_name]
-            self._bus.unsubscribe(room_name)
+            # members on other instances must hear of the leave. After the
+            # member's messages still being stored: the leave follows them.
+            notice = system_message(room_name, participant.nickname, LEFT, self._now_ms())
+            publish = self._bus.publish
+            self._after_queued(lambda: publish(room_name, notice))
+        if not len(room) and not room.joining:
+            self._drop(room)
 
     def disconnect(self, participant: IParticipant) -> None:
         """Forget a closed connection: it leaves all its rooms."""
@@ -245,44 +316,20 @@ class RoomHandler:
 
     # -- delivery --------------------------------------------------------------
 
-    def deliver(self, room_name: str, message: Message) -> None:
-        """The bus hands every event of a room this instance serves to here
-        (IBusHandler); members whose delivery fails are forced out."""
-        room = self._rooms.get(room_name)
-        if room is None:
-            return
-        if self._track_seen and message.id and message.type == CHAT:
-            if self._caught_up and (room_name, message.id) in self._caught_up:
-                self._caught_up.discard((room_name, message.id))
-                return
-            room.saw(message.id)
-        failed = room.broadcast(message)
-        self._metrics.deliveries += room.last_delivered
-        for member in failed:
-            self.force_out(member, DisconnectReason.DELIVERY_FAILED)
+    def check_positions(self, *, grace: bool) -> Deferred[None]:
+        """Fill the rooms whose store position is ahead of what was
+        delivered here (``RoomDelivery.check_positions``)."""
+        return Deferred.fromCoroutine(self._delivery.check_positions(grace=grace))
 
-    def seen_floor(self, room_name: str) -> int | None:
-        """The oldest stored id the room remembers delivering here (None: the
-        room is gone or delivered nothing yet); see ``rooms.Room.seen_floor``."""
-        room = self._rooms.get(room_name)
-        return room.seen_floor() if room is not None else None
+    def settle(self) -> Deferred[None]:
+        """Fires once every room delivered what the store holds now."""
+        return Deferred.fromCoroutine(self._delivery.settle())
 
-    def deliver_missed(self, room_name: str, stored: Iterable[Message]) -> int:
-        """Deliver those of ``stored`` (above ``seen_floor``, in id order)
-        that the room did not deliver, and ignore them if they still come
-        over the bus within CAUGHT_UP_WINDOW seconds; how many there were."""
-        room = self._rooms.get(room_name)  # it may have emptied meanwhile
-        if room is None:
-            return 0
-        missed = room.unseen(stored)
-        for message in missed:
-            self.deliver(room_name, message)
-            self._caught_up.add((room_name, message.id))
-        if missed:
-            if self._caught_up_expiry is not None and self._caught_up_expiry.active():
-                self._caught_up_expiry.cancel()
-            self._caught_up_expiry = self._clock.callLater(CAUGHT_UP_WINDOW, self._caught_up.clear)
-        return len(missed)
+    def position(self, room_name: str) -> int | None:
+        """The seq of the last message of the room delivered here (None:
+        no such room here, or not known yet)."""
+        room = self._rooms.get(room_name)
+        return room.cursor if room is not None and room.cursor >= 0 else None
 
     def _now_ms(self) -> int:
         return int(self._clock.seconds() * 1000)

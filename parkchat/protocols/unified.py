@@ -3,10 +3,11 @@
 One JSON dispatcher that speaks GarinChat's vocabulary (``auth``, ``join``,
 ``message``, ``userleave``), seed 004's (``chat``, ``get_online_list``,
 ``get_offline``) and parkchat's own (``history``, ``who``, ``ping``,
-``typing``, several rooms per connection, resume from a last seen id, client
-``id`` acknowledged with the stored id). Every frame is a JSON object with a
-``type``; every reply to a frame that carried an ``id`` carries it back. The
-full reference with one example exchange per type is docs/websocket.md.
+``typing``, several rooms per connection, resume from the last seen room
+position (``seq``), client ``id`` acknowledged with the stored id and seq).
+Every frame is a JSON object with a ``type``; every reply to a frame that
+carried an ``id`` carries it back. The full reference with one example
+exchange per type is docs/websocket.md.
 
 Messages are not echoed to the connection that sent them (GarinChat clients
 show their own messages at once); that connection gets an ``ack`` with the
@@ -38,9 +39,11 @@ from parkchat.interfaces import IChatService, IEncoder, IParticipant
 from parkchat.model import (
     DELETED,
     JOINED,
+    MAX_ID,
     SYSTEM,
     DirectMessage,
     DisconnectReason,
+    JoinResult,
     Message,
     nickname_key,
 )
@@ -63,9 +66,9 @@ CLOSE_REPLACED = 4004
 CLOSE_LOGGED_OUT = 4005
 
 TYPING = "typing"
-#: Most missed messages sent on a resume before saying ``recovered: false``.
-RESUME_LIMIT = 500
 TYPING_INTERVAL = 1.0
+#: The smallest ``max_frame`` a client may ask for (bytes).
+MIN_FRAME = 1024
 #: Rooms in one ``room_list`` answer.
 ROOM_LIST_LIMIT = 100
 
@@ -91,11 +94,12 @@ def event_dict(message: Message, total_users: int | None = None) -> dict[str, An
     elif message.type == TYPING:
         return {"type": "typing", "room": message.room, "username": message.nickname}
     elif message.type == DELETED:
-        return {"type": "deleted", "room": message.room, "id": message.id}
+        return {"type": "deleted", "room": message.room, "id": message.id, "seq": message.seq}
     else:
         event = {
             "type": "message",
             "id": message.id,
+            "seq": message.seq,
             "room": message.room,
             "username": message.nickname,
             "body": message.content,
@@ -110,6 +114,7 @@ def direct_dict(message: DirectMessage) -> dict[str, Any]:
     return {
         "type": "chat",
         "id": message.id,
+        "seq": message.seq,
         "from_user_id": message.from_user_id,
         "from": message.from_nickname,
         "to_user_id": message.to_user_id,
@@ -117,6 +122,48 @@ def direct_dict(message: DirectMessage) -> dict[str, Any]:
         "content": message.content,
         "timestamp": message.timestamp,
     }
+
+
+def paged(head: dict[str, Any], items: list[bytes], limit: int) -> list[bytes]:
+    """Frames ``head`` + ``"messages": [...]`` + ``"last": bool`` holding
+    ``items`` (encoded message objects) in order, each frame at most
+    ``limit`` bytes (0: no limit) unless one item alone is larger (a frame
+    holds at least one); ``last`` is true on the final frame. No items: no
+    frame."""
+    prefix = dumps(head)[:-1] + b',"messages":['
+    budget = limit - len(prefix) - len(b'],"last":false}') if limit > 0 else None
+    pages: list[list[bytes]] = []
+    page: list[bytes] = []
+    size = 0
+    for item in items:
+        extra = len(item) + (1 if page else 0)
+        if page and budget is not None and size + extra > budget:
+            pages.append(page)
+            page, extra, size = [], len(item), 0
+        page.append(item)
+        size += extra
+    if page:
+        pages.append(page)
+    return [
+        prefix + b",".join(page) + (b'],"last":true}' if n == len(pages) else b'],"last":false}')
+        for n, page in enumerate(pages, 1)
+    ]
+
+
+def newest_fitting(head: dict[str, Any], items: list[bytes], limit: int) -> int:
+    """How many of the last ``items`` fit in one ``paged`` frame of at most
+    ``limit`` bytes (at least one, if there are any)."""
+    if limit <= 0:
+        return len(items)
+    budget = limit - len(dumps(head)) - len(b',"messages":[],"last":false')
+    count = size = 0
+    for item in reversed(items):
+        extra = len(item) + (1 if count else 0)
+        if count and size + extra > budget:
+            break
+        count += 1
+        size += extra
+    return count
 
 
 @implementer(IEncoder)
@@ -278,66 +325,90 @@ class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
 
     # -- handlers: rooms (GarinChat + parkchat) --------------------------------
 
-    def handle_join(self, frame: dict[str, Any]) -> Deferred[None] | None:
+    def handle_join(self, frame: dict[str, Any]) -> Deferred[None]:
+        """Join a room; with ``last_seq`` (the last room seq the client saw)
+        the messages it missed come first, in ``history`` frames (the
+        deprecated ``last_id`` still works: see ``_join_after_id``)."""
         username = frame.get("username")
         if username is not None and (
             not isinstance(username, str) or nickname_key(username) != nickname_key(self.nickname)
         ):
             raise InvalidRequest("username does not match the authenticated account")
         room = frame.get("room")
-        last_id = frame.get("last_id")
-        if last_id is not None and (isinstance(last_id, bool) or not isinstance(last_id, int)):
-            raise InvalidRequest('"last_id" must be a message id')
+        last_seq = _optional_int(frame, "last_seq", 0, MAX_ID, "a room seq")
+        last_id = _optional_int(frame, "last_id", None, None, "a message id")
+        max_frame = _optional_int(frame, "max_frame", MIN_FRAME, None, f"at least {MIN_FRAME}")
         if not isinstance(room, str):
             raise InvalidRequest('"room" is required')
-        self.service.join(self, room)
+        limit = self._frame_limit(max_frame)
+        if last_seq is None and last_id is not None:
+            return Deferred.fromCoroutine(self._join_after_id(frame, room, last_id, limit))
+        d = self.service.join(self, room, last_seq)
         if self.factory.join_timeout > 0:
             self.cancel_timer()
-        self._reply(
-            frame, {"type": "joined", "room": room, "totalUsers": self.service.member_count(room)}
-        )
-        if last_id is None:
-            return None
-        return Deferred.fromCoroutine(self._resume(room, last_id, frame.get("id")))
+        return d.addCallback(self._joined, frame, room, limit)
 
-    async def _resume(self, room: str, last_id: int, request_id: Any) -> None:
-        """Send the messages after ``last_id``, oldest first; if more than
-        RESUME_LIMIT were missed, the newest RESUME_LIMIT and ``recovered``
-        false (the client pages back with ``history`` if it wants the rest)."""
-        page_size = self.factory.history_max
-        collected: list[Message] = []
-        after = last_id
-        while len(collected) <= RESUME_LIMIT:
-            page = await self.service.history(room, limit=page_size, after=after)
-            collected.extend(page)
-            if len(page) < page_size:
-                break
-            after = page[-1].id
-        recovered = len(collected) <= RESUME_LIMIT
-        if not recovered:
-            collected = await self._newest(room, RESUME_LIMIT)
-        reply: dict[str, Any] = {
-            "type": "history",
+    def _joined(self, result: JoinResult, frame: dict[str, Any], room: str, limit: int) -> None:
+        """``joined``, then the replay in ``history`` frames under ``limit``
+        bytes, all before anything live can reach this connection."""
+        replay = [dumps(event_dict(m)) for m in result.replay]
+        self._reply(frame, self._joined_frame(result, room, len(replay), result.recovered))
+        head: dict[str, Any] = {"type": "history", "room": room, "resume": True}
+        if frame.get("id") is not None:
+            head["id"] = frame["id"]
+        for page in paged(head, replay, limit):
+            self._send_bytes(page)
+
+    async def _join_after_id(
+        self, frame: dict[str, Any], room: str, last_id: int, limit: int
+    ) -> None:
+        """The deprecated resume by message id: ``last_id`` is mapped to the
+        seq of that message (or of the newest before it) and answered as
+        before this release, with one ``history`` frame (with
+        ``recovered``), now holding only the newest missed messages that fit
+        under the frame limit."""
+        since = 0
+        if last_id > 0:
+            before = await self.service.history(room, limit=1, before=min(last_id + 1, MAX_ID))
+            since = before[-1].seq if before else 0
+        if self._closing:
+            return
+        d = self.service.join(self, room, since)
+        if self.factory.join_timeout > 0:
+            self.cancel_timer()
+        result = await d
+        replay = [dumps(event_dict(m)) for m in result.replay]
+        head: dict[str, Any] = {"type": "history", "room": room, "recovered": False, "resume": True}
+        if frame.get("id") is not None:
+            head["id"] = frame["id"]
+        fits = newest_fitting(head, replay, limit)
+        recovered = head["recovered"] = result.recovered and fits == len(replay)
+        shown = replay[len(replay) - fits :]
+        self._reply(frame, self._joined_frame(result, room, fits, recovered))
+        pages = paged(head, shown, 0)
+        self._send_bytes(pages[0] if pages else dumps({**head, "messages": [], "last": True}))
+
+    def _joined_frame(
+        self, result: JoinResult, room: str, count: int, recovered: bool
+    ) -> dict[str, Any]:
+        joined: dict[str, Any] = {
+            "type": "joined",
             "room": room,
-            "messages": [event_dict(m) for m in collected],
-            "recovered": recovered,
+            "seq": result.seq,
+            "totalUsers": self.service.member_count(room),
         }
-        if request_id is not None:
-            reply["id"] = request_id
-        self._send_json(reply)
+        if result.resumed:
+            first = result.replay[len(result.replay) - count].seq if count else None
+            joined["resume"] = {"count": count, "recovered": recovered, "first_seq": first}
+        return joined
 
-    async def _newest(self, room: str, count: int) -> list[Message]:
-        """The newest ``count`` messages of a room, oldest first."""
-        newest: list[Message] = []
-        before: int | None = None
-        while len(newest) < count:
-            want = min(self.factory.history_max, count - len(newest))
-            page = await self.service.history(room, limit=want, before=before)
-            newest[:0] = page
-            if len(page) < want:
-                break
-            before = page[0].id
-        return newest
+    def _frame_limit(self, max_frame: int | None) -> int:
+        """The largest frame to send this client: the server's frame limit,
+        or the client's own ``max_frame`` if smaller (0: no limit)."""
+        server = int(getattr(self, "maxMessagePayloadSize", 0) or 0)
+        if max_frame is None:
+            return server
+        return min(server, max_frame) if server > 0 else max_frame
 
     def handle_message(self, frame: dict[str, Any]) -> Deferred[None]:
         room = self._room_of(frame)
@@ -351,6 +422,7 @@ class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
             {
                 "type": "ack",
                 "message_id": message.id,
+                "seq": message.seq,
                 "room": message.room,
                 "timestamp": message.timestamp,
             },
@@ -371,24 +443,37 @@ class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
     handle_leave = handle_userleave
 
     def handle_history(self, frame: dict[str, Any]) -> Deferred[None]:
+        """Stored messages of a room, paged by id (``before``/``after``) or
+        by seq (``before_seq``/``after_seq``); the answer comes in as many
+        ``history`` frames as the frame limit needs (``last`` marks the
+        final one)."""
         room = frame.get("room")
         params = {}
-        for name in ("before", "after", "limit"):
+        for name in ("before", "after", "limit", "after_seq", "before_seq"):
             value = frame.get(name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
                 raise InvalidRequest(f'"{name}" must be an integer')
             params[name] = value
+        max_frame = _optional_int(frame, "max_frame", MIN_FRAME, None, f"at least {MIN_FRAME}")
         if not isinstance(room, str):
             raise InvalidRequest('"room" is required')
         d = self.service.history(
-            room, limit=params["limit"], before=params["before"], after=params["after"]
+            room,
+            limit=params["limit"],
+            before=params["before"],
+            after=params["after"],
+            after_seq=params["after_seq"],
+            before_seq=params["before_seq"],
         )
+        limit = self._frame_limit(max_frame)
 
         def reply(messages: list[Message]) -> None:
-            self._reply(
-                frame,
-                {"type": "history", "room": room, "messages": [event_dict(m) for m in messages]},
-            )
+            head: dict[str, Any] = {"type": "history", "room": room}
+            if frame.get("id") is not None:
+                head["id"] = frame["id"]
+            pages = paged(head, [dumps(event_dict(m)) for m in messages], limit)
+            for page in pages or [dumps({**head, "messages": [], "last": True})]:
+                self._send_bytes(page)
 
         return d.addCallback(reply)
 
@@ -431,6 +516,7 @@ class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
                 {
                     "type": "ack",
                     "message_id": message.id,
+                    "seq": message.seq,
                     "to_user_id": message.to_user_id,
                     "timestamp": message.timestamp,
                 },
@@ -443,7 +529,14 @@ class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
         or nickname), oldest first; ``limit`` and ``before`` page back."""
         other = frame.get("with_user_id", frame.get("with"))
         d = Deferred.fromCoroutine(
-            self.service.direct_history(self, other, frame.get("limit"), frame.get("before"))
+            self.service.direct_history(
+                self,
+                other,
+                frame.get("limit"),
+                frame.get("before"),
+                after_seq=frame.get("after_seq"),
+                before_seq=frame.get("before_seq"),
+            )
         )
 
         def reply(result: tuple[Any, list[DirectMessage]]) -> None:
@@ -538,6 +631,10 @@ class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
         if not self._closing:
             self.sendMessage(dumps(value))
 
+    def _send_bytes(self, frame: bytes) -> None:
+        if not self._closing:
+            self.sendMessage(frame)
+
     def _reply(self, frame: dict[str, Any], value: dict[str, Any]) -> None:
         if frame.get("id") is not None:
             value["id"] = frame["id"]
@@ -571,6 +668,23 @@ class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
             close_with(self, code, reason)
 
 
+def _optional_int(
+    frame: dict[str, Any], name: str, low: int | None, high: int | None, what: str
+) -> int | None:
+    """``frame[name]`` if given: an integer within ``low``..``high``."""
+    value = frame.get(name)
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or (low is not None and value < low)
+        or (high is not None and value > high)
+    ):
+        raise InvalidRequest(f'"{name}" must be {what}')
+    return value
+
+
 class AppSocketFactory(ParkchatSocketFactory):
     """Builds /ws connections; holds the token verifier, the timeouts and
     the limits they apply."""
@@ -601,7 +715,7 @@ class AppSocketFactory(ParkchatSocketFactory):
         self.tokens = tokens
         self.auth_timeout = auth_timeout
         self.join_timeout = join_timeout
-        #: Largest history page the service gives (resume reads in such pages).
+        #: Largest history page the service gives.
         self.history_max = history_max
         #: Close a connection that hits the rate limit (GarinChat's policy).
         self.rate_strict = rate_strict

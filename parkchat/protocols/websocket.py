@@ -10,6 +10,11 @@ Wire protocol (also in docs/protocol.md):
   ``{"id", "chat_room", "nickname", "content", "timestamp", "type"}`` for every
   chat message of the room, the sender's own included (``type`` ``"chat"``),
   and for joins and leaves (``type`` ``"system"``, ``id`` 0).
+* ``?since=SEQ`` (parkchat's own, for reconnecting clients): the chat
+  messages after that room position come first, oldest first, then the live
+  events; on such a connection chat message objects also carry ``"seq"``,
+  their room position (a seed client never asks, and sees the exact seed
+  objects).
 * Bad input gets ``{"type": "error", "code": "...", "content": "..."}`` and the
   connection stays open. A frame over the size limit is closed with 1009; a
   connection limit or a policy close uses 1008; server shutdown uses 1001.
@@ -25,9 +30,9 @@ from autobahn.twisted.websocket import WebSocketServerFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from parkchat.errors import ChatError, InvalidRequest
+from parkchat.errors import ChatError, InvalidRequest, ServiceBusy
 from parkchat.interfaces import IEncoder, IParticipant
-from parkchat.model import CHAT, SYSTEM, DisconnectReason, Message, User
+from parkchat.model import CHAT, SYSTEM, DisconnectReason, JoinResult, Message, User
 from parkchat.protocols.fastpath import close_with
 from parkchat.protocols.participant import (
     CLOSE_GOING_AWAY,
@@ -37,6 +42,10 @@ from parkchat.protocols.participant import (
     Participant,
 )
 from parkchat.protocols.sockets import BoundFactory, ParkchatServerProtocol, ParkchatSocketFactory
+
+#: Most frames a client may send while its resume is being read (they are
+#: posted once it has been sent); more are refused.
+HELD_FRAMES = 1000
 
 
 def error_frame(error: ChatError) -> bytes:
@@ -60,6 +69,30 @@ class PreparedMessageEncoder:
         return self._factory.prepareMessage(message.json())
 
 
+def with_seq(message: Message) -> bytes:
+    """The message object with its room position, ``"seq"`` (chat messages;
+    join and leave notices have none)."""
+    if message.type != CHAT:
+        return message.json()
+    return message.json()[:-1] + b',"seq":%d}' % message.seq
+
+
+@implementer(IEncoder)
+class SequencedMessageEncoder:
+    """Frames the message object with ``"seq"`` once for every member of a
+    room that connected with ``?since=``."""
+
+    def __init__(self, factory: WebSocketServerFactory) -> None:
+        self._factory = factory
+
+    surface = "room_ws"
+
+    def encode(self, message: Message) -> Any:
+        if message.type not in (CHAT, SYSTEM):
+            return None
+        return self._factory.prepareMessage(with_seq(message))
+
+
 @dataclass(frozen=True)
 class RoomTicket:
     """What ``RoomSocketResource`` established over HTTP."""
@@ -68,6 +101,8 @@ class RoomTicket:
     room: str
     #: The login token the request proved, if any (its revocation closes it).
     token_id: str | None = None
+    #: ``?since=``: resume after this room position (None: no resume).
+    since: int | None = None
 
 
 # (mypy's misc: two of Autobahn's own base classes disagree on attribute types)
@@ -81,6 +116,10 @@ class RoomSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[m
     room_name: str
     #: The login token this connection proved, if any (its revocation closes it).
     token_id: str | None = None
+    #: ``?since=``: the room position the client saw up to (None: no resume).
+    since: int | None = None
+    #: Frames received while the resume is read, posted once it is sent.
+    _held: list[tuple[bytes, bool]] | None = None
 
     surface = "room_ws"
     not_an_object = 'frame must be a JSON object like {"content": "..."}'
@@ -98,6 +137,7 @@ class RoomSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[m
         self.room_name = ticket.room
         if ticket.token_id is not None:
             self.token_id = ticket.token_id
+        self.since = ticket.since
 
     @property
     def nickname(self) -> str:  # type: ignore[override]
@@ -109,18 +149,20 @@ class RoomSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[m
 
     @property
     def encoder(self) -> IEncoder:
-        return self.factory.encoder
+        return self.factory.encoder if self.since is None else self.factory.sequenced
 
     def onOpen(self) -> None:
         service = self.factory.context.service
         try:
             service.connect(self)
-            service.join(self, self.room_name)
+            joined = service.join(self, self.room_name, self.since)
         except ChatError as e:
-            self._log.info("{nickname} refused: {reason}", nickname=self.nickname, reason=e.message)
-            self.send_error(e)
-            close_with(self, CLOSE_POLICY, e.message)
+            self._refused(e)
             return
+        if self.since is not None and not joined.called:
+            self._held = []
+        if self.since is not None:
+            joined.addCallbacks(self._replay, self._resume_failed)
         self._log.info(
             "{nickname} joined {room} from {peer}",
             nickname=self.nickname,
@@ -128,7 +170,32 @@ class RoomSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[m
             peer=self.peer_host,
         )
 
+    def _refused(self, error: ChatError) -> None:
+        self._log.info("{nickname} refused: {reason}", nickname=self.nickname, reason=error.message)
+        self.send_error(error)
+        close_with(self, CLOSE_POLICY, error.message)
+
+    def _replay(self, result: JoinResult) -> None:
+        """What the client missed, before anything live (same callback as
+        the join: nothing can come between)."""
+        prepare = self.factory.prepareMessage
+        for message in result.replay:
+            self.write_prepared(prepare(with_seq(message)))
+        held, self._held = self._held, None
+        for payload, is_binary in held or ():
+            self.onMessage(payload, is_binary)
+
+    def _resume_failed(self, failure: Failure) -> None:
+        if self.state == self.STATE_OPEN:
+            self._refused(self.chat_error(failure, "resuming"))
+
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if self._held is not None:
+            if len(self._held) >= HELD_FRAMES:
+                self.send_error(ServiceBusy("too many messages before the resume was sent"))
+                return
+            self._held.append((payload, isBinary))
+            return
         try:
             data = self.decode_frame(payload, isBinary)
             if "content" not in data:
@@ -187,9 +254,16 @@ class RoomSocketFactory(ParkchatSocketFactory):
             handshake_timeout=handshake_timeout,
         )
         self.encoder = PreparedMessageEncoder(self)
+        #: For connections that asked with ``?since=``: objects carry ``"seq"``.
+        self.sequenced = SequencedMessageEncoder(self)
 
     def bound(
-        self, user: User, room_name: str, token_id: str | None = None
+        self,
+        user: User,
+        room_name: str,
+        token_id: str | None = None,
+        since: int | None = None,
     ) -> BoundFactory[RoomTicket]:
-        """A one-use factory for the connection of ``user`` to ``room_name``."""
-        return BoundFactory(self, RoomTicket(user, room_name, token_id))
+        """A one-use factory for the connection of ``user`` to ``room_name``
+        (resuming after the room position ``since``, if given)."""
+        return BoundFactory(self, RoomTicket(user, room_name, token_id, since))

@@ -84,12 +84,12 @@ class MemoryStore:
     def room_positions(self, rooms: Sequence[str]) -> Deferred[dict[str, int]]:
         return succeed({r: self._room_seqs[r] for r in rooms if r in self._room_seqs})
 
-    def delete_message(self, message_id: int) -> Deferred[str | None]:
+    def delete_message(self, message_id: int) -> Deferred[tuple[str, int] | None]:
         for room, messages in self._rooms.items():
-            kept = [m for m in messages if m.id != message_id]
-            if len(kept) != len(messages):
-                self._rooms[room] = kept
-                return succeed(room)
+            for index, message in enumerate(messages):
+                if message.id == message_id:
+                    del messages[index]
+                    return succeed((room, message.seq))
         return succeed(None)
 
     # -- accounts ------------------------------------------------------------

@@ -66,8 +66,14 @@ class GroupCommitWriter:
         # Results of committed (or failed) batches not yet reported, oldest
         # first. A store that answers synchronously commits batch N+1 inside
         # the report of batch N; the queue keeps the reports in commit order.
-        self._outbox: deque[Callable[[], None]] = deque()
+        self._outbox: deque[tuple[Callable[[], None], int]] = deque()
         self._reporting = False
+        # Messages taken into batches, and reported (stored or failed), since
+        # the start; ``after_queued`` callbacks wait for a count of reported
+        # messages, oldest first. Counted per batch, not per message.
+        self._batched = 0
+        self._reported = 0
+        self._after: deque[tuple[int, Callable[[], object]]] = deque()
         #: The last batch failed and none has committed since: the store is
         #: not taking messages (readiness reports it).
         self.failing = False
@@ -107,6 +113,17 @@ class GroupCommitWriter:
             self._idle_waiters.append(d)
         return d
 
+    def after_queued(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` once every message queued so far has been
+        stored and told to ``on_stored`` (published), or has failed: at once
+        if there is none. A member's leave is announced through here, so
+        that it follows the messages the member sent before leaving."""
+        position = self._batched + len(self._queue)
+        if position <= self._reported:
+            callback()
+        else:
+            self._after.append((position, callback))
+
     def _commit(self) -> None:
         self._scheduled = None
         batch = self._queue[: self.max_batch]
@@ -114,6 +131,7 @@ class GroupCommitWriter:
         if not batch:
             self._became_idle()
             return
+        self._batched += len(batch)
         self._in_flight = True
         self.batches += 1
         self.last_batch_size = len(batch)
@@ -145,7 +163,7 @@ class GroupCommitWriter:
                 if isinstance(waiter, Deferred):
                     waiter.callback(stored)
 
-        self._outbox.append(report)
+        self._outbox.append((report, len(batch)))
         # Start the next transaction before telling anyone, so the database
         # thread writes batch N+1 while the reactor broadcasts batch N.
         self._next()
@@ -162,7 +180,7 @@ class GroupCommitWriter:
             for _, waiter in batch:
                 _fail(waiter, Failure(StorageFailed()))
 
-        self._outbox.append(report)
+        self._outbox.append((report, len(batch)))
         self._next()
         self._report()
 
@@ -172,9 +190,24 @@ class GroupCommitWriter:
         self._reporting = True
         try:
             while self._outbox:
-                self._outbox.popleft()()
+                report, size = self._outbox.popleft()
+                try:
+                    report()
+                finally:
+                    self._reported += size
+                    if self._after:
+                        self._run_after()
         finally:
             self._reporting = False
+
+    def _run_after(self) -> None:
+        after = self._after
+        while after and after[0][0] <= self._reported:
+            _, callback = after.popleft()
+            try:
+                callback()
+            except Exception:
+                _log.failure("a callback waiting for queued messages failed")
 
     def _next(self) -> None:
         if self._queue:

@@ -57,10 +57,17 @@ Handler = Callable[[Request], Awaitable[Any]]
 class Response:
     """A non-JSON or non-200 answer from a handler."""
 
-    def __init__(self, body: Any, status: int = 200, content_type: bytes | None = None) -> None:
+    def __init__(
+        self,
+        body: Any,
+        status: int = 200,
+        content_type: bytes | None = None,
+        headers: dict[bytes, bytes] | None = None,
+    ) -> None:
         self.body = body
         self.status = status
         self.content_type = content_type
+        self.headers = headers or {}
 
 
 class NotFound(ChatError):
@@ -145,6 +152,8 @@ def _respond(request: Request, result: Any) -> None:
     if result is NOT_DONE_YET:
         return
     if isinstance(result, Response):
+        for name, value in result.headers.items():
+            request.setHeader(name, value)
         if isinstance(result.body, bytes):
             _write(
                 request,
@@ -266,11 +275,18 @@ class RegisterResource(ApiResource):
         return Response({"id": user.id, "nickname": user.nickname}, status=201)
 
 
+#: The room position (seq) of the newest message in a history answer: where
+#: a client that showed it resumes (``/ws/{room}?since=``).
+SEQ_HEADER = b"Parkchat-Seq"
+
+
 class HistoryResource(ApiResource):
     """``GET /history/{room}[?limit=N&before=ID&after=ID]`` with Basic auth.
 
     The answer to the common query (no paging) is kept encoded until the
-    room's newest messages change, so polling clients cost one lookup.
+    room's newest messages change, so polling clients cost one lookup. The
+    body is the seed API's list of message objects; the ``Parkchat-Seq``
+    header gives the seq of the newest one (absent when there is none).
     """
 
     #: Most encoded answers kept (rooms x limits).
@@ -286,7 +302,7 @@ class HistoryResource(ApiResource):
         self.portal = portal
         #: The page size the service gives when the request names none.
         self.history_default = history_default
-        self._encoded: OrderedDict[tuple[str, int], tuple[int, bytes]] = OrderedDict()
+        self._encoded: OrderedDict[tuple[str, int], tuple[int, Response]] = OrderedDict()
 
     async def handle_GET(self, request: Request) -> Response:
         await authenticate_basic(self.portal, request)
@@ -301,16 +317,20 @@ class HistoryResource(ApiResource):
             hit = self._encoded.get(key)
             if hit is not None and hit[0] == version:
                 self._encoded.move_to_end(key)
-                return Response(hit[1], content_type=JSON_CONTENT_TYPE)
+                return hit[1]
         messages = await self.service.history(room, limit=limit, before=before, after=after)
-        body = _dumps([m.as_dict() for m in messages])
+        response = Response(
+            _dumps([m.as_dict() for m in messages]),
+            content_type=JSON_CONTENT_TYPE,
+            headers={SEQ_HEADER: b"%d" % messages[-1].seq} if messages else None,
+        )
         version = None if paging else self.service.history_version(room)
         if version is not None:
-            self._encoded[key] = (version, body)
+            self._encoded[key] = (version, response)
             self._encoded.move_to_end(key)
             while len(self._encoded) > self.MAX_ENCODED:
                 self._encoded.popitem(last=False)
-        return Response(body, content_type=JSON_CONTENT_TYPE)
+        return response
 
 
 class HealthResource(ApiResource):
@@ -354,12 +374,15 @@ class RoomSocketResource(ApiResource):
 
     async def handle_GET(self, request: Request) -> Any:
         room = validate_room(single_segment(request, "room"))
+        since = _query_int(request, "since")
+        if since is not None and not 0 <= since <= MAX_ID:
+            raise InvalidRequest("since must be a room position (a seq, 0 or more)")
         user, token_id = await self._identify(request)
         peer = request.getClientAddress()
         self.service.check_connection(user.nickname, getattr(peer, "host", ""))
         if request.finished or getattr(request, "_disconnected", False):
             return NOT_DONE_YET
-        return upgrade(request, self.factory.bound(user, room, token_id))
+        return upgrade(request, self.factory.bound(user, room, token_id, since))
 
     async def _identify(self, request: Request) -> tuple[User, str | None]:
         """Basic credentials (the seed API), or a login token (Bearer or

@@ -101,13 +101,13 @@ def insert_messages_txn(
     return [(message_id, row[6]) for message_id, row in zip(ids, rows, strict=True)]
 
 
-def delete_message_txn(txn: Cursor, dialect: Dialect, message_id: int) -> str | None:
-    txn.execute(dialect.sql("SELECT room FROM messages WHERE id = ?"), (message_id,))
+def delete_message_txn(txn: Cursor, dialect: Dialect, message_id: int) -> tuple[str, int] | None:
+    txn.execute(dialect.sql("SELECT room, seq FROM messages WHERE id = ?"), (message_id,))
     row = txn.fetchone()
     if row is None:
         return None
     txn.execute(dialect.sql("DELETE FROM messages WHERE id = ?"), (message_id,))
-    return str(row[0])
+    return str(row[0]), int(row[1])
 
 
 def recent_messages_txn(
@@ -234,5 +234,5 @@ class RoomMessageStore(SQLStoreBase):
     def room_positions(self, rooms: Sequence[str]) -> Deferred[dict[str, int]]:
         return self._read(room_positions_txn, list(rooms))
 
-    def delete_message(self, message_id: int) -> Deferred[str | None]:
+    def delete_message(self, message_id: int) -> Deferred[tuple[str, int] | None]:
         return self._write(delete_message_txn, message_id)
