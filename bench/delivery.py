@@ -104,7 +104,9 @@ def render(report: Report, args: argparse.Namespace, load: tuple[float, float]) 
     lines += [
         "",
         f"* Messages sent {report.sent}, stored {sum(report.stored.values())}; deliveries "
-        f"owed {report.expected}, received {report.delivered}; resumes {report.resumes}.",
+        f"owed {report.expected}, received {report.delivered} (acks of a `/ws` sender's own "
+        "messages included, and what a resume replays of them again); resumes "
+        f"{report.resumes}, replaying {report.replayed} messages in {report.pages} frames.",
         f"* **Lost {report.lost()}, duplicated {report.duplicated()}**, other problems {others}.",
         "* Catch-up: from the end of the fault (Redis accepting connections again; the killed "
         "instance answering `/health` again; the backends terminated) until every client "
