@@ -79,7 +79,8 @@ def version(command: list[str]) -> str:
 
 def render(report: Report, args: argparse.Namespace, load: tuple[float, float]) -> str:
     cfg = report.config
-    others = sum(1 for p in report.problems if p.kind not in ("missing", "duplicate"))
+    others = sum(1 for p in report.failures if p.kind not in ("missing", "duplicate"))
+    warnings = len(report.problems) - len(report.failures)
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         HEADING,
@@ -107,7 +108,8 @@ def render(report: Report, args: argparse.Namespace, load: tuple[float, float]) 
         f"owed {report.expected}, received {report.delivered} (acks of a `/ws` sender's own "
         "messages included, and what a resume replays of them again); resumes "
         f"{report.resumes}, replaying {report.replayed} messages in {report.pages} frames.",
-        f"* **Lost {report.lost()}, duplicated {report.duplicated()}**, other problems {others}.",
+        f"* **Lost {report.lost()}, duplicated {report.duplicated()}**, other problems "
+        f"{others}, warnings {warnings}.",
         "* Catch-up: from the end of the fault (Redis accepting connections again; the killed "
         "instance answering `/health` again; the backends terminated) until every client "
         "had every message stored up to then (polled every 50 ms).",
@@ -186,7 +188,7 @@ def main() -> int:
         cleanups.callback(redis.kill)
         report = run_chaos(config, workdir, db, redis, cleanups.callback)
     load_after = os.getloadavg()[0]
-    print(report.explain() if not report.ok else report.summary())
+    print(report.explain() if report.problems else report.summary())
     section = render(report, args, (load_before, load_after))
     print()
     print(section)
