@@ -159,6 +159,11 @@ def main() -> int:
         help="a PostgreSQL URL whose user may create databases",
     )
     ap.add_argument("--padding", type=int, default=0, help="characters added to each message")
+    ap.add_argument(
+        "--server-args",
+        default="",
+        help="further parkchat options for every instance, e.g. '--resume-max 50'",
+    )
     ap.add_argument("--deadline", type=float, default=600.0, help="bound on the whole run [600]")
     ap.add_argument("--write", type=Path, help="put the results into this Markdown file")
     ap.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -174,6 +179,7 @@ def main() -> int:
         instance_down=args.instance_down,
         faults=faults,
         padding=args.padding,
+        server_args=tuple(shlex.split(args.server_args)),
         converge_timeout=60.0,
         deadline=args.deadline,
         verbose=not args.quiet,

@@ -302,13 +302,29 @@ class Chain:
             return [-1]
         mark = max(self.watermark or 0, low - 1)
         stored = ledger.by_room[self.head.room]
+        skip = self.allowed()
         seq = mark + 1
-        while seq <= position and (seq not in stored or seq in self.have):
+        while seq <= position and (seq not in stored or seq in self.have or seq in skip):
             if seq in stored:
                 mark = seq
             seq += 1
         self.watermark = mark
-        return [s for s in range(seq, position + 1) if s in stored and s not in self.have]
+        return [
+            s
+            for s in range(seq, position + 1)
+            if s in stored and s not in self.have and s not in skip
+        ]
+
+    def allowed(self) -> set[int]:
+        """The gaps a resume declared (``recovered: false``: more were
+        missed than the server replays; ``first_seq`` is where it began)."""
+        gaps: set[int] = set()
+        for session in self.sessions[1:]:
+            resume = session.resume or {}
+            first = resume.get("first_seq")
+            if resume.get("recovered") is False and isinstance(first, int):
+                gaps.update(range((session.resumed_from or 0) + 1, first))
+        return gaps
 
 
 class Client:
@@ -1319,7 +1335,7 @@ class Chaos:
                 low = min(after_connect)
         # ... to the end, or to the last it received if the chain was cut.
         high = final if not last.lost else max([*stream, *acks, head.after])
-        allowed: set[int] = set()
+        allowed = chain.allowed()
         for session in chain.sessions[1:]:
             resume = session.resume
             if resume is None:
@@ -1331,9 +1347,6 @@ class Chaos:
                     f"session {session.number}: resume count {resume.get('count')}, "
                     f"{session.resume_messages} messages in {session.resume_frames} frames",
                 )
-            first = resume.get("first_seq")
-            if resume.get("recovered") is False and isinstance(first, int):
-                allowed.update(range((session.resumed_from or 0) + 1, first))
         # Own messages whose connection was lost before the ack: the client
         # cannot know their fate; not a delivery failure.
         unsure = {

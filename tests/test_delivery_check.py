@@ -215,3 +215,23 @@ class CheckTests(TestCase):
         )
         self.file(client, (late,))
         self.assertEqual(self.kinds(), [("unexpected", [2])])
+
+    def test_convergence_poll(self) -> None:
+        """``Chain.lacking`` (what the convergence wait polls) agrees with the
+        final check: a gap is lacking until it arrives; a declared one is not."""
+        first = self.session(stream=[(1, content(1))], lost=True)
+        second = self.session(
+            2,
+            resumed_from=1,
+            after=6,
+            stream=[(4, content(4)), (5, content(5))],
+            resume={"count": 2, "recovered": False, "first_seq": 4},
+            resume_messages=2,
+        )
+        client = self.app(first, second)
+        chain = client.chains["north"][0]
+        for session in chain.sessions:
+            chain.have.update(seq for seq, _ in session.stream if seq is not None)
+        self.assertEqual(chain.lacking(self.ledger, 6), [6])  # type: ignore[arg-type]
+        chain.have.add(6)
+        self.assertEqual(chain.lacking(self.ledger, 6), [])  # type: ignore[arg-type]
