@@ -106,6 +106,15 @@ def summary(tallies: list[Tally], expected: int) -> dict[str, Any]:
     }
 
 
+#: How the helpers below sleep: asyncio's for the NATS half, Twisted's (a
+#: ``deferLater`` on parkchat's own epoll reactor) for the Redis half.
+SLEEP: list[Callable[[float], Any]] = [asyncio.sleep]
+
+
+async def sleep(seconds: float) -> None:
+    await SLEEP[0](seconds)
+
+
 async def paced(count: int, rate: float, send: Callable[[int], Any]) -> None:
     """Call ``send(i)`` ``count`` times at ``rate``/s (deficit every 2 ms)."""
     start = time.perf_counter()
@@ -117,7 +126,7 @@ async def paced(count: int, rate: float, send: Callable[[int], Any]) -> None:
             if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
                 await result
             sent += 1
-        await asyncio.sleep(0.002)
+        await sleep(0.002)
 
 
 async def until(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -125,7 +134,7 @@ async def until(condition: Callable[[], bool], timeout: float, what: str) -> Non
     while not condition():
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not within {timeout} s")
-        await asyncio.sleep(0.001)
+        await sleep(0.001)
 
 
 # -- servers of the run's own ---------------------------------------------------------
@@ -259,16 +268,13 @@ async def measure(
 
 
 def twisted_runs(redis_port: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Run the Twisted half in a reactor of its own (asyncio reactor, so the
-    same ``paced``/``until`` helpers serve both halves)."""
-    from twisted.internet import asyncioreactor
-
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    asyncioreactor.install(loop)
+    """Run the Redis and PostgreSQL half on Twisted's default (epoll)
+    reactor, as parkchat runs."""
     from twisted.internet import reactor
     from twisted.internet.defer import Deferred
+    from twisted.internet.task import deferLater
 
+    SLEEP[0] = lambda seconds: deferLater(reactor, seconds)  # type: ignore[arg-type]
     results: dict[str, Any] = {}
 
     async def main() -> None:
@@ -277,7 +283,7 @@ def twisted_runs(redis_port: int, args: argparse.Namespace) -> dict[str, Any]:
             results["store-fill"] = await store_fill(args)
 
     def start() -> None:
-        d = Deferred.fromFuture(asyncio.ensure_future(main()))
+        d = Deferred.fromCoroutine(main())
         d.addErrback(lambda f: results.setdefault("error", f.getTraceback()))
         d.addBoth(lambda _: reactor.stop())  # type: ignore[attr-defined]
 
@@ -288,12 +294,12 @@ def twisted_runs(redis_port: int, args: argparse.Namespace) -> dict[str, Any]:
 
 async def redis_runs(port: int, args: argparse.Namespace) -> dict[str, Any]:
     from twisted.internet import reactor
+    from twisted.internet.defer import Deferred, gatherResults
     from twisted.internet.endpoints import TCP4ClientEndpoint
 
     import txredisapi
 
     results: dict[str, Any] = {}
-    loop = asyncio.get_running_loop()
 
     def endpoint() -> Any:
         return TCP4ClientEndpoint(reactor, "127.0.0.1", port)
@@ -312,7 +318,7 @@ async def redis_runs(port: int, args: argparse.Namespace) -> dict[str, Any]:
         factory.continueTrying = False
         factory.startConnecting(endpoint())
         command_factories.append(factory)
-        return await factory.deferred.asFuture(loop)
+        return await factory.deferred
 
     publisher = await command_connection()
 
@@ -333,8 +339,8 @@ async def redis_runs(port: int, args: argparse.Namespace) -> dict[str, Any]:
         factory.protocol = Sub
         factory.continueTrying = False
         factory.startConnecting(endpoint())
-        protocol = await factory.deferred.asFuture(asyncio.get_running_loop())
-        await protocol.subscribe("room:bench").asFuture(asyncio.get_running_loop())
+        protocol = await factory.deferred
+        await protocol.subscribe("room:bench")
         factories.append((factory, protocol))
 
     def publish(i: int) -> Any:
@@ -342,10 +348,10 @@ async def redis_runs(port: int, args: argparse.Namespace) -> dict[str, Any]:
 
     results["redis-pubsub"] = await measure(tallies, args, publish)
     for factory, _protocol in factories:
-        await factory.disconnect().asFuture(asyncio.get_running_loop())
+        await factory.disconnect()
 
     # -- streams --
-    await publisher.execute_command("DEL", "stream:bench").asFuture(asyncio.get_running_loop())
+    await publisher.execute_command("DEL", "stream:bench")
     tallies = [Tally() for _ in range(SUBSCRIBERS)]
     readers = [await command_connection() for _ in range(SUBSCRIBERS)]
     stopping = False
@@ -355,7 +361,7 @@ async def redis_runs(port: int, args: argparse.Namespace) -> dict[str, Any]:
         while not stopping:
             reply = await conn.execute_command(
                 "XREAD", "BLOCK", "200", "COUNT", "1000", "STREAMS", "stream:bench", last
-            ).asFuture(asyncio.get_running_loop())
+            )
             if not reply:
                 continue
             for _key, entries in reply:
@@ -363,8 +369,8 @@ async def redis_runs(port: int, args: argparse.Namespace) -> dict[str, Any]:
                     last = entry_id
                     tally.arrived(fields[1] if isinstance(fields[1], bytes) else fields[1].encode())
 
-    tasks = [asyncio.ensure_future(read(c, t)) for c, t in zip(readers, tallies, strict=True)]
-    await asyncio.sleep(0.3)  # every reader is blocked in XREAD on "$"
+    tasks = [Deferred.fromCoroutine(read(c, t)) for c, t in zip(readers, tallies, strict=True)]
+    await sleep(0.3)  # every reader is blocked in XREAD on "$"
 
     def xadd(i: int) -> Any:
         return publisher.execute_command(
@@ -380,24 +386,20 @@ async def redis_runs(port: int, args: argparse.Namespace) -> dict[str, Any]:
 
     results["redis-streams"] = await measure(tallies, args, xadd)
     stopping = True
-    await asyncio.gather(*tasks)
+    await gatherResults(tasks)
     # Catch-up from the stream: XRANGE pages of 200 over the last --missed.
-    entries = await publisher.execute_command("XLEN", "stream:bench").asFuture(
-        asyncio.get_running_loop()
-    )
+    entries = await publisher.execute_command("XLEN", "stream:bench")
     missed = min(args.missed, int(entries))
     start = time.perf_counter()
     got = 0
     low = "-"
     first = await publisher.execute_command(
         "XREVRANGE", "stream:bench", "+", "-", "COUNT", str(missed)
-    ).asFuture(asyncio.get_running_loop())
+    )
     low = first[-1][0]
     start = time.perf_counter()
     while got < missed:
-        page = await publisher.execute_command(
-            "XRANGE", "stream:bench", low, "+", "COUNT", "200"
-        ).asFuture(asyncio.get_running_loop())
+        page = await publisher.execute_command("XRANGE", "stream:bench", low, "+", "COUNT", "200")
         if got:
             page = page[1:] if page and page[0][0] == low else page
         if not page:
@@ -409,7 +411,7 @@ async def redis_runs(port: int, args: argparse.Namespace) -> dict[str, Any]:
         "ms": round((time.perf_counter() - start) * 1000, 1),
     }
     for factory in command_factories:
-        await factory.disconnect().asFuture(loop)
+        await factory.disconnect()
     return results
 
 
@@ -422,7 +424,6 @@ async def store_fill(args: argparse.Namespace) -> dict[str, Any]:
     from tests.postgres_support import create_database
 
     cleanups: list[Callable[[], Any]] = []
-    loop = asyncio.get_running_loop()
     try:
         dsn = create_database(cleanups.append, args.postgres, "parkchat_busbench")
         store = open_postgres(dsn)
@@ -434,15 +435,15 @@ async def store_fill(args: argparse.Namespace) -> dict[str, Any]:
                 Message(id=0, room="bench", nickname="bench", content=text, timestamp_ms=now)
                 for _ in range(start, min(args.missed, start + 500))
             ]
-            await store.insert_messages(batch).asFuture(loop)
+            await store.insert_messages(batch)
         # Warm the pool's connection and the plan, as a running server has.
-        await store.room_messages_after("bench", 0, 1).asFuture(loop)
+        await store.room_messages_after("bench", 0, 1)
         timings = []
         for _ in range(3):
             begin = time.perf_counter()
             after, got = 0, 0
             while True:
-                page = await store.room_messages_after("bench", after, 200).asFuture(loop)
+                page = await store.room_messages_after("bench", after, 200)
                 if not page:
                     break
                 got += len(page)
@@ -452,8 +453,8 @@ async def store_fill(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         for cleanup in reversed(cleanups):
             result = cleanup()
-            if hasattr(result, "asFuture"):
-                await result.asFuture(loop)
+            if result is not None:
+                await result
 
 
 # -- report ------------------------------------------------------------------------------
