@@ -206,7 +206,9 @@ class ChatService(Service):
         room is brought up to the store's position, so each sender has had
         its echo or ack); then say goodbye (1001 on WebSockets) and wait
         for the connections to close, so that nothing written is cut off.
-        Each wait ends at ``drain_timeout`` seconds from the start."""
+        Each wait ends at ``drain_timeout`` seconds from the start (the
+        closing handshakes get CLOSE_GRACE seconds at least; none with a
+        drain timeout of 0)."""
         deadline = self.clock.seconds() + self.drain_timeout
         self._messages.stop_accepting()
         await self._until(self._messages.flush(), deadline, "storing queued messages")
@@ -217,7 +219,7 @@ class ChatService(Service):
                 participant.disconnect(DisconnectReason.SHUTDOWN)
             except Exception:
                 _log.failure("closing {nickname} failed", nickname=participant.nickname)
-        closing = max(deadline, self.clock.seconds() + CLOSE_GRACE)
+        closing = max(deadline, self.clock.seconds() + CLOSE_GRACE) if self.drain_timeout else 0
         while self._connections.count and self.clock.seconds() < closing:
             await deferLater(self.clock, CLOSE_POLL, lambda: None)
         await self._messages.flush()

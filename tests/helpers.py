@@ -95,10 +95,13 @@ def make_service(
     **options: Any,
 ) -> tuple[ChatService, MemoryStore | Any, Clock]:
     """A started ChatService over an in-memory store and a fake clock, built
-    as ``tap.build_chat_service`` builds it; ``options`` go to it."""
+    as ``tap.build_chat_service`` builds it; ``options`` go to it (a drain
+    timeout of 0 unless given: stopping does not wait on the clock)."""
     clock = clock if clock is not None else Clock()
     store = store if store is not None else MemoryStore()
     options.setdefault("credential_cache", VerifiedCredentials(clock))
+    # Fake connections never close by themselves: a stop would wait for them.
+    options.setdefault("drain_timeout", 0.0)
     service = build_chat_service(
         store, options.pop("hasher", sync_hasher()), clock, limits=limits, **options
     )

@@ -29,6 +29,7 @@ from zope.interface.verify import verifyObject
 
 import jwt
 
+from parkchat.handlers import delivery
 from parkchat.interfaces import IParticipant
 from parkchat.limits import Limits
 from parkchat.model import User
@@ -77,12 +78,16 @@ class AppSocketCase(TestCase):
     allowed_origins: tuple[str, ...] = ()
     users = ("alice", "bob", "carol")
     single_session = False
+    resume_max = 5000
 
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(START)
         self.service, self.store, _ = make_service(
-            clock=self.clock, limits=self.limits, single_session=self.single_session
+            clock=self.clock,
+            limits=self.limits,
+            single_session=self.single_session,
+            resume_max=self.resume_max,
         )
         self.authority = TokenAuthority(b"k" * 32, self.clock)
         self.tokens = TokenVerifier(self.authority)
@@ -534,7 +539,8 @@ class JoinTests(AppSocketCase):
             "totalUsers": 2,
         }
         self.assertEqual(
-            frames, [event, {"type": "joined", "room": "lobby", "totalUsers": 2, "id": 1}]
+            frames,
+            [event, {"type": "joined", "room": "lobby", "seq": 0, "totalUsers": 2, "id": 1}],
         )
         self.assertEqual(alice.take(), [event])
 
@@ -570,7 +576,7 @@ class JoinTests(AppSocketCase):
         bob = self.joined("bob")
         alice.take()
         frames = self.send(bob, {"type": "join", "room": "lobby"})
-        self.assertEqual(frames, [{"type": "joined", "room": "lobby", "totalUsers": 2}])
+        self.assertEqual(frames, [{"type": "joined", "room": "lobby", "seq": 0, "totalUsers": 2}])
         self.assertEqual(alice.take(), [])
 
 
@@ -618,6 +624,7 @@ class MessageTests(AppSocketCase):
                 {
                     "type": "ack",
                     "message_id": stored.id,
+                    "seq": 1,
                     "room": "lobby",
                     "timestamp": "2025-09-08T15:30:00.000Z",
                     "id": "m-1",
@@ -630,6 +637,7 @@ class MessageTests(AppSocketCase):
                 {
                     "type": "message",
                     "id": stored.id,
+                    "seq": 1,
                     "room": "lobby",
                     "username": "alice",
                     "body": "hello",
@@ -832,12 +840,14 @@ class HistoryTests(AppSocketCase):
         [reply] = frames
         self.assertEqual(reply["id"], "h")
         self.assertEqual(reply["room"], "lobby")
+        self.assertIs(reply["last"], True)
         self.assertEqual([m["body"] for m in reply["messages"]], ["m2", "m3", "m4"])
         self.assertEqual(
             reply["messages"][0],
             {
                 "type": "message",
                 "id": self.ids[2],
+                "seq": 3,
                 "room": "lobby",
                 "username": "alice",
                 "body": "m2",
@@ -884,8 +894,164 @@ class HistoryTests(AppSocketCase):
                 self.assertError(frames, code, 1)
 
 
-class ResumeTests(AppSocketCase):
-    """``join`` with ``last_id``: resume after a reconnect."""
+class ResumeCase(AppSocketCase):
+    """alice has posted m0..m5 (seqs 1..6) in lobby."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice = self.joined("alice")
+        self.acks = [self.post(self.alice, f"m{i}") for i in range(6)]
+
+    def resume(self, last_seq: int, **fields: Any) -> list[Frame]:
+        """bob's frames for a resuming join: ``joined``, the history pages,
+        then (after the replay) his own join event."""
+        bob = self.login("bob")
+        frame = {"type": "join", "room": "lobby", "last_seq": last_seq, "id": "r", **fields}
+        frames = self.send(bob, frame)
+        self.assertEqual(frames[0]["type"], "joined")
+        self.assertEqual(frames[-1]["type"], "join")
+        return frames[:-1]
+
+    def replayed(self, frames: list[Frame]) -> list[Frame]:
+        pages = frames[1:]
+        for page in pages:
+            self.assertEqual((page["type"], page["resume"], page["id"]), ("history", True, "r"))
+        self.assertEqual([page["last"] for page in pages], [False] * (len(pages) - 1) + [True])
+        return [m for page in pages for m in page["messages"]]
+
+
+class ResumeTests(ResumeCase):
+    """``join`` with ``last_seq``: resume after a reconnect (docs/websocket.md)."""
+
+    def test_recovered(self) -> None:
+        """The messages after ``last_seq`` come after ``joined``, oldest
+        first, with their seqs; ``joined`` gives the room's position and
+        says how many follow."""
+        frames = self.resume(3)
+        self.assertEqual(
+            frames[0],
+            {
+                "type": "joined",
+                "room": "lobby",
+                "seq": 6,
+                "totalUsers": 2,
+                "resume": {"count": 3, "recovered": True, "first_seq": 4},
+                "id": "r",
+            },
+        )
+        messages = self.replayed(frames)
+        self.assertEqual(
+            [(m["body"], m["seq"]) for m in messages], [("m3", 4), ("m4", 5), ("m5", 6)]
+        )
+        self.assertEqual(messages[0]["id"], self.acks[3]["message_id"])
+
+    def test_nothing_missed(self) -> None:
+        """Resuming from the newest seq: count 0 and no history frame."""
+        frames = self.resume(6)
+        self.assertEqual(frames[0]["resume"], {"count": 0, "recovered": True, "first_seq": None})
+        self.assertEqual(len(frames), 1)
+
+    def test_then_live(self) -> None:
+        """After the replay, live messages continue from the next seq."""
+        bob = self.login("bob")
+        self.send(bob, {"type": "join", "room": "lobby", "last_seq": 5})
+        self.alice.take()
+        self.post(self.alice, "live")
+        [event] = bob.take()
+        self.assertEqual((event["body"], event["seq"]), ("live", 7))
+
+    def test_room_empty_when_joined(self) -> None:
+        """A client that joined an empty room (``seq`` 0) and left resumes
+        from 0: everything stored meanwhile arrives."""
+        carol = self.login("carol")
+        [joined] = [
+            f for f in self.send(carol, {"type": "join", "room": "quiet"}) if f["type"] == "joined"
+        ]
+        self.assertEqual(joined["seq"], 0)
+        self.send(carol, {"type": "leave", "room": "quiet"})
+        self.send(self.alice, {"type": "join", "room": "quiet"})
+        for text in ("a", "b", "c"):
+            self.post(self.alice, text, room="quiet")
+        frames = self.send(carol, {"type": "join", "room": "quiet", "last_seq": joined["seq"]})
+        [history] = [f for f in frames if f["type"] == "history"]
+        self.assertEqual([m["body"] for m in history["messages"]], ["a", "b", "c"])
+
+    def test_pages_under_the_client_limit(self) -> None:
+        """``max_frame`` bounds every history frame: a long gap comes in
+        several, with ``last`` only on the final one, in order."""
+        for i in range(20):
+            self.post(self.alice, f"{i:02d} " + "x" * 200)
+        frames = self.resume(0, max_frame=1024)
+        pages = frames[1:]
+        self.assertGreater(len(pages), 5)
+        for page in pages:
+            self.assertLessEqual(len(json.dumps(page, separators=(",", ":"))), 1024)
+        bodies = [m["body"] for m in self.replayed(frames)]
+        self.assertEqual(bodies[:6], [f"m{i}" for i in range(6)])
+        self.assertEqual([b[:2] for b in bodies[6:]], [f"{i:02d}" for i in range(20)])
+        self.assertEqual(frames[0]["resume"]["count"], 26)
+
+    def test_bad_fields(self) -> None:
+        """A ``last_seq`` that is not a seq, or a ``max_frame`` below 1024,
+        is ``invalid_request`` and nothing is joined."""
+        bob = self.login("bob")
+        for bad in ({"last_seq": "5"}, {"last_seq": -1}, {"last_seq": 1.5}, {"last_seq": True}):
+            self.assertError(
+                self.send(bob, {"type": "join", "room": "lobby", **bad}), "invalid_request"
+            )
+        for bad in ({"max_frame": 100}, {"max_frame": "big"}):
+            self.assertError(
+                self.send(bob, {"type": "join", "room": "lobby", **bad}), "invalid_request"
+            )
+        self.assertEqual(self.service.members("lobby"), ["alice"])
+
+
+class ResumeLimitTests(ResumeCase):
+    """More missed than ``--resume-max``: the newest, ``recovered: false``."""
+
+    resume_max = 3
+
+    def test_too_many_missed(self) -> None:
+        frames = self.resume(0)
+        self.assertEqual(frames[0]["resume"], {"count": 3, "recovered": False, "first_seq": 4})
+        self.assertEqual([m["body"] for m in self.replayed(frames)], ["m3", "m4", "m5"])
+
+    def test_exactly_limit_missed(self) -> None:
+        """Exactly ``--resume-max`` missed is still recovered."""
+        frames = self.resume(3)
+        self.assertEqual(frames[0]["resume"], {"count": 3, "recovered": True, "first_seq": 4})
+
+
+class ServerFrameLimitTests(AppSocketCase):
+    """The server's own frame limit (``--max-frame-size``) bounds every
+    history frame too: a resume of 1 KB messages never exceeds it."""
+
+    max_message_size = 4096
+
+    def test_resume_and_history_in_pages(self) -> None:
+        alice = self.joined("alice")
+        for i in range(30):
+            self.post(alice, f"{i:02d} " + "é" * 500)
+        bob = self.login("bob")
+        frames = self.send(bob, {"type": "join", "room": "lobby", "last_seq": 0, "id": 1})
+        pages = [f for f in frames if f["type"] == "history"]
+        self.assertGreater(len(pages), 5)
+        for page in pages:
+            self.assertLessEqual(len(json.dumps(page, ensure_ascii=False).encode()), 4096)
+        bodies = [m["body"][:2] for p in pages for m in p["messages"]]
+        self.assertEqual(bodies, [f"{i:02d}" for i in range(30)])
+        frames = self.send(bob, {"type": "history", "room": "lobby", "limit": 30, "id": 2})
+        self.assertGreater(len(frames), 5)
+        self.assertEqual([f["last"] for f in frames], [False] * (len(frames) - 1) + [True])
+        self.assertEqual([m["seq"] for f in frames for m in f["messages"]], list(range(1, 31)))
+        self.assertIsNone(bob.closed)
+
+
+class LegacyResumeTests(AppSocketCase):
+    """``join`` with ``last_id`` (deprecated): mapped to that message's seq
+    and answered with one ``history`` frame carrying ``recovered``."""
+
+    max_message_size = 4096
 
     def setUp(self) -> None:
         super().setUp()
@@ -895,36 +1061,35 @@ class ResumeTests(AppSocketCase):
     def resume(self, last_id: int) -> Frame:
         bob = self.login("bob")
         frames = self.send(bob, {"type": "join", "room": "lobby", "last_id": last_id, "id": "r"})
-        self.assertEqual([f["type"] for f in frames], ["join", "joined", "history"])
-        self.assertEqual(frames[2]["id"], "r")
-        return frames[2]
+        self.assertEqual([f["type"] for f in frames], ["joined", "history", "join"])
+        self.assertEqual(frames[1]["id"], "r")
+        return frames[1]
 
     def test_recovered(self) -> None:
-        """The messages after ``last_id`` come in a history frame, oldest
-        first, with ``recovered: true``."""
         reply = self.resume(self.ids[2])
         self.assertEqual([m["body"] for m in reply["messages"]], ["m3", "m4", "m5"])
         self.assertIs(reply["recovered"], True)
 
     def test_nothing_missed(self) -> None:
-        """Resuming from the newest id gives an empty, recovered history."""
         reply = self.resume(self.ids[-1])
         self.assertEqual((reply["messages"], reply["recovered"]), ([], True))
 
-    def test_too_many_missed(self) -> None:
-        """More than RESUME_LIMIT missed: ``recovered: false`` and the newest
-        RESUME_LIMIT messages."""
-        self.patch(unified, "RESUME_LIMIT", 3)
-        reply = self.resume(self.ids[0])
-        self.assertIs(reply["recovered"], False)
+    def test_deleted_last_id(self) -> None:
+        """The client's last message was deleted meanwhile: it resumes after
+        the newest message before it."""
+        self.successResultOf(Deferred.fromCoroutine(self.service.delete_message(self.ids[2])))
+        reply = self.resume(self.ids[2])
         self.assertEqual([m["body"] for m in reply["messages"]], ["m3", "m4", "m5"])
 
-    def test_exactly_limit_missed(self) -> None:
-        """Exactly RESUME_LIMIT missed is still recovered."""
-        self.patch(unified, "RESUME_LIMIT", 3)
-        reply = self.resume(self.ids[2])
-        self.assertIs(reply["recovered"], True)
-        self.assertEqual(len(reply["messages"]), 3)
+    def test_over_the_frame_limit(self) -> None:
+        """More than one frame can hold: the newest that fit, and
+        ``recovered: false`` (the client pages back with ``history``)."""
+        for i in range(10):
+            self.post(self.alice, f"{i} " + "x" * 1000)
+        reply = self.resume(self.ids[0])
+        self.assertIs(reply["recovered"], False)
+        self.assertLessEqual(len(json.dumps(reply)), 4096)
+        self.assertEqual(reply["messages"][-1]["body"][:2], "9 ")
 
     def test_bad_last_id(self) -> None:
         """A non-integer ``last_id`` is ``invalid_request`` and nothing is joined."""
@@ -936,41 +1101,20 @@ class ResumeTests(AppSocketCase):
 
 
 class PagedResumeTests(AppSocketCase):
-    """Resume when the gap spans several store pages (``history_max`` small)."""
-
-    limits = Limits(rate_limit=0, history_max=2)
+    """Resume when the gap spans several store pages."""
 
     def setUp(self) -> None:
         super().setUp()
+        self.patch(delivery, "FILL_PAGE", 2)
         self.alice = self.joined("alice")
-        self.ids = [self.post(self.alice, f"m{i}")["message_id"] for i in range(7)]
-
-    def resume(self, last_id: int) -> Frame:
-        bob = self.login("bob")
-        frames = self.send(bob, {"type": "join", "room": "lobby", "last_id": last_id})
-        return frames[-1]
+        for i in range(7):
+            self.post(self.alice, f"m{i}")
 
     def test_recovered_over_pages(self) -> None:
-        """A gap larger than one page but within RESUME_LIMIT is recovered whole."""
-        reply = self.resume(self.ids[0])
-        self.assertEqual([m["body"] for m in reply["messages"]], [f"m{i}" for i in range(1, 7)])
-        self.assertIs(reply["recovered"], True)
-
-    def test_limit_multiple_of_page(self) -> None:
-        """When RESUME_LIMIT is a multiple of the page size and more are
-        missed, the reply still says ``recovered: false``."""
-        self.patch(unified, "RESUME_LIMIT", 4)
-        reply = self.resume(self.ids[0])  # six missed
-        self.assertIs(reply["recovered"], False)
-        self.assertEqual([m["body"] for m in reply["messages"]], ["m3", "m4", "m5", "m6"])
-
-    def test_newest_when_not_recovered(self) -> None:
-        """When not recovered, the messages sent are the newest ones, so that
-        the client's view is current."""
-        self.patch(unified, "RESUME_LIMIT", 3)
-        reply = self.resume(self.ids[0])
-        self.assertIs(reply["recovered"], False)
-        self.assertEqual([m["body"] for m in reply["messages"]], ["m4", "m5", "m6"])
+        bob = self.login("bob")
+        frames = self.send(bob, {"type": "join", "room": "lobby", "last_seq": 1})
+        [history] = [f for f in frames if f["type"] == "history"]
+        self.assertEqual([m["body"] for m in history["messages"]], [f"m{i}" for i in range(1, 7)])
 
 
 class PresenceTests(AppSocketCase):
@@ -1076,7 +1220,7 @@ class TypingTests(AppSocketCase):
             client.take()
         self.successResultOf(Deferred.fromCoroutine(self.service.delete_message(ack["message_id"])))
         self.settle()
-        deleted = {"type": "deleted", "room": "lobby", "id": ack["message_id"]}
+        deleted = {"type": "deleted", "room": "lobby", "id": ack["message_id"], "seq": ack["seq"]}
         self.assertEqual(alice.take(), [deleted])
         self.assertEqual(bob.take(), [deleted])
         self.assertEqual(seed.take(), [])
@@ -1128,6 +1272,7 @@ class DirectMessageTests(AppSocketCase):
             {
                 "type": "ack",
                 "message_id": ack["message_id"],
+                "seq": 1,
                 "to_user_id": bob_id,
                 "timestamp": "2025-09-08T15:30:00.000Z",
                 "id": 5,
@@ -1136,6 +1281,7 @@ class DirectMessageTests(AppSocketCase):
         expected = {
             "type": "chat",
             "id": ack["message_id"],
+            "seq": 1,
             "from_user_id": self.accounts["alice"].id,
             "from": "alice",
             "to_user_id": bob_id,

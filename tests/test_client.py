@@ -36,7 +36,7 @@ from parkchat.client.session import (
     ChatClient,
     ClientFailed,
     LineClientProtocol,
-    RoomClientProtocol,
+    RoomClientFactory,
 )
 from parkchat.protocols.line import LineChatFactory
 from tests.e2e_support import ParkchatProcess
@@ -273,28 +273,23 @@ class BackoffTests(TestCase):
 class CatchUpTests(TestCase):
     """Showing missed messages once each after a reconnect."""
 
-    def frame(self, ident: int, content: str = "x", kind: str = "chat") -> dict[str, Any]:
-        return {"id": ident, "type": kind, "nickname": "a", "content": content}
+    def frame(self, seq: int, content: str = "x", kind: str = "chat") -> dict[str, Any]:
+        return {"id": seq + 100, "seq": seq, "type": kind, "nickname": "a", "content": content}
 
-    def test_live_duplicates_dropped(self) -> None:
-        """A chat message at or below the last id shown is not shown again;
-        system events (id 0) always are."""
-        timeline = Timeline(last_id=5)
-        self.assertEqual(timeline.live(self.frame(5)), [])
-        self.assertEqual(len(timeline.live(self.frame(6))), 1)
-        self.assertEqual(len(timeline.live(self.frame(0, kind="system"))), 1)
-        self.assertEqual(timeline.last_id, 6)
-
-    def test_catch_up_merges_history_and_live(self) -> None:
-        """While history is fetched, live messages wait; then history comes
-        first and the overlap between the two is shown once."""
-        timeline = Timeline(last_id=10)
-        timeline.begin_catch_up()
-        self.assertEqual(timeline.live(self.frame(12)), [])
-        self.assertEqual(timeline.live(self.frame(13)), [])
-        shown = timeline.finish_catch_up([self.frame(11), self.frame(12)])
-        self.assertEqual([f["id"] for f in shown], [11, 12, 13])
-        self.assertFalse(timeline.catching_up)
+    def test_duplicates_dropped(self) -> None:
+        """A chat message at or below the last seq shown is not shown again;
+        system events (no seq) always are; without a known position
+        everything is shown and the first seq becomes it."""
+        timeline = Timeline(last_seq=5)
+        self.assertFalse(timeline.fresh(self.frame(5)))
+        self.assertTrue(timeline.fresh(self.frame(6)))
+        self.assertTrue(timeline.fresh({"type": "system", "id": 0, "content": "joined"}))
+        self.assertEqual(timeline.last_seq, 6)
+        unknown = Timeline()
+        self.assertTrue(unknown.fresh({"type": "chat", "id": 3, "content": "no seq"}))
+        self.assertIsNone(unknown.last_seq)
+        self.assertTrue(unknown.fresh(self.frame(2)))
+        self.assertEqual(unknown.last_seq, 2)
 
     def test_missed_lines_overlap(self) -> None:
         """Lines after the longest overlap with what was seen are new."""
@@ -315,33 +310,31 @@ class CatchUpTests(TestCase):
         self.assertEqual(missed_lines([], ["b:2"]), ["b:2"])
         self.assertEqual(missed_lines(["a:1", "b:2"], ["a:1", "b:2"]), [])
 
-    def test_websocket_reconnect_fetches_after_last_id(self) -> None:
-        """After a reconnect the WebSocket protocol asks ``/history`` for what
-        follows the last id shown, and shows it before live messages that
-        arrived meanwhile, each once."""
+    def test_websocket_reconnect_resumes_by_seq(self) -> None:
+        """Each WebSocket connection asks for what follows the last seq
+        shown (``?since=``): the missed messages then come first, and what
+        was typed meanwhile is sent at once (the server holds it until the
+        replay is out)."""
         client, console, _ = make_client(mode="ws", password="p")
-        client.timeline.last_id = 7
+        factory = RoomClientFactory(client, "ws://h:1/ws/dev", authorization="Basic x")
+        self.assertEqual(factory.resume_url(), "ws://h:1/ws/dev")
+        client.timeline.last_seq = 7
+        self.assertEqual(factory.resume_url(), "ws://h:1/ws/dev?since=7")
+        protocol = factory.buildProtocol(None)
+        self.assertEqual(factory.resource, "/ws/dev?since=7")
+        self.assertEqual(factory.headers, {"Authorization": "Basic x"})
         client.joins = 1
-        asked: list[tuple[int, int | None]] = []
-        pending: Deferred[list[dict[str, Any]]] = Deferred()
-
-        class History:
-            def fetch(self, *, limit: int, after: int | None = None) -> Deferred[Any]:
-                asked.append((limit, after))
-                return pending
-
-        protocol = RoomClientProtocol()
-        protocol.factory = mock.Mock(client=client, history=History())
+        client.user_line("typed while away")
+        sent: list[str] = []
+        protocol.send_text = sent.append  # type: ignore[method-assign]
         protocol.onOpen()
-        protocol.onMessage(json.dumps(self.frame(9, "live")).encode(), False)
-        self.assertEqual(asked, [(100, 7)])
-        self.assertIsNone(client.link)
-        pending.callback([self.frame(8, "missed"), self.frame(9, "live")])
+        self.assertEqual(sent, ["typed while away"])
+        self.assertIn("reconnected; messages after #7 follow", console.lines[0])
+        for seq, text in ((8, "missed"), (7, "seen before"), (9, "live")):
+            protocol.onMessage(json.dumps(self.frame(seq, text)).encode(), False)
         shown = [line for line in console.lines if " a: " in line]
         self.assertEqual([line.split(" a: ")[1] for line in shown], ["missed", "live"])
-        self.assertIn("reconnected; 2 missed message(s)", console.lines[0])
-        self.assertIs(client.link, protocol)
-        self.assertEqual(client.timeline.last_id, 9)
+        self.assertEqual(client.timeline.last_seq, 9)
 
 
 class LineProtocolTests(TestCase):
@@ -490,6 +483,7 @@ class _History(Resource):
         if request.getHeader("authorization") != client_main.basic_authorization("a", "p"):
             request.setResponseCode(401)
             return b'{"error":"unauthorized"}'
+        request.setHeader(b"Parkchat-Seq", b"4")
         return json.dumps([{"id": 4, "type": "chat", "nickname": "a", "content": "x"}]).encode()
 
 
@@ -497,12 +491,13 @@ class HistoryClientTests(TestCase):
     """``GET /history/{room}`` through treq."""
 
     def test_fetch(self) -> None:
-        """Credentials go in a Basic header; limit and after in the query."""
+        """Credentials go in a Basic header, the limit in the query; the
+        room position of the newest message comes in ``Parkchat-Seq``."""
         resource = _History()
         history = client_main.HistoryClient(StubTreq(resource), "http://h:1", "dev", "a", "p")
-        result = self.successResultOf(history.fetch(limit=5, after=3))
-        self.assertEqual(result[0]["id"], 4)
-        self.assertEqual(resource.args, [{b"limit": [b"5"], b"after": [b"3"]}])
+        messages, seq = self.successResultOf(history.fetch(limit=5))
+        self.assertEqual((messages[0]["id"], seq), (4, 4))
+        self.assertEqual(resource.args, [{b"limit": [b"5"]}])
 
     def test_unauthorized(self) -> None:
         """401 is AuthFailed, which the client treats as fatal."""

@@ -39,7 +39,12 @@ class AccountHandlerTests(TestCase):
         connections = ConnectionHandler(self.bus, limits)
         self.metrics = ServiceMetrics()
         rooms = RoomHandler(
-            connections, self.bus, self.clock, self.metrics, TokenBucketLimiter(self.clock, 0, 1)
+            connections,
+            self.bus,
+            self.clock,
+            self.metrics,
+            TokenBucketLimiter(self.clock, 0, 1),
+            self.store,
         )
         self.moderation = ModerationHandler(self.store, self.store, rooms, self.bus, self.clock)
         self.cache = VerifiedCredentials(self.clock)

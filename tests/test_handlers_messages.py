@@ -86,7 +86,15 @@ class MessageHandlerCase(TestCase):
             on_stored=stored_publisher(self.bus, self.recent),
         )
         self.connections = ConnectionHandler(self.bus, self.limits, instance_id="i1")
-        self.rooms = RoomHandler(self.connections, self.bus, self.clock, self.metrics, self.rate)
+        self.rooms = RoomHandler(
+            self.connections,
+            self.bus,
+            self.clock,
+            self.metrics,
+            self.rate,
+            self.store,
+            after_queued=self.writer.after_queued,
+        )
         self.bus.attach(self.rooms)
         self.messages = MessageHandler(
             self.store,

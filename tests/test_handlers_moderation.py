@@ -35,6 +35,7 @@ class ModerationHandlerTests(TestCase):
             self.clock,
             ServiceMetrics(),
             TokenBucketLimiter(self.clock, 0, 1),
+            self.store,
         )
         self.bus.attach(self.rooms)
         self.moderation = ModerationHandler(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
@@ -37,7 +37,7 @@ class ResyncHandlerTests(TestCase):
             self.clock,
             ServiceMetrics(),
             TokenBucketLimiter(self.clock, 0, 1),
-            track_seen=True,
+            self.store,
         )
         self.bus.attach(self.rooms)
         moderation = ModerationHandler(self.store, self.store, self.rooms, self.bus, self.clock)
@@ -52,7 +52,13 @@ class ResyncHandlerTests(TestCase):
             VerifiedCredentials(self.clock),
         )
         self.resync = ResyncHandler(
-            self.store, self.rooms, moderation, sessions, self.bus, limits, instance_id="i1"
+            self.rooms,
+            moderation,
+            sessions,
+            self.bus,
+            self.clock,
+            instance_id="i1",
+            position_check=10.0,
         )
         self.alice = FakeParticipant("alice")
         self.connections.register(self.alice)
@@ -123,3 +129,36 @@ class ResyncHandlerTests(TestCase):
         self.resync.start()
         self.resync.resync()
         self.assertEqual(self.chats(), ["seen", "missed"])
+
+    def test_periodic_check(self) -> None:
+        """Every period the rooms' positions are read; a room still behind
+        the position read one period earlier is filled (a message just
+        committed may not have been published yet: it is left to the bus
+        for one period)."""
+        self.resync.start()
+        self.delivered("seen")
+        self.stored("lost")
+        self.clock.advance(10)
+        self.assertEqual(self.chats(), ["seen"])
+        self.clock.advance(10)
+        self.assertEqual(self.chats(), ["seen", "lost"])
+        self.delivered("next")  # in order: no fill needed
+        self.clock.pump([10, 10])
+        self.assertEqual(self.chats(), ["seen", "lost", "next"])
+        self.resync.stop()
+        self.stored("after the stop")
+        self.clock.advance(30)
+        self.assertEqual(self.chats(), ["seen", "lost", "next"])
+
+    def test_periodic_check_failure(self) -> None:
+        """A failed read is logged; the next period tries again."""
+        self.resync.start()
+        self.delivered("seen")
+        self.stored("lost")
+        real = self.store.room_positions
+        self.store.room_positions = lambda rooms: fail(ConnectionError("down"))  # type: ignore[method-assign]
+        self.clock.pump([10, 10])
+        self.assertEqual(len(self.flushLoggedErrors(ConnectionError)), 2)
+        self.store.room_positions = real  # type: ignore[method-assign]
+        self.clock.pump([10, 10])
+        self.assertEqual(self.chats(), ["seen", "lost"])

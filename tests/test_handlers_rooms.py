@@ -9,10 +9,11 @@ from twisted.trial.unittest import TestCase
 
 from parkchat.errors import InvalidRequest, NotInRoom, RateLimited
 from parkchat.handlers.connections import ConnectionHandler
-from parkchat.handlers.rooms import CAUGHT_UP_WINDOW, RoomHandler
+from parkchat.handlers.rooms import RoomHandler
 from parkchat.limits import Limits, TokenBucketLimiter
 from parkchat.metrics import ServiceMetrics
 from parkchat.model import CHAT, JOINED, LEFT, SYSTEM, DisconnectReason, Message
+from parkchat.store.memory import MemoryStore
 from tests.helpers import FakeParticipant, RecordingBus
 
 
@@ -21,21 +22,20 @@ def chat(id: int, room: str = "lobby") -> Message:
 
 
 class RoomHandlerCase(TestCase):
-    track_seen = False
-
     def setUp(self) -> None:
         self.clock = Clock()
         self.bus = RecordingBus(loop_back=True)
         self.metrics = ServiceMetrics()
         self.rate = TokenBucketLimiter(self.clock, 1, 2, on_limited=self.metrics.rate_limit_hit)
         self.connections = ConnectionHandler(self.bus, Limits())
+        self.store = MemoryStore()
         self.rooms = RoomHandler(
             self.connections,
             self.bus,
             self.clock,
             self.metrics,
             self.rate,
-            track_seen=self.track_seen,
+            self.store,
         )
         self.bus.attach(self.rooms)  # room events come straight back
 
@@ -73,9 +73,12 @@ class MembershipTests(RoomHandlerCase):
         self.assertEqual(self.rooms.room_count, 0)
 
     def test_join_twice(self) -> None:
+        """A second join of the same room changes nothing and announces
+        nothing; it answers the room's position."""
         alice = self.joined("alice")
-        room = self.rooms.join(alice, "lobby")
-        self.assertIn(alice, room)
+        result = self.successResultOf(self.rooms.join(alice, "lobby"))
+        self.assertEqual((result.seq, result.replay), (0, []))
+        self.assertEqual(self.rooms.local_members("lobby"), ["alice"])
         self.assertEqual(len(self.bus.published), 1)
 
     def test_leave_not_joined(self) -> None:
@@ -201,39 +204,3 @@ class DeliveryTests(RoomHandlerCase):
         self.assertEqual(broken.disconnected, [DisconnectReason.DELIVERY_FAILED])
         self.assertEqual(self.rooms.local_members("lobby"), ["alice"])
         self.assertEqual(self.notices(alice)[-1], (LEFT, "broken"))
-
-
-class CatchUpTests(RoomHandlerCase):
-    track_seen = True
-
-    def test_seen_and_missed(self) -> None:
-        """Only messages the room did not deliver are delivered, in the
-        order given; a copy coming over the bus later is not shown again
-        within CAUGHT_UP_WINDOW."""
-        alice = self.joined("alice")
-        self.assertIsNone(self.rooms.seen_floor("lobby"))
-        self.rooms.deliver("lobby", chat(3))
-        self.rooms.deliver("lobby", chat(5))
-        self.assertEqual(self.rooms.seen_floor("lobby"), 3)
-        self.assertEqual(self.rooms.deliver_missed("lobby", [chat(4), chat(5), chat(6)]), 2)
-        self.rooms.deliver("lobby", chat(6))  # the bus copy of a caught-up one
-        self.assertEqual([m.id for m in alice.received if m.type == CHAT], [3, 5, 4, 6])
-        self.clock.advance(CAUGHT_UP_WINDOW)
-        self.rooms.deliver("lobby", chat(4))
-        self.assertEqual([m.id for m in alice.received if m.type == CHAT][-1], 4)
-        self.assertEqual(self.rooms.deliver_missed("gone", [chat(9, "gone")]), 0)
-
-    def test_stop_cancels_the_expiry(self) -> None:
-        self.joined("alice")
-        self.rooms.deliver("lobby", chat(1))
-        self.rooms.deliver_missed("lobby", [chat(2)])
-        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
-        self.rooms.stop()
-        self.assertEqual(self.clock.getDelayedCalls(), [])
-
-    def test_without_tracking_nothing_is_remembered(self) -> None:
-        rooms = RoomHandler(self.connections, self.bus, self.clock, self.metrics, self.rate)
-        alice = self.connect("alice")
-        rooms.join(alice, "lobby")
-        rooms.deliver("lobby", chat(1))
-        self.assertIsNone(rooms.seen_floor("lobby"))

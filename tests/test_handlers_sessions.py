@@ -41,6 +41,7 @@ class SessionHandlerCase(TestCase):
             self.clock,
             ServiceMetrics(),
             TokenBucketLimiter(self.clock, 0, 1),
+            self.store,
         )
         self.revocations = Revocations()
         self.credentials = VerifiedCredentials(self.clock)

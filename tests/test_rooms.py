@@ -5,7 +5,7 @@ from __future__ import annotations
 from twisted.trial.unittest import TestCase
 
 from parkchat.model import Message
-from parkchat.rooms import SEEN, Room
+from parkchat.rooms import Room
 from tests.helpers import FakeParticipant, RecordingEncoder
 
 
@@ -187,30 +187,3 @@ class DistinctCountTests(TestCase):
         self.assertEqual(room.distinct_count(), 1)
         room.remove(bob)
         self.assertEqual(room.distinct_count(), 0)
-
-
-class SeenTests(TestCase):
-    """The ring of delivered ids a room keeps for resyncs."""
-
-    def test_nothing_seen(self) -> None:
-        room = Room("lobby")
-        self.assertIsNone(room.seen_floor())
-        messages = [chat("a").with_id(1)]
-        self.assertEqual(room.unseen(messages), messages)
-
-    def test_floor_and_unseen(self) -> None:
-        room = Room("lobby")
-        for message_id in (5, 7, 9):
-            room.saw(message_id)
-        self.assertEqual(room.seen_floor(), 5)
-        stored = [chat(str(i)).with_id(i) for i in range(6, 11)]
-        self.assertEqual([m.id for m in room.unseen(stored)], [6, 8, 10])
-
-    def test_ring_keeps_the_last_ids(self) -> None:
-        """Past SEEN ids the oldest are forgotten and the floor moves up."""
-        room = Room("lobby")
-        for message_id in range(1, SEEN + 11):
-            room.saw(message_id)
-        self.assertEqual(room.seen_floor(), 11)
-        stored = [chat(str(i)).with_id(i) for i in range(11, SEEN + 12)]
-        self.assertEqual([m.id for m in room.unseen(stored)], [SEEN + 11])

@@ -32,7 +32,6 @@ from parkchat.errors import (
     TooManyConnections,
 )
 from parkchat.events import ControlEvent, DirectMessageEvent, KickEvent, ResyncEvent
-from parkchat.handlers.rooms import CAUGHT_UP_WINDOW
 from parkchat.interfaces import IBus, IBusHandler, IChatService, IParticipant
 from parkchat.limits import Limits
 from parkchat.model import CHAT, DELETED, SYSTEM, DisconnectReason, Message
@@ -172,12 +171,18 @@ class JoinLeaveTests(ServiceTestCase):
         self.assertEqual(notice.room, "lobby")
         self.assertEqual(notice.nickname, "bob")
 
-    def test_join_returns_room(self) -> None:
-        """join returns the Room, with the participant in it."""
+    def test_join_gives_the_position(self) -> None:
+        """join fires with the room's position at the join; without a
+        resume the participant is in the room at once."""
         alice = self.connect("alice")
-        room = self.service.join(alice, "lobby")
-        self.assertEqual(room.name, "lobby")
-        self.assertIn(alice, room)
+        result = self.successResultOf(self.service.join(alice, "lobby"))
+        self.assertEqual((result.seq, result.replay, result.resumed), (0, [], False))
+        self.assertEqual(self.service.rooms_of(alice), frozenset({"lobby"}))
+        posted = self.service.post(alice, "lobby", "hi")
+        self.clock.advance(0)  # the group commit
+        self.successResultOf(posted)
+        bob = self.connect("bob")
+        self.assertEqual(self.successResultOf(self.service.join(bob, "lobby")).seq, 1)
 
     def test_join_twice_is_idempotent(self) -> None:
         """Joining a room already joined announces nothing new."""
@@ -842,7 +847,7 @@ class DeleteMessageTests(ServiceTestCase):
 
 class ResyncTests(TestCase):
     """After a bus outage, members get the stored messages that did not
-    reach this instance, once each, in id order (``ChatService.resync``)."""
+    reach this instance, once each, in seq order (``ChatService.resync``)."""
 
     def setUp(self) -> None:
         self.clock = Clock()
@@ -860,42 +865,42 @@ class ResyncTests(TestCase):
         message: Message = self.successResultOf(d)
         return message
 
-    def stored_elsewhere(self, *texts: str, room: str = "lobby") -> list[int]:
+    def stored_elsewhere(self, *texts: str, room: str = "lobby") -> list[Message]:
         """Messages another instance stored (and this one never delivered)."""
         batch = [
             Message(room=room, nickname="bob", content=t, timestamp_ms=0, user_id=None)
             for t in texts
         ]
         stored = self.successResultOf(self.store.insert_messages(batch))
-        return [message_id for message_id, _seq in stored]
+        return [m.with_ids(i, seq) for m, (i, seq) in zip(batch, stored, strict=True)]
 
     def chats(self) -> list[str]:
         return [m.content for m in self.alice.received if m.type == CHAT]
 
     def test_missed_messages_are_delivered_once(self) -> None:
-        self.stored_elsewhere("too old")  # before anything was delivered here
+        """A gap shows when the next message arrives and is filled before
+        it; what no later message reveals, the resync fills; nothing twice."""
         self.post("one")
         self.stored_elsewhere("missed 1")
         self.post("two")
+        self.assertEqual(self.chats(), ["one", "missed 1", "two"])
         self.stored_elsewhere("missed 2", "missed 3")
         self.service.resync()
-        self.assertEqual(self.chats(), ["one", "two", "missed 1", "missed 2", "missed 3"])
+        self.assertEqual(self.chats(), ["one", "missed 1", "two", "missed 2", "missed 3"])
         self.service.resync()  # nothing new: nothing twice
         self.assertEqual(len(self.chats()), 5)
 
-    def test_caught_up_message_arriving_late_over_the_bus(self) -> None:
-        """A message the resync read from the database may still come over
-        the bus afterwards (stored, then published): it is shown once. The
-        memory of it lasts CAUGHT_UP_WINDOW seconds."""
+    def test_filled_message_arriving_late_over_the_bus(self) -> None:
+        """A message a fill read from the database may still come over the
+        bus afterwards (stored, then published): it is shown once."""
         self.post("one")
-        [late_id] = self.stored_elsewhere("late")
+        [late] = self.stored_elsewhere("late")
         self.service.resync()
-        [late] = [m for m in self.alice.received if m.type == CHAT and m.id == late_id]
+        self.service.deliver("lobby", late)
         self.service.deliver("lobby", late)
         self.assertEqual(self.chats(), ["one", "late"])
-        self.clock.advance(CAUGHT_UP_WINDOW)  # forgotten: another copy would show
-        self.service.deliver("lobby", late)
-        self.assertEqual(self.chats(), ["one", "late", "late"])
+        self.assertEqual(self.service.metrics.duplicates_dropped, 2)
+        self.assertEqual(self.service.metrics.messages_filled, 1)
 
     def test_bans_made_elsewhere_apply(self) -> None:
         """Bans and unbans stored by another instance during the outage take
@@ -913,43 +918,49 @@ class ResyncTests(TestCase):
         with self.assertRaises(Banned):
             self.service.check_not_banned(carl.id)
 
-    def test_rooms_without_deliveries_are_left_alone(self) -> None:
+    def test_quiet_rooms_are_caught_up(self) -> None:
+        """A room that delivered nothing yet is compared with the store too:
+        what was stored after its first member joined arrives; what was
+        stored before does not (it is history)."""
+        self.stored_elsewhere("before the join", room="quiet")
         bob = FakeParticipant("bob")
         self.service.connect(bob)
         self.service.join(bob, "quiet")
-        self.stored_elsewhere("unknown territory", room="quiet")
+        self.stored_elsewhere("after the join", room="quiet")
         self.service.resync()
-        self.assertEqual([m.content for m in bob.received if m.type == CHAT], [])
+        self.assertEqual([m.content for m in bob.received if m.type == CHAT], ["after the join"])
 
     def test_one_pass_at_a_time(self) -> None:
         """Requests during a pass make one more pass, not one each."""
         self.post("one")
         gate: Deferred[None] = Deferred()
-        reads: list[str] = []
-        recent = self.store.recent_messages
+        reads: list[list[str]] = []
+        positions = self.store.room_positions
 
-        def slow(*args: Any) -> Deferred[list[Message]]:
-            reads.append(args[0])
-            return gate.addCallback(lambda _: self.successResultOf(recent(*args)))
+        def slow(rooms: list[str]) -> Deferred[dict[str, int]]:
+            reads.append(list(rooms))
+            return gate.addCallback(lambda _: self.successResultOf(positions(rooms)))
 
-        self.store.recent_messages = slow  # type: ignore[method-assign]
+        self.store.room_positions = slow  # type: ignore[method-assign,assignment]
         self.service.resync()
         self.service.resync()
         self.service.resync()
-        self.assertEqual(reads, ["lobby"])
+        self.assertEqual(reads, [["lobby"]])
         self.stored_elsewhere("missed")
-        self.store.recent_messages = recent  # type: ignore[method-assign]
+        self.store.room_positions = positions  # type: ignore[method-assign]
         gate.callback(None)
         self.assertEqual(self.chats(), ["one", "missed"])
 
     def test_read_failure_is_logged(self) -> None:
         self.post("one")
-        self.store.recent_messages = lambda *a: Deferred.fromCoroutine(  # type: ignore[method-assign]
+        positions = self.store.room_positions
+        self.store.room_positions = lambda *a: Deferred.fromCoroutine(  # type: ignore[method-assign]
             _raise(OSError("disk gone"))
         )
         self.service.resync()
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
         self.assertEqual(self.chats(), ["one"])
+        self.store.room_positions = positions  # type: ignore[method-assign]
 
     def test_recovery_asks_the_others(self) -> None:
         """``bus_recovered`` resyncs here and publishes a resync for the
@@ -966,17 +977,22 @@ class ResyncTests(TestCase):
         self.service.control(ResyncEvent(instance="there"))
         self.assertEqual(self.chats(), ["one", "missed", "missed again"])
 
-    def test_single_instance_keeps_no_ring(self) -> None:
-        """Without a shared bus nothing can be missed: rooms remember nothing."""
-        service, _, clock = make_service()
+    def test_periodic_check_only_with_a_shared_bus(self) -> None:
+        """With a bus that can lose events the rooms' positions are checked
+        every ``position_check`` seconds; in one process nothing can be
+        lost, and nothing is checked."""
+        self.post("one")
+        self.stored_elsewhere("lost")
+        self.clock.pump([10, 10])
+        self.assertEqual(self.chats(), ["one", "lost"])
+        service, store, clock = make_service()
         self.addCleanup(service.stopService)
         alice = FakeParticipant("alice")
         service.connect(alice)
-        room = service.join(alice, "lobby")
-        d = service.post(alice, "lobby", "hi")
-        clock.advance(0)
-        self.successResultOf(d)
-        self.assertIsNone(room.seen_floor())
+        service.join(alice, "lobby")
+        store.insert_messages([Message(room="lobby", nickname="bob", content="x", timestamp_ms=0)])
+        clock.pump([10] * 5)
+        self.assertEqual([m for m in alice.received if m.type == CHAT], [])
 
 
 async def _raise(error: Exception) -> Any:
