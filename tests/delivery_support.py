@@ -849,6 +849,20 @@ class Cluster:
         for server in self.servers:
             server.stop()
 
+    def counters(self, names: Sequence[str]) -> list[dict[str, float]]:
+        """Each running instance's value of the given ``/metrics`` counters."""
+        found = []
+        for server in self.servers:
+            values: dict[str, float] = {}
+            if server.running:
+                status, body = server.request("/metrics")
+                for line in body.decode().splitlines() if status == 200 else []:
+                    name, _, value = line.partition(" ")
+                    if name in names:
+                        values[name] = float(value)
+            found.append(values)
+        return found
+
     def register(self, nickname: str, password: str) -> None:
         server = self.servers[0]
         body = json.dumps({"nickname": nickname, "password": password}).encode()
@@ -909,6 +923,9 @@ class Report:
     notes: list[str]
     clients: int
     duration_s: float
+    #: Per instance, at the end: messages delivered from the store because
+    #: the bus did not bring them in order, and duplicates dropped.
+    server_counters: list[dict[str, float]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -942,6 +959,8 @@ class Report:
             f"{len(self.problems) - len(self.failures)} warning(s); "
             f"{self.duration_s:.1f} s",
         ]
+        if self.server_counters:
+            lines.append(f"  instances' counters at the end: {self.server_counters}")
         for fault in self.faults:
             took = f"{fault.converged_s:.2f} s" if fault.converged_s is not None else "NEVER"
             lines.append(
@@ -965,6 +984,9 @@ class Report:
         lines += ["  " + note for note in self.notes[-60:]]
         return "\n".join(lines)
 
+
+#: The instances' counters the report shows (``/metrics``).
+COUNTERS = ("parkchat_messages_filled_total", "parkchat_duplicates_dropped_total")
 
 #: Problem kinds reported but not failing a run (see ``Report.failures``).
 WARNINGS = ("refused-but-stored",)
@@ -1438,7 +1460,9 @@ def run_chaos(
         return await asyncio.wait_for(chaos.run(), config.deadline)
 
     try:
-        return asyncio.run(bounded())
+        report = asyncio.run(bounded())
+        report.server_counters = cluster.counters(COUNTERS)
+        return report
     except TimeoutError:
         # Report what happened so far: the clients were stopped by the
         # cancellation; what they received is checked as it stands.
