@@ -26,6 +26,7 @@ import multiprocessing
 import os
 import random
 import sys
+import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -73,8 +74,41 @@ def writer(dsn: str, args: argparse.Namespace, lock: bool, seed: int, out: Any) 
     out.put((messages, batches, waited))
 
 
+class LockWaits(threading.Thread):
+    """Every 20 ms: how many of the database's active backends wait on a
+    lock (any lock: the advisory one, or a room's counter row)."""
+
+    def __init__(self, dsn: str) -> None:
+        super().__init__(daemon=True)
+        self.dsn = dsn
+        self.active = 0
+        self.waiting = 0
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        import psycopg2
+
+        conn = psycopg2.connect(self.dsn)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cursor:
+                while not self.halt.wait(0.02):
+                    cursor.execute(
+                        "SELECT count(*), count(*) FILTER (WHERE wait_event_type = 'Lock') "
+                        "FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND pid <> pg_backend_pid() AND state = 'active'"
+                    )
+                    active, waiting = cursor.fetchone()
+                    self.active += active
+                    self.waiting += waiting
+        finally:
+            conn.close()
+
+
 def run(dsn: str, args: argparse.Namespace, writers: int, lock: bool) -> dict[str, Any]:
     ctx = multiprocessing.get_context("spawn")
+    sampler = LockWaits(dsn)
+    sampler.start()
     queue = ctx.Queue()
     procs = [
         ctx.Process(target=writer, args=(dsn, args, lock, seed, queue)) for seed in range(writers)
@@ -84,6 +118,8 @@ def run(dsn: str, args: argparse.Namespace, writers: int, lock: bool) -> dict[st
     results = [queue.get(timeout=args.seconds + 60) for _ in procs]
     for proc in procs:
         proc.join(30)
+    sampler.halt.set()
+    sampler.join(10)
     messages = sum(r[0] for r in results)
     return {
         "writers": writers,
@@ -91,6 +127,7 @@ def run(dsn: str, args: argparse.Namespace, writers: int, lock: bool) -> dict[st
         "messages_per_s": round(messages / args.seconds),
         "commits_per_s": round(sum(r[1] for r in results) / args.seconds),
         "lock_wait_share": round(sum(r[2] for r in results) / (writers * args.seconds), 2),
+        "waiting_share": round(sampler.waiting / sampler.active, 2) if sampler.active else None,
     }
 
 
@@ -132,15 +169,16 @@ def main() -> int:
     )
     print(
         "| writers (instances) | lock common to all writers | messages/s | commits/s "
-        "| time spent waiting for that lock |"
+        "| writers' time waiting for that lock | active backends waiting on any lock "
+        "(sampled) |"
     )
-    print("|---:|---|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|")
     for row in rows:
         wait = f"{row['lock_wait_share']:.0%}" if row["lock"] else "-"
         lock = "yes (`pg_advisory_xact_lock`, as before v4)" if row["lock"] else "no (parkchat now)"
         print(
             f"| {row['writers']} | {lock} | {row['messages_per_s']:,} | {row['commits_per_s']:,} "
-            f"| {wait} |"
+            f"| {wait} | {row['waiting_share']:.0%} |"
         )
     return 0
 
