@@ -116,6 +116,17 @@ def render(report: Report, args: argparse.Namespace, load: tuple[float, float]) 
     ]
     if report.errors:
         lines.append(f"* Error frames or lines clients received: {dict(report.errors)}.")
+    if report.server_counters:
+        filled = [int(c.get("parkchat_messages_filled_total", 0)) for c in report.server_counters]
+        dropped = [
+            int(c.get("parkchat_duplicates_dropped_total", 0)) for c in report.server_counters
+        ]
+        lines.append(
+            f"* Per instance, at the end (instance {cfg.victim} counts since its restart): "
+            f"messages delivered from the database because the bus did not bring them in "
+            f"order (`parkchat_messages_filled_total`) {filled}; bus copies dropped as already "
+            f"delivered (`parkchat_duplicates_dropped_total`) {dropped}."
+        )
     lines += [
         f"* Date: {when}",
         f"* Machine: {machine()}",
