@@ -14,7 +14,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from parkchat.errors import ChatError
+from parkchat.model import validate_room
 from parkchat.proxies import parse_network
+from parkchat.seeds import SeedConfigError, parse_seed_config, seed_settings
 
 ENV_PREFIX = "PARKCHAT_"
 
@@ -92,6 +95,36 @@ def _secret(value: Any) -> str:
     return value
 
 
+def _any_secret(value: Any) -> str:
+    """A secret of any length: a seed's, which its clients' tokens are
+    signed with already (parkchat warns at start when it is short)."""
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    return value
+
+
+#: lildengzi's default JWT secret: public, so tokens signed with it prove nothing.
+LILDENGZI_DEFAULT_SECRET = "dev-secret-change-me"
+
+
+def _lildengzi_secret(value: Any) -> str:
+    text = _any_secret(value)
+    if text == LILDENGZI_DEFAULT_SECRET:
+        raise ValueError(
+            f"{LILDENGZI_DEFAULT_SECRET!r} is lildengzi's published default secret: anyone "
+            "could sign tokens with it; set JWT_SECRET (or --lildengzi-secret) to a secret "
+            "of your own"
+        )
+    return text
+
+
+def _room(value: Any) -> str:
+    try:
+        return validate_room(value)
+    except ChatError as e:
+        raise ValueError(e.message) from None
+
+
 def _origin(value: Any) -> str:
     text = str(value).strip().rstrip("/").lower()
     if text != "*" and "://" not in text:
@@ -119,6 +152,16 @@ def endpoint_description(value: Any) -> str:
         return f"tcp:{port}"
     if ":" not in text:
         raise ValueError(f"{text!r} is neither a port number nor an endpoint string")
+    return text
+
+
+def _server_name(value: Any) -> str:
+    """An IRC server name: one word of letters, digits, ``.`` and ``-``
+    (it stands in every reply's prefix), with a dot so that no client takes
+    it for a nickname."""
+    text = str(value).strip()
+    if not text or "." not in text or not all(c.isalnum() or c in ".-" for c in text):
+        raise ValueError(f"{value!r} is not a server name like irc.example.com")
     return text
 
 
@@ -179,6 +222,59 @@ SETTINGS: tuple[Setting, ...] = (
         endpoint_description,
         "Plain-TCP line-protocol listener (MaChat clients, nc, telnet), e.g. "
         "tcp:8989:interface=127.0.0.1. Repeatable; none by default.",
+        "ENDPOINT",
+        repeatable=True,
+    ),
+    Setting(
+        "irc",
+        (),
+        endpoint_description,
+        "IRC listener: IRC clients join rooms as #channels (docs/irc.md), e.g. "
+        "tcp:6667:interface=127.0.0.1, or ssl:6697:privateKey=key.pem for IRC over TLS. "
+        "Repeatable; none by default.",
+        "ENDPOINT",
+        repeatable=True,
+    ),
+    Setting(
+        "garinchat",
+        (),
+        endpoint_description,
+        "Listener speaking only GarinChat's WebSocket protocol (seed 002), on every "
+        "path, e.g. tcp:8090. Repeatable; none by default (the main port speaks it "
+        "on a WebSocket upgrade of /).",
+        "ENDPOINT",
+        repeatable=True,
+    ),
+    Setting(
+        "irc_server_name",
+        "irc.parkchat",
+        _server_name,
+        "The IRC server's name in replies and in every member's prefix (nick!nick@NAME).",
+        "NAME",
+    ),
+    Setting(
+        "irc_motd",
+        "",
+        _any_text,
+        "File whose lines are the IRC message of the day; empty = none (numeric 422).",
+        "PATH",
+    ),
+    Setting(
+        "golang_chat",
+        (),
+        endpoint_description,
+        "Listener speaking only golang-chat (seed 003): /chat, /getAllMessages and "
+        "its page on every other path, e.g. tcp:9999. Repeatable; none by default "
+        "(the main port serves /chat, /getAllMessages and /messages).",
+        "ENDPOINT",
+        repeatable=True,
+    ),
+    Setting(
+        "lildengzi",
+        (),
+        endpoint_description,
+        "Listener speaking only lildengzi's chat-server API (seed 004): POST /register, "
+        "POST /login, GET /ws, e.g. tcp:8081. Repeatable; none by default.",
         "ENDPOINT",
         repeatable=True,
     ),
@@ -290,14 +386,15 @@ SETTINGS: tuple[Setting, ...] = (
         "ping_interval",
         30.0,
         _float(0),
-        "Seconds between WebSocket heartbeat pings; 0 turns them off.",
+        "Seconds between WebSocket heartbeat pings, and of silence before an IRC "
+        "client is sent PING; 0 turns them off.",
         "SECONDS",
     ),
     Setting(
         "ping_timeout",
         20.0,
         _float(0, exclusive=True),
-        "Seconds to wait for a pong before dropping the connection.",
+        "Seconds to wait for a pong (on IRC: any line) before dropping the connection.",
         "SECONDS",
     ),
     Setting(
@@ -312,7 +409,8 @@ SETTINGS: tuple[Setting, ...] = (
         "allow_guests",
         True,
         _bool,
-        "Let line-protocol clients chat without an account (yes/no); guests "
+        "Let clients chat without an account (yes/no): line-protocol and IRC clients, and "
+        "the GarinChat and golang-chat dialects, whose users are all guests; guests "
         "cannot take a registered nickname.",
         "yes|no",
     ),
@@ -327,7 +425,7 @@ SETTINGS: tuple[Setting, ...] = (
         "handshake_timeout",
         10.0,
         _float(0, exclusive=True),
-        "Seconds a line-protocol client has to send its handshake.",
+        "Seconds a line-protocol client has to send its handshake (an IRC client: to register).",
         "SECONDS",
     ),
     Setting(
@@ -410,6 +508,50 @@ SETTINGS: tuple[Setting, ...] = (
         "Browser origins allowed to open WebSockets (e.g. https://chat.example.com); "
         "none = only the server's own origin; * = any. Repeatable.",
         "ORIGIN",
+        repeatable=True,
+    ),
+    Setting(
+        "golang_chat_room",
+        "lobby",
+        _room,
+        "The room golang-chat clients (seed 003, one room) chat in.",
+        "ROOM",
+    ),
+    Setting(
+        "garinchat_secret",
+        "",
+        _any_secret,
+        "HMAC secret of the third-party service that signs GarinChat users' JWTs "
+        "(its JWT_DECODE_SECRET; any length, as the seed accepts); empty = GarinChat "
+        "clients authenticate with parkchat login tokens only.",
+        "SECRET",
+    ),
+    Setting(
+        "garinchat_origins",
+        (),
+        _origin,
+        "Browser origins allowed to open GarinChat sockets (its ALLOWED_ORIGINS); "
+        "none = as --allowed-origins. Repeatable.",
+        "ORIGIN",
+        repeatable=True,
+    ),
+    Setting(
+        "lildengzi_secret",
+        "",
+        _lildengzi_secret,
+        "HMAC secret of lildengzi tokens (its JWT_SECRET, shared by every instance); "
+        "empty = the token secret.",
+        "SECRET",
+    ),
+    Setting(
+        "seed_config",
+        (),
+        parse_seed_config,
+        "Also read a seed's own configuration: garinchat[:DOTENV] (ALLOWED_ORIGINS, "
+        "JWT_DECODE_SECRET, PORT), golang-chat[:CONFIG_JSON] (port, hostName, PORT), "
+        "lildengzi[:DOTENV] (DB_URL, REDIS_ADDR, JWT_SECRET). Those generic names are "
+        "read only when asked for here; parkchat's own settings win. Repeatable.",
+        "SEED[:PATH]",
         repeatable=True,
     ),
     Setting(
@@ -497,6 +639,12 @@ class Settings:
 
     port: tuple[str, ...] = ("tcp:8080",)
     tcp: tuple[str, ...] = ()
+    irc: tuple[str, ...] = ()
+    irc_server_name: str = "irc.parkchat"
+    irc_motd: str = ""
+    garinchat: tuple[str, ...] = ()
+    golang_chat: tuple[str, ...] = ()
+    lildengzi: tuple[str, ...] = ()
     db: str = "chat.db"
     db_pool_size: int = 4
     redis: str = ""
@@ -531,6 +679,11 @@ class Settings:
     login_failures: int = 10
     login_window: float = 300.0
     allowed_origins: tuple[str, ...] = ()
+    golang_chat_room: str = "lobby"
+    garinchat_secret: str = field(default="", repr=False)
+    garinchat_origins: tuple[str, ...] = ()
+    lildengzi_secret: str = field(default="", repr=False)
+    seed_config: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
     admin_token: str = field(default="", repr=False)
     access_log: bool = True
@@ -602,7 +755,25 @@ def resolve(
             continue
         values[setting.name] = _convert(setting, raw, origin)
         sources[setting.name] = source
+    if values["seed_config"]:
+        _apply_seeds(values, sources, environ)
     return Settings(**values, sources=sources)
+
+
+def _apply_seeds(
+    values: dict[str, Any], sources: dict[str, str], environ: Mapping[str, str]
+) -> None:
+    """Fill the settings left at their defaults from the seeds' own
+    configuration (``--seed-config``): a layer under the file."""
+    explicit = frozenset(name for name, source in sources.items() if source != "default")
+    try:
+        seeded = seed_settings(values["seed_config"], environ, explicit)
+    except SeedConfigError as e:
+        raise ConfigError(f"--seed-config {e}") from None
+    for name, value in seeded.items():
+        if sources[name] == "default":
+            values[name] = _convert(SETTINGS_BY_NAME[name], value.raw, value.origin)
+            sources[name] = "seed"
 
 
 assert {f.name for f in fields(Settings)} - {"sources"} == set(SETTINGS_BY_NAME), (

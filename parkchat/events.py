@@ -182,12 +182,17 @@ class CutoffEvent(ControlEvent):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionEvent(ControlEvent):
     """Single session: the account (``user_key``, its folded nickname)
-    connected as ``keep``; its other connections close."""
+    connected as ``keep``, its session number ``number`` (from the store's
+    per-account counter: later logins have greater numbers, on every
+    instance); its connections with lower numbers close. ``number`` 0 comes
+    from older senders (or a store that could not count): every other
+    connection of the account closes, as before numbers existed."""
 
     KIND: ClassVar[str] = "session"
 
     user_key: str
     keep: str
+    number: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -25,7 +25,16 @@ from prometheus_client.registry import Collector
 from parkchat.errors import ChatError
 
 #: The connection surfaces, as ``parkchat_connections{surface=...}`` labels.
-SURFACES = ("room_ws", "app_ws", "mychat", "tcp")
+SURFACES = (
+    "room_ws",
+    "app_ws",
+    "mychat",
+    "tcp",
+    "irc",
+    "garinchat",
+    "golang_chat",
+    "lildengzi",
+)
 #: Label for an error code that is not one of the ChatError codes.
 OTHER = "other"
 CONTENT_TYPE = CONTENT_TYPE_LATEST.encode("ascii")

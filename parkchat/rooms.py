@@ -52,7 +52,8 @@ class Room:
         self.pending: deque[Any] | None = deque()
         #: A fill from the store runs (one at a time per room).
         self.filling = False
-        #: The highest seq known to be stored: a fill reads up to it.
+        #: A seq known to be stored (so every seq below it is visible too):
+        #: a fill reads up to it.
         self.target = 0
         #: The store's position at the last periodic check (-1: none yet).
         self.checked = -1

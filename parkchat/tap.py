@@ -42,6 +42,10 @@ from parkchat.interfaces import IBus, IMessageStore
 from parkchat.limits import Limits, LoginThrottle, TokenBucketLimiter
 from parkchat.metrics import ServiceMetrics
 from parkchat.protocols import fastpath
+from parkchat.protocols.garinchat import GarinChatFactory, GarinChatTokens
+from parkchat.protocols.golangchat import GolangChatFactory
+from parkchat.protocols.irc import IrcFactory, IrcOptions
+from parkchat.protocols.lildengzi import InsecureSecret, LildengziFactory, LildengziTokens
 from parkchat.protocols.line import LineChatFactory
 from parkchat.protocols.mychat import MyChatFactory
 from parkchat.protocols.participant import AdapterContext
@@ -59,11 +63,21 @@ from parkchat.store.sqlite import load_or_create_setting as load_or_create_sqlit
 from parkchat.store.sqlite import open_sqlite
 from parkchat.store.writer import GroupCommitWriter
 from parkchat.tokens import ExternalTokenVerifier, Revocations, TokenAuthority, TokenVerifier
-from parkchat.web.site import make_metrics_site, make_site
+from parkchat.web.dialects import (
+    GarinChatSocket,
+    GolangChatRoot,
+    LildengziRoot,
+    golang_chat_children,
+)
+from parkchat.web.site import make_dialect_site, make_metrics_site, make_site
 from parkchat.workers import WORKER_ENV
 
 #: The twistd ``--logger`` factory of ``--log-format json``.
 JSON_OBSERVER = "parkchat.logs.json_observer"
+#: Shorter HMAC secrets get a warning (RFC 7518 section 3.2).
+SHORT_SECRET_BYTES = 32
+
+_log = Logger()
 
 _log = Logger()
 
@@ -116,7 +130,13 @@ class Options(usage.Options):
 
     opt_port = _repeatable("port")
     opt_tcp = _repeatable("tcp")
+    opt_irc = _repeatable("irc")
+    opt_garinchat = _repeatable("garinchat")
+    opt_golang_chat = _repeatable("golang_chat")
+    opt_lildengzi = _repeatable("lildengzi")
     opt_allowed_origins = _repeatable("allowed_origins")
+    opt_garinchat_origins = _repeatable("garinchat_origins")
+    opt_seed_config = _repeatable("seed_config")
     opt_trusted_proxies = _repeatable("trusted_proxies")
 
     def opt_version(self) -> None:
@@ -131,7 +151,7 @@ class Options(usage.Options):
             self.settings = resolve(cli, os.environ, self["config"])
         except ConfigError as e:
             raise usage.UsageError(str(e)) from None
-        for description in self.settings.port + self.settings.tcp:
+        for description in listener_endpoints(self.settings):
             check_endpoint(description)
         if self.settings.metrics not in ("yes", "no"):
             check_endpoint(self.settings.metrics)
@@ -150,6 +170,18 @@ class Options(usage.Options):
                 parent["logger"] = JSON_OBSERVER
         except KeyError:
             pass  # not twistd's ServerOptions
+
+
+def listener_endpoints(settings: Settings) -> tuple[str, ...]:
+    """Every chat listener's endpoint string."""
+    return (
+        settings.port
+        + settings.tcp
+        + settings.irc
+        + settings.garinchat
+        + settings.golang_chat
+        + settings.lildengzi
+    )
 
 
 class _ParseOnlyReactor:
@@ -307,6 +339,18 @@ class Listener(StreamServerEndpointService):
             raise SystemExit(f"parkchat: cannot listen on {self.description}: {reason}") from None
 
 
+def read_motd(path: str) -> tuple[str, ...] | None:
+    """The IRC message of the day from ``--irc-motd`` (None: no file), read
+    once at start; a file that cannot be read stops the start."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return tuple(line.rstrip("\r\n") for line in f)
+    except (OSError, UnicodeDecodeError) as e:
+        raise SystemExit(f"parkchat: cannot read the IRC MOTD {path}: {e}") from None
+
+
 def token_secret(settings: Settings) -> str:
     """The configured token secret, else the one stored with the data
     (generated on first start), else (``:memory:``) one for this process."""
@@ -319,6 +363,35 @@ def token_secret(settings: Settings) -> str:
     else:
         load_or_create_setting = load_or_create_sqlite_setting
     return load_or_create_setting(settings.db, "token_secret", lambda: secrets.token_urlsafe(48))
+
+
+def lildengzi_token_authority(
+    secret: str, settings: Settings, reactor: Any, revocations: Revocations
+) -> LildengziTokens:
+    """lildengzi's tokens, signed with ``secret``: ``--lildengzi-secret``,
+    else the token secret (shared by every instance either way)."""
+    try:
+        return LildengziTokens(
+            secret.encode("utf-8"), reactor, settings.token_lifetime, revocations
+        )
+    except InsecureSecret as e:
+        raise SystemExit(f"parkchat: {e}") from None
+
+
+def warn_short_secrets(settings: Settings) -> None:
+    """The seeds' secrets are taken at any length (their clients' tokens
+    are signed with them already), with a warning when they are short."""
+    for option, secret in (
+        ("--garinchat-secret", settings.garinchat_secret),
+        ("--lildengzi-secret", settings.lildengzi_secret),
+    ):
+        if secret and len(secret.encode("utf-8")) < SHORT_SECRET_BYTES:
+            _log.warn(
+                "{option} is shorter than {minimum} bytes: tokens signed with it can be "
+                "guessed; use a longer secret when you can",
+                option=option,
+                minimum=SHORT_SECRET_BYTES,
+            )
 
 
 def build_chat_service(
@@ -382,6 +455,7 @@ def build_chat_service(
     moderation = ModerationHandler(store, store, rooms, bus, clock, instance_id=instance_id)
     sessions = SessionHandler(
         store,
+        store,
         connections,
         rooms,
         bus,
@@ -440,7 +514,8 @@ def build_chat_service(
 
 def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IService:
     """Build the whole application: the chat service, the bcrypt threads and
-    one HTTP listener per ``--port``."""
+    one listener per ``--port`` (HTTP), ``--tcp`` (line protocol) and
+    ``--irc``."""
     if reactor is None:
         from twisted.internet import reactor as default_reactor
 
@@ -507,8 +582,9 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     )
     service.setServiceParent(top)
 
+    own_secret = token_secret(settings)
     authority = TokenAuthority(
-        token_secret(settings).encode("utf-8"),
+        own_secret.encode("utf-8"),
         reactor,
         settings.token_lifetime,
         revocations,
@@ -567,12 +643,40 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         tokens,
         auth_timeout=settings.auth_timeout,
         join_timeout=settings.join_timeout,
-        history_max=limits.history_max,
         rate_strict=limits.rate_strict,
         max_message_size=settings.max_frame_size,
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
     )
+    # The seed dialects (docs/dialects.md): on the main port where their
+    # paths are free, and on listeners of their own.
+    garinchat_factory = GarinChatFactory(
+        context,
+        GarinChatTokens(reactor, settings.garinchat_secret.encode("utf-8"), tokens),
+        max_message_size=settings.max_frame_size,
+        ping_interval=settings.ping_interval,
+        ping_timeout=settings.ping_timeout,
+        allow_guests=settings.allow_guests,
+    )
+    garinchat_origins = settings.garinchat_origins or settings.allowed_origins
+    golang_chat_factory = GolangChatFactory(
+        context,
+        settings.golang_chat_room,
+        max_message_size=settings.max_frame_size,
+        ping_interval=settings.ping_interval,
+        ping_timeout=settings.ping_timeout,
+        allow_guests=settings.allow_guests,
+    )
+    lildengzi_tokens = lildengzi_token_authority(
+        settings.lildengzi_secret or own_secret, settings, reactor, revocations
+    )
+    lildengzi_factory = LildengziFactory(
+        context,
+        lildengzi_tokens,
+        ping_interval=settings.ping_interval,
+        ping_timeout=settings.ping_timeout,
+    )
+    warn_short_secrets(settings)
     site = make_site(
         service,
         ws_factory,
@@ -589,6 +693,8 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         metrics=metrics if settings.metrics == "yes" else None,
         metrics_token=settings.metrics_token or None,
         trusted_proxies=trusted_proxies,
+        garinchat=GarinChatSocket(garinchat_factory, garinchat_origins),
+        golang_chat=golang_chat_children(golang_chat_factory, settings.allowed_origins),
     )
     # Listeners come last: MultiService stops children in reverse order, so
     # on shutdown they stop accepting before the service says goodbye.
@@ -610,6 +716,54 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         listener = Listener(description, limited_line_factory, reactor)
         listener.setName(f"tcp:{description}")
         listener.setServiceParent(top)
+    if settings.irc:
+        irc_factory = IrcFactory(
+            context,
+            IrcOptions(
+                server_name=settings.irc_server_name,
+                motd=read_motd(settings.irc_motd),
+                registration_timeout=settings.handshake_timeout,
+                ping_interval=settings.ping_interval,
+                ping_timeout=settings.ping_timeout,
+                allow_guests=settings.allow_guests,
+                history_max=limits.history_max,
+                tokens=tokens,
+            ),
+            max_connections_per_ip=limits.max_connections_per_ip,
+        )
+        limited_irc_factory = per_address.wrap(irc_factory)
+        for description in settings.irc:
+            listener = Listener(description, limited_irc_factory, reactor)
+            listener.setName(f"irc:{description}")
+            listener.setServiceParent(top)
+    dialect_roots: list[tuple[str, tuple[str, ...], Any]] = [
+        ("garinchat", settings.garinchat, GarinChatSocket(garinchat_factory, garinchat_origins)),
+        (
+            "golang-chat",
+            settings.golang_chat,
+            GolangChatRoot(golang_chat_factory, settings.allowed_origins),
+        ),
+        (
+            "lildengzi",
+            settings.lildengzi,
+            LildengziRoot(service, lildengzi_factory, lildengzi_tokens),
+        ),
+    ]
+    for name, descriptions, root in dialect_roots:
+        if not descriptions:
+            continue
+        dialect_site = per_address.wrap(
+            make_dialect_site(
+                root,
+                access_log=settings.access_log,
+                http_timeout=settings.http_timeout,
+                trusted_proxies=trusted_proxies,
+            )
+        )
+        for description in descriptions:
+            listener = Listener(description, dialect_site, reactor)
+            listener.setName(f"{name}:{description}")
+            listener.setServiceParent(top)
     if settings.metrics not in ("yes", "no"):
         metrics_site = make_metrics_site(metrics, settings.metrics_token or None)
         listener = Listener(settings.metrics, metrics_site, reactor)

@@ -12,6 +12,11 @@ than one worker requires it.
 
     parkchat-workers --workers 2 --port 8080 -- --redis redis://127.0.0.1:6379/0 --db chat.db
 
+twistd's own options (``--logfile``, ``--logger``, ``--umask``...) go before
+``parkchat`` on each worker's command line: give each as
+``--twistd-option=--logfile=/var/log/parkchat/worker{worker}.log``
+(``{worker}`` becomes the worker's number: one log file per worker).
+
 The first worker must answer ``GET /health`` before the others start (it
 creates or upgrades the schema alone). The launcher supervises nothing: it
 forwards SIGTERM and SIGINT to the children, waits for them (bounded, then
@@ -45,6 +50,16 @@ from types import FrameType
 LISTEN_FDS_START = 3
 #: The name the children see in ``LISTEN_FDNAMES`` (Twisted 26 requires one).
 FD_NAME = "http"
+#: twistd's own options: after ``--`` they would reach ``parkchat``, which
+#: does not know them (they belong in ``--twistd-option``).
+TWISTD_OPTIONS = (
+    "--logfile", "-l", "--logger", "--pidfile", "--nodaemon", "-n", "--umask",
+    "--reactor", "-r", "--syslog", "--prefix", "--uid", "-u", "--gid", "-g",
+    "--euid", "--chroot", "--rundir", "-d", "--profile", "-p", "--profiler",
+    "--savestats", "--spew", "--debug", "-b", "--originalname", "--no_save", "-o",
+)  # fmt: skip
+#: Listeners each worker would bind again: only the HTTP port is shared.
+OWN_LISTENERS = ("--tcp", "--garinchat", "--golang-chat", "--lildengzi")
 #: Child exit statuses that mean "stopped as asked" (twistd re-raises SIGTERM).
 CLEAN_EXITS = (0, -signal.SIGTERM, -signal.SIGINT)
 POLL_INTERVAL = 0.2
@@ -135,6 +150,8 @@ class Config:
     stop_timeout: float
     start_timeout: float = 60.0
     extra: list[str] = field(default_factory=list)
+    #: twistd's own options, before ``parkchat``; ``{worker}`` is the number.
+    twistd_options: list[str] = field(default_factory=list)
 
     @property
     def family(self) -> socket.AddressFamily:
@@ -187,6 +204,15 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) ->
     parser.add_argument("--backlog", type=int, default=1024, help="listen backlog [1024]")
     parser.add_argument("--twistd", default=None, help="twistd to run [next to this Python]")
     parser.add_argument(
+        "--twistd-option",
+        action="append",
+        default=[],
+        metavar="OPTION",
+        help="an option for twistd itself, given with '=': "
+        "--twistd-option=--logfile=/var/log/parkchat/worker{worker}.log "
+        "({worker} becomes each worker's number); repeatable",
+    )
+    parser.add_argument(
         "--start-timeout",
         type=float,
         default=60.0,
@@ -208,8 +234,18 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) ->
             "give the port to parkchat-workers (--port), not to the workers: "
             "they serve the shared socket"
         )
-    if ns.workers > 1 and _option_value(extra, "--tcp") is not None:
-        parser.error("--tcp cannot be shared by several workers (its port would be bound twice)")
+    for arg in extra:
+        name = arg.partition("=")[0]
+        if name in TWISTD_OPTIONS:
+            parser.error(
+                f"{name} is an option of twistd, not of parkchat: "
+                f"give it as --twistd-option={arg if '=' in arg else arg + '=VALUE'}"
+            )
+    for listener in OWN_LISTENERS:
+        if ns.workers > 1 and _option_value(extra, listener) is not None:
+            parser.error(
+                f"{listener} cannot be shared by several workers (its port would be bound twice)"
+            )
     if ns.workers > 1 and not redis_configured(extra, env):
         parser.error(
             f"--workers {ns.workers} needs the Redis bus so the instances share rooms: "
@@ -224,6 +260,7 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str] | None = None) ->
         stop_timeout=ns.stop_timeout,
         start_timeout=ns.start_timeout,
         extra=extra,
+        twistd_options=ns.twistd_option,
     )
 
 
@@ -257,8 +294,9 @@ def child_env(environ: Mapping[str, str], number: int) -> dict[str, str]:
     return env
 
 
-def child_argv(config: Config, fd: int, parent_pid: int) -> list[str]:
-    """The command line of one worker: the trampoline, then twistd."""
+def child_argv(config: Config, fd: int, parent_pid: int, number: int = 1) -> list[str]:
+    """The command line of worker ``number``: the trampoline, then twistd
+    with its own options, then parkchat's."""
     return [
         sys.executable,
         "-c",
@@ -268,6 +306,7 @@ def child_argv(config: Config, fd: int, parent_pid: int) -> list[str]:
         config.twistd,
         "--nodaemon",
         "--pidfile=",
+        *(option.replace("{worker}", str(number)) for option in config.twistd_options),
         "parkchat",
         "--port",
         f"systemd:domain={config.domain}:index=0",
@@ -310,7 +349,7 @@ class Launcher:
 
     def _spawn(self, sock: socket.socket, env: Mapping[str, str]) -> None:
         child = subprocess.Popen(
-            child_argv(self.config, sock.fileno(), os.getpid()),
+            child_argv(self.config, sock.fileno(), os.getpid(), len(self.children) + 1),
             env=env,
             stdin=subprocess.DEVNULL,
             pass_fds=(sock.fileno(),),

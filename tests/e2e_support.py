@@ -68,7 +68,7 @@ class ParkchatProcess:
 
     ``workdir`` holds the database, the log and nothing else; ``tcp`` adds a
     ``--tcp`` line-protocol listener (behind the PROXY protocol with
-    ``tcp_proxy_protocol``); ``args`` are further parkchat options;
+    ``tcp_proxy_protocol``), ``irc`` an ``--irc`` listener; ``args`` are further parkchat options;
     ``env`` adds environment variables (``PARKCHAT_*`` settings among them) to
     the caller's environment, from which ``PARKCHAT_*`` is otherwise removed.
     Ports are chosen once, so a ``restart`` serves the same URLs and data.
@@ -86,6 +86,7 @@ class ParkchatProcess:
         start_timeout: float = 30.0,
         stop_timeout: float = 15.0,
         tcp_proxy_protocol: bool = False,
+        irc: bool = False,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -95,6 +96,7 @@ class ParkchatProcess:
         self.output_path = self.workdir / "twistd.out"
         self.http_port = free_port()
         self.tcp_port: int | None = free_port() if tcp else None
+        self.irc_port: int | None = free_port() if irc else None
         self.args = list(args)
         self.env = dict(env) if env is not None else {}
         self.bcrypt_rounds = bcrypt_rounds
@@ -120,6 +122,12 @@ class ParkchatProcess:
             raise ServerFailed("this server has no --tcp listener")
         return (LOOPBACK, self.tcp_port)
 
+    @property
+    def irc_address(self) -> tuple[str, int]:
+        if self.irc_port is None:
+            raise ServerFailed("this server has no --irc listener")
+        return (LOOPBACK, self.irc_port)
+
     def argv(self) -> list[str]:
         argv = [
             twistd_path(),
@@ -137,6 +145,8 @@ class ParkchatProcess:
         if self.tcp_port is not None:
             prefix = "haproxy:" if self.tcp_proxy_protocol else ""
             argv += ["--tcp", f"{prefix}tcp:{self.tcp_port}:interface={LOOPBACK}"]
+        if self.irc_port is not None:
+            argv += ["--irc", f"tcp:{self.irc_port}:interface={LOOPBACK}"]
         return argv + self.args
 
     # -- lifecycle -------------------------------------------------------------

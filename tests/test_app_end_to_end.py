@@ -111,7 +111,9 @@ class GarinChatFlowTests(AppEndToEndCase):
 
         self.send(alice, {"type": "join", "username": "alice", "room": "garden"})
         self.assertEqual(self.recv(alice)["type"], "join")
-        self.assertEqual(self.recv(alice), {"type": "joined", "room": "garden", "totalUsers": 1})
+        self.assertEqual(
+            self.recv(alice), {"type": "joined", "room": "garden", "seq": 0, "totalUsers": 1}
+        )
 
         self.send(bob, {"type": "join", "username": "bob", "room": "garden"})
         for client in (bob, alice):
@@ -152,7 +154,8 @@ class GarinChatFlowTests(AppEndToEndCase):
         self.assertEqual([m["body"] for m in reply["messages"]], ["hello alice", "hi bob"])
 
     def test_resume_after_reconnect(self) -> None:
-        """A client that reconnects with ``last_id`` gets what it missed."""
+        """A client that reconnects with ``last_id`` (deprecated) gets what
+        it missed, then the notice of its own join."""
         for nickname in ("alice", "bob"):
             self.register(nickname)
         alice = self.garin("alice")
@@ -165,9 +168,30 @@ class GarinChatFlowTests(AppEndToEndCase):
         bob = self.garin("bob")
         self.send(bob, {"type": "join", "room": "garden", "last_id": first})
         frames = [self.recv(bob) for _ in range(3)]
-        self.assertEqual([f["type"] for f in frames], ["join", "joined", "history"])
-        self.assertEqual([m["body"] for m in frames[2]["messages"]], ["missed 1", "missed 2"])
-        self.assertIs(frames[2]["recovered"], True)
+        self.assertEqual([f["type"] for f in frames], ["joined", "history", "join"])
+        self.assertEqual([m["body"] for m in frames[1]["messages"]], ["missed 1", "missed 2"])
+        self.assertIs(frames[1]["recovered"], True)
+        self.assertEqual(frames[0]["resume"], {"count": 2, "recovered": True, "first_seq": 2})
+
+    def test_resume_by_seq(self) -> None:
+        """``last_seq``: ``joined`` gives the position and the count, the
+        missed messages follow in ``history`` pages, then live."""
+        for nickname in ("alice", "bob"):
+            self.register(nickname)
+        alice = self.garin("alice")
+        self.send(alice, {"type": "join", "room": "garden"})
+        self.recv(alice)
+        joined = self.recv(alice)
+        self.assertEqual((joined["type"], joined["seq"]), ("joined", 0))
+        for body in ("one", "two"):
+            self.request(alice, {"type": "message", "body": body})
+        bob = self.garin("bob")
+        self.send(bob, {"type": "join", "room": "garden", "last_seq": 1})
+        frames = [self.recv(bob) for _ in range(3)]
+        self.assertEqual([f["type"] for f in frames], ["joined", "history", "join"])
+        self.assertEqual((frames[0]["seq"], frames[0]["resume"]["count"]), (2, 1))
+        self.assertEqual([(m["body"], m["seq"]) for m in frames[1]["messages"]], [("two", 2)])
+        self.assertIs(frames[1]["last"], True)
 
 
 class Seed004FlowTests(AppEndToEndCase):

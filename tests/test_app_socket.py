@@ -97,7 +97,6 @@ class AppSocketCase(TestCase):
             self.tokens,
             auth_timeout=self.auth_timeout,
             join_timeout=self.join_timeout,
-            history_max=self.limits.history_max,
             rate_strict=self.limits.rate_strict,
             max_message_size=self.max_message_size,
             ping_interval=0,
@@ -1534,6 +1533,20 @@ class StrictRateLimitTests(AppSocketCase):
         self.assertError(frames, "rate_limited")
         self.assertEqual(alice.close_code, 1008)
         self.assertEqual([f["type"] for f in bob.take()], ["userleave"])
+
+    def test_leave_after_the_accepted_message(self) -> None:
+        """A burst: the first message is accepted, the second kicks; the
+        others get the accepted message before the leave (issue 13)."""
+        alice = self.joined("alice")
+        bob = self.joined("bob")
+        alice.take()
+        alice.send_json({"type": "message", "body": "accepted"})
+        alice.send_json({"type": "message", "body": "spam"})
+        self.settle()
+        self.assertEqual(alice.close_code, 1008)
+        frames = bob.take()
+        self.assertEqual([f["type"] for f in frames], ["message", "userleave"])
+        self.assertEqual(frames[0]["body"], "accepted")
 
 
 class FrameSizeTests(AppSocketCase):

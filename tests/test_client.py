@@ -128,6 +128,19 @@ class OptionsTests(TestCase):
         self.assertEqual(cfg.http_url, "http://127.0.0.1:8080")
         self.assertEqual(cfg.ws_url, "ws://127.0.0.1:8080/ws/caf%C3%A9")
 
+    def test_mychat_address(self) -> None:
+        """``-address ws://host:port/mychat`` (MaChat's WebSocket client)
+        speaks the line protocol inside WebSocket messages."""
+        cfg = parse_args(
+            ["-client", "Mina", "-room", "dev", "-address", "ws://127.0.0.1:8080/mychat"], {}
+        )
+        self.assertEqual(
+            (cfg.mode, cfg.host, cfg.port, cfg.ws_url),
+            ("mychat", "127.0.0.1", 8080, "ws://127.0.0.1:8080/mychat"),
+        )
+        cfg = parse_args(["-client", "Mina", "-room", "dev", "-address", "wss://h/mychat"], {})
+        self.assertEqual((cfg.port, cfg.tls), (443, True))
+
     def test_url_without_room_takes_room_flag(self) -> None:
         """``--url ws://host:port`` plus ``--room`` names the room."""
         cfg = parse_args(["--name", "a", "--password", "p", "--url", "ws://h", "--room", "dev"], {})
@@ -146,6 +159,8 @@ class OptionsTests(TestCase):
             ("--name", "a b", "--room", "r"): "bad --name",
             ("--name", "a", "--room", "r", "--address", "nohost"): "HOST:PORT",
             ("--name", "a", "--room", "r", "--address", "h:99999"): "1-65535",
+            ("--name", "a", "--room", "r", "--address", "ws://h:1/ws/r"): "use --url",
+            ("--name", "a", "--room", "r", "--address", "ws://h:99999/mychat"): "1-65535",
             ("--name", "a", "--room", "r", "--history", "-1"): "--history",
             ("--name", "a", "--url", "ws://h/ws/r"): "password",
             ("--name", "a", "--password", "p", "--url", "http://h/ws/r"): "ws://",
@@ -560,10 +575,17 @@ class ClientEndToEndTests(TestCase):
         self.assertIn("alice: hello from ws", out)
         self.assertNotIn("s3cret", out + ws.stderr.decode())
 
+        mychat = self.run_client(
+            ["-client", "Dora", "-room", "lounge", "-address", server.ws_url("/mychat")],
+            "hello from mychat\n",
+        )
+        self.assertEqual(mychat.returncode, 0, mychat.stderr)
+        self.assertIn("Dora: hello from mychat", mychat.stdout.decode())
+
         history = server.history("lounge", ("alice", "s3cret"))
         self.assertEqual(
             [(m["nickname"], m["content"]) for m in history],
-            [("Mina", "hello from tcp"), ("alice", "hello from ws")],
+            [("Mina", "hello from tcp"), ("alice", "hello from ws"), ("Dora", "hello from mychat")],
         )
 
         bad = self.run_client(

@@ -111,6 +111,20 @@ class PrecedenceTests(ConfigTestCase):
         self.assertEqual(resolve({}, env, path).port, ("tcp:8083", "unix:/tmp/chat.sock"))
         self.assertEqual(resolve(cli, env, path).port, ("tcp:8084", "tcp:8085"))
 
+    def test_irc(self) -> None:
+        """``irc`` is off by default and set like ``port`` (a TOML list,
+        PARKCHAT_IRC comma-separated, --irc repeated); the server name and
+        MOTD file have their own keys."""
+        self.assertEqual(resolve({}, {}).irc, ())
+        path = self.toml('irc = ["6667"]\nirc_server_name = "irc.example.org"\n')
+        env = {"PARKCHAT_IRC": "ssl:6697:privateKey=k.pem, tcp:6667", "PARKCHAT_IRC_MOTD": "m"}
+        self.assertEqual(resolve({}, {}, path).irc, ("tcp:6667",))
+        self.assertEqual(resolve({}, {}, path).irc_server_name, "irc.example.org")
+        settings = resolve({"irc": ["7000"]}, env, path)
+        self.assertEqual(settings.irc, ("tcp:7000",))
+        self.assertEqual(resolve({}, env, path).irc, ("ssl:6697:privateKey=k.pem", "tcp:6667"))
+        self.assertEqual(settings.irc_motd, "m")
+
     def test_port_single_toml_string(self) -> None:
         """In TOML a single string is accepted for ``port`` as well as a list."""
         path = self.toml('port = "tcp:9002"\n')

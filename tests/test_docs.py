@@ -94,7 +94,7 @@ class ExampleConfigTests(unittest.TestCase):
         settings = resolve({}, {}, str(path))
         self.assertIsInstance(settings, Settings)
         self.assertEqual(settings.port, ("tcp:8080:interface=127.0.0.1",))
-        self.assertEqual(settings.db, "/var/lib/parkchat/chat.db")
+        self.assertEqual(settings.db, "chat.db")
         self.assertEqual(settings.sources["port"], "file")
         self.assertEqual(settings.sources["db"], "file")
 
@@ -131,3 +131,23 @@ class SystemdUnitTests(unittest.TestCase):
         unit = read(ROOT / "deploy" / "systemd" / "parkchat.service")
         self.assertIn("--port systemd:domain=INET:index=0", unit)
         self.assertIn("--nodaemon --pidfile= --logfile=-", unit)
+
+
+class ContinuousIntegrationTests(unittest.TestCase):
+    def test_github_workflow_runs_the_ci_script(self) -> None:
+        """.github/workflows/ci.yml runs .ci/run on pushes and pull requests,
+        with PostgreSQL and Redis service containers, in Debian with its
+        chromium (as .ci/run expects them)."""
+        import yaml
+
+        workflow = yaml.safe_load(read(ROOT / ".github" / "workflows" / "ci.yml"))
+        triggers = workflow[True]  # YAML 1.1 reads the key "on" as true
+        self.assertIn("push", triggers)
+        self.assertIn("pull_request", triggers)
+        job = workflow["jobs"]["ci"]
+        self.assertEqual(sorted(job["services"]), ["postgres", "redis"])
+        self.assertEqual(job["services"]["postgres"]["env"], {"POSTGRES_HOST_AUTH_METHOD": "trust"})
+        script = "\n".join(step.get("run", "") for step in job["steps"])
+        self.assertIn("bash .ci/run", script)
+        self.assertIn("chromium", script)
+        self.assertIn("bookworm", script)

@@ -133,8 +133,14 @@ SAMPLES: list[tuple[ControlEvent, dict[str, Any]]] = [
         },
     ),
     (
-        SessionEvent(user_key="alice", keep=f"{INSTANCE}.c3", instance=INSTANCE),
-        {"kind": "session", "user_key": "alice", "keep": f"{INSTANCE}.c3", "instance": INSTANCE},
+        SessionEvent(user_key="alice", keep=f"{INSTANCE}.c3", number=7, instance=INSTANCE),
+        {
+            "kind": "session",
+            "user_key": "alice",
+            "keep": f"{INSTANCE}.c3",
+            "number": 7,
+            "instance": INSTANCE,
+        },
     ),
     (
         ResyncEvent(instance=INSTANCE),

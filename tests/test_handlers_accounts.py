@@ -51,6 +51,7 @@ class AccountHandlerTests(TestCase):
         self.revocations = Revocations()
         sessions = SessionHandler(
             self.store,
+            self.store,
             connections,
             rooms,
             self.bus,

@@ -136,3 +136,15 @@ class DirectMessageHandlerTests(TestCase):
         _, older = self.successResultOf(Deferred.fromCoroutine(coroutine))
         self.assertEqual(older, sent[:1])
         self.fails(self.direct.direct_history(self.alice_here, "bob", 0), InvalidRequest)
+
+    def test_history_by_seq(self) -> None:
+        """Paged by the conversation's positions; each message has its seq."""
+        sent = [self.send("bob", f"m{i}") for i in range(3)]
+        self.assertEqual([m.seq for m in sent], [1, 2, 3])
+        coroutine = self.direct.direct_history(self.alice_here, "bob", 2, after_seq=1)
+        _, after = self.successResultOf(Deferred.fromCoroutine(coroutine))
+        self.assertEqual(after, sent[1:3])
+        coroutine = self.direct.direct_history(self.alice_here, "bob", 2, before_seq=2)
+        _, before = self.successResultOf(Deferred.fromCoroutine(coroutine))
+        self.assertEqual(before, sent[:1])
+        self.fails(self.direct.direct_history(self.alice_here, "bob", after_seq=-1), InvalidRequest)

@@ -16,6 +16,7 @@ from parkchat.errors import (
     InvalidRoom,
     NotInRoom,
     RateLimited,
+    ServiceBusy,
     StorageFailed,
 )
 from parkchat.handlers.connections import ConnectionHandler
@@ -169,6 +170,16 @@ class PostTests(MessageHandlerCase):
         self.messages.prune()
         self.assertEqual(len(self.rate), 0)
 
+    def test_stop_accepting(self) -> None:
+        """Draining: new posts are refused (busy), those queued still go."""
+        queued = self.messages.post(self.alice, "lobby", "queued")
+        self.messages.stop_accepting()
+        self.assertRaises(ServiceBusy, self.messages.post, self.alice, "lobby", "late")
+        self.clock.advance(0)
+        self.assertEqual(self.successResultOf(queued).content, "queued")
+        self.messages.start_accepting()
+        self.messages.post(self.alice, "lobby", "again")
+
     def test_notify(self) -> None:
         """Typing notices go out at once, are not stored, cost no token."""
         for _ in range(5):
@@ -214,6 +225,19 @@ class HistoryTests(MessageHandlerCase):
     def test_bad_requests(self) -> None:
         self.assertRaises(InvalidRoom, self.messages.history, " lobby")
         self.assertRaises(InvalidRequest, self.messages.history, "lobby", 0)
+        for bad in (-1, "3", True, MAX_ID + 1):
+            self.assertRaises(InvalidRequest, self.messages.history, "lobby", after_seq=bad)
+            self.assertRaises(InvalidRequest, self.messages.history, "lobby", before_seq=bad)
+
+    def test_by_seq(self) -> None:
+        """Pages by room position: the first after ``after_seq``, the last
+        before ``before_seq``; each message carries its seq."""
+        for text in ("a", "b", "c", "d"):
+            self.post(text)
+        after = self.successResultOf(self.messages.history("lobby", 2, after_seq=1))
+        self.assertEqual([(m.content, m.seq) for m in after], [("b", 2), ("c", 3)])
+        before = self.successResultOf(self.messages.history("lobby", 2, before_seq=4))
+        self.assertEqual([m.seq for m in before], [2, 3])
 
     def test_failed_load(self) -> None:
         """A failed load fails every waiting reader; the next read tries again."""
@@ -249,7 +273,7 @@ class DeleteTests(MessageHandlerCase):
         self.assertEqual(room, "lobby")
         self.assertEqual(self.successResultOf(self.messages.history("lobby")), [])
         notice = self.alice.received[-1]
-        self.assertEqual((notice.type, notice.id), (DELETED, spam.id))
+        self.assertEqual((notice.type, notice.id, notice.seq), (DELETED, spam.id, spam.seq))
 
     def test_no_such_message(self) -> None:
         for message_id in (999, 0, -1, MAX_ID + 1):

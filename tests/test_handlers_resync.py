@@ -44,6 +44,7 @@ class ResyncHandlerTests(TestCase):
         self.revocations = Revocations()
         sessions = SessionHandler(
             self.store,
+            self.store,
             self.connections,
             self.rooms,
             self.bus,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
@@ -46,6 +46,7 @@ class SessionHandlerCase(TestCase):
         self.revocations = Revocations()
         self.credentials = VerifiedCredentials(self.clock)
         self.sessions = SessionHandler(
+            self.store,
             self.store,
             self.connections,
             self.rooms,
@@ -175,12 +176,56 @@ class SingleSessionTests(SessionHandlerCase):
 
     def test_newest_connection_wins(self) -> None:
         """Here the older connections close at once; the others are told
-        which connection to keep."""
+        which connection to keep and its session number (the store's
+        per-account counter)."""
         older = self.connect("alice", 1)
         newer = self.connect("alice", 1)
         self.assertEqual(older.disconnected, [DisconnectReason.REPLACED])
         self.assertEqual(newer.disconnected, [])
         keep = self.connections.connection_id(newer)
+        self.assertEqual(
+            self.bus.controls[-1],
+            SessionEvent(user_key="alice", keep=keep or "", number=2, instance="i1"),
+        )
+
+    def test_older_announcement_closes_nothing_newer(self) -> None:
+        """An announcement that arrives late, of a session numbered below
+        this instance's, leaves this one open (it is the newer)."""
+        self.successResultOf(self.store.next_session(1))  # a login elsewhere: 1
+        mine = self.connect("alice", 1)  # 2
+        self.sessions.apply_session(
+            SessionEvent(user_key="alice", keep="i2.c7", number=1, instance="i2")
+        )
+        self.assertEqual(mine.disconnected, [])
+        self.sessions.apply_session(
+            SessionEvent(user_key="alice", keep="i2.c8", number=3, instance="i2")
+        )
+        self.assertEqual(mine.disconnected, [DisconnectReason.REPLACED])
+
+    def test_number_drawn_after_a_newer_announcement(self) -> None:
+        """A connection whose number is still being drawn when a newer
+        session is announced stays until its number comes; lower than the
+        announced one, it closes itself and announces nothing."""
+        held: Deferred[int] = Deferred()
+        self.store.next_session = lambda user_id: held  # type: ignore[method-assign]
+        mine = self.connect("alice", 1)
+        controls = len(self.bus.controls)
+        self.sessions.apply_session(
+            SessionEvent(user_key="alice", keep="i2.c7", number=5, instance="i2")
+        )
+        self.assertEqual(mine.disconnected, [])
+        held.callback(4)
+        self.assertEqual(mine.disconnected, [DisconnectReason.REPLACED])
+        self.assertEqual(len(self.bus.controls), controls)
+
+    def test_store_cannot_count(self) -> None:
+        """Without a number (the store failed), the session is announced
+        unnumbered: the others close every other connection of the
+        account, as before numbers."""
+        self.store.next_session = lambda user_id: fail(OSError("db down"))  # type: ignore[method-assign]
+        mine = self.connect("alice", 1)
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        keep = self.connections.connection_id(mine)
         self.assertEqual(
             self.bus.controls[-1], SessionEvent(user_key="alice", keep=keep or "", instance="i1")
         )
@@ -200,6 +245,75 @@ class SingleSessionTests(SessionHandlerCase):
         self.sessions.apply_session(SessionEvent(user_key="alice", keep="i2.c7", instance="i2"))
         self.assertEqual(mine.disconnected, [DisconnectReason.REPLACED])
         self.assertEqual(guest.disconnected, [])
+
+
+class TwoInstanceSessionTests(TestCase):
+    """Two instances share one store (the counter) and see each other's
+    announcements in whatever order the bus delivers them."""
+
+    def instance(self, store: MemoryStore, name: str) -> Any:
+        clock = Clock()
+        bus = RecordingBus()
+        connections = ConnectionHandler(bus, Limits(), instance_id=name, single_session=True)
+        rooms = RoomHandler(
+            connections, bus, clock, ServiceMetrics(), TokenBucketLimiter(clock, 0, 1)
+        )
+        sessions = SessionHandler(
+            store,
+            store,
+            connections,
+            rooms,
+            bus,
+            clock,
+            Revocations(),
+            VerifiedCredentials(clock),
+            instance_id=name,
+            single_session=True,
+        )
+        return connections, sessions, bus
+
+    def login(self, instance: Any) -> FakeParticipant:
+        connections, sessions, _ = instance
+        participant = FakeParticipant("alice", user_id=1)
+        sessions.replace_older(participant)
+        sessions.started(participant, connections.register(participant))
+        return participant
+
+    def test_simultaneous_logins_leave_exactly_one(self) -> None:
+        """Ten logins spread over two instances at once, announcements
+        crossing in every order: exactly one session stays, the one with
+        the highest number (it used to be none: each closed the other)."""
+        for order in ("forward", "backward", "interleaved"):
+            store = MemoryStore()
+            self.successResultOf(store.create_user("alice", b"hash", 0))
+            one, two = self.instance(store, "i1"), self.instance(store, "i2")
+            held: list[tuple[Deferred[int], int]] = []
+            numbers = iter(range(1, 11))
+
+            def drawn(
+                user_id: int, held: list[Any] = held, numbers: Any = numbers
+            ) -> Deferred[int]:
+                d: Deferred[int] = Deferred()
+                held.append((d, next(numbers)))
+                return d
+
+            store.next_session = drawn  # type: ignore[method-assign]
+            logins = [self.login(one if i % 2 else two) for i in range(10)]
+            # The store answers in some order; then the bus carries the
+            # announcements across in some order.
+            answers = held if order != "backward" else held[::-1]
+            for d, number in answers:
+                d.callback(number)
+            crossing = [(e, two) for e in one[2].controls] + [(e, one) for e in two[2].controls]
+            if order == "backward":
+                crossing.reverse()
+            elif order == "interleaved":
+                crossing = crossing[::2] + crossing[1::2]
+            for event, target in crossing:
+                target[1].apply_session(event)
+            open_now = [p for p in logins if not p.disconnected]
+            self.assertEqual(len(open_now), 1, order)
+            self.assertIs(open_now[0], logins[9], order)  # number 10
 
 
 class MultipleSessionTests(SessionHandlerCase):

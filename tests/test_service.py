@@ -28,6 +28,7 @@ from parkchat.errors import (
     InvalidRoom,
     NotInRoom,
     RateLimited,
+    ServiceBusy,
     StorageFailed,
     TooManyConnections,
 )
@@ -810,6 +811,142 @@ class ShutdownTests(ServiceTestCase):
         self.service.leave(bob, "lobby")
         self.assertEqual(alice.contents()[-1], "bob has left the room")
         self.successResultOf(self.service.stopService())
+
+
+class ClosingParticipant(FakeParticipant):
+    """A connection that closes a moment after it is told to (its closing
+    handshake), recording what it got before."""
+
+    def __init__(self, nickname: str, service: Any, clock: Clock, **kwargs: Any) -> None:
+        super().__init__(nickname, **kwargs)
+        self.service = service
+        self.clock = clock
+
+    def disconnect(self, reason: DisconnectReason) -> None:
+        super().disconnect(reason)
+        self.received.append("goodbye")
+        self.clock.callLater(0.1, self.service.disconnect, self)
+
+
+class DrainTests(TestCase):
+    """SIGTERM: stop accepting, store what is queued, deliver and echo it,
+    then say goodbye and wait for the connections to close (bounded by
+    ``--drain-timeout``)."""
+
+    def make(self, bus: Any = None) -> None:
+        self.clock = Clock()
+        self.store = MemoryStore()
+        self.service, _, _ = make_service(self.store, self.clock, bus=bus, drain_timeout=10.0)
+
+    def member(self, nickname: str) -> ClosingParticipant:
+        participant = ClosingParticipant(nickname, self.service, self.clock)
+        self.service.connect(participant)
+        self.service.join(participant, "lobby")
+        return participant
+
+    def texts(self, participant: FakeParticipant) -> list[str]:
+        return [
+            m if isinstance(m, str) else m.content
+            for m in participant.received
+            if isinstance(m, str) or m.type == CHAT
+        ]
+
+    def test_queued_messages_echoed_before_goodbye(self) -> None:
+        self.make()
+        alice = self.member("alice")
+        for i in range(3):
+            self.service.post(alice, "lobby", f"m{i}")
+        d = self.service.stopService()
+        self.assertRaises(ServiceBusy, self.service.post, alice, "lobby", "too late")
+        self.clock.advance(0)  # the commit
+        self.assertEqual(self.texts(alice), ["m0", "m1", "m2", "goodbye"])
+        self.assertNoResult(d)  # the connection is still closing
+        self.clock.pump([0.05] * 2)
+        self.successResultOf(d)
+        self.assertEqual(
+            [m.content for m in self.successResultOf(self.store.recent_messages("lobby", 9))],
+            ["m0", "m1", "m2"],
+        )
+
+    def test_echo_the_bus_lost_comes_from_the_store(self) -> None:
+        """With a shared bus that did not bring the messages back, every
+        room is brought up to the store's position before the goodbye."""
+        self.make(bus=RecordingBus())
+        alice = self.member("alice")
+        self.service.deliver("lobby", self.service_join_notice(alice))
+        self.service.post(alice, "lobby", "lost on the bus")
+        d = self.service.stopService()
+        self.clock.advance(0)
+        self.assertEqual(self.texts(alice), ["lost on the bus", "goodbye"])
+        self.clock.pump([0.05] * 2)
+        self.successResultOf(d)
+
+    def service_join_notice(self, participant: FakeParticipant) -> Message:
+        return Message(
+            room="lobby", nickname=participant.nickname, content="", timestamp_ms=0, type=SYSTEM
+        )
+
+    def test_bounded(self) -> None:
+        """A store that never commits and a connection that never closes
+        hold the shutdown for the drain timeout, not longer."""
+        self.make()
+        alice = self.member("alice")
+        alice.disconnect = alice.removed = lambda *a: None  # type: ignore[method-assign]
+        self.store.insert_messages = lambda batch: Deferred()  # type: ignore[method-assign,assignment]
+        self.service.post(alice, "lobby", "stuck")
+        d = self.service.stopService()
+        self.clock.advance(0)
+        self.clock.pump([1.0] * 9)
+        self.assertNoResult(d)
+        self.clock.pump([0.5] * 3)
+        self.successResultOf(d)
+
+
+class LeaveOrderTests(ServiceTestCase):
+    """A member's leave reaches the others after every message of theirs
+    accepted before it (issue 13), whatever took it out of the room."""
+
+    def assertMessagesThenLeave(self, observer: FakeParticipant, *texts: str) -> None:
+        events = [
+            m.content if m.type == CHAT else m.event
+            for m in observer.received
+            if m.nickname == "bob" and m.event != "joined"
+        ]
+        self.assertEqual(events, [*texts, "left"])
+
+    def sent_then(self, take_out: Any) -> FakeParticipant:
+        alice = self.joined("alice")
+        bob = self.joined("bob", user_id=self.bob.id if hasattr(self, "bob") else None)
+        self.service.post(bob, "lobby", "one")
+        self.service.post(bob, "lobby", "two")
+        take_out(bob)
+        self.assertEqual(self.chats(alice), [])
+        self.clock.advance(0)
+        return alice
+
+    def test_disconnect(self) -> None:
+        alice = self.sent_then(self.service.disconnect)
+        self.assertMessagesThenLeave(alice, "one", "two")
+
+    def test_leave(self) -> None:
+        alice = self.sent_then(lambda bob: self.service.leave(bob, "lobby"))
+        self.assertMessagesThenLeave(alice, "one", "two")
+
+    def test_kick(self) -> None:
+        alice = self.sent_then(lambda bob: self.service.kick("bob", "lobby"))
+        self.assertMessagesThenLeave(alice, "one", "two")
+
+    def test_ban(self) -> None:
+        self.bob = self.successResultOf(self.service.register("bob", "bob-secret"))
+        alice = self.sent_then(lambda bob: Deferred.fromCoroutine(self.service.ban("bob")))
+        self.assertMessagesThenLeave(alice, "one", "two")
+
+    def test_nothing_queued(self) -> None:
+        """Without messages on the way the leave goes out at once."""
+        alice = self.joined("alice")
+        bob = self.joined("bob")
+        self.service.leave(bob, "lobby")
+        self.assertEqual(alice.contents()[-1], "bob has left the room")
 
 
 class DeleteMessageTests(ServiceTestCase):

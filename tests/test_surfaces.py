@@ -1,6 +1,7 @@
 """The room behaviour every surface shares, written once and run over each
-adapter that speaks rooms: plain TCP, ``/mychat``, ``/ws/{room}`` and
-``/ws``, on the transport fast paths and again on the public-API paths
+adapter that speaks rooms: plain TCP, ``/mychat``, ``/ws/{room}``, ``/ws``,
+IRC (``--irc``) and the GarinChat and golang-chat dialects, on the transport
+fast paths and again on the public-API paths
 (``parkchat.protocols.fastpath.PLAIN``), which must look the same to clients.
 
 ``RoomBehaviour`` and ``RateBehaviour`` use a surface only through its
@@ -11,13 +12,19 @@ one vocabulary, whatever the wire format:
 
 * ``("message", nickname, text)``: a chat message of the room;
 * ``("notice", text)``: a join, a leave, a goodbye (a ``*** `` line on the
-  stream surfaces, a system or join/leave frame on the WebSocket ones);
-* ``("error", code)``: an error reply;
+  stream surfaces, a system or join/leave frame on the WebSocket ones,
+  JOIN, PART, NOTICE or ERROR on IRC);
+* ``("error", code)``: an error reply (on IRC a numeric whose text ends
+  with the code in brackets);
 * ``("ack",)``: ``/ws``'s answer to its own message, which it is not sent.
+
+The dialects have no error reply: where the others answer an error and
+carry on, they close the connection with 1008 and the reason
+(``refusal_closes``), as their seeds drop it.
 
 What is particular to one surface (framing, handshakes, commands, frame
 types) stays in tests/test_stream.py, test_websocket.py and
-test_app_socket.py. Everything runs in memory on one ``Clock`` over
+test_app_socket.py and test_irc.py. Everything runs in memory on one ``Clock`` over
 ``twisted.test.iosim``, through the real site and the real factories.
 """
 
@@ -34,27 +41,38 @@ from twisted.internet.task import Clock
 from twisted.test import iosim
 from twisted.trial.unittest import TestCase
 
+import jwt
+
 from parkchat.limits import Limits
 from parkchat.model import CHAT, JOINED, LEFT, SYSTEM
 from parkchat.protocols.fastpath import FAST, PLAIN, FastConnection, TransportPaths
+from parkchat.protocols.garinchat import GarinChatFactory, GarinChatTokens
+from parkchat.protocols.golangchat import GolangChatFactory
+from parkchat.protocols.irc import IrcFactory, IrcOptions
 from parkchat.protocols.line import LineChatFactory
 from parkchat.protocols.mychat import MyChatFactory
 from parkchat.protocols.stream import StreamOptions
 from parkchat.protocols.unified import AppSocketFactory
 from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.tokens import TokenAuthority, TokenVerifier
+from parkchat.web.dialects import GarinChatSocket, GolangChatRoot
+from parkchat.web.site import make_dialect_site
 from tests.helpers import FakeParticipant, adapter_context, make_service, settle_pumps, site_for
+from tests.irc_support import Line, RawIrcClient
 from tests.test_stream import MyChatClient, RawLineClient, handshake
 from tests.test_websocket import RecordingClient, basic, clock_timer
 
 START = 1_757_345_400.0
 HTTP_SERVER = IPv4Address("TCP", "127.0.0.1", 8080)
 LINE_SERVER = IPv4Address("TCP", "127.0.0.1", 8989)
+IRC_SERVER = IPv4Address("TCP", "127.0.0.1", 6667)
 MAX_CONTENT = 100
+GARIN_SECRET = b"the third-party service's secret"
 
 Event = tuple[Any, ...]
 
 _ERROR_LINE = re.compile(r"\*\*\* error \(([a-z_]+)\): ")
+_IRC_ERROR = re.compile(r"\[([a-z_]+)\]\Z")
 
 
 def stream_events(lines: list[str]) -> list[Event]:
@@ -104,6 +122,44 @@ def app_socket_events(frames: list[dict[str, Any]]) -> list[Event]:
         else:
             raise AssertionError(f"unexpected /ws frame {frame}")
     return events
+
+
+def irc_events(lines: list[Line]) -> list[Event]:
+    """IRC lines as events."""
+    events: list[Event] = []
+    for line in lines:
+        error = _IRC_ERROR.search(line.text) if line.command.isdigit() else None
+        if error is not None:
+            events.append(("error", error.group(1)))
+        elif line.command == "PRIVMSG":
+            events.append(("message", line.nick, line.text))
+        elif line.command in ("JOIN", "PART"):
+            events.append(("notice", f"{line.nick} {line.command} {line.params[0]}"))
+        elif line.command in ("NOTICE", "ERROR"):
+            events.append(("notice", line.text))
+        else:
+            raise AssertionError(f"unexpected IRC line {line.raw!r}")
+    return events
+
+
+def garinchat_events(frames: list[dict[str, Any]]) -> list[Event]:
+    """GarinChat frames as events."""
+    events: list[Event] = []
+    for frame in frames:
+        kind = frame["type"]
+        if kind == "message":
+            events.append(("message", frame["username"], frame["body"]))
+        elif kind in ("join", "userleave"):
+            events.append(("notice", f"{frame['username']} {kind}"))
+        else:
+            raise AssertionError(f"unexpected GarinChat frame {frame}")
+    return events
+
+
+def golang_chat_events(frames: list[dict[str, Any]]) -> list[Event]:
+    """golang-chat frames as events (it has nothing but messages)."""
+    assert all(list(f) == ["userName", "body", "timestamp"] for f in frames), frames
+    return [("message", f["userName"], f["body"]) for f in frames]
 
 
 # -- members: one connected client, whatever its surface ---------------------------------
@@ -199,6 +255,44 @@ class AppSocketMember(RoomSocketMember):
         return app_socket_events(self.client.take())
 
 
+class IrcMember(Member):
+    client: RawIrcClient
+
+    def __init__(self, name: str, client: RawIrcClient, room: str) -> None:
+        super().__init__(name, client)
+        self.room = room
+
+    def say(self, text: str) -> None:
+        self.client.send(f"PRIVMSG #{self.room} :{text}")
+
+    def take(self) -> list[Event]:
+        return irc_events(self.client.take())
+
+    def hang_up(self) -> None:
+        assert self.client.transport is not None
+        self.client.transport.loseConnection()
+
+    @property
+    def closed(self) -> bool:
+        return self.client.lost
+
+
+class GarinChatMember(RoomSocketMember):
+    def say(self, text: str) -> None:
+        self.client.send_json({"type": "message", "body": text})
+
+    def take(self) -> list[Event]:
+        return garinchat_events(self.client.take())
+
+
+class GolangChatMember(RoomSocketMember):
+    def say(self, text: str) -> None:
+        self.client.send_json({"userName": self.name, "body": text, "timestamp": "3:05 PM"})
+
+    def take(self) -> list[Event]:
+        return golang_chat_events(self.client.take())
+
+
 # -- the fixture: every surface on one service and one clock ---------------------------------
 
 
@@ -217,12 +311,27 @@ class SurfaceCase(TestCase):
         self.authority = TokenAuthority(b"k" * 32, self.clock)
         context = adapter_context(self.service, self.clock, paths=self.paths)
         self.line_factory = LineChatFactory(context, StreamOptions())
+        self.irc_factory = IrcFactory(context, IrcOptions(ping_interval=0))
         self.room_factory = RoomSocketFactory(context, ping_interval=0, handshake_timeout=0)
         self.mychat_factory = MyChatFactory(context, StreamOptions(), ping_interval=0)
         self.app_factory = AppSocketFactory(
             context, TokenVerifier(self.authority), ping_interval=0, handshake_timeout=0
         )
-        for factory in (self.room_factory, self.mychat_factory, self.app_factory):
+        self.garinchat_factory = GarinChatFactory(
+            context,
+            GarinChatTokens(self.clock, GARIN_SECRET),
+            ping_interval=0,
+            handshake_timeout=0,
+        )
+        self.golang_chat_factories: dict[str, GolangChatFactory] = {}
+        self.golang_chat_sites: dict[str, Any] = {}
+        self.context = context
+        for factory in (
+            self.room_factory,
+            self.mychat_factory,
+            self.app_factory,
+            self.garinchat_factory,
+        ):
             factory._batched_timer = clock_timer(self.clock)
             # The paths asked for are the paths taken.
             self.assertEqual(FastConnection in factory.protocol.__mro__, self.paths.fast)
@@ -233,6 +342,7 @@ class SurfaceCase(TestCase):
             app_factory=self.app_factory,
             tokens=self.authority,
             access_log=False,
+            garinchat=GarinChatSocket(self.garinchat_factory, ()),
         )
         self.site._reactor = self.clock
         self.pumps: list[iosim.IOPump] = []
@@ -254,8 +364,22 @@ class SurfaceCase(TestCase):
         self.client_transports.append(client_transport)
         self.settle()
 
-    def websocket(self, path: str, headers: dict[str, str], protocol: type) -> Any:
+    def golang_chat_site(self, room: str) -> Any:
+        """A golang-chat listener's site for ``room`` (the dialect has one
+        room per listener)."""
+        if room not in self.golang_chat_sites:
+            factory = GolangChatFactory(self.context, room, ping_interval=0, handshake_timeout=0)
+            factory._batched_timer = clock_timer(self.clock)
+            site = make_dialect_site(GolangChatRoot(factory, ()), access_log=False)
+            site._reactor = self.clock
+            self.golang_chat_sites[room] = site
+        return self.golang_chat_sites[room]
+
+    def websocket(
+        self, path: str, headers: dict[str, str], protocol: type, site: Any = None
+    ) -> Any:
         """An Autobahn client of ``path`` through the whole site."""
+        site = site if site is not None else self.site
         factory = WebSocketClientFactory(f"ws://parkchat.test{path}", headers=headers)
         factory.protocol = protocol
         factory.setProtocolOptions(
@@ -263,7 +387,7 @@ class SurfaceCase(TestCase):
         )
         factory._batched_timer = clock_timer(self.clock)
         client = factory.buildProtocol(HTTP_SERVER)
-        self.wire(self.site.buildProtocol(HTTP_SERVER), client, HTTP_SERVER)
+        self.wire(site.buildProtocol(HTTP_SERVER), client, HTTP_SERVER)
         return client
 
     def account(self, nickname: str) -> tuple[int, str]:
@@ -294,8 +418,13 @@ class SurfaceCase(TestCase):
 class Surface:
     """What the behaviour mixins need of the surface under test."""
 
-    #: Whether the sender gets its own message back (else: an ack).
+    #: Whether the sender gets its own message back.
     echoes_sender: bool
+    #: Whether the sender gets an ack instead (where it is not echoed).
+    acknowledges: bool = False
+    #: Whether a refused message closes the connection (1008 and the
+    #: reason) instead of being answered with an error.
+    refusal_closes: bool = False
     #: Whether its members are registered accounts (else: guests).
     accounts: bool
     #: What a member is sent when the server shuts down, before the close.
@@ -324,6 +453,30 @@ class LineSurface(Surface):
         client.send_line(handshake(name, room))
         case.settle()
         return LineMember(name, client)
+
+
+class IrcSurface(Surface):
+    """IRC (``--irc``): guests, with echo-message so that the sender sees
+    its own messages as stored."""
+
+    echoes_sender = True
+    accounts = False
+    shutdown_events = [("notice", "Closing link: server shutting down")]
+    shutdown_code = None
+
+    def connect_member(self, name: str, room: str) -> Member:
+        case: Any = self
+        client = RawIrcClient()
+        case.wire(case.irc_factory.buildProtocol(IRC_SERVER), client, IRC_SERVER)
+        client.send(
+            "CAP REQ :echo-message", f"NICK {name}", "USER u 0 * :x", "CAP END", f"JOIN #{room}"
+        )
+        case.settle()
+        # Up to the end of the channel's NAMES: the rest is the room's.
+        lines = client.take_raw()
+        end = next(i for i, line in enumerate(lines) if " 366 " in line)
+        client.unread(lines[end + 1 :])
+        return IrcMember(name, client, room)
 
 
 class MyChatSurface(Surface):
@@ -360,6 +513,7 @@ class AppSocketSurface(Surface):
     an ack, not its own message."""
 
     echoes_sender = False
+    acknowledges = True
     accounts = True
 
     def connect_member(self, name: str, room: str) -> Member:
@@ -377,6 +531,41 @@ class AppSocketSurface(Surface):
         return AppSocketMember(name, client)
 
 
+class GarinChatSurface(Surface):
+    """The GarinChat dialect (a WebSocket upgrade of ``/``): an auth frame
+    with a JWT of the third-party service, a join frame with a guest's
+    name; the sender gets nothing back; refusals close."""
+
+    echoes_sender = False
+    accounts = False
+    refusal_closes = True
+
+    def connect_member(self, name: str, room: str) -> Member:
+        case: Any = self
+        client = case.websocket("/", {}, RecordingClient)
+        client.send_json({"type": "auth", "body": jwt.encode({}, GARIN_SECRET)})
+        client.send_json({"type": "join", "username": name, "room": room})
+        case.settle()
+        return GarinChatMember(name, client)
+
+
+class GolangChatSurface(Surface):
+    """The golang-chat dialect (``/chat`` of a listener whose room it is):
+    a first message with an empty body joins; every message is echoed;
+    refusals close."""
+
+    echoes_sender = True
+    accounts = False
+    refusal_closes = True
+
+    def connect_member(self, name: str, room: str) -> Member:
+        case: Any = self
+        client = case.websocket("/chat", {}, RecordingClient, case.golang_chat_site(room))
+        client.send_json({"userName": name, "body": "", "timestamp": ""})
+        case.settle()
+        return GolangChatMember(name, client)
+
+
 # -- the behaviour ---------------------------------------------------------------------------
 
 
@@ -386,6 +575,8 @@ class MemberHelpers:
 
     connect_member: Any
     echoes_sender: bool
+    acknowledges: bool
+    refusal_closes: bool
     accounts: bool
     shutdown_events: list[Event]
     shutdown_code: int | None
@@ -420,8 +611,21 @@ class MemberHelpers:
 
     def back(self, name: str, *texts: str) -> list[Event]:
         """What ``name`` gets back for saying ``texts``: the messages on a
-        surface that echoes, acks on one that does not."""
-        return self.said(name, *texts) if self.echoes_sender else [("ack",) for _ in texts]
+        surface that echoes, acks on one that acknowledges, else nothing."""
+        if self.echoes_sender:
+            return self.said(name, *texts)
+        return [("ack",) for _ in texts] if self.acknowledges else []
+
+    def assertRefused(self, member: Member, code: str, events: list[Event]) -> None:
+        """``member`` was refused with ``code``: an error it was sent
+        (``events``, its surface's), or, where refusals close, a close with
+        1008."""
+        if self.refusal_closes:
+            self.assertTrue(member.closed, f"{member.name} is still connected")
+            self.assertEqual(member.close_code, 1008)
+        else:
+            self.assertIn(("error", code), events)
+            self.assertFalse(member.closed)
 
 
 class RoomBehaviour(MemberHelpers):
@@ -482,8 +686,13 @@ class RoomBehaviour(MemberHelpers):
         alice.take()
         alice.say(text)
         self.settle()
-        self.assertEqual(alice.chat(), [("error", code)])
+        events = alice.chat()
+        self.assertRefused(alice, code, events)
         self.assertEqual(bob.chat(), [])
+        if self.refusal_closes:
+            self.assertEqual(self.successResultOf(self.service.history("dev")), [])
+            return
+        self.assertEqual(events, [("error", code)])
         alice.say("short")
         self.settle()
         self.assertEqual(bob.chat(), self.said("alice", "short"))
@@ -510,6 +719,24 @@ class RoomBehaviour(MemberHelpers):
         self.assertEqual(self.service.connection_count, 1)
         last = observer.received[-1]
         self.assertEqual((last.type, last.event, last.nickname), (SYSTEM, LEFT, "bob"))
+
+    def test_leave_after_last_messages(self) -> None:
+        """Messages sent just before hanging up reach the others before the
+        notice that their sender left (issue 13): the leave waits for what
+        the member had sent to be stored and published."""
+        observer = self.observer()
+        bob = self.join("bob")
+        bob.say("last words")
+        bob.say("really")
+        bob.hang_up()
+        self.settle()
+        self.assertTrue(bob.closed)
+        events = [
+            m.content if m.type == CHAT else m.event
+            for m in observer.received
+            if m.nickname == "bob" and m.event != JOINED
+        ]
+        self.assertEqual(events, ["last words", "really", LEFT])
 
     def test_shutdown(self) -> None:
         """Stopping the service gives every member this surface's goodbye
@@ -541,10 +768,11 @@ class RateBehaviour(MemberHelpers):
             alice.say(text)
             self.settle()
         self.assertEqual(bob.chat(), self.said("alice", "one", "two"))
-        self.assertEqual(
-            alice.chat(), [*self.back("alice", "one", "two"), ("error", "rate_limited")]
-        )
-        self.assertFalse(alice.closed)
+        events = alice.chat()
+        self.assertRefused(alice, "rate_limited", events)
+        if self.refusal_closes:
+            return
+        self.assertEqual(events, [*self.back("alice", "one", "two"), ("error", "rate_limited")])
         self.clock.advance(1)
         alice.say("four")
         self.settle()
@@ -570,6 +798,18 @@ class AppSocketRoomTests(RoomBehaviour, AppSocketSurface, SurfaceCase):
     """Rooms over /ws."""
 
 
+class IrcRoomTests(RoomBehaviour, IrcSurface, SurfaceCase):
+    """Rooms over IRC."""
+
+
+class GarinChatRoomTests(RoomBehaviour, GarinChatSurface, SurfaceCase):
+    """Rooms over the GarinChat dialect."""
+
+
+class GolangChatRoomTests(RoomBehaviour, GolangChatSurface, SurfaceCase):
+    """Rooms over the golang-chat dialect."""
+
+
 class LineRateTests(RateBehaviour, LineSurface, SurfaceCase):
     """The rate limit over plain TCP."""
 
@@ -584,6 +824,18 @@ class RoomSocketRateTests(RateBehaviour, RoomSocketSurface, SurfaceCase):
 
 class AppSocketRateTests(RateBehaviour, AppSocketSurface, SurfaceCase):
     """The rate limit over /ws."""
+
+
+class IrcRateTests(RateBehaviour, IrcSurface, SurfaceCase):
+    """The rate limit over IRC."""
+
+
+class GarinChatRateTests(RateBehaviour, GarinChatSurface, SurfaceCase):
+    """The rate limit over the GarinChat dialect."""
+
+
+class GolangChatRateTests(RateBehaviour, GolangChatSurface, SurfaceCase):
+    """The rate limit over the golang-chat dialect."""
 
 
 class LinePlainPathTests(LineRoomTests):
@@ -606,6 +858,22 @@ class RoomSocketPlainPathTests(RoomSocketRoomTests):
 
 class AppSocketPlainPathTests(AppSocketRoomTests):
     """Rooms over /ws, on public APIs only."""
+
+    paths = PLAIN
+
+
+class IrcPlainPathTests(IrcRoomTests):
+    """Rooms over IRC, on public APIs only."""
+
+
+class GarinChatPlainPathTests(GarinChatRoomTests):
+    """Rooms over the GarinChat dialect, on public APIs only."""
+
+    paths = PLAIN
+
+
+class GolangChatPlainPathTests(GolangChatRoomTests):
+    """Rooms over the golang-chat dialect, on public APIs only."""
 
     paths = PLAIN
 

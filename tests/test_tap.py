@@ -24,6 +24,7 @@ from parkchat import tap
 from parkchat.config import SETTINGS, Settings
 from parkchat.protocols import fastpath
 from parkchat.protocols.fastpath import CHECKED_AUTOBAHN, CHECKED_TWISTED, Versions
+from parkchat.protocols.irc import IrcFactory
 from parkchat.protocols.line import LineChatFactory
 from parkchat.protocols.policies import AddressLimitedFactory
 from parkchat.service import ChatService
@@ -37,6 +38,7 @@ from parkchat.tap import (
     freeze_startup_objects,
     makeService,
 )
+from parkchat.web.dialects import GarinChatSocket, GolangChatRoot, LildengziRoot
 
 ROOT = Path(__file__).resolve().parent.parent
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
@@ -258,6 +260,53 @@ class MakeServiceTests(TapTestCase):
         self.assertIsInstance(line.factory.wrappedFactory, LineChatFactory)
         self.assertEqual(line.endpoint._port, 8989)
 
+    def test_irc_listeners(self) -> None:
+        """``--irc`` (off by default) adds IRC listeners after the others,
+        behind the per-address limit, on the shared context, with the
+        registration and ping settings, the server name and the MOTD file."""
+        top, _ = self.make("--db", ":memory:", "--port", LOCAL)
+        self.assertEqual([s.name for s in list(top)[2:]], [f"http:{LOCAL}"])
+        motd = Path(self.mktemp())
+        motd.write_text("Welcome to the park\nBe kind\n", encoding="utf-8")
+        top, _ = self.make(
+            "--db", ":memory:", "--port", LOCAL, "--tcp", "tcp:8989",
+            "--irc", "tcp:6667:interface=127.0.0.1", "--irc", "tcp:6668",
+            "--irc-server-name", "chat.example.org", "--irc-motd", str(motd),
+            "--handshake-timeout", "7", "--ping-interval", "45", "--allow-guests", "no",
+        )  # fmt: skip
+        _, line, irc1, irc2 = list(top)[2:]
+        assert isinstance(irc1, StreamServerEndpointService)
+        assert isinstance(irc2, StreamServerEndpointService)
+        assert isinstance(line, StreamServerEndpointService)
+        self.assertEqual(
+            [irc1.name, irc2.name], ["irc:tcp:6667:interface=127.0.0.1", "irc:tcp:6668"]
+        )
+        factory = irc1.factory.wrappedFactory
+        self.assertIsInstance(factory, IrcFactory)
+        self.assertIs(irc2.factory.wrappedFactory, factory)
+        self.assertIs(irc1.factory.address_limit, line.factory.address_limit)
+        self.assertIs(factory.context, line.factory.wrappedFactory.context)
+        options = factory.options
+        self.assertEqual(options.server_name, "chat.example.org")
+        self.assertEqual(options.motd, ("Welcome to the park", "Be kind"))
+        self.assertEqual(
+            (options.registration_timeout, options.ping_interval, options.allow_guests),
+            (7, 45, False),
+        )
+        self.assertIsNotNone(options.tokens)
+
+    def test_irc_bad_settings(self) -> None:
+        """A bad --irc endpoint or server name is a usage error; a MOTD file
+        that cannot be read stops the start with one line."""
+        self.assertIn("--irc", self.assertUsageError("--irc", "nonsense"))
+        self.assertIn("frob", self.assertUsageError("--irc", "frob:1"))
+        self.assertIn("server name", self.assertUsageError("--irc-server-name", "no dots"))
+        missing = self.mktemp()
+        error = self.assertRaises(
+            SystemExit, self.make, "--db", ":memory:", "--irc", "tcp:6667", "--irc-motd", missing
+        )
+        self.assertIn("cannot read the IRC MOTD", str(error))
+
     def test_hostile_client_settings(self) -> None:
         """--max-connections-per-ip limits sockets on every chat listener
         (one count shared by all), --slow-client-timeout and
@@ -337,6 +386,40 @@ class MakeServiceTests(TapTestCase):
             paths(Versions(CHECKED_TWISTED[0], CHECKED_AUTOBAHN[0])), (fastpath.FAST, 0)
         )
         self.assertEqual(paths(Versions("99.1.0", CHECKED_AUTOBAHN[0])), (fastpath.PLAIN, 1))
+
+    def test_dialect_listeners(self) -> None:
+        """``--garinchat``, ``--golang-chat`` and ``--lildengzi`` each add a
+        listener of their own (after the HTTP and line ones), behind the
+        per-address limit, serving only that dialect; the main site has the
+        dialects whose paths are free, on the same factories."""
+        top, _ = self.make(
+            "--db", ":memory:", "--port", LOCAL, "--garinchat", "tcp:8090",
+            "--golang-chat", "tcp:9999", "--lildengzi", "tcp:8081",
+            "--golang-chat-room", "general",
+        )  # fmt: skip
+        http, garin, golang, lildengzi = list(top)[2:]
+        names = [s.name for s in (garin, golang, lildengzi)]
+        self.assertEqual(
+            names, ["garinchat:tcp:8090", "golang-chat:tcp:9999", "lildengzi:tcp:8081"]
+        )
+        roots = []
+        for listener in (garin, golang, lildengzi):
+            assert isinstance(listener, StreamServerEndpointService)
+            self.assertIs(listener.factory.address_limit, http.factory.address_limit)
+            roots.append(listener.factory.wrappedFactory.resource)
+        self.assertIsInstance(roots[0], GarinChatSocket)
+        self.assertIsInstance(roots[1], GolangChatRoot)
+        self.assertIsInstance(roots[2], LildengziRoot)
+        main = http.factory.wrappedFactory.resource
+        self.assertIs(main._garinchat._factory, roots[0]._factory)
+        golang_chat = main.children[b"chat"]._factory
+        self.assertIs(golang_chat, roots[1].children[b"chat"]._factory)
+        self.assertEqual(golang_chat.room, "general")
+
+    def test_lildengzi_default_secret(self) -> None:
+        """The seed's default JWT secret is refused with a clear message."""
+        message = self.assertUsageError("--lildengzi-secret", "dev-secret-change-me")
+        self.assertIn("lildengzi's published default secret", message)
 
     def test_memory_db(self) -> None:
         """``--db :memory:`` uses the in-memory store and creates no file."""
@@ -547,6 +630,23 @@ class ChatTacTests(TapTestCase):
             (children[2].endpoint._port, children[2].endpoint._interface), (0, "127.0.0.1")
         )
         self.assertFalse(children[2].running)
+
+    def test_tac_with_the_example_config(self) -> None:
+        """The README's ``PARKCHAT_CONFIG=docs/parkchat.example.toml twistd
+        -n -y chat.tac`` builds from a checkout as written: its database
+        is a file in the working directory, not in a system directory."""
+        cwd = Path(self.mktemp()).resolve()
+        cwd.mkdir(parents=True)
+        previous = Path.cwd()
+        os.chdir(cwd)
+        self.addCleanup(os.chdir, previous)
+        self.environ["PARKCHAT_CONFIG"] = str(ROOT / "docs" / "parkchat.example.toml")
+        application = loadApplication(str(ROOT / "chat.tac"), "python")
+        [top] = list(IServiceCollection(application))
+        store = top.getServiceNamed("chat").store
+        self.addCleanup(store.close)
+        self.assertIsInstance(store, SQLStore)
+        self.assertTrue((cwd / "chat.db").exists())
 
     def test_tac_bad_environment(self) -> None:
         """A bad PARKCHAT_* value makes chat.tac fail with the usage error."""

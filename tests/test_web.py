@@ -321,6 +321,19 @@ class HistoryTests(RestCase):
         ids = [m["id"] for m in messages]
         self.assertEqual(ids, sorted(set(ids)))
 
+    def test_position_header(self) -> None:
+        """``Parkchat-Seq`` gives the room position of the newest message in
+        the answer (where a client resumes with ``/ws/{room}?since=``), also
+        when the answer comes from the encoded cache; none for no messages."""
+        response, _ = self.request("GET", "/history/lobby", auth=self.auth)
+        self.assertIsNone(response.headers.getRawHeaders("parkchat-seq"))
+        self.post_messages("lobby", ["a", "b", "c"])
+        for path in ("/history/lobby", "/history/lobby", "/history/lobby?limit=1"):
+            response, _ = self.request("GET", path, auth=self.auth)
+            self.assertEqual(header(response, "Parkchat-Seq"), "3")
+        response, _ = self.request("GET", "/history/lobby?limit=1&before=2", auth=self.auth)
+        self.assertEqual(header(response, "Parkchat-Seq"), "1")
+
     def test_rooms_isolated(self) -> None:
         """A room's history holds only that room's messages."""
         self.post_messages("a", ["in a"])

@@ -22,6 +22,7 @@ from urllib.parse import quote
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.test import iosim
 from twisted.trial.unittest import TestCase
@@ -126,9 +127,11 @@ class WebSocketCase(TestCase):
 
     # -- connections ----------------------------------------------------------
 
-    def client_factory(self, room: str, headers: dict[str, str]) -> WebSocketClientFactory:
+    def client_factory(
+        self, room: str, headers: dict[str, str], query: str = ""
+    ) -> WebSocketClientFactory:
         factory = WebSocketClientFactory(
-            f"ws://parkchat.test/ws/{quote(room, safe='')}", headers=headers
+            f"ws://parkchat.test/ws/{quote(room, safe='')}{query}", headers=headers
         )
         factory.protocol = RecordingClient
         factory.setProtocolOptions(
@@ -156,12 +159,17 @@ class WebSocketCase(TestCase):
         return client
 
     def connect(
-        self, nickname: str, room: str = "lobby", *, password: str | None = None
+        self,
+        nickname: str,
+        room: str = "lobby",
+        *,
+        password: str | None = None,
+        query: str = "",
     ) -> RecordingClient:
         """A client through the whole site: HTTP, Basic auth, upgrade."""
         password = password if password is not None else self.passwords.get(nickname, "")
         headers = {"Authorization": basic(nickname, password)}
-        return self.wire(self.site.buildProtocol(SERVER), self.client_factory(room, headers))
+        return self.wire(self.site.buildProtocol(SERVER), self.client_factory(room, headers, query))
 
     def connect_direct(self, user: User, room: str = "lobby") -> RecordingClient:
         """A client straight to a protocol from ``factory.bound`` (no HTTP
@@ -292,6 +300,85 @@ class RefusedHandshakeTests(WebSocketCase):
         """A room name breaking the rules is refused with 400."""
         client = self.connect("alice", " padded ")
         self.assertRefused(client, 400)
+
+
+class ResumeTests(WebSocketCase):
+    """``?since=SEQ``: what was missed first, then live; objects carry
+    ``seq`` on such connections only."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.alice = self.connect("alice")
+        for i in range(5):
+            self.alice.send_json({"content": f"m{i}"})
+        self.settle()
+        self.alice.take()
+
+    def test_since(self) -> None:
+        bob = self.connect("bob", query="?since=2")
+        frames = bob.take()
+        self.assertEqual(
+            [f["content"] for f in frames], ["m2", "m3", "m4", "bob has joined the room"]
+        )
+        [stored] = self.successResultOf(self.store.room_messages_after("lobby", 2, 1))
+        self.assertEqual(
+            frames[0],
+            {
+                "id": stored.id,
+                "chat_room": "lobby",
+                "nickname": "alice",
+                "content": "m2",
+                "timestamp": "2025-09-08T15:30:00.000Z",
+                "type": "chat",
+                "seq": 3,
+            },
+        )
+        self.assertNotIn("seq", frames[-1])
+        self.alice.take()
+        self.alice.send_json({"content": "live"})
+        self.settle()
+        [live] = bob.take()
+        self.assertEqual((live["content"], live["seq"]), ("live", 6))
+        [seed] = self.alice.take()
+        self.assertNotIn("seq", seed)  # a seed client sees the seed object
+
+    def test_room_empty_when_joined(self) -> None:
+        """A client that saw nothing of an empty room resumes from 0."""
+        carol = self.connect("carol", "quiet", query="?since=0")
+        self.assertEqual([f["content"] for f in carol.take()], ["carol has joined the room"])
+        carol.sendClose(1000)
+        self.settle()
+        bob = self.connect("bob", "quiet")
+        bob.send_json({"content": "while carol was away"})
+        self.settle()
+        carol = self.connect("carol", "quiet", query="?since=0")
+        self.assertEqual([f["content"] for f in carol.take()][:1], ["while carol was away"])
+
+    def test_frames_held_until_the_replay_is_sent(self) -> None:
+        """What the client sends while its replay is read is posted after
+        the replay went out (it is in the room only then)."""
+        gate: Deferred[None] = Deferred()
+        real = self.store.room_messages_after
+        self.store.room_messages_after = lambda *a: gate.addCallback(  # type: ignore[method-assign]
+            lambda _: self.successResultOf(real(*a))
+        )
+        bob = self.connect("bob", query="?since=3")
+        bob.send_json({"content": "typed early"})
+        self.settle()
+        self.assertEqual(bob.take(), [])
+        self.store.room_messages_after = real  # type: ignore[method-assign]
+        gate.callback(None)
+        self.settle()
+        self.assertEqual(
+            [f["content"] for f in bob.take()],
+            ["m3", "m4", "bob has joined the room", "typed early"],
+        )
+
+    def test_bad_since(self) -> None:
+        for query in ("?since=-1", "?since=x", "?since=1.5"):
+            client = self.connect("bob", query=query)
+            self.assertFalse(client.opened)
+            self.assertEqual(int(client.http_status_line.split()[1]), 400)
 
 
 class ConnectionLimitTests(WebSocketCase):

@@ -88,11 +88,13 @@ class ParseArgsTests(TestCase):
         config = workers.parse_args(["--workers", "1", "--port", "9000"], environ={})
         self.assertEqual(config.health_url, "http://127.0.0.1:9000/health")
 
-    def assertUsageError(self, argv: list[str], environ: dict[str, str] | None = None) -> None:
+    def assertUsageError(self, argv: list[str], environ: dict[str, str] | None = None) -> str:
+        """Parsing ``argv`` is a usage error (exit 2); return the message."""
         with self.assertRaises(SystemExit) as caught, redirect_stderr(io.StringIO()) as err:
             workers.parse_args(argv, environ={} if environ is None else environ)
         self.assertEqual(caught.exception.code, 2)
         self.assertIn("parkchat-workers: error:", err.getvalue())
+        return err.getvalue()
 
     def test_several_workers_need_redis(self) -> None:
         self.assertUsageError(["--workers", "2", "--", "--db", "x.db"])
@@ -126,6 +128,19 @@ class ParseArgsTests(TestCase):
         config = workers.parse_args(["--workers", "1", "--", "--tcp", "tcp:8989"], environ={})
         self.assertEqual(config.extra, ["--tcp", "tcp:8989"])
 
+    def test_dialect_listeners_cannot_be_shared(self) -> None:
+        """The dialects' listeners would be bound twice, like --tcp."""
+        for listener in ("--garinchat", "--golang-chat", "--lildengzi"):
+            self.assertUsageError(["--workers", "2", "--", "--redis", "redis://x", listener, "9"])
+
+    def test_twistd_options_after_the_separator(self) -> None:
+        """A twistd option among parkchat's is a one-line error naming the
+        right place for it (parkchat would print twistd's whole help)."""
+        message = self.assertUsageError(["--workers", "1", "--", "--logfile=/tmp/x.log"])
+        self.assertIn("--twistd-option=--logfile=/tmp/x.log", message)
+        message = self.assertUsageError(["--workers", "1", "--", "--logger", "x"])
+        self.assertIn("--twistd-option=--logger=VALUE", message)
+
     def test_bad_numbers(self) -> None:
         self.assertUsageError(["--workers", "0"])
         self.assertUsageError(["--workers", "1", "--port", "70000"])
@@ -150,6 +165,22 @@ class ChildTests(TestCase):
             "7 1234 /venv/bin/twistd --nodaemon --pidfile= parkchat".split()
             + "--port systemd:domain=INET:index=0 --db x.db".split(),
         )
+
+    def test_twistd_options(self) -> None:
+        """``--twistd-option`` goes before ``parkchat``, ``{worker}`` made
+        each worker's number."""
+        config = workers.parse_args(
+            ["--workers", "1", "--twistd", "/venv/bin/twistd",
+             "--twistd-option=--logfile=/var/log/parkchat/w{worker}.log",
+             "--twistd-option=--umask=0027", "--", "--db", "x.db"],
+            environ={},
+        )  # fmt: skip
+        argv = workers.child_argv(config, 7, 1234, 2)
+        self.assertEqual(
+            argv[5:12],
+            ["/venv/bin/twistd", "--nodaemon", "--pidfile=",
+             "--logfile=/var/log/parkchat/w2.log", "--umask=0027", "parkchat", "--port"],
+        )  # fmt: skip
 
     def test_trampoline_passes_the_socket_as_fd_3(self) -> None:
         """The trampoline gives the exec'd program fd 3 and LISTEN_PID = its pid."""

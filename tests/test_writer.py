@@ -354,3 +354,62 @@ class StoredHookAndQuietTests(TestCase):
         self.writer.max_pending = 1
         self.writer.submit_quietly(message("a"), self.fail)
         self.assertRaises(ServiceBusy, self.writer.submit_quietly, message("b"), self.fail)
+
+
+class AfterQueuedTests(TestCase):
+    """``after_queued``: a callback once everything queued so far is
+    stored and published (a member's leave follows its messages)."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.insert = ControlledInsert()
+        self.events: list[str] = []
+        self.writer = GroupCommitWriter(
+            self.insert,
+            self.clock,
+            on_stored=lambda m: self.events.append(f"stored {m.content}#{m.id}"),
+        )
+
+    def after(self, name: str) -> None:
+        self.writer.after_queued(lambda: self.events.append(name))
+
+    def test_idle_at_once(self) -> None:
+        self.after("leave")
+        self.assertEqual(self.events, ["leave"])
+
+    def test_after_the_queued_messages(self) -> None:
+        """Queued (not yet in a batch), in flight, or both: the callback
+        runs after their publication, before later batches'."""
+        self.writer.submit(message("a"))
+        self.after("after a")
+        self.clock.advance(0)  # batch 1: a, in flight
+        self.writer.submit(message("b"))
+        self.after("after b")
+        self.writer.submit(message("c"))
+        self.assertEqual(self.events, [])
+        self.insert.commit(0)  # batch 2 (b, c) starts
+        self.assertEqual(self.events, ["stored a#1", "after a"])
+        self.insert.commit(1)
+        self.assertEqual(
+            self.events, ["stored a#1", "after a", "stored b#2", "stored c#3", "after b"]
+        )
+        self.after("idle again")
+        self.assertEqual(self.events[-1], "idle again")
+
+    def test_after_a_failed_batch_too(self) -> None:
+        """The messages could not be stored: the callback still runs."""
+        self.writer.submit_quietly(message("a"), lambda f: self.events.append("failed a"))
+        self.after("leave")
+        self.clock.advance(0)
+        self.insert.fail()
+        self.assertEqual(self.events, ["failed a", "leave"])
+        self.flushLoggedErrors(RuntimeError)
+
+    def test_callback_error_is_logged(self) -> None:
+        self.writer.submit(message("a"))
+        self.writer.after_queued(lambda: 1 / 0)
+        self.after("next")
+        self.clock.advance(0)
+        self.insert.commit()
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        self.assertEqual(self.events, ["stored a#1", "next"])

@@ -4,6 +4,7 @@ Usage (see docs/client.md)::
 
     parkchat-client -client Mina -room dev                      # MaChat style, TCP
     parkchat-client --name mina --room dev --address host:8989  # the same
+    parkchat-client -client Mina -room dev -address ws://host:8080/mychat  # in WebSocket
     PARKCHAT_PASSWORD=... parkchat-client --name alice --url ws://host:8080/ws/dev
 
 Exit status: 0 after end of input, ``/quit`` or Ctrl-C; 1 when the server
@@ -48,6 +49,7 @@ from parkchat.client.session import (
     ClientFailed,
     HistoryError,
     LineClientFactory,
+    MyChatClientFactory,
     NotingEndpoint,
     RoomClientFactory,
 )
@@ -232,6 +234,8 @@ async def start_client(
             authorization=basic_authorization(config.name, config.password),
             origin=config.origin,
         )
+    elif config.mode == "mychat":
+        factory = MyChatClientFactory(client, config.ws_url, origin=config.origin)
     else:
         factory = LineClientFactory(client)
     service = ClientService(

@@ -41,7 +41,7 @@ class ClientConfig:
 
     name: str
     room: str
-    mode: str  # "tcp" or "ws"
+    mode: str  # "tcp", "mychat" (the line protocol in WebSocket messages) or "ws"
     host: str
     port: int
     history: int = DEFAULT_HISTORY
@@ -95,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument(
         "--address",
         metavar="HOST:PORT",
-        help=f"plain-TCP line-protocol server (default {DEFAULT_ADDRESS})",
+        help=f"plain-TCP line-protocol server (default {DEFAULT_ADDRESS}), or "
+        "ws://HOST:PORT/mychat for the same protocol over WebSocket (MaChat's "
+        "WebSocket client)",
     )
     target.add_argument(
         "--url", metavar="ws://HOST:PORT/ws/ROOM", help="room WebSocket URL (Basic auth)"
@@ -150,8 +152,42 @@ def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> ClientConfig:
         )
     if args.room is None:
         raise UsageError("--room (or -room) is required")
-    host, port = parse_address(args.address or DEFAULT_ADDRESS)
+    address = args.address or DEFAULT_ADDRESS
+    if address.startswith(("ws://", "wss://")):
+        host, port, tls, url = parse_mychat_url(address)
+        return ClientConfig(
+            room=_room(args.room),
+            mode="mychat",
+            host=host,
+            port=port,
+            tls=tls,
+            ws_url=url,
+            **common,
+        )
+    host, port = parse_address(address)
     return ClientConfig(room=_room(args.room), mode="tcp", host=host, port=port, **common)
+
+
+def parse_mychat_url(url: str) -> tuple[str, int, bool, str]:
+    """``ws[s]://host[:port]/mychat`` (MaChat's WebSocket) -> (host, port,
+    tls, url)."""
+    parts = urlsplit(url)
+    if not parts.hostname or parts.path.rstrip("/") != "/mychat":
+        raise UsageError(
+            f"bad address {url!r}: expected HOST:PORT, or ws://HOST:PORT/mychat "
+            "(for a room WebSocket /ws/ROOM use --url)"
+        )
+    tls = parts.scheme == "wss"
+    try:
+        port = parts.port or (443 if tls else 80)
+    except ValueError:
+        raise UsageError(f"bad port in {url!r}: expected 1-65535") from None
+    return (
+        parts.hostname,
+        port,
+        tls,
+        f"{parts.scheme}://{_host_for_url(parts.hostname)}:{port}/mychat",
+    )
 
 
 def _room(value: str) -> str:

@@ -488,6 +488,81 @@ class LineClientFactory(Factory):
         return LineClientProtocol(self.client)
 
 
+# -- the line protocol in WebSocket messages (/mychat) ---------------------------------
+
+
+class _MessageTransport:
+    """What a LineClientProtocol writes to, for ``/mychat``: each line goes
+    out as one WebSocket message (newline included, as MaChat's WebSocket
+    client sends it)."""
+
+    disconnecting = False
+
+    def __init__(self, socket: MyChatClientProtocol) -> None:
+        self._socket = socket
+
+    def write(self, data: bytes) -> None:
+        self._socket.sendMessage(data)
+
+    def writeSequence(self, chunks: list[bytes]) -> None:
+        self.write(b"".join(chunks))
+
+    def loseConnection(self) -> None:
+        self.disconnecting = True
+        self._socket.sendClose(code=1000)
+
+    def getPeer(self) -> Any:
+        return self._socket.transport.getPeer() if self._socket.transport else None
+
+    def getHost(self) -> Any:
+        return self._socket.transport.getHost() if self._socket.transport else None
+
+
+class MyChatClientProtocol(WebSocketClientProtocol):
+    """``/mychat``: the line protocol (``LineClientProtocol``, handshake
+    and all) carried in WebSocket messages."""
+
+    factory: MyChatClientFactory
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.line: LineClientProtocol | None = None
+
+    def onOpen(self) -> None:
+        self.line = LineClientProtocol(self.factory.client)
+        self.line.makeConnection(_MessageTransport(self))
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if self.line is not None:
+            self.line.dataReceived(payload)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        client = self.factory.client
+        if self.line is None:
+            status = http_status(self)
+            why = f"HTTP {status}" if status else (reason or "connection failed")
+            if not client.closing:
+                client.note(f"the server refused the WebSocket: {why}")
+            return
+        self.line.connectionLost(Failure(ConnectionLost(f"close {code}")))
+
+
+class MyChatClientFactory(WebSocketClientFactory):
+    """Builds MyChatClientProtocols for one ``/mychat`` URL."""
+
+    protocol = MyChatClientProtocol  # type: ignore[assignment]
+
+    def __init__(self, client: ChatClient, url: str, *, origin: str | None = None) -> None:
+        super().__init__(url, origin=origin)
+        self.client = client
+        self.setProtocolOptions(
+            openHandshakeTimeout=10,
+            closeHandshakeTimeout=3,
+            autoPingInterval=30,
+            autoPingTimeout=20,
+        )
+
+
 # -- WebSocket -------------------------------------------------------------------
 
 

@@ -92,8 +92,11 @@ class RoomDelivery:
         room = self._rooms.get(room_name)
         if room is None:
             return
-        if room.pending is not None:
-            self._hold(room, message)
+        pending = room.pending
+        if pending is not None:
+            # Held behind a fill or the cursor's read; gaps among what is
+            # held are found as it is drained (``_drain``).
+            pending.append(message)
             return
         seq = message.seq
         if seq and message.type == CHAT:
@@ -119,15 +122,10 @@ class RoomDelivery:
         if message.seq <= room.cursor:
             self._metrics.duplicates_dropped += 1
             return
+        # Held; the fill reads up to the message before it.
         room.pending = deque((message,))
-        room.target = max(room.target, message.seq)
+        room.target = max(room.target, message.seq - 1)
         self._start_fill(room)
-
-    def _hold(self, room: Room, message: Message) -> None:
-        assert room.pending is not None
-        room.pending.append(message)
-        if message.type == CHAT and message.seq > room.target:
-            room.target = message.seq
 
     def catch_up(self, room: Room, target: int) -> None:
         """The store holds messages of ``room`` up to ``target``: deliver
@@ -186,24 +184,25 @@ class RoomDelivery:
         if room.cursor < 0:
             room.cursor = current
             room.target = max(room.target, current)
-            waiters, room.waiters = room.waiters, []
-            for waiter in waiters:
-                waiter.callback(None)
 
     async def _read_page(self, room: Room) -> None:
-        # Every seq up to ``wanted`` was committed before this read began
-        # (it came over the bus or from the store's positions), so a short
-        # page means the store has nothing more up to it: holes are deleted
-        # messages.
+        """Deliver the next page of (cursor, target] from the store. Every
+        seq up to ``wanted`` was committed before this read began (it came
+        over the bus or from the store's positions), so a short page means
+        the store has nothing more up to it: holes are deleted messages.
+        Messages past it are left to the bus (or a later fill)."""
         wanted = room.target
-        page = await self._store.room_messages_after(room.name, room.cursor, FILL_PAGE)
+        limit = min(FILL_PAGE, wanted - room.cursor)
+        page = await self._store.room_messages_after(room.name, room.cursor, limit)
         for message in page:
+            if message.seq > wanted:
+                break
             if message.seq > room.cursor:
                 room.cursor = message.seq
                 self._metrics.messages_filled += 1
                 self._broadcast(room, message)
-        if len(page) < FILL_PAGE and wanted > room.cursor:
-            room.cursor = wanted
+        if len(page) < limit or page[-1].seq >= wanted:
+            room.cursor = max(room.cursor, wanted)
 
     def _drain(self, room: Room) -> bool:
         """Deliver what was held, in order; False if it holds another gap."""
@@ -218,17 +217,24 @@ class RoomDelivery:
                     continue
                 if seq != room.cursor + 1:
                     pending.appendleft(message)
-                    room.target = max(room.target, seq)
+                    room.target = max(room.target, seq - 1)
                     return False
                 room.cursor = seq
             self._broadcast(room, message)
         room.pending = None
+        # Joins waiting for a room made here answer now, after what was
+        # held (their own join notice among it), as they would have in a
+        # room that existed already.
+        waiters, room.waiters = room.waiters, []
+        for waiter in waiters:
+            waiter.callback(None)
         return True
 
     # -- positions ---------------------------------------------------------------
 
     def when_known(self, room: Room) -> Deferred[None]:
-        """Fires once the room's cursor is known."""
+        """Fires once the room's cursor is known (for a room made here:
+        once it is, and what was held meanwhile has been delivered)."""
         if room.cursor >= 0:
             return succeed(None)
         d: Deferred[None] = Deferred()

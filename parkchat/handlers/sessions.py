@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from parkchat.auth import VerifiedCredentials
 from parkchat.errors import InvalidRequest
 from parkchat.events import CutoffEvent, RevokeEvent, SessionEvent
 from parkchat.handlers.connections import ConnectionHandler
 from parkchat.handlers.rooms import RoomHandler
-from parkchat.interfaces import IBus, IParticipant, ITokenStore
+from parkchat.interfaces import IBus, IParticipant, ISessionStore, ITokenStore
 from parkchat.model import DisconnectReason, nickname_key
 from parkchat.tokens import LEEWAY, Revocations, TokenClaims
 
@@ -22,11 +23,22 @@ class SessionHandler:
     """Keeps ``revocations`` (which the TokenAuthority consults) in step with
     the database and the other instances, closes the connections a logout
     ends, and with ``single_session`` lets an account's newest connection
-    replace its older ones everywhere."""
+    replace its older ones everywhere.
+
+    "Newest" is decided by something ordered, not by which announcement
+    arrives first: every connection of an account gets a session number
+    from the store's per-account counter (``ISessionStore.next_session``,
+    an atomic increment shared by all instances). An instance closes the
+    account's connections whose number is lower than the highest it has
+    seen; a connection whose number comes back lower than one already
+    announced closes itself. Two logins at the same moment on two instances
+    therefore leave exactly one session, the later-numbered, never none.
+    """
 
     def __init__(
         self,
         store: ITokenStore,
+        sessions: ISessionStore,
         connections: ConnectionHandler,
         rooms: RoomHandler,
         bus: IBus,
@@ -38,6 +50,7 @@ class SessionHandler:
         single_session: bool = False,
     ) -> None:
         self._store = store
+        self._sessions = sessions
         self._connections = connections
         self._rooms = rooms
         self._bus = bus
@@ -46,6 +59,11 @@ class SessionHandler:
         self._credentials = credentials
         self._instance_id = instance_id
         self._single_session = single_session
+        # Session numbers of this instance's account connections (those
+        # whose number has come back), and the highest number announced per
+        # account (folded nickname) from anywhere.
+        self._numbers: dict[IParticipant, int] = {}
+        self._highest: dict[str, int] = {}
 
     async def load(self) -> None:
         """Revoked tokens and per-account cutoffs from the database: at
@@ -59,7 +77,13 @@ class SessionHandler:
         self._revocations.load(tokens, cutoffs)
 
     def prune(self) -> None:
-        """Forget revoked tokens that have expired anyway, here and stored."""
+        """Forget revoked tokens that have expired anyway, here and stored;
+        and the session numbers of accounts no longer connected here (the
+        store's counter only grows, so a later login still outnumbers them)."""
+        for participant in [p for p in self._numbers if not self._connections.connection_id(p)]:
+            del self._numbers[participant]
+        connected = {nickname_key(p.nickname) for p in self._numbers}
+        self._highest = {k: n for k, n in self._highest.items() if k in connected}
         now = self._clock.seconds()
         self._revocations.prune(now)
         self._store.prune_revoked_tokens(int(now) - LEEWAY).addErrback(
@@ -76,15 +100,49 @@ class SessionHandler:
                 self._rooms.force_out(older, DisconnectReason.REPLACED)
 
     def started(self, participant: IParticipant, connection_id: str) -> None:
-        """After it registered: the older ones on other instances close too."""
-        if self._single_session and participant.user_id is not None:
-            self._bus.publish_control(
-                SessionEvent(
-                    user_key=nickname_key(participant.nickname),
-                    keep=connection_id,
-                    instance=self._instance_id,
-                )
+        """After it registered: number the session, then the older ones on
+        other instances close too (or this one, if a newer one was
+        announced while its number was being drawn)."""
+        if not self._single_session or participant.user_id is None:
+            return
+        self._sessions.next_session(participant.user_id).addCallbacks(
+            self._numbered,
+            self._not_numbered,
+            callbackArgs=(participant, connection_id),
+            errbackArgs=(participant, connection_id),
+        )
+
+    def _numbered(self, number: int, participant: IParticipant, connection_id: str) -> None:
+        if self._connections.connection_id(participant) != connection_id:
+            return  # closed (or replaced here) while its number was drawn
+        key = nickname_key(participant.nickname)
+        if number < self._highest.get(key, 0):
+            self._rooms.force_out(participant, DisconnectReason.REPLACED)
+            return
+        self._numbers[participant] = number
+        self._highest[key] = number
+        self._bus.publish_control(
+            SessionEvent(
+                user_key=key, keep=connection_id, number=number, instance=self._instance_id
             )
+        )
+
+    def _not_numbered(
+        self, failure: Failure, participant: IParticipant, connection_id: str
+    ) -> None:
+        """The store could not count: announce without a number, so that the
+        others close every other connection of the account (unordered, but
+        the newest here stays)."""
+        _log.failure("numbering a session failed", failure)
+        if self._connections.connection_id(participant) != connection_id:
+            return
+        self._bus.publish_control(
+            SessionEvent(
+                user_key=nickname_key(participant.nickname),
+                keep=connection_id,
+                instance=self._instance_id,
+            )
+        )
 
     # -- logout ------------------------------------------------------------------
 
@@ -148,9 +206,18 @@ class SessionHandler:
             self._rooms.close_account(event.user_id, event.nickname, DisconnectReason.LOGGED_OUT)
 
     def apply_session(self, event: SessionEvent) -> None:
+        """Another instance numbered a session of the account: close the
+        connections here that it outnumbers. Those still waiting for their
+        own number compare when it comes (``_numbered``)."""
+        if event.number:
+            self._highest[event.user_key] = max(self._highest.get(event.user_key, 0), event.number)
         for participant in self._connections.of_account(event.user_key):
-            if (
-                participant.user_id is not None
-                and self._connections.connection_id(participant) != event.keep
-            ):
-                self._rooms.force_out(participant, DisconnectReason.REPLACED)
+            if participant.user_id is None:
+                continue  # a guest or external-token user sharing the name
+            if self._connections.connection_id(participant) == event.keep:
+                continue
+            mine = self._numbers.get(participant)
+            if event.number and (mine is None or mine > event.number):
+                continue  # newer than the announced one, or not numbered yet
+            self._numbers.pop(participant, None)
+            self._rooms.force_out(participant, DisconnectReason.REPLACED)

@@ -628,11 +628,12 @@ class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
         return room
 
     def _send_json(self, value: dict[str, Any]) -> None:
-        if not self._closing:
-            self.sendMessage(dumps(value))
+        self._send_bytes(dumps(value))
 
     def _send_bytes(self, frame: bytes) -> None:
-        if not self._closing:
+        # Not once closing has begun, from either side: an answer (an ack)
+        # may come after the client sent its close frame.
+        if not self._closing and self.state == self.STATE_OPEN:
             self.sendMessage(frame)
 
     def _reply(self, frame: dict[str, Any], value: dict[str, Any]) -> None:
@@ -698,7 +699,6 @@ class AppSocketFactory(ParkchatSocketFactory):
         *,
         auth_timeout: float = 10.0,
         join_timeout: float = 0.0,
-        history_max: int = 200,
         rate_strict: bool = False,
         max_message_size: int = 65536,
         ping_interval: float = 30.0,
@@ -715,8 +715,6 @@ class AppSocketFactory(ParkchatSocketFactory):
         self.tokens = tokens
         self.auth_timeout = auth_timeout
         self.join_timeout = join_timeout
-        #: Largest history page the service gives.
-        self.history_max = history_max
         #: Close a connection that hits the rate limit (GarinChat's policy).
         self.rate_strict = rate_strict
         self.encoder = AppEventEncoder(self, context.service.member_count)

@@ -560,7 +560,8 @@ class SocketRoot(ApiResource):
     async def handle_GET(self, request: Request) -> Any:
         if not origin_allowed(request, self.allowed_origins):
             raise OriginForbidden()
-        if request.postpath not in ([], [b""]) or self.app_factory is None:
+        # /ws is the app endpoint; /ws/ (no room) is a room socket's 404.
+        if request.postpath or self.app_factory is None:
             return await self.room_socket.handle_GET(request)
         claims = await self._identify(request)
         if claims is not None:

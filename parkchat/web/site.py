@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from twisted.cred.portal import Portal
@@ -22,6 +23,7 @@ from parkchat.protocols.unified import AppSocketFactory
 from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.proxies import TrustedProxies
 from parkchat.tokens import TokenAuthority
+from parkchat.web.dialects import is_upgrade
 from parkchat.web.metrics import MetricsResource, metrics_root
 from parkchat.web.page import SiteRoot
 from parkchat.web.resources import (
@@ -181,12 +183,18 @@ def make_site(
     metrics: ServiceMetrics | None = None,
     metrics_token: str | None = None,
     trusted_proxies: TrustedProxies | None = None,
+    garinchat: Resource | None = None,
+    golang_chat: Mapping[bytes, Resource] | None = None,
 ) -> Site:
     """The resource tree: the browser client at /, the seed API (Basic
     credentials checked through ``portal``), /ws for apps, /login, /mychat,
     with an admin token /admin and with ``metrics`` /metrics (behind
-    ``metrics_token`` if given)."""
-    root = SiteRoot()  # "/" and every path not below is the browser client's files
+    ``metrics_token`` if given); the dialects where their paths are free
+    (``garinchat``: a WebSocket upgrade of /; ``golang_chat``: its paths)."""
+    # "/" and every path not below is the browser client's files
+    root = ParkchatRoot(garinchat)
+    for name, child in (golang_chat or {}).items():
+        root.putChild(name, child)
     root.putChild(b"register", RegisterResource(service))
     root.putChild(b"password", PasswordResource(service, portal))
     root.putChild(b"history", HistoryResource(service, portal, history_default))
@@ -207,6 +215,41 @@ def make_site(
     site = ParkchatSite(
         root, logPath=access_log_file, timeout=http_timeout, logFormatter=access_log_line
     )
+    site.displayTracebacks = False
+    if trusted_proxies is not None:
+        site.trusted_proxies = trusted_proxies
+    if not access_log:
+        site.log = lambda request: None  # type: ignore[method-assign]
+    return site
+
+
+class ParkchatRoot(SiteRoot):
+    """The page's root, except that a WebSocket upgrade of ``/`` itself
+    speaks GarinChat (its clients open ``new WebSocket("wss://host")``); a
+    plain ``GET /`` still serves the page."""
+
+    def __init__(self, garinchat: Resource | None = None) -> None:
+        super().__init__()
+        self._garinchat = garinchat
+
+    def getChild(self, path: bytes, request: Request) -> Any:
+        if path == b"" and self._garinchat is not None and is_upgrade(request):
+            return self._garinchat
+        return super().getChild(path, request)
+
+
+def make_dialect_site(
+    root: Resource,
+    *,
+    access_log: bool = True,
+    http_timeout: float = HTTP_IDLE_TIMEOUT,
+    trusted_proxies: TrustedProxies | None = None,
+) -> Site:
+    """The site of a dialect's own listener (``--garinchat``,
+    ``--golang-chat``, ``--lildengzi``): only that dialect's paths. Its access
+    log goes to the server log (``--access-log-file`` belongs to the main
+    site, and one file must have one writer)."""
+    site = ParkchatSite(root, timeout=http_timeout, logFormatter=access_log_line)
     site.displayTracebacks = False
     if trusted_proxies is not None:
         site.trusted_proxies = trusted_proxies
