@@ -104,6 +104,10 @@ class Config:
     faults: tuple[str, ...] = ("redis", "postgres", "instance", "redis")
     redis_down: float = 3.0
     instance_down: float = 2.0
+    #: The killed instance also stays down until every room has this many
+    #: new messages, so that its clients that wait for it resume a replay
+    #: that needs several frames under their ``max_frame``.
+    instance_missed: int = 30
     victim: int = 1
     #: How long a fault may take to converge (every connected client has
     #: everything stored up to the fault's end).
@@ -1159,11 +1163,14 @@ class Chaos:
             self.back[victim] = asyncio.Event()
             self.down.add(victim)
             await asyncio.to_thread(self.cluster.servers[victim].kill)
+            killed_at = time.monotonic()
             await asyncio.sleep(cfg.instance_down)  # the outage's length
+            await self.until_stored(before, cfg.instance_missed, cfg.converge_timeout)
             await asyncio.to_thread(self.cluster.servers[victim].start)
             self.down.discard(victim)
             self.back[victim].set()
-            detail = f"(instance {victim} SIGKILLed, restarted after {cfg.instance_down:g} s)"
+            down = time.monotonic() - killed_at
+            detail = f"(instance {victim} SIGKILLed, healthy again after {down:.1f} s)"
         else:
             raise ValueError(f"unknown fault {name}")
         ended_ms = int(time.time() * 1000)
@@ -1179,6 +1186,17 @@ class Chaos:
         result = FaultResult(label, took, positions, stored_during, started_ms, ended_ms, detail)
         self.faults.append(result)
         return result
+
+    async def until_stored(self, since: dict[str, int], count: int, timeout: float) -> None:
+        """Return once every room has ``count`` messages more than ``since``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            now = await self.db(self.ledger.positions)
+            if all(now[room] - since[room] >= count for room in since):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"rooms at {now}, not {count} past {since}, in {timeout} s")
+            await asyncio.sleep(0.05)  # poll interval
 
     # -- the whole run ----------------------------------------------------------------
 
