@@ -923,6 +923,8 @@ class Report:
     #: Messages replayed to resuming clients, and the frames they came in.
     replayed: int
     pages: int
+    #: The most frames one resume took (paging under ``max_frame``).
+    most_pages: int
     errors: Counter[str]
     notes: list[str]
     clients: int
@@ -958,7 +960,8 @@ class Report:
             f"{self.clients} clients; {self.sent} messages sent, "
             f"{sum(self.stored.values())} stored {self.stored}; {self.expected} deliveries "
             f"owed, {self.delivered} received; {self.resumes} resumes ({self.replayed} messages "
-            f"replayed in {self.pages} frames); lost {self.lost()}, "
+            f"replayed in {self.pages} frames, at most {self.most_pages} for one resume); "
+            f"lost {self.lost()}, "
             f"duplicated {self.duplicated()}, {len(self.failures)} problem(s), "
             f"{len(self.problems) - len(self.failures)} warning(s); "
             f"{self.duration_s:.1f} s",
@@ -1256,7 +1259,7 @@ class Chaos:
     def check(self) -> Report:
         final = dict(self.ledger.known)
         problems: list[Problem] = []
-        delivered = owed = resumes = replayed = pages = 0
+        delivered = owed = resumes = replayed = pages = most_pages = 0
         for client in self.clients:
             for room in client.rooms:
                 for chain in client.chains[room]:
@@ -1267,6 +1270,7 @@ class Chaos:
                     for session in chain.sessions[1:]:
                         replayed += session.resume_messages
                         pages += session.resume_frames
+                        most_pages = max(most_pages, session.resume_frames)
                     problems += found
         for text in self.stray:
             problems.append(Problem("?", "?", "?", "stray", [], text))
@@ -1285,6 +1289,7 @@ class Chaos:
             resumes=resumes,
             replayed=replayed,
             pages=pages,
+            most_pages=most_pages,
             errors=errors,
             notes=self.notes,
             clients=len(self.clients),
