@@ -28,6 +28,11 @@ DELETED: Final = "deleted"
 JOINED: Final = "joined"
 LEFT: Final = "left"
 
+#: The ``origin`` of a room message a gap fill read from the store (which does
+#: not keep the posting connection): surfaces that skip their own messages
+#: recognise them by id instead.
+FROM_STORE: Final = "*store"
+
 #: The largest id a store can hold (SQL BIGINT); larger ones are refused, not sent to it.
 MAX_ID: Final = 2**63 - 1
 

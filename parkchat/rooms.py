@@ -32,6 +32,7 @@ class Room:
         "pending",
         "target",
         "waiters",
+        "waiting",
     )
 
     def __init__(self, name: str) -> None:
@@ -61,6 +62,9 @@ class Room:
         self.joining = 0
         #: Called once the cursor is known.
         self.waiters: list[Any] = []
+        #: While a gap the bus revealed is given a moment to close by
+        #: itself (the timer that starts a fill otherwise).
+        self.waiting: Any = None
 
     def __len__(self) -> int:
         return sum(len(members) for members in self._groups.values())

@@ -29,6 +29,7 @@ from zope.interface.verify import verifyObject
 
 import jwt
 
+from parkchat.bus.local import LocalBus
 from parkchat.handlers import delivery
 from parkchat.interfaces import IParticipant
 from parkchat.limits import Limits
@@ -83,7 +84,7 @@ class AppSocketCase(TestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(START)
-        self.service, self.store, _ = make_service(
+        self.service, self.store, _ = self.make_service(
             clock=self.clock,
             limits=self.limits,
             single_session=self.single_session,
@@ -123,6 +124,9 @@ class AppSocketCase(TestCase):
         self.addCleanup(self.close_everything)
         for nickname in self.users:
             self.register(nickname)
+
+    def make_service(self, **options: Any) -> Any:
+        return make_service(**options)
 
     def register(self, nickname: str) -> User:
         password = f"{nickname}-pw"
@@ -1514,6 +1518,43 @@ class RateLimitTests(AppSocketCase):
         self.assertError(
             self.send(alice, {"type": "chat", "to": "bob", "content": "x"}), "rate_limited"
         )
+
+
+class LossyBus(LocalBus):
+    """A bus that loses the room messages whose content is in ``lose``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lose: set[str] = set()
+
+    def publish(self, room: str, message: Any) -> None:
+        if message.content not in self.lose:
+            super().publish(room, message)
+
+
+class FilledOwnMessageTests(AppSocketCase):
+    """A message the bus lost comes from the store (a gap fill), without
+    the connection that posted it: that connection, which had its ``ack``,
+    still does not get it as an event."""
+
+    def setUp(self) -> None:
+        self.bus = LossyBus()
+        super().setUp()
+
+    def make_service(self, **options: Any) -> Any:
+        return make_service(bus=self.bus, **options)
+
+    def test_no_event_next_to_the_ack(self) -> None:
+        alice = self.joined("alice")
+        bob = self.joined("bob")
+        alice.take()
+        self.bus.lose.add("lost")
+        lost = self.post(alice, "lost")
+        self.post(alice, "found")
+        self.advance(delivery.GAP_GRACE)
+        self.assertEqual([(f["body"], f["seq"]) for f in bob.take()], [("lost", 1), ("found", 2)])
+        self.assertEqual(alice.take(), [])
+        self.assertEqual(lost["seq"], 1)
 
 
 class StrictRateLimitTests(AppSocketCase):

@@ -177,13 +177,44 @@ class InOrderTests(DeliveryCase):
 
 
 class GapTests(DeliveryCase):
+    def grace(self) -> None:
+        """Let a gap's moment to close by itself pass."""
+        self.clock.advance(delivery.GAP_GRACE)
+
+    def test_late_message_closes_the_gap(self) -> None:
+        """Two instances' messages can cross on their way: the one the held
+        message waits for arrives within the grace and nothing is read."""
+        alice = self.joined("alice")
+        one, two, three = self.stored("1", "2", "3")
+        self.deliver(two, self.notice("bob"), three)
+        self.assertEqual(self.seen(alice), [])
+        self.deliver(one)
+        self.assertEqual(self.seen(alice), ["1", "2", "<bob left>", "3"])
+        self.grace()
+        self.assertEqual(self.store.read_count("room_messages_after"), 0)
+        self.assertEqual(self.metrics.messages_filled, 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_late_message_reveals_another_gap(self) -> None:
+        """The late message closes one gap but the held ones hold another:
+        the grace runs on, then the rest is read."""
+        alice = self.joined("alice")
+        one, _, three = self.stored("1", "2", "3")
+        self.deliver(three, one)
+        self.assertEqual(self.seen(alice), ["1"])
+        self.grace()
+        self.assertEqual(self.seen(alice), ["1", "2", "3"])
+        self.assertEqual(self.metrics.messages_filled, 1)
+
     def test_gap_filled_in_pages(self) -> None:
-        """A seq beyond the next one: the gap is read from the store, as
-        many pages as it takes, and delivered first."""
+        """A seq beyond the next one: after the grace, the gap is read from
+        the store, as many pages as it takes, and delivered first."""
         self.patch(delivery, "FILL_PAGE", 2)
         alice = self.joined("alice")
         messages = self.stored(*(f"m{i}" for i in range(1, 8)))
         self.deliver(messages[-1])
+        self.assertEqual(self.seen(alice), [])
+        self.grace()
         self.assertEqual(self.seen(alice), [f"m{i}" for i in range(1, 8)])
         self.assertEqual(self.store.read_count("room_messages_after"), 3)
         self.assertEqual(self.metrics.messages_filled, 6)
@@ -198,8 +229,10 @@ class GapTests(DeliveryCase):
         for gone in (three, five):
             self.successResultOf(self.store.memory.delete_message(gone.id))
         self.deliver(one, four)
+        self.grace()
         [six] = self.stored("6")
         self.deliver(six)
+        self.grace()
         self.assertEqual(self.seen(alice), ["1", "2", "4", "6"])
         self.assertEqual(self.rooms.position("lobby"), 6)
 
@@ -211,6 +244,7 @@ class GapTests(DeliveryCase):
         self.store.gated.add("room_messages_after")
         _, three = self.stored("two", "three")
         self.deliver(three, self.notice("bob"))
+        self.grace()
         [four] = self.stored("four")
         self.deliver(
             four, Message(room="lobby", nickname="c", content="", timestamp_ms=0, type="typing")
@@ -227,6 +261,7 @@ class GapTests(DeliveryCase):
         _, _, three, four, five = self.stored("1", "2", "3", "4", "5")
         self.store.gated.add("room_messages_after")
         self.deliver(three, five)
+        self.grace()
         self.store.release()  # 1, 2: then 3 is held and the next, 5, is not 4
         self.assertEqual(self.seen(alice), ["1", "2", "3"])
         self.store.release()  # 4
@@ -241,6 +276,7 @@ class GapTests(DeliveryCase):
         real = self.store.memory.room_messages_after
         self.store.memory.room_messages_after = lambda *a: fail(OSError("gone"))  # type: ignore[method-assign]
         self.deliver(two)
+        self.grace()
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
         self.assertEqual(self.seen(alice), [])
         self.store.memory.room_messages_after = real  # type: ignore[method-assign]
@@ -252,6 +288,7 @@ class GapTests(DeliveryCase):
         alice = self.joined("alice")
         self.store.gated.add("room_messages_after")
         self.deliver(self.stored("1", "2")[1])
+        self.grace()
         self.rooms.leave(alice, "lobby")
         self.store.release()
         self.assertEqual(self.seen(alice), [])

@@ -256,7 +256,7 @@ class TwoInstanceSessionTests(TestCase):
         bus = RecordingBus()
         connections = ConnectionHandler(bus, Limits(), instance_id=name, single_session=True)
         rooms = RoomHandler(
-            connections, bus, clock, ServiceMetrics(), TokenBucketLimiter(clock, 0, 1)
+            connections, bus, clock, ServiceMetrics(), TokenBucketLimiter(clock, 0, 1), store
         )
         sessions = SessionHandler(
             store,

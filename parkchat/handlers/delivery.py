@@ -9,8 +9,10 @@ remembers the last seq it delivered (``Room.cursor``):
 * an event with the next seq is delivered (two integer comparisons, the
   hot path);
 * one at or below the cursor was delivered already: dropped;
-* one above the next is held, and the gap is read from the store, page by
-  page, and delivered first (a *fill*);
+* one above the next is held; the gap gets GAP_GRACE seconds to close by
+  itself (two instances' messages can cross on their way through Redis:
+  the missing one is usually on its way), then it is read from the store,
+  page by page, and delivered first (a *fill*);
 * events without a seq (joins, leaves, typing, deletions) are delivered at
   once unless something is held, then they wait behind it, in order.
 
@@ -38,13 +40,17 @@ from twisted.logger import Logger
 from parkchat.errors import InvalidRequest
 from parkchat.interfaces import IParticipant, IRoomMessageStore
 from parkchat.metrics import ServiceMetrics
-from parkchat.model import CHAT, JoinResult, Message
+from parkchat.model import CHAT, FROM_STORE, JoinResult, Message
 from parkchat.rooms import Room
 
 _log = Logger()
 
 #: Messages per store read of a fill or a resume.
 FILL_PAGE = 500
+#: Seconds a gap the bus revealed may take to close by itself before it is
+#: read from the store: messages of two instances committed a moment apart
+#: can reach Redis in the other order.
+GAP_GRACE = 0.1
 #: Rooms per ``room_positions`` read.
 POSITIONS_CHUNK = 500
 #: Seconds before a failed store read is tried again (doubling up to RETRY_MAX).
@@ -94,8 +100,14 @@ class RoomDelivery:
             return
         pending = room.pending
         if pending is not None:
-            # Held behind a fill or the cursor's read; gaps among what is
-            # held are found as it is drained (``_drain``).
+            if room.waiting is not None and message.type == CHAT and message.seq == room.cursor + 1:
+                # The message the held ones wait for, late over the bus.
+                room.cursor = message.seq
+                self._broadcast(room, message)
+                self._closed(room)
+                return
+            # Held behind a gap, a fill or the cursor's read; gaps among
+            # what is held are found as it is drained (``_drain``).
             pending.append(message)
             return
         seq = message.seq
@@ -122,10 +134,22 @@ class RoomDelivery:
         if message.seq <= room.cursor:
             self._metrics.duplicates_dropped += 1
             return
-        # Held; the fill reads up to the message before it.
+        # Held; a fill would read up to the message before it.
         room.pending = deque((message,))
         room.target = max(room.target, message.seq - 1)
-        self._start_fill(room)
+        room.waiting = self._clock.callLater(GAP_GRACE, self._gap_persists, room)
+
+    def _closed(self, room: Room) -> None:
+        """A late message closed the gap: deliver what it unblocks."""
+        if self._drain(room):
+            waiting, room.waiting = room.waiting, None
+            if waiting is not None and waiting.active():
+                waiting.cancel()
+
+    def _gap_persists(self, room: Room) -> None:
+        room.waiting = None
+        if self._rooms.get(room.name) is room and room.pending is not None:
+            self._start_fill(room)
 
     def catch_up(self, room: Room, target: int) -> None:
         """The store holds messages of ``room`` up to ``target``: deliver
@@ -139,6 +163,9 @@ class RoomDelivery:
         self._start_fill(room)
 
     def _start_fill(self, room: Room) -> None:
+        waiting, room.waiting = room.waiting, None
+        if waiting is not None and waiting.active():
+            waiting.cancel()
         if room.filling:
             return
         room.filling = True
@@ -200,6 +227,7 @@ class RoomDelivery:
             if message.seq > room.cursor:
                 room.cursor = message.seq
                 self._metrics.messages_filled += 1
+                message.origin = FROM_STORE
                 self._broadcast(room, message)
         if len(page) < limit or page[-1].seq >= wanted:
             room.cursor = max(room.cursor, wanted)

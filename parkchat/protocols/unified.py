@@ -17,6 +17,7 @@ stored id instead. The account's other connections do receive them.
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +39,7 @@ from parkchat.errors import (
 from parkchat.interfaces import IChatService, IEncoder, IParticipant
 from parkchat.model import (
     DELETED,
+    FROM_STORE,
     JOINED,
     MAX_ID,
     SYSTEM,
@@ -67,6 +69,8 @@ CLOSE_LOGGED_OUT = 4005
 
 TYPING = "typing"
 TYPING_INTERVAL = 1.0
+#: How many of its own acknowledged message ids a /ws connection remembers.
+ACKED_KEPT = 1000
 #: The smallest ``max_frame`` a client may ask for (bytes).
 MIN_FRAME = 1024
 #: Rooms in one ``room_list`` answer.
@@ -169,7 +173,9 @@ def newest_fitting(head: dict[str, Any], items: list[bytes], limit: int) -> int:
 @implementer(IEncoder)
 class AppEventEncoder:
     """Frames each room event once for every /ws member; the payload keeps
-    the poster's connection id so that the poster can be skipped."""
+    the poster's connection id, and the message id, so that the poster can
+    be skipped (by id when the message came from the store, which does not
+    keep the connection: ``FROM_STORE``)."""
 
     def __init__(self, factory: WebSocketServerFactory, member_count: Callable[[str], int]):
         self._factory = factory
@@ -177,10 +183,10 @@ class AppEventEncoder:
 
     surface = "app_ws"
 
-    def encode(self, message: Message) -> tuple[str | None, Any]:
+    def encode(self, message: Message) -> tuple[str | None, Any, int]:
         total = None if message.type in (TYPING, DELETED) else self._member_count(message.room)
         frame = self._factory.prepareMessage(dumps(event_dict(message, total)))
-        return (message.origin if message.type != SYSTEM else None, frame)
+        return (message.origin if message.type != SYSTEM else None, frame, message.id)
 
 
 # (mypy's misc: two of Autobahn's own base classes disagree on attribute types)
@@ -208,6 +214,11 @@ class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
         self._last_typing = float("-inf")
         self._closing = False
         self._authenticating = False
+        # Ids of this connection's messages, acknowledged lately: one a gap
+        # fill brings back from the store (``FROM_STORE``) is not shown as
+        # an event next to its ack.
+        self._acked: set[int] = set()
+        self._acked_order: deque[int] = deque()
 
     def establish(self, claims: TokenClaims | None) -> None:
         """The identity established over HTTP, if any (else: an auth frame)."""
@@ -414,9 +425,13 @@ class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
         room = self._room_of(frame)
         content = frame.get("body", frame.get("content"))
         d = self.service.post(self, room, content)
-        return d.addCallback(self._acked, frame)
+        return d.addCallback(self._answered, frame)
 
-    def _acked(self, message: Message, frame: dict[str, Any]) -> None:
+    def _answered(self, message: Message, frame: dict[str, Any]) -> None:
+        self._acked.add(message.id)
+        self._acked_order.append(message.id)
+        if len(self._acked_order) > ACKED_KEPT:
+            self._acked.discard(self._acked_order.popleft())
         self._reply(
             frame,
             {
@@ -590,9 +605,11 @@ class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
 
     # -- IParticipant -----------------------------------------------------------
 
-    def send(self, payload: tuple[str | None, Any]) -> None:
-        origin, frame = payload
-        if origin is not None and origin == self.connection_id:
+    def send(self, payload: tuple[str | None, Any, int]) -> None:
+        origin, frame, message_id = payload
+        if origin is not None and (
+            origin == self.connection_id or (origin == FROM_STORE and message_id in self._acked)
+        ):
             return
         if not self._closing:
             self.write_prepared(frame)
