@@ -42,13 +42,14 @@ import tempfile
 import threading
 import time
 import uuid
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 REPO = Path(__file__).resolve().parent.parent
-ALL_SCENARIOS = ("fanout", "rooms", "idle", "history", "ingest", "workers")
+ALL_SCENARIOS = ("fanout", "rooms", "idle", "history", "ingest", "workers", "pgwrite")
 HARNESS_SCENARIOS = ("fanout", "rooms", "idle", "history")
 LIMITS_OFF = (
     "PARKCHAT_RATE_LIMIT=0 PARKCHAT_MAX_CONNECTIONS_PER_USER=0 PARKCHAT_MAX_CONNECTIONS_PER_IP=0"
@@ -62,6 +63,9 @@ INGEST_RATES = (2000, 5000, 7500, 10000, 12500, 15000, 20000, 30000)
 INGEST_P99_MS = 50.0
 INGEST_MIN_DELIVERY = 0.95
 REDIS_URL = "redis://127.0.0.1:6379/0"
+#: parkchat.store.schema.SCHEMA_LOCK_KEY (this runner imports nothing of parkchat).
+SCHEMA_LOCK_KEY = zlib.crc32(b"parkchat schema")
+PGWRITE_RATES = (1000, 2000, 3000, 4000, 5000, 6000, 8000, 10000)
 
 # (json path, label, digits) per scenario, in table order.
 METRICS: dict[str, list[tuple[str, str, int]]] = {
@@ -785,6 +789,261 @@ def workers_lines(results: list[dict[str, Any]], args: argparse.Namespace) -> li
     return lines
 
 
+# -- pgwrite: 1 vs N instances writing to one PostgreSQL ---------------------------
+
+
+def pg_scalar(dsn: str, sql: str) -> int:
+    """One integer from ``sql`` on ``dsn`` (psycopg2, else psql)."""
+    try:
+        import psycopg2
+    except ImportError:
+        out = subprocess.run(
+            ["psql", dsn, "-At", "-c", sql], capture_output=True, text=True, timeout=60, check=True
+        )
+        return int(out.stdout.strip() or 0)
+    conn = psycopg2.connect(dsn, connect_timeout=10)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            row = cur.fetchone()
+            return int(row[0] or 0) if row else 0
+    finally:
+        conn.close()
+
+
+class LockSampler(threading.Thread):
+    """Every 0.1 s: the run's database's backends, and for those waiting on a
+    lock, what they wait for (the relation, or the lock type); advisory locks
+    held. Evidence that the write path has no lock common to every writer."""
+
+    SQL = (
+        "SELECT a.wait_event_type, a.wait_event, "
+        "(SELECT string_agg(DISTINCT coalesce(l.relation::regclass::text, l.locktype), ',') "
+        " FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted), "
+        "(SELECT string_agg(((l.classid::bigint << 32) | l.objid::bigint)::text, ',') "
+        " FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory') "
+        "FROM pg_stat_activity a WHERE a.datname = current_database() "
+        "AND a.pid <> pg_backend_pid() AND a.state = 'active'"
+    )
+
+    def __init__(self, dsn: str) -> None:
+        super().__init__(daemon=True)
+        self.dsn = dsn
+        self.samples = 0
+        self.active = 0
+        self.waiting = 0
+        self.advisory: dict[str, int] = {}
+        self.waits: dict[str, int] = {}
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        try:
+            import psycopg2
+        except ImportError:
+            return
+        conn = psycopg2.connect(self.dsn, connect_timeout=10)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                while not self._halt.wait(0.1):
+                    cur.execute(self.SQL)
+                    self.samples += 1
+                    for kind, event, on, advisory in cur.fetchall():
+                        self.active += 1
+                        for key in (advisory or "").split(","):
+                            if key:
+                                name = "schema" if int(key) == SCHEMA_LOCK_KEY else key
+                                self.advisory[name] = self.advisory.get(name, 0) + 1
+                        if kind == "Lock":
+                            self.waiting += 1
+                            key = f"{event} on {on or '?'}"
+                            self.waits[key] = self.waits.get(key, 0) + 1
+        except Exception as e:  # the database went away at the end of the step
+            log(f"lock sampler stopped: {e}")
+        finally:
+            conn.close()
+
+    def stop(self) -> dict[str, Any]:
+        self._halt.set()
+        self.join(5)
+        return {
+            "samples": self.samples,
+            "active_backends": self.active,
+            "lock_waits": self.waiting,
+            "advisory_locks": self.advisory,
+            "waits": self.waits,
+        }
+
+
+def run_pgwrite(runner: Runner, args: argparse.Namespace, admin_dsn: str) -> list[dict[str, Any]]:
+    """Persisted messages/s of 1 and N parkchat instances (``parkchat-workers``,
+    the kernel spreading connections over them, the Redis bus between them)
+    on one PostgreSQL database, ``--pgwrite-rooms`` rooms of 2 members at
+    rising rates until the median p99 exceeds 50 ms or fewer than 95 % of
+    the messages are persisted (or delivered)."""
+    rows: list[dict[str, Any]] = []
+    if not redis_reachable():
+        log(f"pgwrite: no Redis at {REDIS_URL}; skipped")
+        return rows
+    for n in args.pgwrite_instances:
+        with ThrowawayPostgres(admin_dsn) as pg:
+            tag = f"pcbpg{uuid.uuid4().hex[:8]}"
+            template = workers_template(n, pg.dsn, f"{REDIS_URL}?prefix={tag}")
+            for rate in args.pgwrite_rates:
+                tries = [
+                    pgwrite_try(runner, args, n, template, pg.dsn, tag, rate, k)
+                    for k in range(1, args.ingest_tries + 1)
+                ]
+                p99s = [t["p99"] for t in tries if isinstance(t["p99"], int | float)]
+                median_p99 = statistics.median(p99s) if len(p99s) == len(tries) else None
+                held = median_p99 is not None and median_p99 <= INGEST_P99_MS
+                held = held and all(t["complete"] for t in tries)
+                for t in tries:
+                    t["held"] = held
+                rows += tries
+                runner.raw.write(
+                    json.dumps({"pgwrite_step": [strip_result(t) for t in tries]}) + "\n"
+                )
+                log(
+                    f"pgwrite instances={n} {rate}/s: persisted/s "
+                    f"{[t['persisted_per_s'] for t in tries]}, p99 {[t['p99'] for t in tries]} "
+                    f"-> {'held' if held else 'NOT held'}"
+                )
+                if not held:
+                    break
+    return rows
+
+
+def pgwrite_try(
+    runner: Runner,
+    args: argparse.Namespace,
+    instances: int,
+    template: str,
+    dsn: str,
+    tag: str,
+    rate: int,
+    attempt: int,
+) -> dict[str, Any]:
+    count = "SELECT count(*) FROM messages WHERE type = 'chat'"
+    before = pg_scalar(dsn, count) if _has_messages(dsn) else 0
+    extra = loadgen_args(args, "ingest")
+    extra += ["--rooms", str(args.pgwrite_rooms), "--members", "2", "--rate", str(rate)]
+    sampler = LockSampler(dsn)
+    sampler.start()
+    try:
+        res = runner.bench(
+            "run",
+            ["--server", template, "--scenario", "rooms", "--server-cpu", "", "--client-cpu", ""],
+            extra,
+            {"server": f"pgwrite-{instances}@{rate}#{attempt}"},
+            sampler_marker=tag,
+        )
+    finally:
+        locks = sampler.stop()
+    r = next((x for x in res if "summary" not in x), {"error": "no result"})
+    warmup = 1.0 if args.quick else 2.0
+    window = float(r.get("window_s") or 0)
+    expected = rate * (warmup + window) - int(r.get("skipped_sends") or 0)
+    persisted = pg_scalar(dsn, count) - before
+    target = float(r.get("target_deliveries_per_s") or rate * 2)
+    delivered = float(r.get("deliveries_per_s") or 0)
+    return {
+        "instances": instances,
+        "rate": rate,
+        "try": attempt,
+        "result": r,
+        "locks": locks,
+        "p99": get(r, "latency_ms.p99"),
+        "persisted": persisted,
+        "expected": round(expected),
+        "persisted_per_s": round(persisted / (warmup + window)) if window else None,
+        "delivery_ratio": round(delivered / target, 3) if target else None,
+        "complete": (
+            "error" not in r
+            and delivered >= INGEST_MIN_DELIVERY * target
+            and persisted >= INGEST_MIN_DELIVERY * expected
+        ),
+    }
+
+
+def _has_messages(dsn: str) -> bool:
+    return bool(pg_scalar(dsn, "SELECT count(*) FROM pg_tables WHERE tablename = 'messages'"))
+
+
+def pgwrite_lines(rows: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
+    if not rows:
+        return []
+    best = {
+        n: max(
+            (r["persisted_per_s"] or 0 for r in rows if r["instances"] == n and r["held"]),
+            default=None,
+        )
+        for n in dict.fromkeys(r["instances"] for r in rows)
+    }
+    lines = [
+        "",
+        f"Highest persisted rate that held ({args.pgwrite_rooms} rooms x 2 members, median p99 "
+        f"<= {INGEST_P99_MS:g} ms, >= {INGEST_MIN_DELIVERY:.0%} delivered and persisted): "
+        + "; ".join(
+            f"{n} instance{'s' if n > 1 else ''} **{v:,} msg/s**" if v else f"{n}: none"
+            for n, v in best.items()
+        ),
+        "",
+        "| instances | send rate msg/s | try | deliveries/s / target | p50 ms | p99 ms "
+        "| persisted / sent | persisted msg/s | server CPU, all processes | loadgen cpu_util "
+        "| lock waits / active backends sampled | advisory locks seen (key: samples) "
+        "| rate held |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        r = row["result"]
+        locks = row["locks"]
+        if "error" in r:
+            lines.append(
+                f"| {row['instances']} | {row['rate']:,} | {row['try']} | error: {r['error']} "
+                "| | | | | | | | | no |"
+            )
+            continue
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    str(row["instances"]),
+                    f"{row['rate']:,}",
+                    str(row["try"]),
+                    f"{fmt(r.get('deliveries_per_s'), 0)} / "
+                    + fmt(r.get("target_deliveries_per_s"), 0),
+                    fmt(get(r, "latency_ms.p50"), 2),
+                    fmt(get(r, "latency_ms.p99"), 2),
+                    f"{row['persisted']:,} / {row['expected']:,}",
+                    fmt(row["persisted_per_s"], 0),
+                    fmt(get(r, "processes.cpu_util_total"), 2),
+                    fmt(get(r, "loadgen.cpu_util"), 2),
+                    f"{locks.get('lock_waits', 0)} / {locks.get('active_backends', 0)}",
+                    ", ".join(f"{k}: {v}" for k, v in locks.get("advisory_locks", {}).items())
+                    or "none",
+                    "yes" if row["held"] else "**no**",
+                ]
+            )
+            + " |"
+        )
+    waits: dict[str, int] = {}
+    for row in rows:
+        for key, value in row["locks"].get("waits", {}).items():
+            waits[key] = waits.get(key, 0) + value
+    lines += [
+        "",
+        "Lock waits sampled every 0.1 s in `pg_stat_activity` (backends of the run's database "
+        "waiting on a lock, and what for), summed over all steps: "
+        + (", ".join(f"{k}: {v}" for k, v in sorted(waits.items())) or "none")
+        + ". Advisory locks: the `pg_locks` rows of type `advisory` held by those backends, "
+        "sampled from the servers' start (`schema` = the lock instances take while they "
+        "create or upgrade the schema at start-up; any other key would be a lock in the "
+        "write path).",
+    ]
+    return lines
+
+
 # -- main ------------------------------------------------------------------------
 
 
@@ -817,6 +1076,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="ingest: skip the raw Twisted reference's ramp",
     )
     ap.add_argument("--worker-counts", default="1,2", help="parkchat-workers sizes [1,2]")
+    ap.add_argument(
+        "--pgwrite-instances", default="1,3", help="pgwrite: instance counts to compare [1,3]"
+    )
+    ap.add_argument(
+        "--pgwrite-rates",
+        default=",".join(str(r) for r in PGWRITE_RATES),
+        help="pgwrite: comma list of msg/s, tried in order until one fails",
+    )
+    ap.add_argument("--pgwrite-rooms", type=int, default=300, help="pgwrite: rooms of 2 [300]")
     ap.add_argument("--timeout", type=float, default=600, help="per loadgen run [600]")
     ap.add_argument("--out", default=str(REPO / "docs" / "performance.md"), help="'-': none")
     ap.add_argument("--results", type=Path, default=REPO / "bench" / "results")
@@ -831,6 +1099,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if not 1 <= args.ingest_tries <= 5:
         ap.error("--ingest-tries must be 1-5")
     args.worker_counts = [int(n) for n in args.worker_counts.split(",") if n][:4]
+    args.pgwrite_instances = [int(n) for n in args.pgwrite_instances.split(",") if n][:4]
+    args.pgwrite_rates = [int(r) for r in args.pgwrite_rates.split(",") if r][:12]
     if args.connections is None:
         args.connections = 1000 if args.quick else 5000
     if args.users is None and args.quick:
@@ -859,6 +1129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     harness_results: list[dict[str, Any]] = []
     ingest_rows: list[dict[str, Any]] = []
     worker_results: list[dict[str, Any]] = []
+    pgwrite_rows: list[dict[str, Any]] = []
+    pgwrite_commands: list[str] = []
     pg_note = ""
     try:
         scenarios = [s for s in args.scenarios if s in HARNESS_SCENARIOS]
@@ -876,6 +1148,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "workers" in args.scenarios:
             worker_results = run_workers(runner, args, workdir)
         worker_commands = runner.commands[len(bench_commands) + len(ingest_commands) :]
+        done = len(bench_commands) + len(ingest_commands) + len(worker_commands)
+        if "pgwrite" in args.scenarios:
+            if args.postgres:
+                pgwrite_rows = run_pgwrite(runner, args, args.postgres)
+            else:
+                log("pgwrite needs --postgres ADMIN_DSN; skipped")
+        pgwrite_commands = runner.commands[done:]
     finally:
         runner.close()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -927,6 +1206,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             "",
         ]
         sections.append(("workers", "Using both cores", body))
+    if pgwrite_rows:
+        body = [
+            "",
+            f"Generated by `{invocation}` (raw JSON lines: `{rel_raw}`).",
+            "",
+            *header,
+            "- each instance count on a fresh PostgreSQL database; the instances are "
+            "`parkchat-workers --workers N` on one socket (the kernel spreads the connections, "
+            "so the two members of a room are often on different instances) with the Redis bus, "
+            "nothing pinned: servers, PostgreSQL, Redis and the load generator share the cores",
+            "- persisted = chat rows added to the database during the step, counted after it; "
+            "sent = rate x (warm-up + window) minus skipped sends",
+            "",
+            *pgwrite_lines(pgwrite_rows, args),
+            "",
+            "```sh",
+            *pgwrite_commands,
+            "```",
+            "",
+        ]
+        sections.append(("pgwrite", "Write throughput: 1 vs 3 instances on one PostgreSQL", body))
     summary = results_dir / f"run-{started:%H%M%S}.md"
     summary.write_text("\n".join(line for _, _, body in sections for line in body) + "\n")
     if args.out != "-":
