@@ -10,15 +10,29 @@ from dataclasses import replace
 from typing import Any
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.test import iosim
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
+from parkchat.errors import Banned
 from parkchat.interfaces import IParticipant
 from parkchat.limits import Limits
-from parkchat.model import CHAT, JOINED, LEFT, SYSTEM, Message
-from parkchat.protocols import irchistory
+from parkchat.model import (
+    CHAT,
+    CONNECTION_CLOSED,
+    JOINED,
+    LEFT,
+    PART,
+    PING_TIMEOUT,
+    QUIT,
+    QUIT_REASONS,
+    SYSTEM,
+    Departure,
+    DisconnectReason,
+    Message,
+)
 from parkchat.protocols.fastpath import PLAIN
 from parkchat.protocols.irc import IrcConnection, IrcFactory, IrcOptions, looks_like_token
 from parkchat.tokens import TokenAuthority, TokenVerifier
@@ -450,8 +464,9 @@ class LineTests(IrcCase):
         )
 
     def test_endless_line(self) -> None:
-        """Bytes without a newline past 8191 are 417 once; the rest of that
-        line is skipped and the next line works."""
+        """Bytes without a newline past the longest line a client may send
+        (4094 bytes of tags, then 512) are 417 once; the rest of that line
+        is skipped and the next line works."""
         client = self.joined("mina")
         client.send_bytes(b"PRIVMSG #dev :" + b"x" * 9000)
         self.settle()
@@ -508,14 +523,31 @@ class KeepAliveTests(IrcCase):
         self.assertEqual(self.service.connection_count, 0)
 
     def test_quit(self) -> None:
-        """QUIT: ERROR, closed, out of every room (others see it leave)."""
+        """QUIT: ERROR, closed, out of every room; the others are told it
+        quit, with "Quit: " and its words (as IRC servers show them)."""
         observer = self.observer()
         client = self.joined("mina")
-        [error] = self.send(client, "QUIT :bye all")
+        [error] = self.send(client, "QUIT :bye \x02all\x02")
         self.assertEqual((error.command, error.text), ("ERROR", "Closing link: Quit: bye all"))
         self.assertTrue(client.lost)
         last = observer.received[-1]
         self.assertEqual((last.type, last.event, last.nickname), (SYSTEM, LEFT, "mina"))
+        self.assertEqual(last.departure, Departure(QUIT, "Quit: bye all"))
+
+    def test_quit_reasons(self) -> None:
+        """A ping timeout is "Ping timeout" to the others, a connection that
+        just closes "Connection closed"."""
+        observer = self.observer()
+        silent = self.joined("mina")
+        self.clock.advance(50)
+        self.settle()
+        self.assertTrue(silent.lost)
+        self.assertEqual(observer.received[-1].departure, Departure(QUIT, PING_TIMEOUT))
+        client = self.joined("omar")
+        assert client.transport is not None
+        client.transport.loseConnection()
+        self.settle()
+        self.assertEqual(observer.received[-1].departure, Departure(QUIT, CONNECTION_CLOSED))
 
 
 class ChannelTests(IrcCase):
@@ -570,9 +602,10 @@ class ChannelTests(IrcCase):
         not joined is 442; no parameter 461."""
         observer = self.observer()
         client = self.joined("mina")
-        [part] = self.send(client, "PART #dev :see you")
+        [part] = self.send(client, "PART #dev :see \x1fyou")
         self.assertEqual((part.command, part.params), ("PART", ["#dev", "see you"]))
         self.assertEqual(observer.received[-1].event, LEFT)
+        self.assertEqual(observer.received[-1].departure, Departure(PART, "see you"))
         self.assertEqual(commands(self.send(client, "PART #dev")), ["442"])
         self.assertEqual(commands(self.send(client, "PART")), ["461"])
 
@@ -671,6 +704,18 @@ class ChannelTests(IrcCase):
         self.assertEqual((error.command, error.text), ("ERROR", "Closing link: banned"))
         self.assertTrue(client.lost)
 
+    def test_banned_on_join(self) -> None:
+        """A ban refusing a JOIN is 474 for that channel (elsewhere, 465)."""
+        client = self.joined("mina")
+        server = self.server_of(client)
+        server.send_error(Banned("this account is banned"), ("JOIN", "#dev"))
+        server.send_error(Banned("this account is banned"), ("PASS", None))
+        self.settle()
+        [on_join, other] = client.take()
+        self.assertEqual((on_join.command, on_join.params[1]), ("474", "#dev"))
+        self.assertIn("[banned]", on_join.text)
+        self.assertEqual(other.command, "465")
+
     def test_shutdown(self) -> None:
         """Stopping the service says goodbye with ERROR and closes."""
         client = self.joined("mina")
@@ -705,13 +750,15 @@ class RoomEventTests(IrcCase):
         [line] = plain.take()
         self.assertEqual(line.raw, ":observer!observer@irc.parkchat PRIVMSG #dev :hello irc")
         [line] = tagged.take()
-        self.assertEqual(line.tags, {"time": message.timestamp, "msgid": str(message.id)})
+        self.assertEqual(
+            line.tags, {"time": message.timestamp, "msgid": f"{message.seq}-{message.id}"}
+        )
         [line] = timed.take()
         self.assertEqual(line.tags, {"time": message.timestamp})
 
     def test_multiline_and_long(self) -> None:
         """Several lines become several PRIVMSGs, a line over 512 bytes is
-        cut at a space (never in a character); msgids N, N.2, N.3..."""
+        cut at a space (never in a character); msgids S-N, S-N.2, S-N.3..."""
         client = self.joined("mina", caps=("message-tags",))
         observer = self.observer()
         self.settle()
@@ -722,9 +769,10 @@ class RoomEventTests(IrcCase):
         self.assertEqual([line.text for line in lines[:2]], ["first", "second"])
         self.assertEqual("".join(line.text for line in lines[2:]), long_line)
         self.assertGreater(len(lines), 3)
+        base = f"{message.seq}-{message.id}"
         self.assertEqual(
             [line.tags["msgid"] for line in lines],
-            [str(message.id)] + [f"{message.id}.{n}" for n in range(2, len(lines) + 1)],
+            [base] + [f"{base}.{n}" for n in range(2, len(lines) + 1)],
         )
 
     def test_me_is_an_action(self) -> None:
@@ -752,6 +800,108 @@ class RoomEventTests(IrcCase):
             [(line.command, line.nick) for line in lines],
             [("JOIN", "observer"), ("PART", "observer")],
         )
+
+    def test_part_quit_and_kick(self) -> None:
+        """How others leave: PART (with the reason their surface gave), QUIT
+        when their connection went away (why, from ``QUIT_REASONS``), a
+        KICK from the server when a moderator removed them."""
+        client = self.joined("mina")
+        people = {}
+        for name in ("ana", "bob", "cyd", "dee"):
+            people[name] = self.observer(nickname=name)
+        self.settle()
+        client.take()
+        self.service.leave(people["ana"], "dev", "lunch \x07time")
+        self.settle()
+        self.service.disconnect(people["bob"])
+        self.settle()
+        # dee's socket fails on the next event: the server drops it.
+        people["dee"].fail_sends = True
+        self.service.kick("cyd", "dev", "be nice")
+        self.settle()
+        self.assertEqual(
+            [line.raw for line in client.take()],
+            [
+                ":ana!ana@irc.parkchat PART #dev :lunch  time",
+                ":bob!bob@irc.parkchat QUIT :Connection closed",
+                ":irc.parkchat KICK #dev cyd :be nice",
+                ":dee!dee@irc.parkchat QUIT :" + QUIT_REASONS[DisconnectReason.DELIVERY_FAILED],
+            ],
+        )
+
+    def test_quit_reasons_cover_every_disconnect(self) -> None:
+        """Every reason the server closes a connection for has a QUIT reason."""
+        self.assertEqual(set(QUIT_REASONS), set(DisconnectReason))
+        client = self.joined("mina")
+        user_id, _ = self.account("ana")
+        ana = FakeParticipant("ana", user_id=user_id)
+        self.service.connect(ana)
+        self.service.join(ana, "dev")
+        self.successResultOf(self.service.ban("ana", "spam"))
+        self.settle()
+        self.assertEqual(client.take()[-1].raw, ":ana!ana@irc.parkchat QUIT :Banned")
+
+    def test_one_quit_for_several_channels(self) -> None:
+        """A member in several of the client's channels quits once (a QUIT
+        takes it out of every channel); still online on another
+        connection, it only parts the rooms it left."""
+        client = self.joined("mina")
+        self.send(client, "JOIN #ops")
+        bob = self.observer("dev", "bob")
+        self.service.join(bob, "ops")
+        self.settle()
+        client.take()
+        self.service.disconnect(bob)
+        self.settle()
+        self.assertEqual(
+            [line.raw for line in client.take()], [":bob!bob@irc.parkchat QUIT :Connection closed"]
+        )
+        user_id, _ = self.account("ana")
+        first, second = (FakeParticipant("ana", user_id=user_id) for _ in range(2))
+        for connection in (first, second):
+            self.service.connect(connection)
+        self.service.join(first, "dev")
+        self.settle()
+        client.take()
+        self.service.disconnect(first)
+        self.settle()
+        self.assertEqual(
+            [line.raw for line in client.take()],
+            [":ana!ana@irc.parkchat PART #dev :Connection closed"],
+        )
+
+    def test_departure_without_details(self) -> None:
+        """A leave from an instance that does not say how (an earlier
+        version) is a PART."""
+        event = self.factory.encoder.encode(
+            Message(room="dev", nickname="old", content="", timestamp_ms=0, type=SYSTEM, event=LEFT)
+        )
+        self.assertEqual(event.data(0), b":old!old@irc.parkchat PART #dev\r\n")
+
+    def test_typing(self) -> None:
+        """Typing on another surface is ``@+typing=active TAGMSG`` for the
+        clients with message-tags; ``TAGMSG`` with ``+typing=active`` from
+        IRC is a typing notice in the room (one a second at most)."""
+        plain = self.joined("plain")
+        tagged = self.joined("tagged", caps=("message-tags",))
+        observer = self.observer()
+        self.settle()
+        plain.take()
+        tagged.take()
+        self.service.notify(observer, "dev", "typing")
+        self.settle()
+        self.assertEqual(plain.take(), [])
+        [line] = tagged.take()
+        self.assertEqual(line.raw, "@+typing=active :observer!observer@irc.parkchat TAGMSG #dev")
+        self.assertEqual(self.send(tagged, "@+typing=active TAGMSG #dev"), [])
+        self.assertEqual(self.send(tagged, "@+typing=active TAGMSG #dev"), [])
+        typing = [m for m in observer.received if m.type == "typing"]
+        self.assertEqual([m.nickname for m in typing], ["observer", "tagged"])
+        self.assertEqual([line.command for line in plain.take()], [])
+        self.assertEqual(self.send(tagged, "@+typing=done TAGMSG #dev", "@+x=y TAGMSG mina"), [])
+        self.clock.advance(2)
+        self.assertEqual(commands(self.send(tagged, "@+typing=active TAGMSG #elsewhere")), ["404"])
+        self.assertEqual(commands(self.send(tagged, "TAGMSG")), ["411"])
 
     def test_own_other_connection(self) -> None:
         """The account joining or leaving on another connection does not
@@ -946,7 +1096,8 @@ class ChatHistoryTests(IrcCase):
         return [line.text for line in lines[1:-1]]
 
     def msgid(self, n: int) -> str:
-        return f"msgid={self.messages[n - 1].id}"
+        message = self.messages[n - 1]
+        return f"msgid={message.seq}-{message.id}"
 
     def timestamp(self, n: int) -> str:
         return f"timestamp={self.messages[n - 1].timestamp}"
@@ -956,7 +1107,7 @@ class ChatHistoryTests(IrcCase):
         (what a client missed), oldest first, with their msgids."""
         lines = self.send(self.client, "CHATHISTORY LATEST #dev * 3")
         self.assertEqual([line.text for line in lines[1:-1]], ["m8", "m9", "m10"])
-        self.assertEqual(lines[1].tags["msgid"], str(self.messages[7].id))
+        self.assertEqual(lines[1].tags["msgid"], f"8-{self.messages[7].id}")
         self.assertEqual(lines[1].tags["time"], self.messages[7].timestamp)
         self.assertEqual(lines[1].prefix, "poster!poster@irc.parkchat")
         self.assertEqual(self.history("LATEST", "#dev", self.msgid(7), "50"), ["m8", "m9", "m10"])
@@ -970,7 +1121,69 @@ class ChatHistoryTests(IrcCase):
         self.assertEqual(self.history("AFTER", "#dev", self.msgid(5), "2"), ["m6", "m7"])
         self.assertEqual(self.history("AFTER", "#dev", self.timestamp(5), "2"), ["m6", "m7"])
         self.assertEqual(self.history("BEFORE", "#dev", self.msgid(1), "5"), [])
-        self.assertEqual(self.history("AFTER", "#dev", "msgid=1.3", "1"), ["m2"])
+        self.assertEqual(self.history("AFTER", "#dev", self.msgid(1) + ".3", "1"), ["m2"])
+
+    def test_by_position(self) -> None:
+        """A msgid is read for its seq, the room position history is paged
+        by: the id part is not looked up, and a deleted message's position
+        still finds its neighbours."""
+        self.assertEqual(self.history("AFTER", "#dev", "msgid=5-999999", "2"), ["m6", "m7"])
+        self.successResultOf(self.service.delete_message(self.messages[4].id))
+        self.settle()
+        self.assertEqual(self.history("AFTER", "#dev", self.msgid(5), "2"), ["m6", "m7"])
+        self.assertEqual(self.history("BEFORE", "#dev", self.msgid(5), "2"), ["m3", "m4"])
+        self.assertEqual(self.history("AFTER", "#dev", self.msgid(4), "2"), ["m6", "m7"])
+
+    def test_reconnect_gets_what_was_missed(self) -> None:
+        """A client that noted the msgid of the last message it saw gets,
+        after reconnecting, exactly the messages it missed, in order."""
+        self.send(self.client, "JOIN #dev")
+        poster = self.observer("dev", "late")
+        self.settle()
+        self.client.take()
+        self.service.post(poster, "dev", "seen")
+        self.settle()
+        [seen] = self.client.take()
+        self.send(self.client, "QUIT")
+        for n in range(3):
+            self.service.post(poster, "dev", f"missed {n}")
+            self.settle()
+        again = self.register("mina", caps=HISTORY_CAPS)
+        self.send(again, "JOIN #dev")
+        self.client = again
+        missed = self.history("LATEST", "#dev", f"msgid={seen.tags['msgid']}", "200")
+        self.assertEqual(missed, ["missed 0", "missed 1", "missed 2"])
+
+    def test_live_lines_wait_for_the_answer(self) -> None:
+        """Messages that arrive while a member's history request is being
+        read come after the answer, and those in it are not repeated."""
+        self.send(self.client, "JOIN #dev")
+        reads: list[tuple[Deferred[Any], Any, Any]] = []
+        real = self.service.history
+
+        def slow(*args: Any, **kwargs: Any) -> Deferred[Any]:
+            d: Deferred[Any] = Deferred()
+            reads.append((d, args, kwargs))
+            return d
+
+        self.service.history = slow  # type: ignore[method-assign]
+        self.client.send("CHATHISTORY LATEST #dev * 3")
+        self.settle()
+        poster = self.observer("dev", "late")
+        self.settle()
+        self.service.post(poster, "dev", "m11")
+        self.settle()
+        self.assertEqual(self.client.take(), [])
+        [(d, args, kwargs)] = reads
+        d.callback(self.successResultOf(real(*args, **kwargs)))
+        self.service.post(poster, "dev", "m12")
+        self.settle()
+        self.assertEqual(
+            [(line.command, line.text) for line in self.client.take()],
+            [("BATCH", "#dev")]
+            + [("PRIVMSG", text) for text in ("m9", "m10", "m11")]
+            + [("BATCH", "-h1"), ("JOIN", "#dev"), ("PRIVMSG", "m12")],
+        )
 
     def test_around_and_between(self) -> None:
         """AROUND centres on the reference; BETWEEN counts from the first
@@ -1010,9 +1223,11 @@ class ChatHistoryTests(IrcCase):
             ("CHATHISTORY LATEST #dev", "NEED_MORE_PARAMS"),
             ("CHATHISTORY BEFORE #dev * 5", "INVALID_PARAMS"),
             ("CHATHISTORY BEFORE #dev msgid=abc 5", "INVALID_PARAMS"),
+            ("CHATHISTORY BEFORE #dev msgid=5 5", "INVALID_PARAMS"),
+            ("CHATHISTORY BEFORE #dev msgid=d5-5 5", "INVALID_PARAMS"),
             ("CHATHISTORY BEFORE #dev timestamp=yesterday 5", "INVALID_PARAMS"),
             ("CHATHISTORY LATEST #dev * many", "INVALID_PARAMS"),
-            ("CHATHISTORY LATEST nochannel * 5", "MESSAGE_ERROR"),
+            ("CHATHISTORY LATEST nochannel * 5", "INVALID_TARGET"),
             ("CHATHISTORY LATEST # * 5", "INVALID_TARGET"),
             ("CHATHISTORY TARGETS * * 5", "INVALID_PARAMS"),
         ):
@@ -1028,7 +1243,8 @@ class ChatHistoryTests(IrcCase):
     def test_timestamp_too_far_back(self) -> None:
         """Timestamps are found within the newest pages of a room; further
         back, MESSAGE_ERROR asks for a msgid."""
-        self.factory.history = irchistory.RoomHistory(self.service, page_size=2, scan_pages=2)
+        self.factory.history_page = 2
+        self.factory.history_scan = 2
         [fail] = self.send(self.client, f"CHATHISTORY AFTER #dev {self.timestamp(2)} 5")
         self.assertEqual(fail.params[:2], ["CHATHISTORY", "MESSAGE_ERROR"])
         self.assertEqual(self.history("AFTER", "#dev", self.timestamp(8), "5"), ["m9", "m10"])
@@ -1044,7 +1260,8 @@ class ChatHistoryTests(IrcCase):
 
     def test_direct_messages(self) -> None:
         """A nickname as target: the direct messages between the two
-        accounts, LATEST and BEFORE by msgid (``dN``)."""
+        accounts, by the conversation's positions (msgid ``d<seq>-<id>``),
+        every subcommand; guests and unknown accounts are INVALID_TARGET."""
         _, password = self.account("alice")
         bob_id, _ = self.account("bob")
         bob = FakeParticipant("bob", user_id=bob_id)
@@ -1054,14 +1271,20 @@ class ChatHistoryTests(IrcCase):
             client.send(f"PRIVMSG bob :{text}")
             self.settle()
         sent = bob.directs
-        self.assertEqual(len(sent), 3)
+        self.assertEqual([m.seq for m in sent], [1, 2, 3])
+        ref = [f"msgid=d{m.seq}-{m.id}" for m in sent]
         self.client = client
         self.assertEqual(self.history("LATEST", "bob", "*", "2"), ["two", "three"])
-        self.assertEqual(self.history("BEFORE", "bob", f"msgid=d{sent[2].id}", "5"), ["one", "two"])
-        self.assertEqual(
-            self.history("LATEST", "bob", f"msgid=d{sent[0].id}", "5"), ["two", "three"]
-        )
-        [fail] = self.send(client, "CHATHISTORY AFTER bob msgid=d1 5")
-        self.assertEqual(fail.params[:2], ["CHATHISTORY", "INVALID_PARAMS"])
-        [fail] = self.send(client, "CHATHISTORY LATEST bob msgid=1 5")
-        self.assertEqual(fail.params[:2], ["CHATHISTORY", "INVALID_PARAMS"])
+        self.assertEqual(self.history("BEFORE", "bob", ref[2], "5"), ["one", "two"])
+        self.assertEqual(self.history("LATEST", "bob", ref[0], "5"), ["two", "three"])
+        self.assertEqual(self.history("AFTER", "bob", ref[0], "1"), ["two"])
+        self.assertEqual(self.history("AROUND", "bob", ref[1], "2"), ["one", "two"])
+        self.assertEqual(self.history("BETWEEN", "bob", ref[2], ref[0], "5"), ["two"])
+        lines = self.send(client, "CHATHISTORY LATEST bob * 1")
+        self.assertEqual(lines[1].tags["msgid"], f"d3-{sent[2].id}")
+        for command, code in (
+            ("CHATHISTORY LATEST bob msgid=1-1 5", "INVALID_PARAMS"),
+            ("CHATHISTORY LATEST nobody * 5", "INVALID_TARGET"),
+        ):
+            [fail] = self.send(client, command)
+            self.assertEqual(fail.params[:2], ["CHATHISTORY", code], command)

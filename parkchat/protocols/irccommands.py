@@ -14,10 +14,20 @@ from twisted.python.failure import Failure
 from twisted.words.protocols import irc
 
 from parkchat import __version__
-from parkchat.errors import ChatError, InvalidRoom, NotInRoom
+from parkchat.errors import ChatError, InvalidRoom, NotInRoom, UnknownRecipient
 from parkchat.interfaces import IChatService, IParticipant
 from parkchat.metrics import ServiceMetrics
-from parkchat.model import DirectMessage, Message, nickname_key, validate_room
+from parkchat.model import (
+    LEFT,
+    PART,
+    Departure,
+    DirectMessage,
+    Message,
+    clean_reason,
+    nickname_key,
+    system_message,
+    validate_room,
+)
 from parkchat.protocols import irchistory, ircwire
 from parkchat.protocols.guests import guest_may_join
 from parkchat.protocols.ircwire import channel, message_lines, user_prefix
@@ -25,6 +35,8 @@ from parkchat.tokens import TokenVerifier
 
 #: Rooms in one LIST answer.
 LIST_LIMIT = 100
+#: Seconds between two typing notices a connection passes on (as /ws).
+TYPING_INTERVAL = 1.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,8 @@ class IrcCommands:
     _key: str
     _state: str
     _batches: int
+    _last_typing: float
+    tags_in: dict[str, str]
 
     @property
     def service(self) -> IChatService:
@@ -124,6 +138,15 @@ class IrcCommands:
         raise NotImplementedError
 
     def _async_failed(self, failure: Failure, command: str, target: str | None) -> None:
+        raise NotImplementedError
+
+    def _hold(self, room: str) -> None:
+        raise NotImplementedError
+
+    def posted(self, message: Message) -> None:
+        raise NotImplementedError
+
+    def _release(self, room: str, sent: set[int]) -> None:
         raise NotImplementedError
 
     # -- channels ---------------------------------------------------------------------
@@ -180,11 +203,19 @@ class IrcCommands:
 
     def _part(self, target: str, reason: str) -> None:
         room = self._room(target)
+        # The reason goes to every surface: plain text, as messages are.
+        reason = clean_reason(ircwire.strip_formatting(reason))
         try:
-            self.service.leave(self.participant, room)
+            self.service.leave(self.participant, room, reason)
         except NotInRoom:
             raise IrcReply(irc.ERR_NOTONCHANNEL, target, "You're not on that channel") from None
-        self.sendLine(f":{self.me} PART {channel(room)}" + (f" :{reason}" if reason else ""))
+        self.sendLine(
+            ircwire.departure_line(
+                system_message(room, self.nickname, LEFT, 0, Departure(PART, reason)),
+                self.me,
+                self.hostname,
+            )
+        )
 
     def irc_NAMES(self, prefix: str, params: list[str]) -> None:
         if not params:
@@ -335,6 +366,28 @@ class IrcCommands:
             return
         self._each(command, params[0], lambda target: self._send_to(command, target, content))
 
+    def irc_TAGMSG(self, prefix: str, params: list[str]) -> None:
+        """IRCv3 message-tags: a message of tags only. ``+typing=active`` to
+        a channel is a typing notice in the room (at most one a second,
+        as on /ws); other client-only tags, and typing to a nickname, are
+        not carried (CLIENTTAGDENY says so)."""
+        if not params or not params[0]:
+            raise IrcReply(irc.ERR_NORECIPIENT, "No recipient given (TAGMSG)")
+        target = params[0]
+        if self.tags_in.get(ircwire.TYPING_TAG) != "active" or not target.startswith("#"):
+            return
+        room = self._room(target)
+        now = self.factory.context.clock.seconds()
+        if now - self._last_typing < TYPING_INTERVAL:
+            return  # best effort: excess is dropped quietly
+        self._last_typing = now
+        try:
+            self.service.notify(self.participant, room, ircwire.TYPING)
+        except NotInRoom:
+            raise IrcReply(
+                irc.ERR_CANNOTSENDTOCHAN, target, "You are not in that channel [not_in_room]"
+            ) from None
+
     def _content(self, text: str) -> str | None:
         """What an IRC message posts: ``/me text`` for a CTCP ACTION, other
         CTCP refused with a notice (None), formatting codes removed with a
@@ -358,7 +411,7 @@ class IrcCommands:
         if target.startswith("#"):
             room = self._room(target)
             d = self.service.post(self.participant, room, content)
-            d.addErrback(self._async_failed, command, target)
+            d.addCallbacks(self.posted, self._async_failed, errbackArgs=(command, target))
         else:
             sent = Deferred.fromCoroutine(
                 self.service.send_direct(self.participant, target, content)
@@ -394,30 +447,53 @@ class IrcCommands:
             await self._targets(args[0], args[1], limit)
             return
         target = args[0]
+        star = sub == "LATEST"
         if target.startswith("#"):
             room = self._room_or_history_error(target)
-            refs = [irchistory.parse_reference(a, star=sub == "LATEST") for a in args[1:-1]]
-            history = self.factory.history
-            messages = await (
-                history.between(room, refs[0], refs[1], limit)
-                if sub == "BETWEEN"
-                else getattr(history, sub.lower())(room, refs[0], limit)
+            refs = [irchistory.parse_reference(a, star=star) for a in args[1:-1]]
+            pager = irchistory.room_pager(
+                self.service, room, self.factory.history_page, self.factory.history_scan
             )
-            batch = self._open_batch("chathistory", target)
-            for message in messages:
-                lines = message_lines(
-                    user_prefix(message.nickname, self.hostname),
-                    "PRIVMSG",
-                    target,
-                    message.content,
-                )
-                self._send_lines(lines, message.timestamp, irchistory.room_msgid(message), batch)
-            self._close_batch(batch)
+            # Live lines of the room wait while it is read, and those the
+            # answer holds are not written again (``_hold``, ``_release``).
+            held = room in self.service.rooms_of(self.participant)
+            if held:
+                self._hold(room)
+            sent: set[int] = set()
+            try:
+                messages = await pager.answer(sub, refs, limit)
+                if self._state == "closed":
+                    return
+                batch = self._open_batch("chathistory", target)
+                for message in messages:
+                    lines = message_lines(
+                        user_prefix(message.nickname, self.hostname),
+                        "PRIVMSG",
+                        target,
+                        message.content,
+                    )
+                    msgid = irchistory.room_msgid(message)
+                    self._send_lines(lines, message.timestamp, msgid, batch)
+                    sent.add(message.seq)
+                self._close_batch(batch)
+            finally:
+                if held:
+                    self._release(room, sent)
             return
-        ref = irchistory.parse_reference(args[1], star=sub == "LATEST", direct=True)
-        directs = await irchistory.direct_page(
-            self.service, self.participant, target, sub, ref, limit
-        )
+        if self.user_id is None:
+            raise irchistory.HistoryError(
+                "INVALID_TARGET", "direct messages need a registered account"
+            )
+        refs = [irchistory.parse_reference(a, star=star, direct=True) for a in args[1:-1]]
+        directs = await irchistory.direct_pager(
+            self.service,
+            self.participant,
+            target,
+            self.factory.history_page,
+            self.factory.history_scan,
+        ).answer(sub, refs, limit)
+        if self._state == "closed":
+            return
         batch = self._open_batch("chathistory", target)
         for dm in directs:
             to = dm.to_nickname
@@ -477,6 +553,8 @@ class IrcCommands:
         error = failure.value
         if isinstance(error, irchistory.HistoryError):
             code, text = error.code, error.text
+        elif isinstance(error, UnknownRecipient):
+            code, text = "INVALID_TARGET", f"{error.message} [{error.code}]"
         else:
             chat = self.chat_error(failure, "CHATHISTORY")
             code, text = "MESSAGE_ERROR", f"{chat.message} [{chat.code}]"
