@@ -42,6 +42,8 @@ from tests.irc_support import Line, RawIrcClient
 START = 1_757_345_400.0
 SERVER = IPv4Address("TCP", "127.0.0.1", 6667)
 MAX_CONTENT = 1000
+HISTORY_CAPS = ("batch", "server-time", "message-tags", "draft/chathistory")
+MULTILINE_CAPS = ("batch", "server-time", "message-tags", "draft/multiline")
 
 
 def commands(lines: list[Line]) -> list[str]:
@@ -181,6 +183,7 @@ class RegistrationTests(IrcCase):
             "NICKLEN=32",
             "CHANNELLEN=65",
             "CHATHISTORY=200",
+            "CLIENTTAGDENY=*,-typing",
             "MSGREFTYPES=msgid,timestamp",
             "UTF8ONLY",
         ):
@@ -335,10 +338,19 @@ class CapabilityTests(IrcCase):
         self.assertEqual(old.params[:2], ["*", "LS"])
         self.assertEqual(
             old.text.split(),
-            ["batch", "draft/chathistory", "echo-message", "message-tags", "sasl", "server-time"],
+            [
+                "batch",
+                "draft/chathistory",
+                "draft/multiline",
+                "echo-message",
+                "message-tags",
+                "sasl",
+                "server-time",
+            ],
         )
         [new] = self.send(client, "CAP LS 302")
         self.assertIn("sasl=PLAIN", new.text.split())
+        self.assertIn("draft/multiline=max-bytes=4096,max-lines=100", new.text.split())
 
     def test_req_ack_nak_list(self) -> None:
         """REQ of known capabilities is ACKed (all), of any unknown one NAKed
@@ -483,6 +495,27 @@ class LineTests(IrcCase):
         [fail] = client.take()
         self.assertEqual(fail.command, "FAIL")
         self.assertEqual(fail.params[:2], ["PRIVMSG", "INVALID_UTF8"])
+
+    def test_client_tags_limit(self) -> None:
+        """Over 4094 bytes of tag data is 417 (message-tags), even when the
+        rest of the line is short."""
+        client = self.joined("mina")
+        [reply] = self.send(client, "@+x=" + "y" * 4092 + " PRIVMSG #dev :hi")
+        self.assertEqual(reply.command, "417")
+        self.assertEqual(self.successResultOf(self.service.history("dev")), [])
+
+    def test_connections_per_address(self) -> None:
+        """Past ``max_connections_per_ip`` registered connections from one
+        address, another is told why (ERROR) and closed at once."""
+        self.factory.max_connections_per_ip = 1
+        self.service.connect(FakeParticipant("other", peer_host="127.0.0.1"))
+        client = self.connect()
+        self.assertEqual(
+            [line.raw for line in client.take()],
+            ["ERROR :Closing link: too many connections from 127.0.0.1"],
+        )
+        self.assertTrue(client.lost)
+        self.assertEqual(self.factory.context.metrics.connections_refused, 1)
 
     def test_lf_only_and_blank_lines(self) -> None:
         """LF-only lines work; blank lines are ignored."""
@@ -705,7 +738,18 @@ class ChannelTests(IrcCase):
         self.assertTrue(client.lost)
 
     def test_banned_on_join(self) -> None:
-        """A ban refusing a JOIN is 474 for that channel (elsewhere, 465)."""
+        """A ban refusing a JOIN is 474 for that channel (elsewhere, 465):
+        an account whose ban has not closed its connection yet."""
+        _, password = self.account("alice")
+        alice = self.register("alice", password=password)
+
+        def banned(user_id: int) -> None:
+            raise Banned("this account is banned")
+
+        self.service.check_not_banned = banned  # type: ignore[method-assign]
+        [refused] = self.send(alice, "JOIN #dev")
+        self.assertEqual((refused.command, refused.params[1]), ("474", "#dev"))
+        self.assertEqual(self.service.rooms_of(self.server_of(alice)), frozenset())
         client = self.joined("mina")
         server = self.server_of(client)
         server.send_error(Banned("this account is banned"), ("JOIN", "#dev"))
@@ -774,6 +818,38 @@ class RoomEventTests(IrcCase):
             [line.tags["msgid"] for line in lines],
             [base] + [f"{base}.{n}" for n in range(2, len(lines) + 1)],
         )
+
+    def test_multiline_batch(self) -> None:
+        """With draft/multiline (and batch), a message of several lines is
+        one batch: time and msgid on its opening, cut lines marked
+        ``draft/multiline-concat``; one line is one PRIVMSG, as without."""
+        client = self.joined("mina", caps=MULTILINE_CAPS)
+        observer = self.observer()
+        self.settle()
+        client.take()
+        long_line = " ".join(["word"] * 120)
+        message = self.post(observer, f"first\n\n{long_line}")
+        lines = client.take()
+        reference = lines[0].params[0][1:]
+        self.assertEqual(
+            (lines[0].command, lines[0].params[1:], lines[0].prefix),
+            ("BATCH", ["draft/multiline", "#dev"], "observer!observer@irc.parkchat"),
+        )
+        self.assertEqual(
+            lines[0].tags, {"time": message.timestamp, "msgid": f"{message.seq}-{message.id}"}
+        )
+        self.assertEqual((lines[-1].command, lines[-1].params), ("BATCH", ["-" + reference]))
+        inner = lines[1:-1]
+        self.assertTrue(all(line.tags["batch"] == reference for line in inner))
+        self.assertEqual([line.text for line in inner[:2]], ["first", ""])
+        self.assertEqual("".join(line.text for line in inner[2:]), long_line)
+        self.assertEqual(
+            ["draft/multiline-concat" in line.tags for line in inner],
+            [False, False, False] + [True] * (len(inner) - 3),
+        )
+        self.post(observer, "just one")
+        [line] = client.take()
+        self.assertEqual((line.command, line.text), ("PRIVMSG", "just one"))
 
     def test_me_is_an_action(self) -> None:
         """``/me waves`` from any surface is a CTCP ACTION on IRC."""
@@ -963,6 +1039,60 @@ class MessageTests(IrcCase):
         self.assertIn("[invalid_content]", reply.text)
         self.assertEqual(self.successResultOf(self.service.history("dev")), [])
 
+    def test_multiline_from_the_client(self) -> None:
+        """A client's draft/multiline batch is one message, posted when the
+        batch closes: lines joined with newlines, concat ones without."""
+        observer = self.observer()
+        client = self.joined("mina", caps=MULTILINE_CAPS)
+        self.settle()
+        self.send(
+            client,
+            "BATCH +b1 draft/multiline #dev",
+            "@batch=b1 PRIVMSG #dev :def hello():",
+            "@batch=b1 PRIVMSG #dev :    return 'hi",
+            "@batch=b1;draft/multiline-concat PRIVMSG #dev : there'",
+        )
+        self.assertEqual(observer.contents()[-1], "mina has joined the room")
+        self.send(client, "BATCH -b1")
+        self.assertEqual(observer.contents()[-1], "def hello():\n    return 'hi there'")
+
+    def test_multiline_errors(self) -> None:
+        """A batch without the capability, a second one, a line for another
+        target, a concat first line, too many lines or bytes, an unknown
+        reference: FAIL BATCH with the draft/multiline codes; nothing posted."""
+        plain = self.joined("plain")
+        [fail] = self.send(plain, "BATCH +x draft/multiline #dev")
+        self.assertEqual(fail.params[:2], ["BATCH", "MULTILINE_INVALID"])
+        client = self.joined("mina", caps=MULTILINE_CAPS)
+        self.assertEqual(commands(self.send(client, "BATCH +x")), ["461"])
+        for lines, code in (
+            (
+                ["BATCH +a draft/multiline #dev", "BATCH +b draft/multiline #dev"],
+                "MULTILINE_INVALID",
+            ),
+            (["@batch=a PRIVMSG #other :x"], "MULTILINE_INVALID_TARGET"),
+            (
+                [
+                    "BATCH +c draft/multiline #dev",
+                    "@batch=c;draft/multiline-concat PRIVMSG #dev :x",
+                ],
+                "MULTILINE_INVALID",
+            ),
+            (
+                ["BATCH +d draft/multiline #dev"] + ["@batch=d PRIVMSG #dev :x"] * 101,
+                "MULTILINE_MAX_LINES",
+            ),
+            (
+                ["BATCH +e draft/multiline #dev"] + ["@batch=e PRIVMSG #dev :" + "y" * 400] * 11,
+                "MULTILINE_MAX_BYTES",
+            ),
+            (["BATCH -zz"], "MULTILINE_INVALID"),
+            (["@batch=zz PRIVMSG #dev :x"], "MULTILINE_INVALID"),
+        ):
+            fails = [line for line in self.send(client, *lines) if line.command == "FAIL"]
+            self.assertEqual([f.params[:2] for f in fails], [["BATCH", code]], lines)
+        self.assertEqual(self.successResultOf(self.service.history("dev")), [])
+
     def test_formatting_removed(self) -> None:
         """Formatting codes are removed, with a NOTICE saying so; the text
         is posted."""
@@ -1060,9 +1190,6 @@ class RateLimitTests(IrcCase):
         self.assertEqual(commands(self.send(client, "LIST"))[0], "321")
         [reply] = self.send(client, "LIST")
         self.assertEqual((reply.command, reply.params[1]), ("263", "LIST"))
-
-
-HISTORY_CAPS = ("batch", "server-time", "message-tags", "draft/chathistory")
 
 
 class ChatHistoryTests(IrcCase):

@@ -70,7 +70,7 @@ from parkchat.model import (
 )
 from parkchat.protocols import irchistory, ircwire
 from parkchat.protocols.guests import guest_name
-from parkchat.protocols.irccommands import IrcCommands, IrcOptions, IrcReply
+from parkchat.protocols.irccommands import IrcCommands, IrcOptions, IrcReply, Multiline
 from parkchat.protocols.irchistory import line_msgid
 from parkchat.protocols.ircwire import (
     ERR_INPUTTOOLONG,
@@ -81,6 +81,7 @@ from parkchat.protocols.ircwire import (
     ERR_SASLFAIL,
     ERR_SASLTOOLONG,
     MSGID,
+    MULTILINE,
     RPL_LOGGEDIN,
     RPL_SASLMECHS,
     RPL_SASLSUCCESS,
@@ -104,11 +105,14 @@ from parkchat.protocols.participant import (
 CAPABILITIES = (
     "batch",
     "draft/chathistory",
+    "draft/multiline",
     "echo-message",
     "message-tags",
     "sasl",
     "server-time",
 )
+#: The draft/multiline CAP value: the limits of a client's batch.
+MULTILINE_VALUE = f"max-bytes={ircwire.MULTILINE_MAX_BYTES},max-lines={ircwire.MULTILINE_MAX_LINES}"
 #: Commands a client may send before registration is complete.
 BEFORE_REGISTRATION = frozenset(
     {"CAP", "NICK", "USER", "PASS", "AUTHENTICATE", "PING", "PONG", "QUIT"}
@@ -189,6 +193,8 @@ class IrcConnection(irc.IRC, Participant, IrcCommands):
         self._posted: dict[int, None] = {}
         #: The tags of the line being handled (TAGMSG reads ``+typing``).
         self.tags_in: dict[str, str] = {}
+        #: The draft/multiline batch the client is sending, if any.
+        self._multiline: Multiline | None = None
         self._last_typing = float("-inf")
 
     @property
@@ -419,7 +425,8 @@ class IrcConnection(irc.IRC, Participant, IrcCommands):
             if not registered:
                 self._negotiating = True
             v302 = len(params) > 1 and params[1].isdigit() and int(params[1]) >= 302
-            offered = ("sasl=PLAIN" if c == "sasl" and v302 else c for c in CAPABILITIES)
+            values = {"sasl": "PLAIN", "draft/multiline": MULTILINE_VALUE} if v302 else {}
+            offered = (f"{c}={values[c]}" if c in values else c for c in CAPABILITIES)
             self._cap("LS", " ".join(offered))
         elif sub == "LIST":
             self._cap("LIST", " ".join(sorted(self.caps)))
@@ -434,8 +441,10 @@ class IrcConnection(irc.IRC, Participant, IrcCommands):
                         self.caps.discard(name[1:])
                     else:
                         self.caps.add(name)
-                self._variant = (TIME if "server-time" in self.caps else 0) | (
-                    MSGID if "message-tags" in self.caps else 0
+                self._variant = (
+                    (TIME if "server-time" in self.caps else 0)
+                    | (MSGID if "message-tags" in self.caps else 0)
+                    | (MULTILINE if {"batch", "draft/multiline"} <= self.caps else 0)
                 )
                 self._cap("ACK", asked)
             else:

@@ -6,7 +6,7 @@ Split from it only to keep each module readable."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -62,6 +62,34 @@ class IrcOptions:
     tokens: TokenVerifier | None = None
 
 
+@dataclass
+class Multiline:
+    """A draft/multiline batch a client is sending."""
+
+    reference: str
+    target: str
+    command: str | None = None
+    lines: list[tuple[str, bool]] = field(default_factory=list)
+    size: int = 0
+
+    def add(self, command: str, text: str, concat: bool) -> None:
+        """A line (``concat``: joined to the one before without a newline);
+        ``size`` counts its bytes and the newline before it."""
+        self.command = command
+        self.size += len(text.encode("utf-8")) + (1 if self.lines and not concat else 0)
+        self.lines.append((text, concat))
+
+    def content(self) -> str:
+        """The lines as one message."""
+        parts: list[str] = []
+        for text, concat in self.lines:
+            if concat:
+                parts[-1] += text
+            else:
+                parts.append(text)
+        return "\n".join(parts)
+
+
 class IrcReply(Exception):
     """Answer the command being handled with a numeric and stop."""
 
@@ -87,6 +115,7 @@ class IrcCommands:
     _state: str
     _batches: int
     _last_typing: float
+    _multiline: Multiline | None
     tags_in: dict[str, str]
 
     @property
@@ -177,7 +206,7 @@ class IrcCommands:
             raise IrcReply(irc.ERR_NEEDMOREPARAMS, "JOIN", "Not enough parameters")
         if params[0] == "0":
             for room in sorted(self.service.rooms_of(self.participant)):
-                self._part(channel(room), "Left all channels")
+                self._part(channel(room), "")
             return
         self._each("JOIN", params[0], self._join)
 
@@ -185,6 +214,10 @@ class IrcCommands:
         room = self._room(target)
         if room in self.service.rooms_of(self.participant):
             return
+        if self.user_id is not None:
+            # A ban closes the account's connections, but one may still be
+            # on its way from another instance: 474, not a join.
+            self.service.check_not_banned(self.user_id)
         if self.user_id is None and not guest_may_join(self.service, room, self.nickname):
             raise IrcReply(
                 irc.ERR_UNAVAILRESOURCE,
@@ -357,6 +390,9 @@ class IrcCommands:
         self._message("NOTICE", params)
 
     def _message(self, command: str, params: list[str]) -> None:
+        if "batch" in self.tags_in:
+            self._batched(command, params)
+            return
         if not params or not params[0]:
             raise IrcReply(irc.ERR_NORECIPIENT, f"No recipient given ({command})")
         if len(params) < 2 or not params[1]:
@@ -387,6 +423,69 @@ class IrcCommands:
             raise IrcReply(
                 irc.ERR_CANNOTSENDTOCHAN, target, "You are not in that channel [not_in_room]"
             ) from None
+
+    # -- draft/multiline: a message of several lines from the client --------------
+
+    def irc_BATCH(self, prefix: str, params: list[str]) -> None:
+        """``BATCH +ref draft/multiline <target>``, the batch's PRIVMSG (or
+        NOTICE) lines, ``BATCH -ref``: one message, its lines joined with
+        newlines (``draft/multiline-concat`` ones without), posted when the
+        batch closes. One batch at a time, within the CAP's limits."""
+        if not params or (params[0].startswith("+") and len(params) < 3):
+            raise IrcReply(irc.ERR_NEEDMOREPARAMS, "BATCH", "Not enough parameters")
+        reference = params[0][1:]
+        if params[0].startswith("+"):
+            if params[1] != "draft/multiline" or "draft/multiline" not in self.caps:
+                self._batch_failed("MULTILINE_INVALID", [], f"unsupported batch type {params[1]}")
+            elif self._multiline is not None:
+                self._batch_failed("MULTILINE_INVALID", [], "a batch is open already")
+            else:
+                self._multiline = Multiline(reference, params[2])
+            return
+        batch = self._multiline
+        if not params[0].startswith("-") or batch is None or batch.reference != reference:
+            self._batch_failed("MULTILINE_INVALID", [], f"no open batch {reference}")
+            return
+        self._multiline = None
+        if batch.command is None:
+            return  # an empty batch: nothing to post
+        content = self._content(batch.content())
+        if content is not None:
+            command = batch.command
+            self._each(command, batch.target, lambda t: self._send_to(command, t, content))
+
+    def _batched(self, command: str, params: list[str]) -> None:
+        """A line of the open multiline batch (``@batch=ref PRIVMSG ...``)."""
+        batch = self._multiline
+        if batch is None or batch.reference != self.tags_in["batch"]:
+            self._batch_failed("MULTILINE_INVALID", [], "no open batch of that reference")
+            return
+        target = params[0] if params else ""
+        text = params[1] if len(params) > 1 else ""
+        if target != batch.target:
+            self._multiline = None
+            self._batch_failed("MULTILINE_INVALID_TARGET", [batch.target, target], "wrong target")
+            return
+        concat = ircwire.MULTILINE_CONCAT in self.tags_in
+        if (batch.command not in (None, command)) or (concat and (not batch.lines or not text)):
+            self._multiline = None
+            self._batch_failed("MULTILINE_INVALID", [], "a malformed multiline batch")
+            return
+        batch.add(command, text, concat)
+        if len(batch.lines) > ircwire.MULTILINE_MAX_LINES:
+            self._multiline = None
+            self._batch_failed(
+                "MULTILINE_MAX_LINES", [str(ircwire.MULTILINE_MAX_LINES)], "too many lines"
+            )
+        elif batch.size > ircwire.MULTILINE_MAX_BYTES:
+            self._multiline = None
+            self._batch_failed(
+                "MULTILINE_MAX_BYTES", [str(ircwire.MULTILINE_MAX_BYTES)], "too many bytes"
+            )
+
+    def _batch_failed(self, code: str, context: list[str], text: str) -> None:
+        self.metrics.error_sent("irc", "invalid_request")
+        self._fail("BATCH", code, context, text)
 
     def _content(self, text: str) -> str | None:
         """What an IRC message posts: ``/me text`` for a CTCP ACTION, other

@@ -66,10 +66,16 @@ MAX_CLIENT_TAGS: Final = 4094
 #: space, then a line of at most MAX_LINE.
 MAX_TAGGED_LINE: Final = MAX_CLIENT_TAGS + 2 + MAX_LINE
 
-#: Negotiable tag sets of a room event: bit 1 the ``time`` tag
-#: (server-time), bit 2 the ``msgid`` tag (message-tags).
+#: Negotiable renderings of a room event: bit 1 the ``time`` tag
+#: (server-time), bit 2 the ``msgid`` tag (message-tags), bit 4 a message
+#: of several IRC lines as one ``draft/multiline`` batch.
 TIME: Final = 1
 MSGID: Final = 2
+MULTILINE: Final = 4
+#: The draft/multiline limits a client's batch is held to (CAP value).
+MULTILINE_MAX_BYTES: Final = 4096
+MULTILINE_MAX_LINES: Final = 100
+MULTILINE_CONCAT: Final = "draft/multiline-concat"
 
 
 class LineTooLong(ValueError):
@@ -186,18 +192,36 @@ def wrap(text: str, limit: int) -> list[str]:
 ACTION_PREFIX: Final = "/me "
 
 
-def message_lines(prefix: str, command: str, target: str, content: str) -> list[str]:
+def message_pieces(prefix: str, command: str, target: str, content: str) -> list[tuple[str, bool]]:
     """``:prefix PRIVMSG target :text`` lines (no CRLF, no tags) for
-    ``content``: one per line of it, long lines cut to fit 510 bytes.
-    Content that is one line starting with ``/me `` is a CTCP ACTION (what
-    ``/me`` sends from an IRC client, and what a terminal user types)."""
+    ``content``, each with whether it continues the line before it (a long
+    line cut to fit 510 bytes; ``draft/multiline-concat``). Content that
+    is one line starting with ``/me `` is a CTCP ACTION (what ``/me`` sends
+    from an IRC client, and what a terminal user types)."""
     head = f":{prefix} {command} {target} :"
     room = MAX_LINE - len(head.encode("utf-8"))
-    if content.startswith(ACTION_PREFIX) and "\n" not in content:
+    if is_action(content):
         action = content[len(ACTION_PREFIX) :]
         room -= len("\x01ACTION \x01")
-        return [f"{head}\x01ACTION {piece}\x01" for piece in wrap(action, room)]
-    return [head + piece for line in content.split("\n") for piece in wrap(line, room)]
+        return [
+            (f"{head}\x01ACTION {piece}\x01", n > 0) for n, piece in enumerate(wrap(action, room))
+        ]
+    return [
+        (head + piece, n > 0)
+        for line in content.split("\n")
+        for n, piece in enumerate(wrap(line, room))
+    ]
+
+
+def message_lines(prefix: str, command: str, target: str, content: str) -> list[str]:
+    """``message_pieces`` without the continuation marks: one line per line
+    of ``content``, long lines cut to fit 510 bytes."""
+    return [line for line, _ in message_pieces(prefix, command, target, content)]
+
+
+def is_action(content: str) -> bool:
+    """Whether ``content`` is shown on IRC as a CTCP ACTION (``/me``)."""
+    return content.startswith(ACTION_PREFIX) and "\n" not in content
 
 
 def user_prefix(nickname: str, host: str) -> str:
@@ -215,13 +239,29 @@ def channel(room: str) -> str:
 
 
 class IrcEvent:
-    """A room event rendered for IRC members, in each tag set one of them
-    negotiated (at most four, each rendered once, on first use)."""
+    """A room event rendered for IRC members, in each rendering one of them
+    negotiated (at most eight, each rendered once, on first use)."""
 
-    __slots__ = ("_lines", "_rendered", "event", "key", "message", "origin", "quit", "tag_only")
+    __slots__ = (
+        "_batch",
+        "_lines",
+        "_rendered",
+        "event",
+        "key",
+        "message",
+        "origin",
+        "quit",
+        "tag_only",
+    )
 
     def __init__(
-        self, message: Message, lines: list[str], *, quit: bool = False, tag_only: bool = False
+        self,
+        message: Message,
+        lines: list[str],
+        *,
+        quit: bool = False,
+        tag_only: bool = False,
+        batch: tuple[str, str, list[bool]] | None = None,
     ) -> None:
         self.message = message
         #: The connection that posted it (to skip or echo to the poster).
@@ -236,10 +276,14 @@ class IrcEvent:
         #: A TAGMSG (``+typing``): only for clients with message-tags.
         self.tag_only = tag_only
         self._lines = lines
-        self._rendered: list[bytes | None] = [None, None, None, None]
+        #: For a chat message of several lines: its prefix, its target and
+        #: which lines continue the one before (a draft/multiline batch).
+        self._batch = batch
+        self._rendered: list[bytes | None] = [None] * 8
 
     def data(self, variant: int) -> bytes:
-        """The bytes for a member with tag set ``variant`` (TIME | MSGID)."""
+        """The bytes for a member with rendering ``variant`` (TIME | MSGID |
+        MULTILINE)."""
         rendered = self._rendered[variant]
         if rendered is None:
             rendered = self._rendered[variant] = self._render(variant)
@@ -247,6 +291,8 @@ class IrcEvent:
 
     def _render(self, variant: int) -> bytes:
         message = self.message
+        if variant & MULTILINE and self._batch is not None:
+            return self._render_batch(variant)
         tags: dict[str, str] = {}
         if self.tag_only:
             tags[TYPING_TAG] = "active"
@@ -257,6 +303,25 @@ class IrcEvent:
             if variant & MSGID and message.type == CHAT and message.id:
                 tags["msgid"] = line_msgid(room_msgid(message), index)
             out.append(f"{tag_prefix(tags)}{line}\r\n")
+        return "".join(out).encode("utf-8")
+
+    def _render_batch(self, variant: int) -> bytes:
+        """One ``draft/multiline`` batch: ``time`` and ``msgid`` on its
+        opening line, the lines inside, cut ones marked to be joined."""
+        assert self._batch is not None
+        message = self.message
+        prefix, target, concat = self._batch
+        tags: dict[str, str] = {}
+        if variant & TIME:
+            tags["time"] = message.timestamp
+        if variant & MSGID:
+            tags["msgid"] = room_msgid(message)
+        reference = f"ml{message.id}"
+        out = [f"{tag_prefix(tags)}:{prefix} BATCH +{reference} draft/multiline {target}\r\n"]
+        for line, joined in zip(self._lines, concat, strict=True):
+            inner = {"batch": reference, MULTILINE_CONCAT: ""} if joined else {"batch": reference}
+            out.append(f"{tag_prefix(inner)}{line}\r\n")
+        out.append(f":{prefix} BATCH -{reference}\r\n")
         return "".join(out).encode("utf-8")
 
 
@@ -277,7 +342,12 @@ class IrcEncoder:
     def encode(self, message: Message) -> IrcEvent | None:
         if message.type == CHAT:
             prefix = user_prefix(message.nickname, self.server_name)
-            lines = message_lines(prefix, "PRIVMSG", channel(message.room), message.content)
+            target = channel(message.room)
+            pieces = message_pieces(prefix, "PRIVMSG", target, message.content)
+            lines = [line for line, _ in pieces]
+            if len(pieces) > 1 and not is_action(message.content):
+                batch = (prefix, target, [joined for _, joined in pieces])
+                return IrcEvent(message, lines, batch=batch)
         elif message.type == SYSTEM:
             prefix = user_prefix(message.nickname, self.server_name)
             if message.event == JOINED:
