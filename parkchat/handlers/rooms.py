@@ -195,7 +195,13 @@ class RoomHandler:
             raise NotInRoom(f"not in room {room_name!r}")
         self._leave(participant, room_name, Departure(PART, clean_reason(reason)))
 
-    def _leave(self, participant: IParticipant, room_name: str, departure: Departure) -> None:
+    def _leave(
+        self,
+        participant: IParticipant,
+        room_name: str,
+        departure: Departure,
+        now_ms: int | None = None,
+    ) -> None:
         joined = self._joined.get(participant)
         if joined is not None:
             joined.discard(room_name)
@@ -209,9 +215,8 @@ class RoomHandler:
             # Even when the room is now empty here: with a shared bus, its
             # members on other instances must hear of the leave. After the
             # member's messages still being stored: the leave follows them.
-            notice = system_message(
-                room_name, participant.nickname, LEFT, self._now_ms(), departure
-            )
+            when = self._now_ms() if now_ms is None else now_ms
+            notice = system_message(room_name, participant.nickname, LEFT, when, departure)
             publish = self._bus.publish
             self._after_queued(lambda: publish(room_name, notice))
         if not len(room) and not room.joining:
@@ -229,8 +234,11 @@ class RoomHandler:
             return
         kind = PART if self._connections.is_online(participant.nickname) else QUIT
         departure = Departure(kind, clean_reason(reason))
+        # One time for every room: surfaces that show one quit for all of
+        # them (IRC) recognise it by the name and the time.
+        now_ms = self._now_ms()
         for name in rooms:
-            self._leave(participant, name, departure)
+            self._leave(participant, name, departure, now_ms)
 
     def force_out(self, participant: IParticipant, reason: DisconnectReason) -> None:
         """Close a connection the server wants gone (ban, replaced session,

@@ -464,7 +464,9 @@ class IrcCommands:
         text = params[1] if len(params) > 1 else ""
         if target != batch.target:
             self._multiline = None
-            self._batch_failed("MULTILINE_INVALID_TARGET", [batch.target, target], "wrong target")
+            self._batch_failed(
+                "MULTILINE_INVALID_TARGET", [batch.target, target or "*"], "wrong target"
+            )
             return
         concat = ircwire.MULTILINE_CONCAT in self.tags_in
         if (batch.command not in (None, command)) or (concat and (not batch.lines or not text)):
