@@ -396,6 +396,8 @@ class SaslTests(IrcCase):
         received = self.authenticate(client, "", "Alice", password)
         self.assertEqual(commands(received), ["900", "903"])
         self.assertEqual(received[0].params[2], "alice")
+        # Addressed to the nickname the client gave (as WeeChat expects), not "*".
+        self.assertEqual([line.params[0] for line in received], ["someone", "someone"])
         welcome = self.send(client, "CAP END")
         self.assertEqual(welcome[0].params[0], "alice")
         server = self.server_of(client)
