@@ -542,9 +542,7 @@ class IrcConnection(irc.IRC, Participant, IrcCommands):
             (nick, prefix, identity.nickname, f":You are now logged in as {identity.nickname}"),
             self.hostname,
         )
-        self.sendCommand(
-            RPL_SASLSUCCESS, (nick, ":SASL authentication successful"), self.hostname
-        )
+        self.sendCommand(RPL_SASLSUCCESS, (nick, ":SASL authentication successful"), self.hostname)
 
     def _sasl_failed(self, failure: Failure) -> None:
         error = self.chat_error(failure, "SASL")
