@@ -13,7 +13,7 @@ from twisted.logger import Logger
 from parkchat.errors import InvalidRequest, NotInRoom
 from parkchat.handlers.connections import ConnectionHandler
 from parkchat.handlers.delivery import RESUME_MAX, RoomDelivery
-from parkchat.interfaces import IBus, IParticipant, IRoomMessageStore
+from parkchat.interfaces import IBus, IParticipant, IRoomMessageStore, IRoomTopicStore
 from parkchat.limits import TokenBucketLimiter
 from parkchat.metrics import ServiceMetrics
 from parkchat.model import (
@@ -66,6 +66,7 @@ class RoomHandler:
         *,
         after_queued: Callable[[Callable[[], object]], None] = _run_now,
         resume_max: int = RESUME_MAX,
+        topics: IRoomTopicStore | None = None,
     ) -> None:
         self._connections = connections
         self._bus = bus
@@ -84,6 +85,7 @@ class RoomHandler:
             metrics,
             lambda member: self.force_out(member, DisconnectReason.DELIVERY_FAILED),
             resume_max=resume_max,
+            topics=topics,
         )
         self.deliver = self._delivery.deliver
 
@@ -137,7 +139,7 @@ class RoomHandler:
             self._attach(room, participant)
             resumed = since is not None
             return self._delivery.when_known(room).addCallback(
-                lambda _: JoinResult(room.cursor, [], resumed=resumed)
+                lambda _: JoinResult(room.cursor, [], resumed=resumed, topic=room.topic)
             )
 
         def attach() -> bool:
