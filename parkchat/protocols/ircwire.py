@@ -26,7 +26,7 @@ from twisted.words.protocols.irc import stripFormatting
 from zope.interface import implementer
 
 from parkchat.interfaces import IEncoder
-from parkchat.model import CHAT, JOINED, LEFT, SYSTEM, Message, nickname_key
+from parkchat.model import CHAT, DELETED, EDITED, JOINED, LEFT, SYSTEM, TOPIC, Message, nickname_key
 from parkchat.protocols.irchistory import line_msgid, room_msgid
 
 # -- numerics Twisted does not name (IRCv3 SASL, modern.ircdocs.horse) ---------------
@@ -235,8 +235,11 @@ class IrcEvent:
 class IrcEncoder:
     """Renders a room event once for every IRC member: chat messages as
     PRIVMSG lines, joins and leaves as JOIN and PART, other system notices
-    as a NOTICE from the server. Typing notices and deletions have no IRC
-    form and are not sent."""
+    as a NOTICE from the server; topics as TOPIC from whoever set them;
+    edits and deletions, which IRC has no command for, as a NOTICE from the
+    server to the channel (``bob edited #5: new text``, ``message #5
+    deleted``; ``#5`` is the message's room position). Typing notices have
+    no IRC form and are not sent."""
 
     surface = "irc"
 
@@ -257,6 +260,23 @@ class IrcEncoder:
                 lines = message_lines(
                     self.server_name, "NOTICE", channel(message.room), message.content
                 )
+        elif message.type == TOPIC:
+            prefix = user_prefix(message.nickname, self.server_name)
+            lines = [f":{prefix} TOPIC {channel(message.room)} :{message.content}"]
+        elif message.type == EDITED:
+            lines = message_lines(
+                self.server_name,
+                "NOTICE",
+                channel(message.room),
+                f"{message.nickname} edited #{message.seq}: {message.content}",
+            )
+        elif message.type == DELETED:
+            lines = message_lines(
+                self.server_name,
+                "NOTICE",
+                channel(message.room),
+                f"message #{message.seq} deleted",
+            )
         else:
             return None
         return IrcEvent(message, lines)
