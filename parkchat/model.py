@@ -18,7 +18,13 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Final
 
-from parkchat.errors import ContentTooLong, InvalidContent, InvalidName, InvalidRoom
+from parkchat.errors import (
+    ContentTooLong,
+    InvalidContent,
+    InvalidName,
+    InvalidRequest,
+    InvalidRoom,
+)
 
 CHAT: Final = "chat"
 SYSTEM: Final = "system"
@@ -178,17 +184,17 @@ MAX_QUERY_TERMS: Final = 8
 
 def search_terms(query: object) -> list[str]:
     """The words of a search query, lower case, each once, in order; raise
-    InvalidContent for a query that is not a string, is longer than
+    InvalidRequest for a query that is not a string, is longer than
     MAX_QUERY_LENGTH, has more than MAX_QUERY_TERMS words or none."""
     if not isinstance(query, str):
-        raise InvalidContent('"q" must be a string')
+        raise InvalidRequest('"q" must be a string')
     if len(query) > MAX_QUERY_LENGTH:
-        raise ContentTooLong(f"the search query is longer than {MAX_QUERY_LENGTH} characters")
+        raise InvalidRequest(f"the search query is longer than {MAX_QUERY_LENGTH} characters")
     terms = list(dict.fromkeys(word.casefold() for word in _WORD.findall(query)))
     if not terms:
-        raise InvalidContent("the search query has no words to look for")
+        raise InvalidRequest("the search query has no words to look for")
     if len(terms) > MAX_QUERY_TERMS:
-        raise InvalidContent(f"the search query has more than {MAX_QUERY_TERMS} words")
+        raise InvalidRequest(f"the search query has more than {MAX_QUERY_TERMS} words")
     return terms
 
 
