@@ -774,6 +774,9 @@ class AdminMessages(AdminApi):
     (kept after the message is deleted). An empty list for a message never
     edited (or an id never used)."""
 
+    #: Its one path (tests/test_openapi.py checks it against the spec).
+    path_template = "/admin/messages/{id}/edits"
+
     async def handle_GET(self, request: Request) -> dict[str, Any]:
         postpath = request.postpath or []
         if len(postpath) != 2 or postpath[1] != b"edits":
