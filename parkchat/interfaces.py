@@ -161,8 +161,10 @@ class IChatService(Interface):
         """Delete the participant's own message of ``room`` at ``seq``
         (anyone's, for a moderator): a coroutine firing with the message."""
 
-    def message_edits(message_id: object) -> Deferred[list[Any]]:
-        """The recorded edits (``MessageEdit``) of a message, oldest first."""
+    def message_edits(message_id: object, participant: IParticipant | None = None) -> Any:
+        """The recorded edits (``MessageEdit``) of a message, oldest first (a
+        Deferred): for the admin API, or a moderator's ``participant``
+        (Forbidden for others)."""
 
     def search(
         user_id: int | None,

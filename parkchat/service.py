@@ -429,8 +429,10 @@ class ChatService(Service):
     ) -> Message:
         return await self._edits.delete(participant, room_name, seq)
 
-    def message_edits(self, message_id: object) -> Deferred[list[MessageEdit]]:
-        return self._edits.edits(message_id)
+    def message_edits(
+        self, message_id: object, participant: IParticipant | None = None
+    ) -> Deferred[list[MessageEdit]]:
+        return self._edits.edits(message_id, participant)
 
     async def search(
         self,

@@ -81,6 +81,23 @@ class EditFrameTests(MessagesCase):
         frames = self.send(carol, {**edit, "body": "moderated"})
         self.assertEqual(self.by_type(frames, "edited")["body"], "moderated")
 
+    def test_edits_for_moderators(self) -> None:
+        """A moderator reads the record of a message's edits on /ws; anyone
+        else is ``forbidden``."""
+        alice = self.joined("alice")
+        carol = self.joined("carol")
+        ack = self.post(alice, "first")
+        self.send(alice, {"type": "edit", "room": "lobby", "seq": ack["seq"], "body": "second"})
+        request = {"type": "edits", "message_id": ack["message_id"], "id": "r"}
+        carol.take()
+        [reply] = self.send(carol, request)
+        self.assertEqual(
+            (reply["type"], reply["message_id"], reply["id"]), ("edits", ack["message_id"], "r")
+        )
+        [record] = reply["edits"]
+        self.assertEqual((record["old_body"], record["editor"]), ("first", "alice"))
+        self.assertError(self.send(alice, request), "forbidden", "r")
+
     def test_seed_room_socket_sees_current_text_only(self) -> None:
         """A ``/ws/{room}`` client gets no frame for an edit (its client would
         print it as a message); it sees the current text on reconnecting."""

@@ -145,8 +145,16 @@ class EditHandler:
             raise NoSuchMessage(f"message {message.seq} in {message.room} was deleted")
         return message
 
-    def edits(self, message_id: object) -> Deferred[list[MessageEdit]]:
-        """The recorded edits of a message, oldest first (a Deferred)."""
+    def edits(
+        self, message_id: object, participant: IParticipant | None = None
+    ) -> Deferred[list[MessageEdit]]:
+        """The recorded edits of a message, oldest first (a Deferred): for
+        the admin API (no ``participant``) or a moderator's connection;
+        Forbidden for anyone else."""
+        if participant is not None and not self._moderators.includes(
+            participant.nickname, participant.user_id
+        ):
+            raise Forbidden("only moderators read the edits of messages")
         if isinstance(message_id, bool) or not isinstance(message_id, int):
             raise InvalidRequest("the message id must be a number")
         if not 0 < message_id <= MAX_ID:

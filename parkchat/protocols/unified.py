@@ -49,6 +49,7 @@ from parkchat.model import (
     DisconnectReason,
     JoinResult,
     Message,
+    MessageEdit,
     RoomTopic,
     SearchHit,
     format_timestamp,
@@ -155,6 +156,16 @@ def search_result_dict(hit: SearchHit) -> dict[str, Any]:
     if hit.edited_ms is not None:
         result["edited_at"] = format_timestamp(hit.edited_ms)
     return result
+
+
+def edit_dict(edit: MessageEdit) -> dict[str, Any]:
+    """One recorded edit, as ``/ws`` ``edits`` and the admin API show it."""
+    return {
+        "old_body": edit.old_content,
+        "editor": edit.editor,
+        "editor_id": edit.editor_id,
+        "edited_at": edit.edited_at,
+    }
 
 
 def topic_dict(room: str, topic: RoomTopic | None) -> dict[str, Any]:
@@ -573,6 +584,20 @@ class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
             self.service.delete_own_message(self, frame.get("room"), frame.get("seq"))
         )
         return d.addCallback(self._changed, frame)
+
+    def handle_edits(self, frame: dict[str, Any]) -> Deferred[None]:
+        """For moderators: the recorded edits of the message ``message_id``
+        (the texts it replaced, who edited, when), oldest first."""
+        message_id = frame.get("message_id")
+        d = self.service.message_edits(message_id, self)
+
+        def reply(edits: list[Any]) -> None:
+            self._reply(
+                frame,
+                {"type": "edits", "message_id": message_id, "edits": [edit_dict(e) for e in edits]},
+            )
+
+        return d.addCallback(reply)
 
     def _changed(self, message: Message, frame: dict[str, Any]) -> None:
         self._reply(frame, {"type": "ack", "room": message.room, "seq": message.seq})

@@ -38,7 +38,7 @@ from parkchat.errors import (
 from parkchat.interfaces import IChatService
 from parkchat.limits import Limits
 from parkchat.model import MAX_ID, Ban, User, format_timestamp, validate_room
-from parkchat.protocols.unified import AppSocketFactory, search_result_dict
+from parkchat.protocols.unified import AppSocketFactory, edit_dict, search_result_dict
 from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.tokens import TokenAuthority, TokenClaims, TokenVerifier
 
@@ -786,18 +786,7 @@ class AdminMessages(AdminApi):
         except ValueError:
             raise NotFound("message ids are numbers") from None
         edits = await self.service.message_edits(message_id)
-        return {
-            "id": message_id,
-            "edits": [
-                {
-                    "old_body": edit.old_content,
-                    "editor": edit.editor,
-                    "editor_id": edit.editor_id,
-                    "edited_at": edit.edited_at,
-                }
-                for edit in edits
-            ],
-        }
+        return {"id": message_id, "edits": [edit_dict(edit) for edit in edits]}
 
 
 class AdminPassword(AdminApi):
