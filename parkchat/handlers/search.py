@@ -76,12 +76,12 @@ class SearchHandler:
         self._users = users
         self._rate = rate
 
-    def readable_rooms(self, user_id: int) -> Sequence[str] | None:
+    async def readable_rooms(self, user_id: int) -> Sequence[str] | None:
         """The rooms whose messages ``user_id`` may find; None: every room.
 
-        The one place that decides it. Every room for now: parkchat rooms
-        are open to every account, and the rooms an account has joined are
-        not stored yet.
+        The one place that decides it (a coroutine, so that it can read the
+        store). Every room for now: parkchat rooms are open to every
+        account, and the rooms an account has joined are not stored yet.
         """
         # TODO(#16): the account's joined rooms (account_rooms) once
         # account state is stored.
@@ -120,7 +120,7 @@ class SearchHandler:
             if other is None:
                 raise UnknownRecipient(f"no account {with_nickname!r}")
             with_user_id = other.id
-        rooms = self.readable_rooms(user_id)
+        rooms = await self.readable_rooms(user_id)
         if room_name is not None and rooms is not None and room_name not in rooms:
             return SearchPage([], None)
         self._rate.consume(nickname_key(nickname))
