@@ -85,7 +85,7 @@ class SQLiteStepTests(TestCase):
         alice = await old.create_user("alice", b"hash-a", T0)
         bob = await old.create_user("bob", b"hash-b", T0)
         [(first, _), _] = await old.insert_messages(
-            [chat("lobby", "older planning notes"), chat("garden", "plants")]
+            [chat("lobby", "older planning notes"), chat("garden", "flowers")]
         )
         await old.insert_direct(alice.id, bob.id, "planning lunch", T0, False)
         await old.close()

@@ -148,7 +148,7 @@ class PostgreSQLSearchTests(OnPostgreSQL, SearchStoreTestsMixin, TestCase):
 class SQLiteSearchIndexTests(TestCase):
     """The FTS5 index is there and used."""
 
-    async def test_rebuilt_by_the_upgrade_and_used(self) -> None:
+    async def test_search_uses_the_index(self) -> None:
         """A search is answered from the FTS5 index, not a scan of messages."""
         store = open_sqlite(self.mktemp())
         self.addCleanup(store.close)
@@ -164,4 +164,4 @@ class SQLiteSearchIndexTests(TestCase):
 
         details = await store.pool.runInteraction(plan)
         self.assertTrue(any("VIRTUAL TABLE INDEX" in d for d in details), details)
-        self.assertFalse(any(d.startswith("SCAN m") for d in details), details)
+        self.assertFalse(any(d == "SCAN m" or d.startswith("SCAN m ") for d in details), details)
