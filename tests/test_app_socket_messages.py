@@ -104,6 +104,7 @@ class EditFrameTests(MessagesCase):
         alice = self.joined("alice")
         seed = self.seed_client("bob")
         self.settle()
+        alice.take()  # bob's join
         ack = self.post(alice, "before")
         self.settle()
         seed.take()
@@ -160,6 +161,7 @@ class TopicFrameTests(MessagesCase):
         self.assertEqual(
             (current["topic"], current["username"], current["id"]), ("Friday", "alice", 3)
         )
+        alice.take()  # carol's join
         self.assertError(
             self.send(alice, {"type": "topic", "room": "elsewhere", "topic": "x"}), "not_in_room"
         )

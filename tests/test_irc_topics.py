@@ -18,6 +18,7 @@ class TopicTests(IrcCase):
         (who and when, in seconds); an empty text clears it (331)."""
         mina = self.joined("mina")
         other = self.joined("other")
+        mina.take()  # other's JOIN
         [line] = self.send(mina, "TOPIC #dev :Release on Friday")
         self.assertEqual(
             (line.prefix, line.command, line.params),
@@ -47,12 +48,13 @@ class TopicTests(IrcCase):
         self.assertEqual(commands(self.send(again, "JOIN #empty")), ["JOIN", "353", "366"])
 
     def test_refusals(self) -> None:
-        """Not on the channel: 442; a topic with control characters: an error."""
+        """Not on the channel: 442; a topic with control characters: FAIL."""
         mina = self.register("mina")
         self.assertEqual(commands(self.send(mina, "TOPIC #dev :hello")), ["442"])
         self.send(mina, "JOIN #dev")
         [error] = self.send(mina, "TOPIC #dev :bad \x07 bell")
-        self.assertIn("invalid_content", error.text)
+        self.assertEqual(error.command, "FAIL")
+        self.assertEqual(error.params[:3], ["TOPIC", "INVALID_CONTENT", "#dev"])
 
 
 class EditNoticeTests(IrcCase):

@@ -70,10 +70,10 @@ class EditNoticeBehaviour(StreamHelpers):
         self.settle()
         self.assertEqual(late.take(), ["*** late cleared the topic"])
         self.assertEqual(mina.take(), ["*** late cleared the topic"])
-        mina.send_line("/topic " + "x" * 301)
+        mina.send_line("/topic a\tb")
         self.settle()
         [error] = mina.take()
-        self.assertTrue(error.startswith("*** error (content_too_long): "), error)
+        self.assertTrue(error.startswith("*** error (invalid_content): "), error)
 
 
 class LineEditTests(EditNoticeBehaviour, LineCarrier, StreamCase):
