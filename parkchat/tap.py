@@ -139,6 +139,7 @@ class Options(usage.Options):
     opt_golang_chat = _repeatable("golang_chat")
     opt_lildengzi = _repeatable("lildengzi")
     opt_allowed_origins = _repeatable("allowed_origins")
+    opt_moderators = _repeatable("moderators")
     opt_garinchat_origins = _repeatable("garinchat_origins")
     opt_seed_config = _repeatable("seed_config")
     opt_trusted_proxies = _repeatable("trusted_proxies")
