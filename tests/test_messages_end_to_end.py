@@ -21,13 +21,14 @@ ADMIN_TOKEN = "a" * 40
 class MessagesEndToEndTests(AppEndToEndCase):
     server_args = ("--admin-token", ADMIN_TOKEN, "--edit-window", "600")
 
-    def until(self, client: ClientConnection, kind: str) -> Frame:
-        """The next frame of type ``kind``, skipping presence events."""
+    def until(self, client: ClientConnection, kind: str, *also: str) -> Frame:
+        """The next frame of type ``kind``, skipping presence events (and
+        frames of the types ``also``)."""
         while True:
             frame = self.recv(client)
             if frame["type"] == kind:
                 return frame
-            self.assertIn(frame["type"], ("join", "userleave"), frame)
+            self.assertIn(frame["type"], ("join", "userleave", *also), frame)
 
     def joined(self, nickname: str, room: str = "garden") -> ClientConnection:
         client = self.garin(nickname)
@@ -116,7 +117,7 @@ class MessagesEndToEndTests(AppEndToEndCase):
         self.assertEqual((record["old_body"], record["editor"]), ("meeting on tuesday", "alice"))
 
         self.send(alice, {"type": "delete", "room": "garden", "seq": seq, "id": "d"})
-        self.assertEqual(self.until(alice, "ack")["id"], "d")
+        self.assertEqual(self.until(alice, "ack", "deleted")["id"], "d")
         self.assertEqual(
             self.until(bob, "deleted"),
             {"type": "deleted", "room": "garden", "id": message_id, "seq": seq},
