@@ -321,6 +321,27 @@ class RoomDelivery:
                 if target > room.cursor:
                     self.catch_up(room, target)
 
+    async def refresh_topics(self) -> None:
+        """Compare every room's topic with the store's and, where it changed
+        unseen (its event was lost with the bus), take the stored one and
+        tell the members with a ``topic`` event (after a bus outage)."""
+        if self._topics is None:
+            return
+        for room in list(self._rooms.values()):
+            if room.cursor < 0:
+                continue
+            stored = await self._topics.room_topic(room.name)
+            if self._rooms.get(room.name) is not room or stored == room.topic:
+                continue
+            event = Message(
+                room=room.name,
+                nickname=stored.nickname if stored is not None else "",
+                content=stored.text if stored is not None else "",
+                timestamp_ms=stored.set_ms if stored is not None else 0,
+                type=TOPIC,
+            )
+            self.deliver(room.name, event)
+
     async def settle(self) -> None:
         """Fill every room up to the store's positions now and wait until
         the fills are done (a drain before shutting down)."""

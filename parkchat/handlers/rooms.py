@@ -323,6 +323,11 @@ class RoomHandler:
         delivered here (``RoomDelivery.check_positions``)."""
         return Deferred.fromCoroutine(self._delivery.check_positions(grace=grace))
 
+    def refresh_topics(self) -> Deferred[None]:
+        """Take the stored topic of every room whose topic changed unseen
+        (``RoomDelivery.refresh_topics``)."""
+        return Deferred.fromCoroutine(self._delivery.refresh_topics())
+
     def settle(self) -> Deferred[None]:
         """Fires once every room delivered what the store holds now."""
         return Deferred.fromCoroutine(self._delivery.settle())
