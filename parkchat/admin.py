@@ -13,6 +13,7 @@ docs/moderation.md)::
     printf '%s\\n' "$PW" | parkchat-admin register bob --password-stdin
     parkchat-admin password bob                # a new password (asked for)
     parkchat-admin delete 4711                 # remove a message from its room
+    parkchat-admin edits 4711                  # the texts a message had before its edits
 
 The admin token is never taken from the command line (argv is visible to
 every local user through ``ps``), nor are passwords. Requests go straight to
@@ -235,6 +236,9 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
     delete = commands.add_parser("delete", help="remove a stored message from its room")
     delete.add_argument("message_id", metavar="ID", type=int)
 
+    edits = commands.add_parser("edits", help="the recorded edits of a room message")
+    edits.add_argument("message_id", metavar="ID", type=int)
+
     for name, text in (
         ("register", "create an account (the password is asked for, never an argument)"),
         ("password", "set an account's password; its login tokens stop working"),
@@ -345,6 +349,9 @@ class AdminClient:
 
     def delete(self, message_id: int) -> Any:
         return self.request("POST", "/admin/delete", {"id": message_id})
+
+    def edits(self, message_id: int) -> Any:
+        return self.request("GET", f"/admin/messages/{message_id}/edits")
 
     def set_password(self, nickname: str, password: str) -> Any:
         return self.request("POST", "/admin/password", {"nickname": nickname, "password": password})
@@ -538,6 +545,17 @@ def read_password(
     return password
 
 
+def format_edits(message_id: int, data: Any) -> str:
+    """One line per recorded edit, oldest first: when, who, the text it replaced."""
+    edits = data.get("edits") or []
+    if not edits:
+        return f"message {message_id} was never edited"
+    return "\n".join(
+        clean(f"{e.get('edited_at')}  {e.get('editor')} replaced: {e.get('old_body')}")
+        for e in edits
+    )
+
+
 def run(
     args: argparse.Namespace,
     client: AdminClient,
@@ -576,6 +594,9 @@ def run(
     elif args.command == "delete":
         data = client.delete(args.message_id)
         text = clean(f"deleted message {args.message_id} from {data.get('room')}")
+    elif args.command == "edits":
+        data = client.edits(args.message_id)
+        text = format_edits(args.message_id, data)
     elif args.command == "password":
         password = read_password(args.nickname, args.password_stdin, streams.stdin, ask)
         data = client.set_password(args.nickname, password)

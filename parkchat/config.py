@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from parkchat.errors import ChatError
-from parkchat.model import validate_room
+from parkchat.model import validate_nickname, validate_room
 from parkchat.proxies import parse_network
 from parkchat.seeds import SeedConfigError, parse_seed_config, seed_settings
 
@@ -121,6 +121,13 @@ def _lildengzi_secret(value: Any) -> str:
 def _room(value: Any) -> str:
     try:
         return validate_room(value)
+    except ChatError as e:
+        raise ValueError(e.message) from None
+
+
+def _nickname(value: Any) -> str:
+    try:
+        return validate_nickname(value)
     except ChatError as e:
         raise ValueError(e.message) from None
 
@@ -511,6 +518,32 @@ SETTINGS: tuple[Setting, ...] = (
         repeatable=True,
     ),
     Setting(
+        "moderators",
+        (),
+        _nickname,
+        "Accounts that moderate in the chat itself: they edit and delete anyone's "
+        "room messages at any time and may set topics under --topic-moderators-only. "
+        "Repeatable; none by default (the admin API needs no account).",
+        "NICKNAME",
+        repeatable=True,
+    ),
+    Setting(
+        "edit_window",
+        900.0,
+        _float(0),
+        "Seconds during which authors may edit or delete their own room messages; "
+        "0 = no limit. Moderators may at any time.",
+        "SECONDS",
+    ),
+    Setting(
+        "topic_moderators_only",
+        False,
+        _bool,
+        "Only moderators (--moderators) set room topics; otherwise every member "
+        "of a room may (yes/no).",
+        "yes|no",
+    ),
+    Setting(
         "golang_chat_room",
         "lobby",
         _room,
@@ -679,6 +712,9 @@ class Settings:
     login_failures: int = 10
     login_window: float = 300.0
     allowed_origins: tuple[str, ...] = ()
+    moderators: tuple[str, ...] = ()
+    edit_window: float = 900.0
+    topic_moderators_only: bool = False
     golang_chat_room: str = "lobby"
     garinchat_secret: str = field(default="", repr=False)
     garinchat_origins: tuple[str, ...] = ()

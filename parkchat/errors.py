@@ -171,3 +171,34 @@ class OriginForbidden(ChatError):
 
     def default_message(self) -> str:
         return "this origin may not open a WebSocket here"
+
+
+class NoSuchMessage(ChatError):
+    """A message that does not exist (or no longer does)."""
+
+    code = "not_found"
+    http_status = 404
+
+    def default_message(self) -> str:
+        return "no such message"
+
+
+class Forbidden(ChatError):
+    """An action on something that is not the client's to act on (another
+    member's message, a moderators-only topic)."""
+
+    code = "forbidden"
+    http_status = 403
+
+    def default_message(self) -> str:
+        return "not allowed"
+
+
+class EditWindowPassed(ChatError):
+    """An edit or delete of one's own message after ``--edit-window``."""
+
+    code = "edit_window_passed"
+    http_status = 403
+
+    def default_message(self) -> str:
+        return "this message can no longer be changed"

@@ -24,7 +24,8 @@ Frames on Redis (``i`` is the publishing instance)::
                                                       its room position, "seq"; absent
                                                       from older senders: 0; a leave's
                                                       "departure" is [kind, reason] or
-                                                      null)
+                                                      null; "edited", when its text was
+                                                      last edited, only if it was)
     <prefix>:ctl           {"k": "event", "i": ..., "e": <control event>}
                            {"k": "presence", "i": ..., "p": <presence snapshot>}
                            {"k": "bye", "i": ...}
@@ -320,8 +321,14 @@ def decode_event(data: object) -> ControlEvent | None:
 
 
 def message_to_wire(message: Message) -> dict[str, Any]:
-    """The JSON object of a room event (``"m"`` of a room frame)."""
-    return {
+    """The JSON object of a room event (``"m"`` of a room frame): a chat
+    message, a join or leave, typing, or one of the events about a stored
+    message (``"deleted"``, ``"edited"``: its id and seq, and for an edit
+    the new text and ``"edited"``, its time) or about the room
+    (``"topic"``: the text, who set it, when). Instances older than these
+    events show an edit or a topic to /ws members as a new message during a
+    rolling upgrade (docs/deployment.md, "Upgrades and schema migrations")."""
+    wire: dict[str, Any] = {
         "id": message.id,
         "seq": message.seq,
         "room": message.room,
@@ -334,6 +341,9 @@ def message_to_wire(message: Message) -> dict[str, Any]:
         "origin": message.origin,
         "departure": _departure_to_wire(message.departure),
     }
+    if message.edited_ms is not None:
+        wire["edited"] = message.edited_ms
+    return wire
 
 
 def _departure_to_wire(departure: Departure | None) -> list[str] | None:
@@ -366,6 +376,7 @@ def message_from_wire(data: dict[str, Any]) -> Message:
         event=data.get("event"),
         origin=data.get("origin"),
         departure=_departure_from_wire(data.get("departure")),
+        edited_ms=None if data.get("edited") is None else int(data["edited"]),
     )
 
 

@@ -9,7 +9,16 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
-from parkchat.model import Ban, DirectMessage, Message, StoredUser, User
+from parkchat.model import (
+    Ban,
+    DirectMessage,
+    Message,
+    MessageEdit,
+    RoomTopic,
+    SearchHit,
+    StoredUser,
+    User,
+)
 
 
 class IEncoder(Interface):
@@ -145,6 +154,42 @@ class IChatService(Interface):
     def delete_message(message_id: object) -> Any:
         """Remove a stored message (moderation); its room or None."""
 
+    def edit_message(participant: IParticipant, room: object, seq: object, body: object) -> Any:
+        """Give the participant's own message of ``room`` at ``seq`` a new
+        text (anyone's, for a moderator): a coroutine firing with the
+        message as stored; every member is sent an ``edited`` event."""
+
+    def delete_own_message(participant: IParticipant, room: object, seq: object) -> Any:
+        """Delete the participant's own message of ``room`` at ``seq``
+        (anyone's, for a moderator): a coroutine firing with the message."""
+
+    def message_edits(message_id: object, participant: IParticipant | None = None) -> Any:
+        """The recorded edits (``MessageEdit``) of a message, oldest first (a
+        Deferred): for the admin API, or a moderator's ``participant``
+        (Forbidden for others)."""
+
+    def search(
+        user_id: int | None,
+        nickname: str,
+        query: object,
+        *,
+        room: object = None,
+        with_nickname: object = None,
+        before: object = None,
+        limit: object = None,
+    ) -> Any:
+        """A page of the messages an account may read that match ``query``
+        (a coroutine firing with a ``SearchPage``)."""
+
+    # -- room topics -----------------------------------------------------------
+
+    def set_topic(participant: IParticipant, room: object, text: object) -> Any:
+        """Set or clear (empty text) a room's topic (a coroutine firing with
+        the ``RoomTopic`` or None); every member is sent a ``topic`` event."""
+
+    def room_topic(room: object) -> Any:
+        """A room's ``RoomTopic`` or None (a coroutine)."""
+
     # -- direct messages -----------------------------------------------------
 
     def send_direct(participant: IParticipant, to: object, content: object) -> Any:
@@ -274,6 +319,68 @@ class IRoomMessageStore(Interface):
     def delete_message(message_id: int) -> Deferred[tuple[str, int] | None]:
         """Remove a stored chat message (moderation); fire with its room and
         its seq, or None if there was no such message."""
+
+
+class IMessageEditStore(Interface):
+    """Edits of stored room messages and their record (``message_edits``).
+    Every method returns a Deferred. Deleting is ``IRoomMessageStore``'s."""
+
+    def room_message(room: str, seq: int) -> Deferred[Message | None]:
+        """The stored message of ``room`` at ``seq`` (current text,
+        ``edited_ms``), or None."""
+
+    def edit_message(
+        message_id: int, content: str, editor_id: int | None, editor: str, edited_ms: int
+    ) -> Deferred[Message | None]:
+        """Replace a stored message's text and record the old one (with
+        the editor and the time) in one transaction; fire with the message
+        as stored now, or None if there is no such message. The stored
+        ``edited_ms`` only grows: an edit at or before the previous one's
+        time is stored 1 ms after it, so that the latest edit always has the
+        greatest ``edited_ms`` (clients keep the text with the greatest)."""
+
+    def message_edits(message_id: int) -> Deferred[list[MessageEdit]]:
+        """The recorded edits of a message, oldest first (kept after the
+        message is deleted)."""
+
+
+class ISearchStore(Interface):
+    """Full-text search over room and direct messages (SQLite FTS5,
+    PostgreSQL tsvector + GIN). Every method returns a Deferred."""
+
+    def search_messages(
+        terms: Sequence[str],
+        user_id: int,
+        *,
+        rooms: Sequence[str] | None,
+        room: str | None,
+        with_user_id: int | None,
+        include_rooms: bool,
+        include_direct: bool,
+        before: tuple[int, int, int] | None,
+        limit: int,
+    ) -> Deferred[list[SearchHit]]:
+        """Messages holding every one of ``terms`` (each matches a word it
+        begins: ``edit`` finds "edited"), newest first by ``(timestamp_ms,
+        kind, id)`` where kind is 1 for a room message and 0 for a direct
+        one; at most ``limit``, all below the key ``before`` if given.
+
+        Room messages (``include_rooms``) of ``room`` if given, else of
+        ``rooms`` (None: every room); direct messages (``include_direct``)
+        sent or received by ``user_id``, only with ``with_user_id`` if
+        given. Terms are words of letters and digits, lower case (the
+        caller makes them so). Hits carry no highlights (the caller adds
+        them)."""
+
+
+class IRoomTopicStore(Interface):
+    """Room topics. Every method returns a Deferred."""
+
+    def room_topic(room: str) -> Deferred[RoomTopic | None]:
+        """The room's topic, or None."""
+
+    def set_room_topic(room: str, topic: RoomTopic) -> Deferred[None]:
+        """Set the room's topic; an empty ``text`` clears it."""
 
 
 class IAccountStore(Interface):
@@ -416,6 +523,9 @@ class IStoreLifecycle(Interface):
 
 class IMessageStore(
     IRoomMessageStore,
+    IMessageEditStore,
+    ISearchStore,
+    IRoomTopicStore,
     IAccountStore,
     ISessionStore,
     IDirectMessageStore,

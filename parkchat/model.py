@@ -12,17 +12,38 @@ import functools
 import json
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, Final
 
-from parkchat.errors import ContentTooLong, InvalidContent, InvalidName, InvalidRoom
+from parkchat.errors import (
+    ContentTooLong,
+    InvalidContent,
+    InvalidName,
+    InvalidRequest,
+    InvalidRoom,
+)
 
 CHAT: Final = "chat"
 SYSTEM: Final = "system"
-#: A room event saying that the stored message ``id`` was deleted (moderation).
+#: A room event saying that the stored message ``id`` was deleted (by its
+#: author or a moderator).
 DELETED: Final = "deleted"
+#: A room event carrying the new text of the stored message ``id`` (its
+#: ``content``; ``edited_ms`` says when). Like DELETED it rides on the seq of
+#: the message it changes and is delivered after that message, never before
+#: (parkchat.handlers.delivery).
+EDITED: Final = "edited"
+#: A room event: the room's topic is now ``content`` (empty: cleared), set by
+#: ``nickname`` at ``timestamp_ms``.
+TOPIC: Final = "topic"
+#: Room events that change a stored message: they carry its ``seq``.
+FOLLOWS_MESSAGE: Final = frozenset((DELETED, EDITED))
+
+#: Longest room topic, in characters.
+MAX_TOPIC_LENGTH: Final = 300
 
 #: System event kinds carried by ``Message.event``.
 JOINED: Final = "joined"
@@ -124,6 +145,25 @@ def nickname_key(name: str) -> str:
     return unicodedata.normalize("NFKC", name).casefold()
 
 
+def validate_topic(topic: object) -> str:
+    """Return ``topic`` (surrounding white space removed) if it can be a
+    room's topic, else raise InvalidContent; "" clears the topic.
+
+    At most MAX_TOPIC_LENGTH characters on one line, no control characters:
+    every surface shows it on one line (IRC's 332, the terminal's notice).
+    """
+    if topic is None:
+        return ""
+    if not isinstance(topic, str):
+        raise InvalidContent("topic must be a string")
+    topic = topic.strip()
+    if len(topic) > MAX_TOPIC_LENGTH:
+        raise ContentTooLong(f"topic is longer than {MAX_TOPIC_LENGTH} characters")
+    if _has_control(topic):
+        raise InvalidContent("topic contains control characters (it is one line)")
+    return topic
+
+
 def validate_content(content: object, max_length: int) -> str:
     """Return ``content`` if it can be posted, else raise.
 
@@ -140,6 +180,77 @@ def validate_content(content: object, max_length: int) -> str:
     if _CONTROL_EXCEPT_NL_TAB.search(content) is not None:
         raise InvalidContent("content contains control characters")
     return content
+
+
+# -- search ---------------------------------------------------------------------
+
+#: A word, for search: a run of letters and digits (what SQLite's unicode61
+#: tokenizer and PostgreSQL's parser both take as one word, near enough).
+_WORD = re.compile(r"[^\W_]+")
+#: Longest search query, in characters; most words in one.
+MAX_QUERY_LENGTH: Final = 200
+MAX_QUERY_TERMS: Final = 8
+
+
+def search_terms(query: object) -> list[str]:
+    """The words of a search query, lower case, each once, in order; raise
+    InvalidRequest for a query that is not a string, is longer than
+    MAX_QUERY_LENGTH, has more than MAX_QUERY_TERMS words or none."""
+    if not isinstance(query, str):
+        raise InvalidRequest('"q" must be a string')
+    if len(query) > MAX_QUERY_LENGTH:
+        raise InvalidRequest(f"the search query is longer than {MAX_QUERY_LENGTH} characters")
+    terms = list(dict.fromkeys(word.casefold() for word in _WORD.findall(query)))
+    if not terms:
+        raise InvalidRequest("the search query has no words to look for")
+    if len(terms) > MAX_QUERY_TERMS:
+        raise InvalidRequest(f"the search query has more than {MAX_QUERY_TERMS} words")
+    return terms
+
+
+def _fold(word: str) -> str:
+    """Case and accents folded away (as FTS5's ``remove_diacritics``)."""
+    decomposed = unicodedata.normalize("NFKD", word.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def search_highlights(text: str, terms: Sequence[str]) -> tuple[tuple[int, int], ...]:
+    """``(start, end)`` code-point offsets of the words of ``text`` that
+    begin with one of ``terms`` (case and accents aside): what a search for
+    them matched. Computed here, not by the database, so that both engines
+    give the same offsets, and never as markup."""
+    folded = [_fold(term) for term in terms]
+    return tuple(
+        (m.start(), m.end())
+        for m in _WORD.finditer(text)
+        if any(_fold(m.group()).startswith(term) for term in folded)
+    )
+
+
+def search_matches(text: str, terms: Sequence[str]) -> bool:
+    """Whether every term begins a word of ``text`` (the in-memory store's
+    search; the SQL engines use their full-text indexes)."""
+    words = [_fold(word) for word in _WORD.findall(text)]
+    return all(any(word.startswith(_fold(term)) for word in words) for term in terms)
+
+
+class Moderators:
+    """The accounts named moderators (``--moderators``): they edit and
+    delete anyone's room messages at any time and set topics where only
+    moderators may. Only a registered account (a connection with a
+    ``user_id``) can be one: a guest cannot take a registered name, but it
+    could take a listed name nobody registered."""
+
+    __slots__ = ("_keys",)
+
+    def __init__(self, nicknames: Sequence[str] = ()) -> None:
+        self._keys = frozenset(nickname_key(name) for name in nicknames)
+
+    def includes(self, nickname: str, user_id: int | None) -> bool:
+        return user_id is not None and nickname_key(nickname) in self._keys
+
+    def __bool__(self) -> bool:
+        return bool(self._keys)
 
 
 class DisconnectReason(Enum):
@@ -239,6 +350,7 @@ class Message:
         "_json",
         "content",
         "departure",
+        "edited_ms",
         "event",
         "id",
         "nickname",
@@ -264,6 +376,7 @@ class Message:
         event: str | None = None,
         origin: str | None = None,
         departure: Departure | None = None,
+        edited_ms: int | None = None,
     ) -> None:
         self.id = id
         self.seq = seq
@@ -280,6 +393,8 @@ class Message:
         #: For a LEFT event: how and why the member left (None: not known,
         #: e.g. from an instance of an earlier version).
         self.departure = departure
+        #: When the stored text was last edited (ms), None if never.
+        self.edited_ms = edited_ms
         self._json: bytes | None = None
 
     def with_ids(self, id: int, seq: int) -> Message:
@@ -296,6 +411,23 @@ class Message:
             event=self.event,
             origin=self.origin,
             departure=self.departure,
+            edited_ms=self.edited_ms,
+        )
+
+    def edited(self, content: str, edited_ms: int) -> Message:
+        """A copy with another text, edited at ``edited_ms``."""
+        return Message(
+            room=self.room,
+            nickname=self.nickname,
+            content=content,
+            timestamp_ms=self.timestamp_ms,
+            type=self.type,
+            id=self.id,
+            seq=self.seq,
+            user_id=self.user_id,
+            event=self.event,
+            origin=self.origin,
+            edited_ms=edited_ms,
         )
 
     def with_id(self, id: int) -> Message:
@@ -305,6 +437,11 @@ class Message:
     @property
     def timestamp(self) -> str:
         return format_timestamp(self.timestamp_ms)
+
+    @property
+    def edited_at(self) -> str | None:
+        """When the text was last edited (RFC 3339), None if never."""
+        return None if self.edited_ms is None else format_timestamp(self.edited_ms)
 
     def as_dict(self) -> dict[str, Any]:
         """The parkchat API message object (MISSION section A)."""
@@ -342,6 +479,7 @@ class Message:
             self.as_dict() == other.as_dict()
             and self.seq == other.seq
             and self.user_id == other.user_id
+            and self.edited_ms == other.edited_ms
         )
 
     def __hash__(self) -> int:
@@ -372,6 +510,57 @@ def system_message(
 
 
 @dataclass(frozen=True, slots=True)
+class RoomTopic:
+    """A room's topic: its text, who set it and when (ms)."""
+
+    text: str
+    nickname: str
+    set_ms: int
+
+    @property
+    def set_at(self) -> str:
+        return format_timestamp(self.set_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageEdit:
+    """One edit of a stored room message, kept for moderators: the text it
+    replaced, who edited (``editor_id`` None for a guest) and when."""
+
+    message_id: int
+    old_content: str
+    editor: str
+    editor_id: int | None
+    edited_ms: int
+
+    @property
+    def edited_at(self) -> str:
+        return format_timestamp(self.edited_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """A stored message found by a search: a room message (``room`` set) or
+    a direct message (``with_nickname``: the other account of the
+    conversation, as the searcher sees it). ``highlights`` are
+    ``(start, end)`` code-point offsets into ``content``."""
+
+    id: int
+    seq: int
+    nickname: str
+    content: str
+    timestamp_ms: int
+    room: str | None = None
+    with_nickname: str | None = None
+    edited_ms: int | None = None
+    highlights: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def timestamp(self) -> str:
+        return format_timestamp(self.timestamp_ms)
+
+
+@dataclass(frozen=True, slots=True)
 class JoinResult:
     """What joining a room gives a surface (``IChatService.join``).
 
@@ -389,6 +578,9 @@ class JoinResult:
     recovered: bool = True
     #: Whether a resume was asked (``since`` given), even if nothing was missed.
     resumed: bool = False
+    #: The room's topic at the join, as the member's live events continue it
+    #: (None: no topic).
+    topic: RoomTopic | None = None
 
     @property
     def first_seq(self) -> int | None:

@@ -26,6 +26,7 @@ class RecentMessages:
         # ids deleted meanwhile.
         self._loading: dict[str, list[Message]] = {}
         self._deleted: dict[str, set[int]] = {}
+        self._edited: dict[str, dict[int, Message]] = {}
 
     def __len__(self) -> int:
         return len(self._rooms)
@@ -52,6 +53,8 @@ class RecentMessages:
     def load_failed(self, room: str) -> None:
         """The load of ``room`` failed: stop collecting what is stored meanwhile."""
         self._loading.pop(room, None)
+        self._deleted.pop(room, None)
+        self._edited.pop(room, None)
 
     def fill(self, room: str, stored: list[Message]) -> list[Message]:
         """The load finished with ``stored`` (the newest ``depth`` messages,
@@ -61,6 +64,10 @@ class RecentMessages:
         if deleted:
             stored = [m for m in stored if m.id not in deleted]
             arrived = [m for m in arrived if m.id not in deleted]
+        edited = self._edited.pop(room, None)
+        if edited:
+            stored = [_newer(m, edited) for m in stored]
+            arrived = [_newer(m, edited) for m in arrived]
         last = stored[-1].id if stored else 0
         window = deque(stored, maxlen=self.depth)
         window.extend(m for m in arrived if m.id > last)
@@ -82,6 +89,22 @@ class RecentMessages:
             self._rooms.pop(room)  # reloaded from the store on the next read
             self._versions[room] = self._versions.get(room, 0) + 1
 
+    def replace(self, message: Message) -> None:
+        """A stored message of ``message.room`` was edited: ``message`` is
+        it as stored now (a load running meanwhile may have read the old
+        text: it is replaced there too)."""
+        room = message.room
+        if room in self._loading:
+            self._edited.setdefault(room, {})[message.id] = message
+        window = self._rooms.get(room)
+        if window is None:
+            return
+        for index, cached in enumerate(window):
+            if cached.id == message.id:
+                window[index] = _newer(cached, {message.id: message})
+                self._versions[room] = self._versions.get(room, 0) + 1
+                return
+
     def add(self, message: Message) -> None:
         """A message of this instance was stored."""
         pending = self._loading.get(message.room)
@@ -91,3 +114,11 @@ class RecentMessages:
         if window is not None:
             window.append(message)
             self._versions[message.room] = self._versions.get(message.room, 0) + 1
+
+
+def _newer(message: Message, edited: dict[int, Message]) -> Message:
+    """``message``, or its edited version if that is newer."""
+    new = edited.get(message.id)
+    if new is None or (message.edited_ms or 0) >= (new.edited_ms or 0):
+        return message
+    return new

@@ -31,6 +31,7 @@ class Room:
         "name",
         "pending",
         "target",
+        "topic",
         "waiters",
         "waiting",
     )
@@ -65,6 +66,10 @@ class Room:
         #: While a gap the bus revealed is given a moment to close by
         #: itself (the timer that starts a fill otherwise).
         self.waiting: Any = None
+        #: The room's topic (a ``parkchat.model.RoomTopic``, None: none),
+        #: read with the cursor and then kept by the topic events delivered
+        #: here, so that it is always the one the members' events lead to.
+        self.topic: Any = None
 
     def __len__(self) -> int:
         return sum(len(members) for members in self._groups.values())

@@ -37,11 +37,14 @@ from parkchat.events import (
 from parkchat.handlers.accounts import AccountHandler
 from parkchat.handlers.connections import ConnectionHandler
 from parkchat.handlers.direct import DirectMessageHandler
+from parkchat.handlers.edits import EditHandler
 from parkchat.handlers.messages import MessageHandler
 from parkchat.handlers.moderation import ModerationHandler
 from parkchat.handlers.resync import ResyncHandler
 from parkchat.handlers.rooms import RoomHandler
+from parkchat.handlers.search import SearchHandler, SearchPage
 from parkchat.handlers.sessions import SessionHandler
+from parkchat.handlers.topics import TopicHandler
 from parkchat.interfaces import IBus, IBusHandler, IChatService, IParticipant, IStoreLifecycle
 from parkchat.limits import Limits
 from parkchat.metrics import ServiceMetrics
@@ -52,6 +55,8 @@ from parkchat.model import (
     DisconnectReason,
     JoinResult,
     Message,
+    MessageEdit,
+    RoomTopic,
     StoredUser,
     User,
     nickname_key,
@@ -105,6 +110,9 @@ class ChatService(Service):
         messages: MessageHandler,
         direct: DirectMessageHandler,
         resync: ResyncHandler,
+        edits: EditHandler,
+        search: SearchHandler,
+        topics: TopicHandler,
         metrics: ServiceMetrics,
         limits: Limits,
         portal: Portal,
@@ -127,6 +135,9 @@ class ChatService(Service):
         self._messages = messages
         self._direct = direct
         self._resync = resync
+        self._edits = edits
+        self._search = search
+        self._topics = topics
         self._metrics = metrics
         self._limits = limits
         self._portal = portal
@@ -409,6 +420,50 @@ class ChatService(Service):
 
     async def delete_message(self, message_id: object) -> str | None:
         return await self._messages.delete_message(message_id)
+
+    async def edit_message(
+        self, participant: IParticipant, room_name: object, seq: object, body: object
+    ) -> Message:
+        return await self._edits.edit(participant, room_name, seq, body)
+
+    async def delete_own_message(
+        self, participant: IParticipant, room_name: object, seq: object
+    ) -> Message:
+        return await self._edits.delete(participant, room_name, seq)
+
+    def message_edits(
+        self, message_id: object, participant: IParticipant | None = None
+    ) -> Deferred[list[MessageEdit]]:
+        return self._edits.edits(message_id, participant)
+
+    async def search(
+        self,
+        user_id: int | None,
+        nickname: str,
+        query: object,
+        *,
+        room: object = None,
+        with_nickname: object = None,
+        before: object = None,
+        limit: object = None,
+    ) -> SearchPage:
+        return await self._search.search(
+            user_id,
+            nickname,
+            query,
+            room=room,
+            with_nickname=with_nickname,
+            before=before,
+            limit=limit,
+        )
+
+    async def set_topic(
+        self, participant: IParticipant, room_name: object, text: object
+    ) -> RoomTopic | None:
+        return await self._topics.set_topic(participant, room_name, text)
+
+    async def room_topic(self, room_name: object) -> RoomTopic | None:
+        return await self._topics.topic(room_name)
 
     # -- direct messages ---------------------------------------------------
 

@@ -33,14 +33,18 @@ from parkchat.config import SETTINGS, ConfigError, Settings, resolve
 from parkchat.handlers.accounts import AccountHandler
 from parkchat.handlers.connections import ConnectionHandler
 from parkchat.handlers.direct import DirectMessageHandler
+from parkchat.handlers.edits import EDIT_WINDOW, EditHandler
 from parkchat.handlers.messages import MessageHandler, stored_publisher
 from parkchat.handlers.moderation import ModerationHandler
 from parkchat.handlers.resync import ResyncHandler
 from parkchat.handlers.rooms import RoomHandler
+from parkchat.handlers.search import SearchHandler
 from parkchat.handlers.sessions import SessionHandler
+from parkchat.handlers.topics import TopicHandler
 from parkchat.interfaces import IBus, IMessageStore
 from parkchat.limits import Limits, LoginThrottle, TokenBucketLimiter
 from parkchat.metrics import ServiceMetrics
+from parkchat.model import Moderators
 from parkchat.protocols import fastpath
 from parkchat.protocols.garinchat import GarinChatFactory, GarinChatTokens
 from parkchat.protocols.golangchat import GolangChatFactory
@@ -135,6 +139,7 @@ class Options(usage.Options):
     opt_golang_chat = _repeatable("golang_chat")
     opt_lildengzi = _repeatable("lildengzi")
     opt_allowed_origins = _repeatable("allowed_origins")
+    opt_moderators = _repeatable("moderators")
     opt_garinchat_origins = _repeatable("garinchat_origins")
     opt_seed_config = _repeatable("seed_config")
     opt_trusted_proxies = _repeatable("trusted_proxies")
@@ -410,6 +415,9 @@ def build_chat_service(
     position_check: float = 10.0,
     resume_max: int = 5000,
     drain_timeout: float = 10.0,
+    moderators: tuple[str, ...] = (),
+    edit_window: float = EDIT_WINDOW,
+    topic_moderators_only: bool = False,
 ) -> ChatService:
     """The chat service and its handlers (``parkchat.handlers``), each given
     its collaborators by constructor, lowest first.
@@ -418,7 +426,10 @@ def build_chat_service(
     events), the rooms' positions are also checked against the store every
     ``position_check`` seconds (0: never). ``recent_history`` keeps the
     newest messages of rooms in memory (only correct when this instance
-    sees every message: one instance).
+    sees every message: one instance). ``moderators`` are the accounts that
+    edit and delete any message and may set topics under
+    ``topic_moderators_only``; authors may edit and delete their own
+    messages for ``edit_window`` seconds (0: always).
     """
     limits = limits if limits is not None else Limits()
     metrics = metrics if metrics is not None else ServiceMetrics()
@@ -451,6 +462,7 @@ def build_chat_service(
         store,
         after_queued=writer.after_queued,
         resume_max=resume_max,
+        topics=store,
     )
     moderation = ModerationHandler(store, store, rooms, bus, clock, instance_id=instance_id)
     sessions = SessionHandler(
@@ -480,6 +492,14 @@ def build_chat_service(
     direct = DirectMessageHandler(
         store, store, connections, bus, clock, limits, rate, instance_id=instance_id
     )
+    staff = Moderators(moderators)
+    edits = EditHandler(
+        store, messages, recent, bus, clock, limits, rate, staff, edit_window=edit_window
+    )
+    search = SearchHandler(store, store, rate)
+    topics = TopicHandler(
+        store, rooms, bus, clock, rate, staff, moderators_only=topic_moderators_only
+    )
     resync = ResyncHandler(
         rooms,
         moderation,
@@ -501,6 +521,9 @@ def build_chat_service(
         messages=messages,
         direct=direct,
         resync=resync,
+        edits=edits,
+        search=search,
+        topics=topics,
         metrics=metrics,
         limits=limits,
         portal=make_portal(accounts.login_for_cred),
@@ -579,6 +602,9 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         position_check=settings.position_check,
         resume_max=settings.resume_max,
         drain_timeout=settings.drain_timeout,
+        moderators=settings.moderators,
+        edit_window=settings.edit_window,
+        topic_moderators_only=settings.topic_moderators_only,
     )
     service.setServiceParent(top)
 

@@ -321,6 +321,20 @@ class OutputFormattingTests(TestCase):
             admin.format_register({"id": 7, "nickname": "eve"}), "registered eve (id 7)"
         )
 
+    def test_edits(self) -> None:
+        """``edits``: one line per recorded edit, oldest first."""
+        data = {
+            "id": 4,
+            "edits": [
+                {"old_body": "v0", "editor": "alice", "editor_id": 1, "edited_at": "T1"},
+                {"old_body": "v1\nx", "editor": "mod", "editor_id": 2, "edited_at": "T2"},
+            ],
+        }
+        self.assertEqual(
+            admin.format_edits(4, data), "T1  alice replaced: v0\nT2  mod replaced: v1 x"
+        )
+        self.assertEqual(admin.format_edits(4, {"edits": []}), "message 4 was never edited")
+
     def test_control_characters_neutralised(self) -> None:
         """Text from the server cannot add lines or terminal escapes."""
         data = {"bans": [{"user_id": 1, "nickname": "x", "reason": "a\nb\x1b[2Jc\u202e"}]}

@@ -1210,7 +1210,8 @@ class TypingTests(AppSocketCase):
 
     def test_deleted_message(self) -> None:
         """A moderator's deletion reaches /ws members as ``deleted`` with the
-        id; seed and TCP clients, whose protocols have no such event, get
+        id, TCP clients as a notice line; seed clients, whose protocol has
+        no such event (their client would print it as a message), get
         nothing."""
         alice = self.joined("alice")
         bob = self.joined("bob")
@@ -1227,7 +1228,7 @@ class TypingTests(AppSocketCase):
         self.assertEqual(alice.take(), [deleted])
         self.assertEqual(bob.take(), [deleted])
         self.assertEqual(seed.take(), [])
-        self.assertEqual(line.take(), [])
+        self.assertEqual(line.take(), [f"*** message #{ack['seq']} deleted"])
 
     def test_not_joined(self) -> None:
         """Typing in a room not joined is ``not_in_room``."""

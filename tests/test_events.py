@@ -38,7 +38,16 @@ from parkchat.events import (
     read_room_frame,
     room_frame,
 )
-from parkchat.model import LEFT, QUIT, Ban, Departure, DirectMessage, Message, system_message
+from parkchat.model import (
+    EDITED,
+    LEFT,
+    QUIT,
+    Ban,
+    Departure,
+    DirectMessage,
+    Message,
+    system_message,
+)
 
 INSTANCE = "ab12cd34"
 
@@ -322,6 +331,29 @@ class FrameTests(TestCase):
         instance, copy = read
         self.assertEqual(instance, INSTANCE)
         self.assertEqual((copy, copy.origin, copy.seq), (message, message.origin, 7))
+
+    def test_edited_frame(self) -> None:
+        """An ``edited`` room event carries its edit time as "edited" (only
+        when set), and reads back the same."""
+        message = Message(
+            id=42,
+            seq=7,
+            room="lobby",
+            nickname="alice",
+            content="new text",
+            timestamp_ms=1_757_345_400_123,
+            type=EDITED,
+            user_id=1,
+            edited_ms=1_757_345_500_000,
+        )
+        frame = room_frame(INSTANCE, message)
+        self.assertIn('"type": "edited"', frame)
+        self.assertIn('"edited": 1757345500000', frame)
+        read = read_room_frame(frame.encode())
+        assert read is not None
+        self.assertEqual(
+            (read[1], read[1].edited_ms, read[1].type), (message, 1_757_345_500_000, EDITED)
+        )
 
     def test_room_frame_of_an_older_sender(self) -> None:
         """A room event from an instance that sends no "seq" reads as seq 0

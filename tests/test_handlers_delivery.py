@@ -20,7 +20,19 @@ from parkchat.handlers.connections import ConnectionHandler
 from parkchat.handlers.rooms import RoomHandler
 from parkchat.limits import Limits, TokenBucketLimiter
 from parkchat.metrics import ServiceMetrics
-from parkchat.model import CHAT, DELETED, JOINED, LEFT, SYSTEM, JoinResult, Message, system_message
+from parkchat.model import (
+    CHAT,
+    DELETED,
+    EDITED,
+    JOINED,
+    LEFT,
+    SYSTEM,
+    TOPIC,
+    JoinResult,
+    Message,
+    RoomTopic,
+    system_message,
+)
 from parkchat.store.memory import MemoryStore
 from tests.helpers import FakeParticipant, RecordingBus
 
@@ -529,3 +541,113 @@ class ResumeLimitTests(DeliveryCase):
         self.store.release()
         result = self.successResultOf(d)
         self.assertEqual(([m.seq for m in result.replay], result.recovered), ([7, 8, 9], False))
+
+
+class StoredMessageEventTests(DeliveryCase):
+    """Edits and deletions ride on the seq of the message they change: never
+    delivered before it, and taking no position of their own."""
+
+    def grace(self) -> None:
+        self.clock.advance(delivery.GAP_GRACE)
+
+    def change(self, message: Message, kind: str = EDITED, text: str = "") -> Message:
+        return Message(
+            room="lobby",
+            nickname=message.nickname,
+            content=text,
+            timestamp_ms=message.timestamp_ms,
+            type=kind,
+            id=message.id,
+            seq=message.seq,
+            edited_ms=1 if kind == EDITED else None,
+        )
+
+    def test_edit_after_its_message(self) -> None:
+        """An edit of a delivered message goes out at once and moves nothing."""
+        alice = self.joined("alice")
+        [one] = self.published("one")
+        self.deliver(self.change(one, text="uno"))
+        self.published("two")
+        self.assertEqual(self.seen(alice), ["one", "<edited>", "two"])
+        self.assertEqual(self.rooms.position("lobby"), 2)
+
+    def test_edit_overtakes_its_message(self) -> None:
+        """An edit made on another instance arrives before its message: it
+        is held, and follows the message when that arrives within the grace."""
+        alice = self.joined("alice")
+        [one] = self.stored("one")
+        self.deliver(self.change(one, text="uno"))
+        self.assertEqual(self.seen(alice), [])
+        self.deliver(one)
+        self.assertEqual(self.seen(alice), ["one", "<edited>"])
+        self.grace()
+        self.assertEqual(self.store.read_count("room_messages_after"), 0)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_edit_whose_message_is_lost(self) -> None:
+        """The message never comes over the bus: after the grace it is read
+        from the store (with its new text), then the edit follows."""
+        alice = self.joined("alice")
+        [one] = self.stored("one")
+        self.successResultOf(self.store.memory.edit_message(one.id, "uno", None, "bob", 1))
+        self.deliver(self.change(one, text="uno"))
+        self.grace()
+        self.assertEqual(self.seen(alice), ["uno", "<edited>"])
+        self.assertEqual(self.rooms.position("lobby"), 1)
+        self.assertEqual(self.metrics.messages_filled, 1)
+
+    def test_deletion_overtakes_its_message(self) -> None:
+        """A deletion ahead of its message waits for the fill, which finds a
+        hole: the message is never shown, the deletion comes after."""
+        alice = self.joined("alice")
+        [one] = self.stored("one")
+        self.successResultOf(self.store.memory.delete_message(one.id))
+        self.deliver(self.change(one, DELETED))
+        self.assertEqual(self.seen(alice), [])
+        self.grace()
+        self.assertEqual(self.seen(alice), ["<deleted>"])
+        self.assertEqual(self.rooms.position("lobby"), 1)
+
+    def test_edit_held_behind_a_gap(self) -> None:
+        """An edit that arrives while a gap is held waits behind it in order."""
+        alice = self.joined("alice")
+        one, two = self.stored("one", "two")
+        self.deliver(two, self.change(two, text="dos"))
+        self.deliver(one)
+        self.assertEqual(self.seen(alice), ["one", "two", "<edited>"])
+
+
+class TopicDeliveryTests(DeliveryCase):
+    """The room keeps the topic its delivered events lead to."""
+
+    def topic(self, text: str, nickname: str = "bob", at: int = 5) -> Message:
+        return Message(room="lobby", nickname=nickname, content=text, timestamp_ms=at, type=TOPIC)
+
+    def test_topic_read_with_the_cursor_and_kept(self) -> None:
+        """A room made here reads its stored topic; a topic event delivered
+        later replaces it; a join reports the topic of that moment."""
+        rooms = RoomHandler(
+            self.connections,
+            self.bus,
+            self.clock,
+            self.metrics,
+            TokenBucketLimiter(self.clock, 0, 1),
+            self.store.memory,
+            topics=self.store.memory,
+        )
+        self.bus.attach(rooms)
+        self.successResultOf(
+            self.store.memory.set_room_topic("lobby", RoomTopic("old topic", "carol", 1))
+        )
+        alice = self.member("alice")
+        first = self.successResultOf(rooms.join(alice, "lobby"))
+        self.assertEqual(first.topic, RoomTopic("old topic", "carol", 1))
+        rooms.deliver("lobby", self.topic("new topic"))
+        bob = self.member("bob")
+        self.assertEqual(
+            self.successResultOf(rooms.join(bob, "lobby")).topic, RoomTopic("new topic", "bob", 5)
+        )
+        rooms.deliver("lobby", self.topic(""))
+        carol = self.member("carol")
+        self.assertIsNone(self.successResultOf(rooms.join(carol, "lobby")).topic)
+        self.assertIn(TOPIC, [m.type for m in alice.received])

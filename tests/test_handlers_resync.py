@@ -15,7 +15,7 @@ from parkchat.handlers.rooms import RoomHandler
 from parkchat.handlers.sessions import SessionHandler
 from parkchat.limits import Limits, TokenBucketLimiter
 from parkchat.metrics import ServiceMetrics
-from parkchat.model import CHAT, DisconnectReason, Message
+from parkchat.model import CHAT, TOPIC, DisconnectReason, Message, RoomTopic
 from parkchat.store.memory import MemoryStore
 from parkchat.tokens import Revocations, TokenClaims
 from tests.helpers import FakeParticipant, RecordingBus
@@ -93,6 +93,55 @@ class ResyncHandlerTests(TestCase):
         self.assertEqual(self.chats(), ["seen", "missed"])
         self.assertEqual(bobs.disconnected, [DisconnectReason.BANNED])
         self.assertTrue(self.revocations.revoked(TokenClaims("x", 1, START + 60, token_id="t1")))
+
+    def test_topic_changed_during_an_outage(self) -> None:
+        """A topic set elsewhere while the bus was down (its event lost) is
+        taken from the store on recovery and shown to the members; an
+        unchanged topic sends nothing."""
+        rooms = RoomHandler(
+            self.connections,
+            self.bus,
+            self.clock,
+            ServiceMetrics(),
+            TokenBucketLimiter(self.clock, 0, 1),
+            self.store,
+            topics=self.store,
+        )
+        self.bus.attach(rooms)
+        resync = ResyncHandler(
+            rooms,
+            ModerationHandler(self.store, self.store, rooms, self.bus, self.clock),
+            SessionHandler(
+                self.store,
+                self.store,
+                self.connections,
+                rooms,
+                self.bus,
+                self.clock,
+                self.revocations,
+                VerifiedCredentials(self.clock),
+            ),
+            self.bus,
+            self.clock,
+            instance_id="i1",
+        )
+        carol = FakeParticipant("carol")
+        self.connections.register(carol)
+        self.successResultOf(rooms.join(carol, "lobby"))
+        self.successResultOf(
+            self.store.set_room_topic("lobby", RoomTopic("set elsewhere", "dan", 7))
+        )
+        resync.resync()
+        [event] = [m for m in carol.received if m.type == TOPIC]
+        self.assertEqual((event.content, event.nickname), ("set elsewhere", "dan"))
+        resync.resync()
+        self.assertEqual(len([m for m in carol.received if m.type == TOPIC]), 1)
+        bob = FakeParticipant("bob")
+        self.connections.register(bob)
+        self.assertEqual(
+            self.successResultOf(rooms.join(bob, "lobby")).topic,
+            RoomTopic("set elsewhere", "dan", 7),
+        )
 
     def test_asked_by_another_instance(self) -> None:
         self.delivered("seen")

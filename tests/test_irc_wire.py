@@ -148,15 +148,20 @@ class EncoderTests(SynchronousTestCase):
 
     def test_joins_leaves_and_others(self) -> None:
         """Joins are JOIN, leaves PART (no msgid); typing a TAGMSG with
-        ``+typing``; deletions are not sent."""
+        ``+typing``; a deletion is a NOTICE from the server to the channel
+        (tests/test_irc_topics.py)."""
         joined = self.encoder.encode(system_message("dev", "Mina", JOINED, WHEN))
         left = self.encoder.encode(system_message("dev", "Mina", LEFT, WHEN))
         assert joined is not None and left is not None
         self.assertEqual(joined.data(MSGID), b":Mina!Mina@irc.test JOIN #dev\r\n")
         self.assertEqual(left.data(0), b":Mina!Mina@irc.test PART #dev\r\n")
         self.assertEqual((joined.event, joined.key), (JOINED, "mina"))
-        deleted = Message(room="dev", nickname="", content="", timestamp_ms=WHEN, type=DELETED)
-        self.assertIsNone(self.encoder.encode(deleted))
+        deleted = Message(
+            room="dev", nickname="", content="", timestamp_ms=WHEN, type=DELETED, id=9, seq=4
+        )
+        notice = self.encoder.encode(deleted)
+        assert notice is not None
+        self.assertEqual(notice.data(MSGID), b":irc.test NOTICE #dev :message #4 deleted\r\n")
         typing = Message(room="dev", nickname="x", content="", timestamp_ms=WHEN, type="typing")
         event = self.encoder.encode(typing)
         assert event is not None

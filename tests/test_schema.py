@@ -133,7 +133,17 @@ class NewDatabaseTests(SchemaTestCase):
             self.assertIn(expected, objects)
         self.assertEqual(
             columns(path, "messages"),
-            ["id", "room", "user_id", "nickname", "content", "created_ms", "type", "seq"],
+            [
+                "id",
+                "room",
+                "user_id",
+                "nickname",
+                "content",
+                "created_ms",
+                "type",
+                "seq",
+                "edited_ms",
+            ],
         )
         self.assertEqual(query(path, "SELECT count(*) FROM schema_version"), [(1,)])
 

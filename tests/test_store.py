@@ -18,9 +18,12 @@ from zope.interface.verify import verifyObject
 from parkchat.interfaces import (
     IAccountStore,
     IDirectMessageStore,
+    IMessageEditStore,
     IMessageStore,
     IModerationStore,
     IRoomMessageStore,
+    IRoomTopicStore,
+    ISearchStore,
     ISessionStore,
     IStoreLifecycle,
     ITokenStore,
@@ -29,6 +32,9 @@ from tests.store_support import OnMemory, OnPostgreSQL, OnSQLite, OnSQLiteMemory
 
 AREAS = (
     IRoomMessageStore,
+    IMessageEditStore,
+    ISearchStore,
+    IRoomTopicStore,
     IAccountStore,
     ISessionStore,
     IDirectMessageStore,

@@ -13,8 +13,15 @@ remembers the last seq it delivered (``Room.cursor``):
   itself (two instances' messages can cross on their way through Redis:
   the missing one is usually on its way), then it is read from the store,
   page by page, and delivered first (a *fill*);
-* events without a seq (joins, leaves, typing, deletions) are delivered at
-  once unless something is held, then they wait behind it, in order.
+* events without a seq (joins, leaves, typing, topics) are delivered at
+  once unless something is held, then they wait behind it, in order;
+* events about a stored message (``edited``, ``deleted``) carry that
+  message's seq and take no position of their own: they are delivered once
+  the cursor has reached it, after the message they change, never before
+  (an edit made on another instance can overtake its message on the way
+  through Redis: it is held like a message behind a gap, and a fill reads
+  the message, with its new text, from the store). A resume replays
+  messages, not edits: what it reads from the store is the current text.
 
 A room made here (its first local member) holds its events until its
 cursor is read from the store (``current_seq``). The bus coming back, a
@@ -38,9 +45,9 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from parkchat.errors import InvalidRequest
-from parkchat.interfaces import IParticipant, IRoomMessageStore
+from parkchat.interfaces import IParticipant, IRoomMessageStore, IRoomTopicStore
 from parkchat.metrics import ServiceMetrics
-from parkchat.model import CHAT, FROM_STORE, JoinResult, Message
+from parkchat.model import CHAT, FOLLOWS_MESSAGE, FROM_STORE, TOPIC, JoinResult, Message, RoomTopic
 from parkchat.rooms import Room
 
 _log = Logger()
@@ -74,9 +81,11 @@ class RoomDelivery:
         failed: Callable[[IParticipant], None],
         *,
         resume_max: int = RESUME_MAX,
+        topics: IRoomTopicStore | None = None,
     ) -> None:
         self._rooms = rooms
         self._store = store
+        self._topics = topics
         self._clock = clock
         self._metrics = metrics
         self._failed = failed
@@ -116,6 +125,11 @@ class RoomDelivery:
                 self._out_of_order(room, message)
                 return
             room.cursor = seq
+        elif seq > room.cursor and message.type in FOLLOWS_MESSAGE:
+            self._ahead_of_message(room, message)
+            return
+        elif message.type == TOPIC:
+            room.topic = topic_of(message)
         self._broadcast(room, message)
 
     def _broadcast(self, room: Room, message: Message) -> None:
@@ -137,6 +151,14 @@ class RoomDelivery:
         # Held; a fill would read up to the message before it.
         room.pending = deque((message,))
         room.target = max(room.target, message.seq - 1)
+        room.waiting = self._clock.callLater(GAP_GRACE, self._gap_persists, room)
+
+    def _ahead_of_message(self, room: Room, message: Message) -> None:
+        """An edit or deletion of a message not delivered here yet: held
+        until it is (the message is stored already, so a fill may read up
+        to it)."""
+        room.pending = deque((message,))
+        room.target = max(room.target, message.seq)
         room.waiting = self._clock.callLater(GAP_GRACE, self._gap_persists, room)
 
     def _closed(self, room: Room) -> None:
@@ -207,8 +229,15 @@ class RoomDelivery:
             self._fills.pop(room, None)
 
     async def _read_cursor(self, room: Room) -> None:
-        current = await self._store.current_seq(room.name)
+        # The position is asked for first, before anything a member posts
+        # after joining can commit (it is held meanwhile and must come out
+        # above the cursor); the topic is read alongside, and topic events
+        # held meanwhile are applied after it.
+        position = self._store.current_seq(room.name)
+        topic = await self._topics.room_topic(room.name) if self._topics is not None else None
+        current = await position
         if room.cursor < 0:
+            room.topic = topic
             room.cursor = current
             room.target = max(room.target, current)
 
@@ -248,6 +277,13 @@ class RoomDelivery:
                     room.target = max(room.target, seq - 1)
                     return False
                 room.cursor = seq
+            elif seq > room.cursor and message.type in FOLLOWS_MESSAGE:
+                # Its message is stored: read up to it, then this.
+                pending.appendleft(message)
+                room.target = max(room.target, seq)
+                return False
+            elif message.type == TOPIC:
+                room.topic = topic_of(message)
             self._broadcast(room, message)
         room.pending = None
         # Joins waiting for a room made here answer now, after what was
@@ -288,6 +324,27 @@ class RoomDelivery:
                     target, room.checked = room.checked, position
                 if target > room.cursor:
                     self.catch_up(room, target)
+
+    async def refresh_topics(self) -> None:
+        """Compare every room's topic with the store's and, where it changed
+        unseen (its event was lost with the bus), take the stored one and
+        tell the members with a ``topic`` event (after a bus outage)."""
+        if self._topics is None:
+            return
+        for room in list(self._rooms.values()):
+            if room.cursor < 0:
+                continue
+            stored = await self._topics.room_topic(room.name)
+            if self._rooms.get(room.name) is not room or stored == room.topic:
+                continue
+            event = Message(
+                room=room.name,
+                nickname=stored.nickname if stored is not None else "",
+                content=stored.text if stored is not None else "",
+                timestamp_ms=stored.set_ms if stored is not None else 0,
+                type=TOPIC,
+            )
+            self.deliver(room.name, event)
 
     async def settle(self) -> None:
         """Fill every room up to the store's positions now and wait until
@@ -343,4 +400,11 @@ class RoomDelivery:
             kept.pop()  # stored, not yet delivered here: it comes live
         if not attach():
             raise InvalidRequest("the connection closed while joining")
-        return JoinResult(seq, list(kept), recovered, resumed=True)
+        return JoinResult(seq, list(kept), recovered, resumed=True, topic=room.topic)
+
+
+def topic_of(message: Message) -> RoomTopic | None:
+    """The topic a ``topic`` room event sets (None: cleared)."""
+    if not message.content:
+        return None
+    return RoomTopic(message.content, message.nickname, message.timestamp_ms)

@@ -203,11 +203,15 @@ class MessageHandler:
             ),
         )
 
-    async def delete_message(self, message_id: object) -> str | None:
-        """Remove a stored message (moderation): from the database, from this
+    async def delete_message(
+        self, message_id: object, *, by: str | None = None, own: bool = False
+    ) -> str | None:
+        """Remove a stored message (moderation, or its author: ``by`` names
+        who, ``own`` says it was the author): from the database, from this
         instance's recent-history cache, and from the screens of the room's
         members on every instance that show such events (``deleted`` on
-        /ws). The name of its room, or None if there was no such message."""
+        /ws, a notice line on terminals and IRC). The name of its room, or
+        None if there was no such message."""
         if isinstance(message_id, bool) or not isinstance(message_id, int):
             raise InvalidRequest('"id" must be a message id')
         if not 0 < message_id <= MAX_ID:
@@ -218,12 +222,14 @@ class MessageHandler:
         room, seq = deleted
         if self._recent is not None:
             self._recent.remove(room, message_id)
-        moderation_log.info(
-            "moderation: deleted message {id} from {room}",
-            id=message_id,
-            room=room,
-            action="delete",
-        )
+        if not own:
+            moderation_log.info(
+                "moderation: {moderator} deleted message {id} from {room}",
+                moderator=by or "the admin API",
+                id=message_id,
+                room=room,
+                action="delete",
+            )
         notice = Message(
             room=room,
             nickname="",
@@ -231,8 +237,8 @@ class MessageHandler:
             timestamp_ms=int(self._clock.seconds() * 1000),
             type=DELETED,
             id=message_id,
-            # The deleted message's position, for clients that track seqs;
-            # not a position of this notice (delivery orders chat messages only).
+            # The deleted message's position: not one of this notice's own,
+            # delivery sends it after the message (parkchat.handlers.delivery).
             seq=seq,
         )
         self._bus.publish(room, notice)

@@ -100,8 +100,9 @@ class ResyncHandler:
 
     def resync(self) -> None:
         """Reload the stored bans (closing banned accounts' connections
-        here) and token revocations, and fill every room that is behind the
-        store. Runs one pass at a time; a request during a pass makes one
+        here) and token revocations, fill every room that is behind the
+        store, and take the stored topic of rooms whose topic changed
+        meanwhile. Runs one pass at a time; a request during a pass makes one
         more pass after it."""
         if self._running:
             self._again = True
@@ -119,6 +120,7 @@ class ResyncHandler:
                 await self._moderation.reload()
                 await self._sessions.load()
                 await self._rooms.check_positions(grace=False)
+                await self._rooms.refresh_topics()
                 again = self._again
         finally:
             self._running = False

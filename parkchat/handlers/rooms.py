@@ -13,7 +13,7 @@ from twisted.logger import Logger
 from parkchat.errors import InvalidRequest, NotInRoom
 from parkchat.handlers.connections import ConnectionHandler
 from parkchat.handlers.delivery import RESUME_MAX, RoomDelivery
-from parkchat.interfaces import IBus, IParticipant, IRoomMessageStore
+from parkchat.interfaces import IBus, IParticipant, IRoomMessageStore, IRoomTopicStore
 from parkchat.limits import TokenBucketLimiter
 from parkchat.metrics import ServiceMetrics
 from parkchat.model import (
@@ -73,6 +73,7 @@ class RoomHandler:
         *,
         after_queued: Callable[[Callable[[], object]], None] = _run_now,
         resume_max: int = RESUME_MAX,
+        topics: IRoomTopicStore | None = None,
     ) -> None:
         self._connections = connections
         self._bus = bus
@@ -91,6 +92,7 @@ class RoomHandler:
             metrics,
             lambda member: self.force_out(member, DisconnectReason.DELIVERY_FAILED),
             resume_max=resume_max,
+            topics=topics,
         )
         self.deliver = self._delivery.deliver
 
@@ -144,7 +146,7 @@ class RoomHandler:
             self._attach(room, participant)
             resumed = since is not None
             return self._delivery.when_known(room).addCallback(
-                lambda _: JoinResult(room.cursor, [], resumed=resumed)
+                lambda _: JoinResult(room.cursor, [], resumed=resumed, topic=room.topic)
             )
 
         def attach() -> bool:
@@ -347,6 +349,11 @@ class RoomHandler:
         """Fill the rooms whose store position is ahead of what was
         delivered here (``RoomDelivery.check_positions``)."""
         return Deferred.fromCoroutine(self._delivery.check_positions(grace=grace))
+
+    def refresh_topics(self) -> Deferred[None]:
+        """Take the stored topic of every room whose topic changed unseen
+        (``RoomDelivery.refresh_topics``)."""
+        return Deferred.fromCoroutine(self._delivery.refresh_topics())
 
     def settle(self) -> Deferred[None]:
         """Fires once every room delivered what the store holds now."""

@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 from twisted.words.protocols import irc
 
 from parkchat import __version__
-from parkchat.errors import ChatError, InvalidRoom, NotInRoom, UnknownRecipient
+from parkchat.errors import ChatError, Forbidden, InvalidRoom, NotInRoom, UnknownRecipient
 from parkchat.interfaces import IChatService, IParticipant
 from parkchat.metrics import ServiceMetrics
 from parkchat.model import (
@@ -37,6 +37,9 @@ from parkchat.tokens import TokenVerifier
 LIST_LIMIT = 100
 #: Seconds between two typing notices a connection passes on (as /ws).
 TYPING_INTERVAL = 1.0
+
+#: Who set a channel's topic and when (not in RFC 1459; every server sends it).
+RPL_TOPICWHOTIME = "333"
 
 
 @dataclass(frozen=True)
@@ -224,8 +227,12 @@ class IrcCommands:
                 target,
                 f"the name {self.nickname} is already taken in {target} [nickname_taken]",
             )
-        self.service.join(self.participant, room)
+        joined = self.service.join(self.participant, room)
         self.sendLine(f":{self.me} JOIN {channel(room)}")
+        # RPL_TOPIC now, before the names, when the room is known here;
+        # once its topic has been read from the store when the room is new.
+        joined.addCallback(lambda result: self._topic_reply(room, result.topic, on_join=True))
+        joined.addErrback(self._async_failed, "JOIN", channel(room))
         self._names(room)
 
     def irc_PART(self, prefix: str, params: list[str]) -> None:
@@ -323,14 +330,40 @@ class IrcCommands:
                 self.reply(irc.RPL_LIST, channel(room), str(people), "")
         self.reply(irc.RPL_LISTEND, "End of /LIST")
 
-    def irc_TOPIC(self, prefix: str, params: list[str]) -> None:
+    def irc_TOPIC(self, prefix: str, params: list[str]) -> Deferred[None]:
+        """``TOPIC #room``: RPL_TOPIC + RPL_TOPICWHOTIME (333), or
+        RPL_NOTOPIC; ``TOPIC #room :text`` sets it (empty: clears it), and
+        every member sees the TOPIC line, the setter too."""
         if not params:
             raise IrcReply(irc.ERR_NEEDMOREPARAMS, "TOPIC", "Not enough parameters")
         target = params[0]
-        self._room(target)
-        if len(params) > 1:
-            raise IrcReply(irc.ERR_CHANOPRIVSNEEDED, target, "parkchat rooms have no topic to set")
-        self.reply(irc.RPL_NOTOPIC, target, "No topic is set")
+        room = self._room(target)
+        if len(params) == 1:
+            d = Deferred.fromCoroutine(self.service.room_topic(room))
+            d.addCallback(lambda topic: self._topic_reply(room, topic))
+        else:
+            if room not in self.service.rooms_of(self.participant):
+                raise IrcReply(irc.ERR_NOTONCHANNEL, target, "You're not on that channel")
+            d = Deferred.fromCoroutine(self.service.set_topic(self.participant, room, params[1]))
+            d.addCallback(lambda _: None)
+        return d.addErrback(self._topic_failed, target)
+
+    def _topic_reply(self, room: str, topic: Any, on_join: bool = False) -> None:
+        """332 and 333 for a topic; 331 for none (not on a JOIN, where a
+        channel without a topic says nothing)."""
+        target = channel(room)
+        if topic is None:
+            if not on_join:
+                self.reply(irc.RPL_NOTOPIC, target, "No topic is set")
+            return
+        self.reply(irc.RPL_TOPIC, target, topic.text)
+        self.reply(RPL_TOPICWHOTIME, target, topic.nickname, str(topic.set_ms // 1000))
+
+    def _topic_failed(self, failure: Failure, target: str) -> None:
+        if failure.check(Forbidden):
+            self.reply(irc.ERR_CHANOPRIVSNEEDED, target, failure.getErrorMessage())
+            return
+        self._async_failed(failure, "TOPIC", target)
 
     def irc_MODE(self, prefix: str, params: list[str]) -> None:
         if not params:

@@ -29,11 +29,14 @@ from parkchat.interfaces import IEncoder
 from parkchat.model import (
     CHAT,
     CONNECTION_CLOSED,
+    DELETED,
+    EDITED,
     JOINED,
     KICK,
     LEFT,
     QUIT,
     SYSTEM,
+    TOPIC,
     Message,
     nickname_key,
 )
@@ -331,8 +334,10 @@ class IrcEncoder:
     PRIVMSG lines, joins as JOIN, leaves as PART, QUIT or KICK
     (``departure_line``), typing notices as ``@+typing=active TAGMSG`` (for
     clients with message-tags), other system notices as a NOTICE from the
-    server. Deletions have no IRC form (clients cannot unsay a line) and
-    are not sent."""
+    server; topics as TOPIC from whoever set them; edits and deletions,
+    which IRC has no command for, as a NOTICE from the server to the
+    channel (``bob edited #5: new text``, ``message #5 deleted``; ``#5`` is
+    the message's room position)."""
 
     surface = "irc"
 
@@ -361,6 +366,23 @@ class IrcEncoder:
         elif message.type == TYPING:
             prefix = user_prefix(message.nickname, self.server_name)
             return IrcEvent(message, [f":{prefix} TAGMSG {channel(message.room)}"], tag_only=True)
+        elif message.type == TOPIC:
+            prefix = user_prefix(message.nickname, self.server_name)
+            lines = [f":{prefix} TOPIC {channel(message.room)} :{message.content}"]
+        elif message.type == EDITED:
+            lines = message_lines(
+                self.server_name,
+                "NOTICE",
+                channel(message.room),
+                f"{message.nickname} edited #{message.seq}: {message.content}",
+            )
+        elif message.type == DELETED:
+            lines = message_lines(
+                self.server_name,
+                "NOTICE",
+                channel(message.room),
+                f"message #{message.seq} deleted",
+            )
         else:
             return None
         return IrcEvent(message, lines)

@@ -15,11 +15,11 @@ from zope.interface import implementer
 
 from parkchat.errors import InvalidRequest
 from parkchat.interfaces import IEncoder
-from parkchat.model import CHAT, SYSTEM, Message
+from parkchat.model import SYSTEM, Message
 from parkchat.protocols.fastpath import close_with
 from parkchat.protocols.participant import CLOSE_GOING_AWAY, CLOSE_NORMAL, AdapterContext
 from parkchat.protocols.sockets import ParkchatServerProtocol, ParkchatSocketFactory
-from parkchat.protocols.stream import StreamOptions, StreamSession, render_lines
+from parkchat.protocols.stream import SHOWN_EVENTS, StreamOptions, StreamSession, render_lines
 
 
 @implementer(IEncoder)
@@ -32,7 +32,7 @@ class PreparedLinesEncoder:
     surface = "mychat"
 
     def encode(self, message: Message) -> tuple[bool, Any] | None:
-        if message.type not in (CHAT, SYSTEM):
+        if message.type not in SHOWN_EVENTS:
             return None
         return (message.type == SYSTEM, self._factory.prepareMessage(render_lines(message)))
 

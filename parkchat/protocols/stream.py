@@ -12,9 +12,13 @@ Wire protocol (also in docs/protocol.md, section B):
   several ``name:line`` lines, so nobody can forge a line from someone else).
 * Lines from the server that are not messages start with ``*** `` (no nickname
   can), e.g. ``*** error (rate_limited): too many messages: slow down``.
-* ``/help``, ``/who``, ``/join ROOM``, ``/history [N]``, ``/notices on|off`` and
-  ``/quit`` are commands; any other text, including unknown ``/words``, is a
-  message, and ``//text`` sends ``/text``.
+* Edits, deletions and topics in the room are notice lines, always shown:
+  ``*** bob edited #5: new text`` (``#5`` is the message's room position;
+  further lines of the text follow as ``***   line``), ``*** message #5
+  deleted``, ``*** bob set the topic: text`` (``cleared the topic``).
+* ``/help``, ``/who``, ``/join ROOM``, ``/history [N]``, ``/topic [text]``,
+  ``/notices on|off`` and ``/quit`` are commands; any other text, including
+  unknown ``/words``, is a message, and ``//text`` sends ``/text``.
 
 The plain-TCP listener (``line.py``) and the ``/mychat`` WebSocket
 (``mychat.py``) carry the same ``StreamSession``.
@@ -34,10 +38,15 @@ from parkchat.errors import AuthenticationFailed, ChatError, InvalidRequest, Not
 from parkchat.interfaces import IChatService, IEncoder, IParticipant
 from parkchat.model import (
     CHAT,
+    DELETED,
+    EDITED,
     SYSTEM,
+    TOPIC,
     DirectMessage,
     DisconnectReason,
+    JoinResult,
     Message,
+    RoomTopic,
     nickname_key,
     validate_nickname,
     validate_room,
@@ -56,18 +65,41 @@ NOTICE = "*** "
 
 HELP = (
     "commands: /who (who is here), /join ROOM (move to another room), "
-    "/history [N] (recent messages), /notices on|off (join/leave notices), "
-    "/quit; //text sends /text"
+    "/history [N] (recent messages), /topic [text] (show or set the room's topic; "
+    "/topic - clears it), /notices on|off (join/leave notices), /quit; //text sends /text"
 )
 
 
 def render_lines(message: Message) -> bytes:
-    """``nick:line\\n`` for every line of a chat message; system notices as
-    ``*** text``. Computed once per message for all stream members."""
-    if message.type == SYSTEM:
-        return f"{NOTICE}{message.content}\n".encode()
-    prefix = message.nickname + ":"
-    return "".join(f"{prefix}{line}\n" for line in message.content.split("\n")).encode()
+    """``nick:line\\n`` for every line of a chat message; system notices,
+    edits, deletions and topics as ``*** text``. Computed once per message
+    for all stream members."""
+    if message.type == CHAT:
+        prefix = message.nickname + ":"
+        return "".join(f"{prefix}{line}\n" for line in message.content.split("\n")).encode()
+    if message.type == EDITED:
+        first, *rest = message.content.split("\n")
+        lines = [f"{NOTICE}{message.nickname} edited #{message.seq}: {first}\n"]
+        lines.extend(f"{NOTICE}  {line}\n" for line in rest)
+        return "".join(lines).encode()
+    if message.type == DELETED:
+        return f"{NOTICE}message #{message.seq} deleted\n".encode()
+    if message.type == TOPIC:
+        if not message.content:
+            return f"{NOTICE}{message.nickname} cleared the topic\n".encode()
+        return f"{NOTICE}{message.nickname} set the topic: {message.content}\n".encode()
+    return f"{NOTICE}{message.content}\n".encode()  # joins and leaves
+
+
+#: The room events terminals show (joins and leaves only with notices on).
+SHOWN_EVENTS = frozenset((CHAT, SYSTEM, EDITED, DELETED, TOPIC))
+
+
+def topic_line(room: str, topic: RoomTopic | None) -> str:
+    """What ``/topic`` (and a join) says of a room's topic."""
+    if topic is None:
+        return f"no topic in {room}"
+    return f"topic of {room}: {topic.text} (set by {topic.nickname}, {topic.set_at})"
 
 
 @implementer(IEncoder)
@@ -79,7 +111,7 @@ class LineEncoder:
     surface = "tcp"
 
     def encode(self, message: Message) -> tuple[bool, bytes] | None:
-        if message.type not in (CHAT, SYSTEM):
+        if message.type not in SHOWN_EVENTS:
             return None  # typing notices are for apps, not terminals
         return (message.type == SYSTEM, render_lines(message))
 
@@ -262,7 +294,7 @@ class StreamSession(Participant):
             raise InvalidRequest(f"the name {self.nickname} is already taken in {room}")
         self.notices = notices
         self.service.connect(self)
-        self.service.join(self, room)
+        self.service.join(self, room).addCallback(self._joined, room)
         self.room = room
         self._state = "chatting"
         self._touch()
@@ -331,7 +363,7 @@ class StreamSession(Participant):
         if self.user_id is None and self.service.name_in_room(room, self.nickname):
             raise InvalidRequest(f"the name {self.nickname} is already taken in {room}")
         old = self.room
-        self.service.join(self, room)
+        self.service.join(self, room).addCallback(self._joined, room)
         self.room = room
         if old is not None:
             try:
@@ -339,6 +371,23 @@ class StreamSession(Participant):
             except NotInRoom:
                 pass
         self.notice(f"you are now in {room}")
+
+    def _joined(self, result: JoinResult, room: str) -> None:
+        """A topic is shown on joining (a room without one says nothing)."""
+        if result.topic is not None and self._state != "closed":
+            self.notice(topic_line(room, result.topic))
+
+    def cmd_topic(self, argument: str) -> None:
+        """``/topic``: the room's topic; ``/topic text``: set it; ``/topic -``: clear it."""
+        assert self.room is not None
+        room = self.room
+        if not argument:
+            d = Deferred.fromCoroutine(self.service.room_topic(room))
+            d.addCallback(lambda topic: self.notice(topic_line(room, topic)))
+        else:
+            text = "" if argument == "-" else argument
+            d = Deferred.fromCoroutine(self.service.set_topic(self, room, text))
+        d.addErrback(self._post_failed)
 
     def cmd_history(self, argument: str) -> None:
         assert self.room is not None

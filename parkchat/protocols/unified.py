@@ -39,14 +39,20 @@ from parkchat.errors import (
 from parkchat.interfaces import IChatService, IEncoder, IParticipant
 from parkchat.model import (
     DELETED,
+    EDITED,
     FROM_STORE,
     JOINED,
     MAX_ID,
     SYSTEM,
+    TOPIC,
     DirectMessage,
     DisconnectReason,
     JoinResult,
     Message,
+    MessageEdit,
+    RoomTopic,
+    SearchHit,
+    format_timestamp,
     nickname_key,
 )
 from parkchat.protocols.fastpath import close_with
@@ -99,6 +105,24 @@ def event_dict(message: Message, total_users: int | None = None) -> dict[str, An
         return {"type": "typing", "room": message.room, "username": message.nickname}
     elif message.type == DELETED:
         return {"type": "deleted", "room": message.room, "id": message.id, "seq": message.seq}
+    elif message.type == EDITED:
+        return {
+            "type": "edited",
+            "room": message.room,
+            "id": message.id,
+            "seq": message.seq,
+            "body": message.content,
+            "username": message.nickname,
+            "edited_at": message.edited_at,
+        }
+    elif message.type == TOPIC:
+        return {
+            "type": "topic",
+            "room": message.room,
+            "topic": message.content,
+            "username": message.nickname,
+            "timestamp": message.timestamp,
+        }
     else:
         event = {
             "type": "message",
@@ -109,9 +133,52 @@ def event_dict(message: Message, total_users: int | None = None) -> dict[str, An
             "body": message.content,
             "timestamp": message.timestamp,
         }
+        if message.edited_ms is not None:
+            event["edited_at"] = message.edited_at
     if total_users is not None:
         event["totalUsers"] = total_users
     return event
+
+
+def search_result_dict(hit: SearchHit) -> dict[str, Any]:
+    """One search result as /ws and ``GET /search`` show it."""
+    result: dict[str, Any] = (
+        {"room": hit.room} if hit.room is not None else {"with": hit.with_nickname}
+    )
+    result.update(
+        id=hit.id,
+        seq=hit.seq,
+        username=hit.nickname,
+        body=hit.content,
+        timestamp=hit.timestamp,
+        highlights=[list(span) for span in hit.highlights],
+    )
+    if hit.edited_ms is not None:
+        result["edited_at"] = format_timestamp(hit.edited_ms)
+    return result
+
+
+def edit_dict(edit: MessageEdit) -> dict[str, Any]:
+    """One recorded edit, as ``/ws`` ``edits`` and the admin API show it."""
+    return {
+        "old_body": edit.old_content,
+        "editor": edit.editor,
+        "editor_id": edit.editor_id,
+        "edited_at": edit.edited_at,
+    }
+
+
+def topic_dict(room: str, topic: RoomTopic | None) -> dict[str, Any]:
+    """A room's topic as a /ws ``topic`` frame (``""``: none)."""
+    if topic is None:
+        return {"type": "topic", "room": room, "topic": ""}
+    return {
+        "type": "topic",
+        "room": room,
+        "topic": topic.text,
+        "username": topic.nickname,
+        "timestamp": topic.set_at,
+    }
 
 
 def direct_dict(message: DirectMessage) -> dict[str, Any]:
@@ -184,7 +251,11 @@ class AppEventEncoder:
     surface = "app_ws"
 
     def encode(self, message: Message) -> tuple[str | None, Any, int]:
-        total = None if message.type in (TYPING, DELETED) else self._member_count(message.room)
+        total = (
+            None
+            if message.type in (TYPING, DELETED, EDITED, TOPIC)
+            else self._member_count(message.room)
+        )
         frame = self._factory.prepareMessage(dumps(event_dict(message, total)))
         return (message.origin if message.type != SYSTEM else None, frame, message.id)
 
@@ -408,6 +479,8 @@ class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
             "seq": result.seq,
             "totalUsers": self.service.member_count(room),
         }
+        if result.topic is not None:
+            joined["topic"] = result.topic.text
         if result.resumed:
             first = result.replay[len(result.replay) - count].seq if count else None
             joined["resume"] = {"count": count, "recovered": recovered, "first_seq": first}
@@ -491,6 +564,75 @@ class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
                 self._send_bytes(page)
 
         return d.addCallback(reply)
+
+    # -- handlers: edits, deletions, search, topics (issue #16) ------------------
+
+    def handle_edit(self, frame: dict[str, Any]) -> Deferred[None]:
+        """Give one's own message (anyone's, for a moderator) a new text:
+        ``ack`` here, ``edited`` to every member of the room."""
+        d = Deferred.fromCoroutine(
+            self.service.edit_message(
+                self, frame.get("room"), frame.get("seq"), frame.get("body", frame.get("content"))
+            )
+        )
+        return d.addCallback(self._changed, frame)
+
+    def handle_delete(self, frame: dict[str, Any]) -> Deferred[None]:
+        """Delete one's own message (anyone's, for a moderator): ``ack``
+        here, ``deleted`` to every member of the room."""
+        d = Deferred.fromCoroutine(
+            self.service.delete_own_message(self, frame.get("room"), frame.get("seq"))
+        )
+        return d.addCallback(self._changed, frame)
+
+    def handle_edits(self, frame: dict[str, Any]) -> Deferred[None]:
+        """For moderators: the recorded edits of the message ``message_id``
+        (the texts it replaced, who edited, when), oldest first."""
+        message_id = frame.get("message_id")
+        d = self.service.message_edits(message_id, self)
+
+        def reply(edits: list[Any]) -> None:
+            self._reply(
+                frame,
+                {"type": "edits", "message_id": message_id, "edits": [edit_dict(e) for e in edits]},
+            )
+
+        return d.addCallback(reply)
+
+    def _changed(self, message: Message, frame: dict[str, Any]) -> None:
+        self._reply(frame, {"type": "ack", "room": message.room, "seq": message.seq})
+
+    def handle_search(self, frame: dict[str, Any]) -> Deferred[None]:
+        """Search the messages this account may read (``q``, optional
+        ``room`` or ``with``, ``before`` cursor, ``limit``)."""
+        d = Deferred.fromCoroutine(
+            self.service.search(
+                self.user_id,
+                self.nickname,
+                frame.get("q"),
+                room=frame.get("room"),
+                with_nickname=frame.get("with"),
+                before=frame.get("before"),
+                limit=frame.get("limit"),
+            )
+        )
+
+        def reply(page: Any) -> None:
+            results = [search_result_dict(hit) for hit in page.hits]
+            self._reply(frame, {"type": "search", "results": results, "next": page.next})
+
+        return d.addCallback(reply)
+
+    def handle_topic(self, frame: dict[str, Any]) -> Deferred[None]:
+        """With ``"topic"``: set (``""``: clear) the topic of a room this
+        connection is in (``ack``; every member gets a ``topic`` event).
+        Without: the room's topic, as a ``topic`` frame."""
+        room = frame.get("room")
+        if "topic" not in frame:
+            d = Deferred.fromCoroutine(self.service.room_topic(room))
+            return d.addCallback(lambda topic: self._reply(frame, topic_dict(str(room), topic)))
+        d = Deferred.fromCoroutine(self.service.set_topic(self, room, frame["topic"]))
+        return d.addCallback(lambda _: self._reply(frame, {"type": "ack", "room": room}))
 
     def handle_who(self, frame: dict[str, Any]) -> None:
         room = self._room_of(frame)

@@ -16,7 +16,19 @@ from zope.interface import implementer
 
 from parkchat.errors import AccountExists
 from parkchat.interfaces import IMessageStore
-from parkchat.model import Ban, DirectMessage, Message, StoredUser, User, nickname_key
+from parkchat.model import (
+    CHAT,
+    Ban,
+    DirectMessage,
+    Message,
+    MessageEdit,
+    RoomTopic,
+    SearchHit,
+    StoredUser,
+    User,
+    nickname_key,
+    search_matches,
+)
 
 
 @implementer(IMessageStore)
@@ -36,6 +48,8 @@ class MemoryStore:
         self._bans: dict[int, Ban] = {}
         self._revoked_tokens: dict[str, int] = {}
         self._token_cutoffs: dict[int, int] = {}
+        self._edits: dict[int, list[MessageEdit]] = {}
+        self._topics: dict[str, RoomTopic] = {}
         self.settings: dict[str, str] = {}
         self.fail_writes: Exception | None = None
 
@@ -90,6 +104,112 @@ class MemoryStore:
                 if message.id == message_id:
                     del messages[index]
                     return succeed((room, message.seq))
+        return succeed(None)
+
+    # -- edits ---------------------------------------------------------------
+
+    def room_message(self, room: str, seq: int) -> Deferred[Message | None]:
+        messages = self._rooms.get(room, [])
+        index = bisect.bisect_left(messages, seq, key=_seq)
+        if index < len(messages) and messages[index].seq == seq:
+            return succeed(messages[index])
+        return succeed(None)
+
+    def edit_message(
+        self, message_id: int, content: str, editor_id: int | None, editor: str, edited_ms: int
+    ) -> Deferred[Message | None]:
+        if self.fail_writes is not None:
+            return fail(self.fail_writes)
+        for messages in self._rooms.values():
+            index = bisect.bisect_left(messages, message_id, key=_id)
+            if index < len(messages) and messages[index].id == message_id:
+                old = messages[index]
+                if old.edited_ms is not None and edited_ms <= old.edited_ms:
+                    edited_ms = old.edited_ms + 1
+                self._edits.setdefault(message_id, []).append(
+                    MessageEdit(message_id, old.content, editor, editor_id, edited_ms)
+                )
+                new = messages[index] = old.edited(content, edited_ms)
+                return succeed(new)
+        return succeed(None)
+
+    def message_edits(self, message_id: int) -> Deferred[list[MessageEdit]]:
+        return succeed(list(self._edits.get(message_id, [])))
+
+    # -- search --------------------------------------------------------------
+
+    def search_messages(
+        self,
+        terms: Sequence[str],
+        user_id: int,
+        *,
+        rooms: Sequence[str] | None,
+        room: str | None,
+        with_user_id: int | None,
+        include_rooms: bool,
+        include_direct: bool,
+        before: tuple[int, int, int] | None,
+        limit: int,
+    ) -> Deferred[list[SearchHit]]:
+        if not terms or limit <= 0:
+            return succeed([])
+        found: list[tuple[tuple[int, int, int], SearchHit]] = []
+        if include_rooms:
+            wanted = {room} if room is not None else None if rooms is None else set(rooms)
+            for name, messages in self._rooms.items():
+                if wanted is not None and name not in wanted:
+                    continue
+                for m in messages:
+                    if m.type == CHAT and search_matches(m.content, terms):
+                        hit = SearchHit(
+                            id=m.id,
+                            seq=m.seq,
+                            nickname=m.nickname,
+                            content=m.content,
+                            timestamp_ms=m.timestamp_ms,
+                            room=name,
+                            edited_ms=m.edited_ms,
+                        )
+                        found.append(((m.timestamp_ms, 1, m.id), hit))
+        if include_direct:
+            for row in self._direct:
+                message_id, from_id, to_id, content, created_ms, _delivered, seq = row
+                if user_id not in (from_id, to_id):
+                    continue
+                if with_user_id is not None and _conversation(from_id, to_id) != _conversation(
+                    user_id, with_user_id
+                ):
+                    continue
+                if not search_matches(content, terms):
+                    continue
+                message = self._direct_message(row)
+                hit = SearchHit(
+                    id=message_id,
+                    seq=seq,
+                    nickname=message.from_nickname,
+                    content=content,
+                    timestamp_ms=created_ms,
+                    with_nickname=(
+                        message.to_nickname if from_id == user_id else message.from_nickname
+                    ),
+                )
+                found.append(((created_ms, 0, message_id), hit))
+        found = [pair for pair in found if before is None or pair[0] < before]
+        found.sort(key=lambda pair: pair[0], reverse=True)
+        return succeed([hit for _, hit in found[:limit]])
+
+    # -- topics --------------------------------------------------------------
+
+    def room_topic(self, room: str) -> Deferred[RoomTopic | None]:
+        return succeed(self._topics.get(room))
+
+    def set_room_topic(self, room: str, topic: RoomTopic) -> Deferred[None]:
+        if self.fail_writes is not None:
+            return fail(self.fail_writes)
+        if topic.text:
+            self._topics[room] = topic
+        else:
+            self._topics.pop(room, None)
         return succeed(None)
 
     # -- accounts ------------------------------------------------------------

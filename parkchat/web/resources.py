@@ -38,7 +38,7 @@ from parkchat.errors import (
 from parkchat.interfaces import IChatService
 from parkchat.limits import Limits
 from parkchat.model import MAX_ID, Ban, User, format_timestamp, validate_room
-from parkchat.protocols.unified import AppSocketFactory
+from parkchat.protocols.unified import AppSocketFactory, edit_dict, search_result_dict
 from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.tokens import TokenAuthority, TokenClaims, TokenVerifier
 
@@ -333,6 +333,55 @@ class HistoryResource(ApiResource):
         return response
 
 
+def _query_text(request: Request, name: str) -> str | None:
+    args: dict[bytes, list[bytes]] = request.args or {}
+    values = args.get(name.encode("ascii"))
+    if not values:
+        return None
+    try:
+        return values[0].decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidRequest(f"{name} must be UTF-8 text") from e
+
+
+class SearchResource(ApiResource):
+    """``GET /search?q=...[&room=R | &with=NICK][&before=CURSOR][&limit=N]``
+    with a login token (Bearer or ``?token=``) or Basic credentials: a page
+    of the messages the account may read that hold every word of ``q``,
+    newest first, ``{"results": [...], "next": cursor | null}``."""
+
+    def __init__(
+        self, service: IChatService, portal: Portal, tokens: TokenVerifier | None = None
+    ) -> None:
+        super().__init__(service)
+        self.portal = portal
+        self.tokens = tokens
+
+    async def handle_GET(self, request: Request) -> dict[str, Any]:
+        user = await self._identify(request)
+        page = await self.service.search(
+            user.id,
+            user.nickname,
+            _query_text(request, "q"),
+            room=_query_text(request, "room"),
+            with_nickname=_query_text(request, "with"),
+            before=_query_text(request, "before"),
+            limit=_query_int(request, "limit"),
+        )
+        return {"results": [search_result_dict(hit) for hit in page.hits], "next": page.next}
+
+    async def _identify(self, request: Request) -> User:
+        token = bearer_token(request) if self.tokens is not None else None
+        if token is None:
+            return await authenticate_basic(self.portal, request)
+        assert self.tokens is not None
+        claims = self.tokens.verify(token)
+        if claims.user_id is None:
+            raise AuthenticationFailed("search needs a parkchat account")
+        self.service.check_not_banned(claims.user_id)
+        return User(claims.user_id, claims.nickname)
+
+
 class HealthResource(ApiResource):
     """``GET /health`` -> ``200 OK`` (plain text, as the seed API): liveness,
     the event loop answers. ``GET /health/ready`` -> 200 JSON while the
@@ -599,6 +648,7 @@ class AdminResource(Resource):
             (b"register", AdminRegister),
             (b"password", AdminPassword),
             (b"delete", AdminDelete),
+            (b"messages", AdminMessages),
         ):
             self.putChild(name, cls(service, admin_token))
 
@@ -716,6 +766,27 @@ class AdminDelete(AdminApi):
         if room is None:
             raise NotFound(f"no message {message_id}")
         return {"deleted": True, "room": room}
+
+
+class AdminMessages(AdminApi):
+    """``GET /admin/messages/{id}/edits``: the recorded edits of a room
+    message, oldest first: the text each edit replaced, who edited and when
+    (kept after the message is deleted). An empty list for a message never
+    edited (or an id never used)."""
+
+    #: Its one path (tests/test_openapi.py checks it against the spec).
+    path_template = "/admin/messages/{id}/edits"
+
+    async def handle_GET(self, request: Request) -> dict[str, Any]:
+        postpath = request.postpath or []
+        if len(postpath) != 2 or postpath[1] != b"edits":
+            raise NotFound("use /admin/messages/{id}/edits")
+        try:
+            message_id = int(postpath[0])
+        except ValueError:
+            raise NotFound("message ids are numbers") from None
+        edits = await self.service.message_edits(message_id)
+        return {"id": message_id, "edits": [edit_dict(edit) for edit in edits]}
 
 
 class AdminPassword(AdminApi):

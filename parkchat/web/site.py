@@ -34,6 +34,7 @@ from parkchat.web.resources import (
     LogoutResource,
     PasswordResource,
     RegisterResource,
+    SearchResource,
     SocketRoot,
     origin_allowed,
     upgrade,
@@ -199,6 +200,10 @@ def make_site(
     root.putChild(b"password", PasswordResource(service, portal))
     root.putChild(b"history", HistoryResource(service, portal, history_default))
     root.putChild(b"health", HealthResource(service))
+    root.putChild(
+        b"search",
+        SearchResource(service, portal, app_factory.tokens if app_factory is not None else None),
+    )
     root.putChild(b"ws", SocketRoot(service, portal, ws_factory, app_factory, allowed_origins))
     if tokens is not None:
         root.putChild(b"login", LoginResource(service, tokens))

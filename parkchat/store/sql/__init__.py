@@ -2,8 +2,9 @@
 
 All SQL parkchat runs against its tables is in this package, one module per
 area, each pairing the named ``*_txn`` functions of its tables with the store
-class that runs them (``messages``, ``accounts``, ``sessions``, ``direct``,
-``moderation``, ``tokens``; ``settings`` for start-up). ``SQLStore`` is every area at once:
+class that runs them (``messages``, ``edits``, ``search``, ``topics``, ``accounts``,
+``sessions``, ``direct``, ``moderation``, ``tokens``; ``settings`` for
+start-up). ``SQLStore`` is every area at once:
 Synapse's ``DataStore`` made of its per-area stores is the model.
 
 The SQL is written with ``?`` placeholders; an engine is a ``Dialect``
@@ -19,22 +20,28 @@ from zope.interface import implementer
 from parkchat.interfaces import IMessageStore
 from parkchat.store.sql.accounts import AccountStore
 from parkchat.store.sql.direct import DirectMessageStore
+from parkchat.store.sql.edits import MessageEditStore
 from parkchat.store.sql.engine import Cursor, Dialect, SQLStoreBase
 from parkchat.store.sql.messages import RoomMessageStore
 from parkchat.store.sql.moderation import ModerationStore
+from parkchat.store.sql.search import SearchStore
 from parkchat.store.sql.sessions import SessionStore
 from parkchat.store.sql.settings import load_or_create_setting_txn
 from parkchat.store.sql.tokens import TokenStore
+from parkchat.store.sql.topics import RoomTopicStore
 
 __all__ = [
     "AccountStore",
     "Cursor",
     "Dialect",
     "DirectMessageStore",
+    "MessageEditStore",
     "ModerationStore",
     "RoomMessageStore",
+    "RoomTopicStore",
     "SQLStore",
     "SQLStoreBase",
+    "SearchStore",
     "SessionStore",
     "TokenStore",
     "load_or_create_setting_txn",
@@ -44,6 +51,9 @@ __all__ = [
 @implementer(IMessageStore)
 class SQLStore(
     RoomMessageStore,
+    MessageEditStore,
+    SearchStore,
+    RoomTopicStore,
     AccountStore,
     SessionStore,
     DirectMessageStore,

@@ -23,7 +23,7 @@ from parkchat.interfaces import IRoomMessageStore
 from parkchat.model import Message
 from parkchat.store.sql.engine import Cursor, Dialect, SQLStoreBase
 
-_MESSAGE_COLUMNS = "id, room, user_id, nickname, content, created_ms, type, seq"
+MESSAGE_COLUMNS = "id, room, user_id, nickname, content, created_ms, type, seq, edited_ms"
 
 #: Rooms per statement that bumps or reads room counters: a batch spanning
 #: more rooms takes several statements (SQLite allows 32766 parameters per
@@ -31,8 +31,9 @@ _MESSAGE_COLUMNS = "id, room, user_id, nickname, content, created_ms, type, seq"
 ROOMS_PER_STATEMENT = 500
 
 
-def _message_from_row(row: Sequence[Any]) -> Message:
-    id_, room, user_id, nickname, content, created_ms, type_, seq = row
+def message_from_row(row: Sequence[Any]) -> Message:
+    """A ``Message`` from the columns ``MESSAGE_COLUMNS``."""
+    id_, room, user_id, nickname, content, created_ms, type_, seq, edited_ms = row
     return Message(
         id=id_,
         seq=seq,
@@ -42,6 +43,7 @@ def _message_from_row(row: Sequence[Any]) -> Message:
         content=content,
         timestamp_ms=created_ms,
         type=type_,
+        edited_ms=edited_ms,
     )
 
 
@@ -128,17 +130,17 @@ def recent_messages_txn(
         bound = _seq_bound_txn(txn, dialect, room, after, including=True)
         txn.execute(
             dialect.sql(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE room = ? AND seq > ? "
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ? AND seq > ? "
                 "ORDER BY seq ASC LIMIT ?"
             ),
             (room, bound, limit),
         )
-        return [_message_from_row(r) for r in txn.fetchall()]
+        return [message_from_row(r) for r in txn.fetchall()]
     if before is not None:
         bound = _seq_bound_txn(txn, dialect, room, before, including=False)
         txn.execute(
             dialect.sql(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE room = ? AND seq <= ? "
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ? AND seq <= ? "
                 "ORDER BY seq DESC LIMIT ?"
             ),
             (room, bound, limit),
@@ -146,13 +148,13 @@ def recent_messages_txn(
     else:
         txn.execute(
             dialect.sql(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE room = ? ORDER BY seq DESC LIMIT ?"
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ? ORDER BY seq DESC LIMIT ?"
             ),
             (room, limit),
         )
     rows = txn.fetchall()
     rows.reverse()
-    return [_message_from_row(r) for r in rows]
+    return [message_from_row(r) for r in rows]
 
 
 def _seq_bound_txn(
@@ -185,12 +187,12 @@ def room_messages_after_txn(
         return []
     txn.execute(
         dialect.sql(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE room = ? AND seq > ? "
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ? AND seq > ? "
             "ORDER BY seq ASC LIMIT ?"
         ),
         (room, after_seq, limit),
     )
-    return [_message_from_row(r) for r in txn.fetchall()]
+    return [message_from_row(r) for r in txn.fetchall()]
 
 
 def room_messages_before_txn(
@@ -201,21 +203,21 @@ def room_messages_before_txn(
     if before_seq is None:
         txn.execute(
             dialect.sql(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE room = ? ORDER BY seq DESC LIMIT ?"
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ? ORDER BY seq DESC LIMIT ?"
             ),
             (room, limit),
         )
     else:
         txn.execute(
             dialect.sql(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE room = ? AND seq < ? "
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE room = ? AND seq < ? "
                 "ORDER BY seq DESC LIMIT ?"
             ),
             (room, before_seq, limit),
         )
     rows = txn.fetchall()
     rows.reverse()
-    return [_message_from_row(r) for r in rows]
+    return [message_from_row(r) for r in rows]
 
 
 def current_seq_txn(txn: Cursor, dialect: Dialect, room: str) -> int:
