@@ -171,3 +171,13 @@ class OriginForbidden(ChatError):
 
     def default_message(self) -> str:
         return "this origin may not open a WebSocket here"
+
+
+class Forbidden(ChatError):
+    """A request this connection may not make: account state for a guest."""
+
+    code = "forbidden"
+    http_status = 403
+
+    def default_message(self) -> str:
+        return "this needs a registered account"

@@ -35,9 +35,11 @@ from parkchat.handlers.connections import ConnectionHandler
 from parkchat.handlers.direct import DirectMessageHandler
 from parkchat.handlers.messages import MessageHandler, stored_publisher
 from parkchat.handlers.moderation import ModerationHandler
+from parkchat.handlers.refresh import REFRESH_TTL, RefreshTokenHandler
 from parkchat.handlers.resync import ResyncHandler
 from parkchat.handlers.rooms import RoomHandler
 from parkchat.handlers.sessions import SessionHandler
+from parkchat.handlers.state import StateHandler
 from parkchat.interfaces import IBus, IMessageStore
 from parkchat.limits import Limits, LoginThrottle, TokenBucketLimiter
 from parkchat.metrics import ServiceMetrics
@@ -410,6 +412,7 @@ def build_chat_service(
     position_check: float = 10.0,
     resume_max: int = 5000,
     drain_timeout: float = 10.0,
+    refresh_ttl: int = REFRESH_TTL,
 ) -> ChatService:
     """The chat service and its handlers (``parkchat.handlers``), each given
     its collaborators by constructor, lowest first.
@@ -464,6 +467,7 @@ def build_chat_service(
         credentials,
         instance_id=instance_id,
         single_session=single_session,
+        refresh_tokens=store,
     )
     accounts = AccountHandler(
         store,
@@ -480,6 +484,8 @@ def build_chat_service(
     direct = DirectMessageHandler(
         store, store, connections, bus, clock, limits, rate, instance_id=instance_id
     )
+    state = StateHandler(store, store, connections, bus, clock, instance_id=instance_id)
+    refresh = RefreshTokenHandler(store, store, moderation, clock, ttl=refresh_ttl)
     resync = ResyncHandler(
         rooms,
         moderation,
@@ -501,6 +507,8 @@ def build_chat_service(
         messages=messages,
         direct=direct,
         resync=resync,
+        state=state,
+        refresh=refresh,
         metrics=metrics,
         limits=limits,
         portal=make_portal(accounts.login_for_cred),
@@ -579,6 +587,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         position_check=settings.position_check,
         resume_max=settings.resume_max,
         drain_timeout=settings.drain_timeout,
+        refresh_ttl=settings.refresh_ttl,
     )
     service.setServiceParent(top)
 

@@ -174,13 +174,15 @@ class AppSocketCase(TestCase):
 
     def login(self, nickname: str) -> RecordingClient:
         """A /ws client authenticated with GarinChat's auth frame; its
-        ``ready`` frame is checked and consumed."""
+        ``ready`` frame and the account's ``state`` after it are checked
+        and consumed."""
         client = self.open()
         client.send_json({"type": "auth", "body": self.token(nickname)})
         self.settle()
-        [ready] = client.take()
+        ready, state = client.take()
         self.assertEqual(ready["type"], "ready")
         self.assertEqual(ready["nickname"], nickname)
+        self.assertEqual(state["type"], "state")
         return client
 
     def joined(self, nickname: str, *rooms: str) -> RecordingClient:

@@ -3,7 +3,8 @@
 All SQL parkchat runs against its tables is in this package, one module per
 area, each pairing the named ``*_txn`` functions of its tables with the store
 class that runs them (``messages``, ``accounts``, ``sessions``, ``direct``,
-``moderation``, ``tokens``; ``settings`` for start-up). ``SQLStore`` is every area at once:
+``moderation``, ``tokens``, ``state``, ``refresh``; ``settings`` for
+start-up). ``SQLStore`` is every area at once:
 Synapse's ``DataStore`` made of its per-area stores is the model.
 
 The SQL is written with ``?`` placeholders; an engine is a ``Dialect``
@@ -22,16 +23,20 @@ from parkchat.store.sql.direct import DirectMessageStore
 from parkchat.store.sql.engine import Cursor, Dialect, SQLStoreBase
 from parkchat.store.sql.messages import RoomMessageStore
 from parkchat.store.sql.moderation import ModerationStore
+from parkchat.store.sql.refresh import RefreshTokenStore
 from parkchat.store.sql.sessions import SessionStore
 from parkchat.store.sql.settings import load_or_create_setting_txn
+from parkchat.store.sql.state import AccountStateStore
 from parkchat.store.sql.tokens import TokenStore
 
 __all__ = [
+    "AccountStateStore",
     "AccountStore",
     "Cursor",
     "Dialect",
     "DirectMessageStore",
     "ModerationStore",
+    "RefreshTokenStore",
     "RoomMessageStore",
     "SQLStore",
     "SQLStoreBase",
@@ -49,6 +54,8 @@ class SQLStore(
     DirectMessageStore,
     ModerationStore,
     TokenStore,
+    AccountStateStore,
+    RefreshTokenStore,
 ):
     """An ``IMessageStore`` over an adbapi pool, the engine given by its
     ``dialect``: every area store on one pool."""
