@@ -132,7 +132,7 @@ class AccountStateStoreTestsMixin(StoreSuite):
             "@room",
             "guest1",
         )
-        [(message_id, seq)] = await self.post(store, message, said("garden", alice, "plain"))
+        [(message_id, seq), _] = await self.post(store, message, said("garden", alice, "plain"))
         self.assertEqual(message.mentions, ("@room", "Bob", "guest1"))
         read = await store.room_messages_after("garden", 0, 10)
         self.assertEqual([m.mentions for m in read], [("@room", "Bob", "guest1"), ()])
