@@ -412,6 +412,13 @@ class PostgresSchemaTests(PostgresTestCase):
             "INSERT INTO room_sequences (room, last_seq) "
             "SELECT 'room' || g, 1000 FROM generate_series(0, 19999) g",
         )
+        # Mentions (schema v5) of every third message: each page reads its own.
+        query(
+            self.dsn,
+            "INSERT INTO mentions (room, seq, name) "
+            "SELECT 'room' || mod(g, 50), g / 50 + 1, '@room' "
+            "FROM generate_series(0, 49999, 3) g",
+        )
         query(self.dsn, "ANALYZE")
         txn = PostgresPlans(self.dsn)
         self.addCleanup(txn.close)
@@ -423,7 +430,12 @@ class PostgresSchemaTests(PostgresTestCase):
         self.assertEqual([m.seq for m in pages[0]], list(range(401, 421)))
         self.assertEqual([m.seq for m in pages[1]], list(range(580, 600)))
         self.assertEqual([m.seq for m in pages[2]], list(range(981, 1001)))
+        self.assertTrue(all(m.mentions in ((), ("@room",)) for page in pages for m in page))
         for plan in txn.plans:
+            self.assertNotIn("Seq Scan", plan)
+            if " on mentions" in plan:
+                self.assertIn("mentions_pkey", plan)
+                continue
             self.assertIn("Index Scan", plan)
             self.assertIn("using messages_room_seq on messages", plan)
             self.assertNotIn("Sort", plan)
