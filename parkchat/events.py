@@ -22,7 +22,9 @@ Frames on Redis (``i`` is the publishing instance)::
 
     <prefix>:room:<room>   {"i": ..., "m": <message>}   (a stored message's "m" carries
                                                       its room position, "seq"; absent
-                                                      from older senders: 0)
+                                                      from older senders: 0; a leave's
+                                                      "departure" is [kind, reason] or
+                                                      null)
     <prefix>:ctl           {"k": "event", "i": ..., "e": <control event>}
                            {"k": "presence", "i": ..., "p": <presence snapshot>}
                            {"k": "bye", "i": ...}
@@ -39,7 +41,7 @@ from typing import Any, ClassVar, Final
 
 from twisted.logger import Logger
 
-from parkchat.model import Ban, DirectMessage, DirectState, Message, RoomState
+from parkchat.model import Ban, Departure, DirectMessage, DirectState, Message, RoomState
 
 _log = Logger()
 
@@ -432,10 +434,26 @@ def message_to_wire(message: Message) -> dict[str, Any]:
         "user_id": message.user_id,
         "event": message.event,
         "origin": message.origin,
+        "departure": _departure_to_wire(message.departure),
     }
     if message.mentions:
         wire["mentions"] = list(message.mentions)
     return wire
+
+
+def _departure_to_wire(departure: Departure | None) -> list[str] | None:
+    return None if departure is None else [departure.kind, departure.reason]
+
+
+def _departure_from_wire(value: object) -> Departure | None:
+    """``[kind, reason]``; None when absent (an instance of an earlier
+    version) or unreadable (the leave is still delivered, as a plain one)."""
+    if not isinstance(value, list) or len(value) != 2:
+        return None
+    kind, reason = value
+    if not isinstance(kind, str) or not isinstance(reason, str):
+        return None
+    return Departure(kind, reason)
 
 
 def message_from_wire(data: dict[str, Any]) -> Message:
@@ -453,6 +471,7 @@ def message_from_wire(data: dict[str, Any]) -> Message:
         event=data.get("event"),
         origin=data.get("origin"),
         mentions=_mentions_from_wire(data.get("mentions")),
+        departure=_departure_from_wire(data.get("departure")),
     )
 
 

@@ -86,8 +86,9 @@ class IChatService(Interface):
         """Register a connection (bans, limits, single session) and return
         its id, unique across instances."""
 
-    def disconnect(participant: IParticipant) -> None:
-        """Forget a closed connection; it leaves all its rooms."""
+    def disconnect(participant: IParticipant, reason: str = "Connection closed") -> None:
+        """Forget a closed connection; it leaves all its rooms, and the
+        others are told it quit with ``reason`` (``model.QUIT_REASONS``)."""
 
     def connection_id(participant: IParticipant) -> str | None:
         """The id ``connect`` gave, or None if not registered."""
@@ -105,8 +106,9 @@ class IChatService(Interface):
         them or is missing between them and the live events). Without
         ``since`` the participant is in the room when this returns."""
 
-    def leave(participant: IParticipant, room: str) -> None:
-        """Take the participant out of ``room`` and tell the others."""
+    def leave(participant: IParticipant, room: str, reason: str = "") -> None:
+        """Take the participant out of ``room`` and tell the others (with
+        the member's ``reason``, if its surface has one: IRC's PART)."""
 
     def rooms_of(participant: IParticipant) -> frozenset[str]:
         """The rooms the participant is in."""

@@ -28,6 +28,16 @@ DELETED: Final = "deleted"
 JOINED: Final = "joined"
 LEFT: Final = "left"
 
+#: How a member left a room (``Departure.kind`` of a LEFT event): it left
+#: the room, its connection went away, or a moderator removed it.
+PART: Final = "part"
+QUIT: Final = "quit"
+KICK: Final = "kick"
+
+#: The longest departure reason passed on to the other members (a PART
+#: message or a kick reason); longer ones are cut.
+MAX_REASON_LENGTH: Final = 300
+
 #: The ``origin`` of a room message a gap fill read from the store (which does
 #: not keep the posting connection): surfaces that skip their own messages
 #: recognise them by id instead.
@@ -152,6 +162,47 @@ class DisconnectReason(Enum):
         return self.value
 
 
+#: The reason the other members are given when a connection goes away: for
+#: each ``DisconnectReason`` (the server closed it) and for the client going
+#: away by itself (``CONNECTION_CLOSED``, the default, and ``PING_TIMEOUT``
+#: for a surface that noticed the silence). The one table every surface
+#: renders departures from (IRC shows them as QUIT reasons); a test checks
+#: that it covers every ``DisconnectReason``.
+CONNECTION_CLOSED: Final = "Connection closed"
+PING_TIMEOUT: Final = "Ping timeout"
+QUIT_REASONS: Final[dict[DisconnectReason, str]] = {
+    DisconnectReason.SHUTDOWN: "Server shutting down",
+    DisconnectReason.REPLACED: "Replaced by a newer session",
+    DisconnectReason.BANNED: "Banned",
+    DisconnectReason.LOGGED_OUT: "Logged out everywhere",
+    DisconnectReason.TOKEN_REVOKED: "Logged out",
+    DisconnectReason.DELIVERY_FAILED: "Connection lost (delivery failed)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Departure:
+    """How and why a member left a room: carried by its LEFT event
+    (``Message.departure``) to every surface, across instances. Surfaces
+    with one way of showing a leave ignore it; IRC shows PART, QUIT and
+    KICK."""
+
+    #: PART (it left the room), QUIT (its connection went away) or KICK.
+    kind: str
+    #: The member's PART message, why the connection went away
+    #: (``QUIT_REASONS``), or the moderator's reason; may be empty.
+    reason: str = ""
+
+
+def clean_reason(reason: object) -> str:
+    """A departure reason as others may be shown it: a string of at most
+    MAX_REASON_LENGTH characters without control characters (each becomes
+    a space); anything else is no reason."""
+    if not isinstance(reason, str):
+        return ""
+    return _CONTROL.sub(" ", reason[:MAX_REASON_LENGTH]).strip()
+
+
 @dataclass(frozen=True, slots=True)
 class User:
     """A registered account as the service sees it (never the password hash)."""
@@ -187,6 +238,7 @@ class Message:
     __slots__ = (
         "_json",
         "content",
+        "departure",
         "event",
         "id",
         "mentions",
@@ -213,6 +265,7 @@ class Message:
         event: str | None = None,
         origin: str | None = None,
         mentions: tuple[str, ...] = (),
+        departure: Departure | None = None,
     ) -> None:
         self.id = id
         self.seq = seq
@@ -231,6 +284,9 @@ class Message:
         #: Before it is stored it may hold candidates that the store
         #: resolves (``IRoomMessageStore.insert_messages``).
         self.mentions = mentions
+        #: For a LEFT event: how and why the member left (None: not known,
+        #: e.g. from an instance of an earlier version).
+        self.departure = departure
         self._json: bytes | None = None
 
     def with_ids(self, id: int, seq: int) -> Message:
@@ -247,6 +303,7 @@ class Message:
             event=self.event,
             origin=self.origin,
             mentions=self.mentions,
+            departure=self.departure,
         )
 
     def with_id(self, id: int) -> Message:
@@ -306,8 +363,10 @@ class Message:
         )
 
 
-def system_message(room: str, nickname: str, event: str, timestamp_ms: int) -> Message:
-    """The join/leave notice of the seed API."""
+def system_message(
+    room: str, nickname: str, event: str, timestamp_ms: int, departure: Departure | None = None
+) -> Message:
+    """The join/leave notice of the seed API (a leave with its ``departure``)."""
     verb = "joined" if event == JOINED else "left"
     return Message(
         room=room,
@@ -316,6 +375,7 @@ def system_message(room: str, nickname: str, event: str, timestamp_ms: int) -> M
         timestamp_ms=timestamp_ms,
         type=SYSTEM,
         event=event,
+        departure=departure,
     )
 
 

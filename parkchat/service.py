@@ -50,6 +50,7 @@ from parkchat.interfaces import IBus, IBusHandler, IChatService, IParticipant, I
 from parkchat.limits import Limits
 from parkchat.metrics import ServiceMetrics
 from parkchat.model import (
+    CONNECTION_CLOSED,
     Ban,
     DirectMessage,
     DirectState,
@@ -323,9 +324,10 @@ class ChatService(Service):
         self._sessions.started(participant, connection_id)
         return connection_id
 
-    def disconnect(self, participant: IParticipant) -> None:
-        """Forget a closed connection: it leaves all its rooms."""
-        self._rooms.disconnect(participant)
+    def disconnect(self, participant: IParticipant, reason: str = CONNECTION_CLOSED) -> None:
+        """Forget a closed connection: it leaves all its rooms (the others
+        are told it quit, and why: ``reason``)."""
+        self._rooms.disconnect(participant, reason)
 
     def check_connection(self, nickname: str, peer_host: str) -> None:
         """Raise TooManyConnections if a new connection would pass a limit;
@@ -362,8 +364,8 @@ class ChatService(Service):
     ) -> Deferred[JoinResult]:
         return self._rooms.join(participant, room_name, since)
 
-    def leave(self, participant: IParticipant, room_name: str) -> None:
-        self._rooms.leave(participant, room_name)
+    def leave(self, participant: IParticipant, room_name: str, reason: str = "") -> None:
+        self._rooms.leave(participant, room_name, reason)
 
     def rooms_of(self, participant: IParticipant) -> frozenset[str]:
         return self._rooms.rooms_of(participant)

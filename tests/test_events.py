@@ -40,7 +40,7 @@ from parkchat.events import (
     read_room_frame,
     room_frame,
 )
-from parkchat.model import Ban, DirectMessage, Message
+from parkchat.model import LEFT, QUIT, Ban, Departure, DirectMessage, Message, system_message
 
 INSTANCE = "ab12cd34"
 
@@ -387,7 +387,7 @@ class FrameTests(TestCase):
             frame,
             '{"i": "ab12cd34", "m": {"id": 42, "seq": 7, "room": "lobby", "nickname": "alice", '
             '"content": "hi", "ts": 1757345400123, "type": "chat", "user_id": 1, '
-            '"event": null, "origin": "ab12cd34.c3"}}',
+            '"event": null, "origin": "ab12cd34.c3", "departure": null}}',
         )
         read = read_room_frame(frame.encode())
         assert read is not None
@@ -424,6 +424,26 @@ class FrameTests(TestCase):
         read = read_room_frame(raw)
         assert read is not None
         self.assertEqual((read[1].id, read[1].seq), (5, 0))
+
+    def test_room_frame_of_a_leave(self) -> None:
+        """A leave carries how and why the member left ([kind, reason]);
+        from an older sender, or unreadable, it has no departure."""
+        leave = system_message("lobby", "bob", LEFT, 5, Departure(QUIT, "Ping timeout"))
+        frame = room_frame(INSTANCE, leave)
+        self.assertIn('"departure": ["quit", "Ping timeout"]', frame)
+        read = read_room_frame(frame)
+        assert read is not None
+        self.assertEqual(read[1].departure, Departure(QUIT, "Ping timeout"))
+        for departure in ("", '"quit"', '["quit"]', '["quit", 5]'):
+            extra = f', "departure": {departure}' if departure else ""
+            raw = (
+                '{"i": "old", "m": {"id": 0, "room": "lobby", "nickname": "bob", '
+                f'"content": "bob has left the room", "ts": 1, "type": "system", '
+                f'"event": "left"{extra}}}}}'
+            )
+            read = read_room_frame(raw)
+            assert read is not None, raw
+            self.assertIsNone(read[1].departure)
 
     def test_announcements(self) -> None:
         snapshot = {"users": {"bob": [2, "bob"]}, "rooms": {"lobby": ["bob"]}, "connections": {}}

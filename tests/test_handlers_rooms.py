@@ -12,7 +12,21 @@ from parkchat.handlers.connections import ConnectionHandler
 from parkchat.handlers.rooms import RoomHandler
 from parkchat.limits import Limits, TokenBucketLimiter
 from parkchat.metrics import ServiceMetrics
-from parkchat.model import CHAT, JOINED, LEFT, SYSTEM, DisconnectReason, Message
+from parkchat.model import (
+    CHAT,
+    CONNECTION_CLOSED,
+    JOINED,
+    KICK,
+    LEFT,
+    MAX_REASON_LENGTH,
+    PART,
+    QUIT,
+    QUIT_REASONS,
+    SYSTEM,
+    Departure,
+    DisconnectReason,
+    Message,
+)
 from parkchat.store.memory import MemoryStore
 from tests.helpers import FakeParticipant, RecordingBus
 
@@ -133,6 +147,39 @@ class MembershipTests(RoomHandlerCase):
         self.assertEqual(self.rooms.local_members("lobby"), ["alice"])
         self.assertEqual(self.notices(alice)[-2:], [(LEFT, "bob"), (LEFT, "BOB")])
         self.assertEqual(self.rooms.kick_here("bob", "lobby", "again"), 0)
+
+    def test_departures(self) -> None:
+        """Every leave says how and why: PART with the member's reason
+        (control characters blanked, cut at MAX_REASON_LENGTH), QUIT when
+        the connection went away (``QUIT_REASONS`` when the server closed
+        it), PART when the account is still online on another connection,
+        KICK with the moderator's reason."""
+        watcher = self.joined("watcher")
+        ana, bob, cyd = (self.joined(name) for name in ("ana", "bob", "cyd"))
+        self.joined("dee")
+        self.rooms.leave(ana, "lobby", "off\nnow" + "x" * 400)
+        self.rooms.disconnect(bob, "Ping timeout")
+        self.rooms.force_out(cyd, DisconnectReason.REPLACED)
+        self.rooms.kick_here("dee", "lobby", "")
+        second = self.connect("eve", user_id=5)
+        first = self.joined("eve", user_id=5)
+        self.rooms.disconnect(first)
+        self.rooms.disconnect(second)  # in no room: nothing to announce
+        departures = [
+            (m.nickname, m.departure)
+            for m in watcher.received
+            if m.type == SYSTEM and m.event == LEFT
+        ]
+        self.assertEqual(
+            departures,
+            [
+                ("ana", Departure(PART, ("off now" + "x" * 400)[:MAX_REASON_LENGTH])),
+                ("bob", Departure(QUIT, "Ping timeout")),
+                ("cyd", Departure(QUIT, QUIT_REASONS[DisconnectReason.REPLACED])),
+                ("dee", Departure(KICK, "kicked by a moderator")),
+                ("eve", Departure(PART, CONNECTION_CLOSED)),
+            ],
+        )
 
     def test_stopping_announces_no_leaves(self) -> None:
         alice = self.joined("alice")

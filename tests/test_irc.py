@@ -10,15 +10,29 @@ from dataclasses import replace
 from typing import Any
 
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.test import iosim
 from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
+from parkchat.errors import Banned
 from parkchat.interfaces import IParticipant
 from parkchat.limits import Limits
-from parkchat.model import CHAT, JOINED, LEFT, SYSTEM, Message
-from parkchat.protocols import irchistory
+from parkchat.model import (
+    CHAT,
+    CONNECTION_CLOSED,
+    JOINED,
+    LEFT,
+    PART,
+    PING_TIMEOUT,
+    QUIT,
+    QUIT_REASONS,
+    SYSTEM,
+    Departure,
+    DisconnectReason,
+    Message,
+)
 from parkchat.protocols.fastpath import PLAIN
 from parkchat.protocols.irc import IrcConnection, IrcFactory, IrcOptions, looks_like_token
 from parkchat.tokens import TokenAuthority, TokenVerifier
@@ -28,6 +42,8 @@ from tests.irc_support import Line, RawIrcClient
 START = 1_757_345_400.0
 SERVER = IPv4Address("TCP", "127.0.0.1", 6667)
 MAX_CONTENT = 1000
+HISTORY_CAPS = ("batch", "server-time", "message-tags", "draft/chathistory")
+MULTILINE_CAPS = ("batch", "server-time", "message-tags", "draft/multiline")
 
 
 def commands(lines: list[Line]) -> list[str]:
@@ -167,6 +183,7 @@ class RegistrationTests(IrcCase):
             "NICKLEN=32",
             "CHANNELLEN=65",
             "CHATHISTORY=200",
+            "CLIENTTAGDENY=*,-typing",
             "MSGREFTYPES=msgid,timestamp",
             "UTF8ONLY",
         ):
@@ -321,10 +338,19 @@ class CapabilityTests(IrcCase):
         self.assertEqual(old.params[:2], ["*", "LS"])
         self.assertEqual(
             old.text.split(),
-            ["batch", "draft/chathistory", "echo-message", "message-tags", "sasl", "server-time"],
+            [
+                "batch",
+                "draft/chathistory",
+                "draft/multiline",
+                "echo-message",
+                "message-tags",
+                "sasl",
+                "server-time",
+            ],
         )
         [new] = self.send(client, "CAP LS 302")
         self.assertIn("sasl=PLAIN", new.text.split())
+        self.assertIn("draft/multiline=max-bytes=4096,max-lines=100", new.text.split())
 
     def test_req_ack_nak_list(self) -> None:
         """REQ of known capabilities is ACKed (all), of any unknown one NAKed
@@ -370,6 +396,8 @@ class SaslTests(IrcCase):
         received = self.authenticate(client, "", "Alice", password)
         self.assertEqual(commands(received), ["900", "903"])
         self.assertEqual(received[0].params[2], "alice")
+        # Addressed to the nickname the client gave (as WeeChat expects), not "*".
+        self.assertEqual([line.params[0] for line in received], ["someone", "someone"])
         welcome = self.send(client, "CAP END")
         self.assertEqual(welcome[0].params[0], "alice")
         server = self.server_of(client)
@@ -450,8 +478,9 @@ class LineTests(IrcCase):
         )
 
     def test_endless_line(self) -> None:
-        """Bytes without a newline past 8191 are 417 once; the rest of that
-        line is skipped and the next line works."""
+        """Bytes without a newline past the longest line a client may send
+        (4094 bytes of tags, then 512) are 417 once; the rest of that line
+        is skipped and the next line works."""
         client = self.joined("mina")
         client.send_bytes(b"PRIVMSG #dev :" + b"x" * 9000)
         self.settle()
@@ -468,6 +497,27 @@ class LineTests(IrcCase):
         [fail] = client.take()
         self.assertEqual(fail.command, "FAIL")
         self.assertEqual(fail.params[:2], ["PRIVMSG", "INVALID_UTF8"])
+
+    def test_client_tags_limit(self) -> None:
+        """Over 4094 bytes of tag data is 417 (message-tags), even when the
+        rest of the line is short."""
+        client = self.joined("mina")
+        [reply] = self.send(client, "@+x=" + "y" * 4092 + " PRIVMSG #dev :hi")
+        self.assertEqual(reply.command, "417")
+        self.assertEqual(self.successResultOf(self.service.history("dev")), [])
+
+    def test_connections_per_address(self) -> None:
+        """Past ``max_connections_per_ip`` registered connections from one
+        address, another is told why (ERROR) and closed at once."""
+        self.factory.max_connections_per_ip = 1
+        self.service.connect(FakeParticipant("other", peer_host="127.0.0.1"))
+        client = self.connect()
+        self.assertEqual(
+            [line.raw for line in client.take()],
+            ["ERROR :Closing link: too many connections from 127.0.0.1"],
+        )
+        self.assertTrue(client.lost)
+        self.assertEqual(self.factory.context.metrics.connections_refused, 1)
 
     def test_lf_only_and_blank_lines(self) -> None:
         """LF-only lines work; blank lines are ignored."""
@@ -508,14 +558,32 @@ class KeepAliveTests(IrcCase):
         self.assertEqual(self.service.connection_count, 0)
 
     def test_quit(self) -> None:
-        """QUIT: ERROR, closed, out of every room (others see it leave)."""
+        """QUIT: ERROR, closed, out of every room; the others are told it
+        quit, with "Quit: " and its words (as IRC servers show them)."""
         observer = self.observer()
         client = self.joined("mina")
-        [error] = self.send(client, "QUIT :bye all")
+        [error] = self.send(client, "QUIT :bye \x02all\x02")
         self.assertEqual((error.command, error.text), ("ERROR", "Closing link: Quit: bye all"))
         self.assertTrue(client.lost)
         last = observer.received[-1]
         self.assertEqual((last.type, last.event, last.nickname), (SYSTEM, LEFT, "mina"))
+        self.assertEqual(last.departure, Departure(QUIT, "Quit: bye all"))
+
+    def test_quit_reasons(self) -> None:
+        """A ping timeout is "Ping timeout" to the others, a connection that
+        just closes "Connection closed"."""
+        observer = self.observer()
+        silent = self.joined("mina")
+        self.clock.advance(30)
+        self.clock.advance(20)
+        self.settle()
+        self.assertTrue(silent.lost)
+        self.assertEqual(observer.received[-1].departure, Departure(QUIT, PING_TIMEOUT))
+        client = self.joined("omar")
+        assert client.transport is not None
+        client.transport.loseConnection()
+        self.settle()
+        self.assertEqual(observer.received[-1].departure, Departure(QUIT, CONNECTION_CLOSED))
 
 
 class ChannelTests(IrcCase):
@@ -570,9 +638,10 @@ class ChannelTests(IrcCase):
         not joined is 442; no parameter 461."""
         observer = self.observer()
         client = self.joined("mina")
-        [part] = self.send(client, "PART #dev :see you")
+        [part] = self.send(client, "PART #dev :see \x1fyou")
         self.assertEqual((part.command, part.params), ("PART", ["#dev", "see you"]))
         self.assertEqual(observer.received[-1].event, LEFT)
+        self.assertEqual(observer.received[-1].departure, Departure(PART, "see you"))
         self.assertEqual(commands(self.send(client, "PART #dev")), ["442"])
         self.assertEqual(commands(self.send(client, "PART")), ["461"])
 
@@ -671,6 +740,29 @@ class ChannelTests(IrcCase):
         self.assertEqual((error.command, error.text), ("ERROR", "Closing link: banned"))
         self.assertTrue(client.lost)
 
+    def test_banned_on_join(self) -> None:
+        """A ban refusing a JOIN is 474 for that channel (elsewhere, 465):
+        an account whose ban has not closed its connection yet."""
+        _, password = self.account("alice")
+        alice = self.register("alice", password=password)
+
+        def banned(user_id: int) -> None:
+            raise Banned("this account is banned")
+
+        self.service.check_not_banned = banned  # type: ignore[method-assign]
+        [refused] = self.send(alice, "JOIN #dev")
+        self.assertEqual((refused.command, refused.params[1]), ("474", "#dev"))
+        self.assertEqual(self.service.rooms_of(self.server_of(alice)), frozenset())
+        client = self.joined("mina")
+        server = self.server_of(client)
+        server.send_error(Banned("this account is banned"), ("JOIN", "#dev"))
+        server.send_error(Banned("this account is banned"), ("PASS", None))
+        self.settle()
+        [on_join, other] = client.take()
+        self.assertEqual((on_join.command, on_join.params[1]), ("474", "#dev"))
+        self.assertIn("[banned]", on_join.text)
+        self.assertEqual(other.command, "465")
+
     def test_shutdown(self) -> None:
         """Stopping the service says goodbye with ERROR and closes."""
         client = self.joined("mina")
@@ -705,13 +797,15 @@ class RoomEventTests(IrcCase):
         [line] = plain.take()
         self.assertEqual(line.raw, ":observer!observer@irc.parkchat PRIVMSG #dev :hello irc")
         [line] = tagged.take()
-        self.assertEqual(line.tags, {"time": message.timestamp, "msgid": str(message.id)})
+        self.assertEqual(
+            line.tags, {"time": message.timestamp, "msgid": f"{message.seq}-{message.id}"}
+        )
         [line] = timed.take()
         self.assertEqual(line.tags, {"time": message.timestamp})
 
     def test_multiline_and_long(self) -> None:
         """Several lines become several PRIVMSGs, a line over 512 bytes is
-        cut at a space (never in a character); msgids N, N.2, N.3..."""
+        cut at a space (never in a character); msgids S-N, S-N.2, S-N.3..."""
         client = self.joined("mina", caps=("message-tags",))
         observer = self.observer()
         self.settle()
@@ -722,10 +816,43 @@ class RoomEventTests(IrcCase):
         self.assertEqual([line.text for line in lines[:2]], ["first", "second"])
         self.assertEqual("".join(line.text for line in lines[2:]), long_line)
         self.assertGreater(len(lines), 3)
+        base = f"{message.seq}-{message.id}"
         self.assertEqual(
             [line.tags["msgid"] for line in lines],
-            [str(message.id)] + [f"{message.id}.{n}" for n in range(2, len(lines) + 1)],
+            [base] + [f"{base}.{n}" for n in range(2, len(lines) + 1)],
         )
+
+    def test_multiline_batch(self) -> None:
+        """With draft/multiline (and batch), a message of several lines is
+        one batch: time and msgid on its opening, cut lines marked
+        ``draft/multiline-concat``; one line is one PRIVMSG, as without."""
+        client = self.joined("mina", caps=MULTILINE_CAPS)
+        observer = self.observer()
+        self.settle()
+        client.take()
+        long_line = " ".join(["word"] * 120)
+        message = self.post(observer, f"first\n\n{long_line}")
+        lines = client.take()
+        reference = lines[0].params[0][1:]
+        self.assertEqual(
+            (lines[0].command, lines[0].params[1:], lines[0].prefix),
+            ("BATCH", ["draft/multiline", "#dev"], "observer!observer@irc.parkchat"),
+        )
+        self.assertEqual(
+            lines[0].tags, {"time": message.timestamp, "msgid": f"{message.seq}-{message.id}"}
+        )
+        self.assertEqual((lines[-1].command, lines[-1].params), ("BATCH", ["-" + reference]))
+        inner = lines[1:-1]
+        self.assertTrue(all(line.tags["batch"] == reference for line in inner))
+        self.assertEqual([line.text for line in inner[:2]], ["first", ""])
+        self.assertEqual("".join(line.text for line in inner[2:]), long_line)
+        self.assertEqual(
+            ["draft/multiline-concat" in line.tags for line in inner],
+            [False, False, False] + [True] * (len(inner) - 3),
+        )
+        self.post(observer, "just one")
+        [line] = client.take()
+        self.assertEqual((line.command, line.text), ("PRIVMSG", "just one"))
 
     def test_me_is_an_action(self) -> None:
         """``/me waves`` from any surface is a CTCP ACTION on IRC."""
@@ -752,6 +879,109 @@ class RoomEventTests(IrcCase):
             [(line.command, line.nick) for line in lines],
             [("JOIN", "observer"), ("PART", "observer")],
         )
+
+    def test_part_quit_and_kick(self) -> None:
+        """How others leave: PART (with the reason their surface gave), QUIT
+        when their connection went away (why, from ``QUIT_REASONS``), a
+        KICK from the server when a moderator removed them."""
+        client = self.joined("mina")
+        people = {}
+        for name in ("ana", "bob", "cyd", "dee"):
+            people[name] = self.observer(nickname=name)
+        self.settle()
+        client.take()
+        self.service.leave(people["ana"], "dev", "lunch \x07time")
+        self.settle()
+        self.service.disconnect(people["bob"])
+        self.settle()
+        # dee's socket fails on the next event: the server drops it.
+        people["dee"].fail_sends = True
+        self.service.kick("cyd", "dev", "be nice")
+        self.settle()
+        self.assertEqual(len(self.flushLoggedErrors(ConnectionError)), 1)
+        self.assertEqual(
+            [line.raw for line in client.take()],
+            [
+                ":ana!ana@irc.parkchat PART #dev :lunch  time",
+                ":bob!bob@irc.parkchat QUIT :Connection closed",
+                ":irc.parkchat KICK #dev cyd :be nice",
+                ":dee!dee@irc.parkchat QUIT :" + QUIT_REASONS[DisconnectReason.DELIVERY_FAILED],
+            ],
+        )
+
+    def test_quit_reasons_cover_every_disconnect(self) -> None:
+        """Every reason the server closes a connection for has a QUIT reason."""
+        self.assertEqual(set(QUIT_REASONS), set(DisconnectReason))
+        client = self.joined("mina")
+        user_id, _ = self.account("ana")
+        ana = FakeParticipant("ana", user_id=user_id)
+        self.service.connect(ana)
+        self.service.join(ana, "dev")
+        self.successResultOf(self.service.ban("ana", "spam"))
+        self.settle()
+        self.assertEqual(client.take()[-1].raw, ":ana!ana@irc.parkchat QUIT :Banned")
+
+    def test_one_quit_for_several_channels(self) -> None:
+        """A member in several of the client's channels quits once (a QUIT
+        takes it out of every channel); still online on another
+        connection, it only parts the rooms it left."""
+        client = self.joined("mina")
+        self.send(client, "JOIN #ops")
+        bob = self.observer("dev", "bob")
+        self.service.join(bob, "ops")
+        self.settle()
+        client.take()
+        self.service.disconnect(bob)
+        self.settle()
+        self.assertEqual(
+            [line.raw for line in client.take()], [":bob!bob@irc.parkchat QUIT :Connection closed"]
+        )
+        user_id, _ = self.account("ana")
+        first, second = (FakeParticipant("ana", user_id=user_id) for _ in range(2))
+        for connection in (first, second):
+            self.service.connect(connection)
+        self.service.join(first, "dev")
+        self.settle()
+        client.take()
+        self.service.disconnect(first)
+        self.settle()
+        self.assertEqual(
+            [line.raw for line in client.take()],
+            [":ana!ana@irc.parkchat PART #dev :Connection closed"],
+        )
+
+    def test_departure_without_details(self) -> None:
+        """A leave from an instance that does not say how (an earlier
+        version) is a PART."""
+        event = self.factory.encoder.encode(
+            Message(room="dev", nickname="old", content="", timestamp_ms=0, type=SYSTEM, event=LEFT)
+        )
+        self.assertEqual(event.data(0), b":old!old@irc.parkchat PART #dev\r\n")
+
+    def test_typing(self) -> None:
+        """Typing on another surface is ``@+typing=active TAGMSG`` for the
+        clients with message-tags; ``TAGMSG`` with ``+typing=active`` from
+        IRC is a typing notice in the room (one a second at most)."""
+        plain = self.joined("plain")
+        tagged = self.joined("tagged", caps=("message-tags",))
+        observer = self.observer()
+        self.settle()
+        plain.take()
+        tagged.take()
+        self.service.notify(observer, "dev", "typing")
+        self.settle()
+        self.assertEqual(plain.take(), [])
+        [line] = tagged.take()
+        self.assertEqual(line.raw, "@+typing=active :observer!observer@irc.parkchat TAGMSG #dev")
+        self.assertEqual(self.send(tagged, "@+typing=active TAGMSG #dev"), [])
+        self.assertEqual(self.send(tagged, "@+typing=active TAGMSG #dev"), [])
+        typing = [m for m in observer.received if m.type == "typing"]
+        self.assertEqual([m.nickname for m in typing], ["observer", "tagged"])
+        self.assertEqual([line.command for line in plain.take()], [])
+        self.assertEqual(self.send(tagged, "@+typing=done TAGMSG #dev", "@+x=y TAGMSG mina"), [])
+        self.clock.advance(2)
+        self.assertEqual(commands(self.send(tagged, "@+typing=active TAGMSG #elsewhere")), ["404"])
+        self.assertEqual(commands(self.send(tagged, "TAGMSG")), ["411"])
 
     def test_own_other_connection(self) -> None:
         """The account joining or leaving on another connection does not
@@ -791,7 +1021,9 @@ class MessageTests(IrcCase):
         client = self.joined("mina", caps=("echo-message", "message-tags"))
         [echo] = self.send(client, "PRIVMSG #dev :hi")
         [stored] = self.successResultOf(self.service.history("dev"))
-        self.assertEqual((echo.nick, echo.text, echo.tags["msgid"]), ("mina", "hi", str(stored.id)))
+        self.assertEqual(
+            (echo.nick, echo.text, echo.tags["msgid"]), ("mina", "hi", f"{stored.seq}-{stored.id}")
+        )
 
     def test_notice_to_room(self) -> None:
         """NOTICE to a channel is a room message too."""
@@ -811,6 +1043,60 @@ class MessageTests(IrcCase):
         self.assertIn("[not_in_room]", reply.text)
         [reply] = self.send(client, "PRIVMSG #dev :bell\x07")
         self.assertIn("[invalid_content]", reply.text)
+        self.assertEqual(self.successResultOf(self.service.history("dev")), [])
+
+    def test_multiline_from_the_client(self) -> None:
+        """A client's draft/multiline batch is one message, posted when the
+        batch closes: lines joined with newlines, concat ones without."""
+        observer = self.observer()
+        client = self.joined("mina", caps=MULTILINE_CAPS)
+        self.settle()
+        self.send(
+            client,
+            "BATCH +b1 draft/multiline #dev",
+            "@batch=b1 PRIVMSG #dev :def hello():",
+            "@batch=b1 PRIVMSG #dev :    return 'hi",
+            "@batch=b1;draft/multiline-concat PRIVMSG #dev : there'",
+        )
+        self.assertEqual(observer.contents()[-1], "mina has joined the room")
+        self.send(client, "BATCH -b1")
+        self.assertEqual(observer.contents()[-1], "def hello():\n    return 'hi there'")
+
+    def test_multiline_errors(self) -> None:
+        """A batch without the capability, a second one, a line for another
+        target, a concat first line, too many lines or bytes, an unknown
+        reference: FAIL BATCH with the draft/multiline codes; nothing posted."""
+        plain = self.joined("plain")
+        [fail] = self.send(plain, "BATCH +x draft/multiline #dev")
+        self.assertEqual(fail.params[:2], ["BATCH", "MULTILINE_INVALID"])
+        client = self.joined("mina", caps=MULTILINE_CAPS)
+        self.assertEqual(commands(self.send(client, "BATCH +x")), ["461"])
+        for lines, code in (
+            (
+                ["BATCH +a draft/multiline #dev", "BATCH +b draft/multiline #dev"],
+                "MULTILINE_INVALID",
+            ),
+            (["@batch=a PRIVMSG #other :x"], "MULTILINE_INVALID_TARGET"),
+            (
+                [
+                    "BATCH +c draft/multiline #dev",
+                    "@batch=c;draft/multiline-concat PRIVMSG #dev :x",
+                ],
+                "MULTILINE_INVALID",
+            ),
+            (
+                ["BATCH +d draft/multiline #dev"] + ["@batch=d PRIVMSG #dev :x"] * 101,
+                "MULTILINE_MAX_LINES",
+            ),
+            (
+                ["BATCH +e draft/multiline #dev"] + ["@batch=e PRIVMSG #dev :" + "y" * 400] * 11,
+                "MULTILINE_MAX_BYTES",
+            ),
+            (["BATCH -zz"], "MULTILINE_INVALID"),
+            (["@batch=zz PRIVMSG #dev :x"], "MULTILINE_INVALID"),
+        ):
+            fails = [line for line in self.send(client, *lines) if line.command == "FAIL"]
+            self.assertEqual([f.params[:2] for f in fails], [["BATCH", code]], lines)
         self.assertEqual(self.successResultOf(self.service.history("dev")), [])
 
     def test_formatting_removed(self) -> None:
@@ -912,9 +1198,6 @@ class RateLimitTests(IrcCase):
         self.assertEqual((reply.command, reply.params[1]), ("263", "LIST"))
 
 
-HISTORY_CAPS = ("batch", "server-time", "message-tags", "draft/chathistory")
-
-
 class ChatHistoryTests(IrcCase):
     """CHATHISTORY over the room's stored messages."""
 
@@ -946,7 +1229,8 @@ class ChatHistoryTests(IrcCase):
         return [line.text for line in lines[1:-1]]
 
     def msgid(self, n: int) -> str:
-        return f"msgid={self.messages[n - 1].id}"
+        message = self.messages[n - 1]
+        return f"msgid={message.seq}-{message.id}"
 
     def timestamp(self, n: int) -> str:
         return f"timestamp={self.messages[n - 1].timestamp}"
@@ -956,7 +1240,7 @@ class ChatHistoryTests(IrcCase):
         (what a client missed), oldest first, with their msgids."""
         lines = self.send(self.client, "CHATHISTORY LATEST #dev * 3")
         self.assertEqual([line.text for line in lines[1:-1]], ["m8", "m9", "m10"])
-        self.assertEqual(lines[1].tags["msgid"], str(self.messages[7].id))
+        self.assertEqual(lines[1].tags["msgid"], f"8-{self.messages[7].id}")
         self.assertEqual(lines[1].tags["time"], self.messages[7].timestamp)
         self.assertEqual(lines[1].prefix, "poster!poster@irc.parkchat")
         self.assertEqual(self.history("LATEST", "#dev", self.msgid(7), "50"), ["m8", "m9", "m10"])
@@ -970,7 +1254,69 @@ class ChatHistoryTests(IrcCase):
         self.assertEqual(self.history("AFTER", "#dev", self.msgid(5), "2"), ["m6", "m7"])
         self.assertEqual(self.history("AFTER", "#dev", self.timestamp(5), "2"), ["m6", "m7"])
         self.assertEqual(self.history("BEFORE", "#dev", self.msgid(1), "5"), [])
-        self.assertEqual(self.history("AFTER", "#dev", "msgid=1.3", "1"), ["m2"])
+        self.assertEqual(self.history("AFTER", "#dev", self.msgid(1) + ".3", "1"), ["m2"])
+
+    def test_by_position(self) -> None:
+        """A msgid is read for its seq, the room position history is paged
+        by: the id part is not looked up, and a deleted message's position
+        still finds its neighbours."""
+        self.assertEqual(self.history("AFTER", "#dev", "msgid=5-999999", "2"), ["m6", "m7"])
+        self.successResultOf(self.service.delete_message(self.messages[4].id))
+        self.settle()
+        self.assertEqual(self.history("AFTER", "#dev", self.msgid(5), "2"), ["m6", "m7"])
+        self.assertEqual(self.history("BEFORE", "#dev", self.msgid(5), "2"), ["m3", "m4"])
+        self.assertEqual(self.history("AFTER", "#dev", self.msgid(4), "2"), ["m6", "m7"])
+
+    def test_reconnect_gets_what_was_missed(self) -> None:
+        """A client that noted the msgid of the last message it saw gets,
+        after reconnecting, exactly the messages it missed, in order."""
+        self.send(self.client, "JOIN #dev")
+        poster = self.observer("dev", "late")
+        self.settle()
+        self.client.take()
+        self.service.post(poster, "dev", "seen")
+        self.settle()
+        [seen] = self.client.take()
+        self.send(self.client, "QUIT")
+        for n in range(3):
+            self.service.post(poster, "dev", f"missed {n}")
+            self.settle()
+        again = self.register("mina", caps=HISTORY_CAPS)
+        self.send(again, "JOIN #dev")
+        self.client = again
+        missed = self.history("LATEST", "#dev", f"msgid={seen.tags['msgid']}", "200")
+        self.assertEqual(missed, ["missed 0", "missed 1", "missed 2"])
+
+    def test_live_lines_wait_for_the_answer(self) -> None:
+        """Messages that arrive while a member's history request is being
+        read come after the answer, and those in it are not repeated."""
+        self.send(self.client, "JOIN #dev")
+        reads: list[tuple[Deferred[Any], Any, Any]] = []
+        real = self.service.history
+
+        def slow(*args: Any, **kwargs: Any) -> Deferred[Any]:
+            d: Deferred[Any] = Deferred()
+            reads.append((d, args, kwargs))
+            return d
+
+        self.service.history = slow  # type: ignore[method-assign]
+        self.client.send("CHATHISTORY LATEST #dev * 3")
+        self.settle()
+        poster = self.observer("dev", "late")
+        self.settle()
+        self.service.post(poster, "dev", "m11")
+        self.settle()
+        self.assertEqual(self.client.take(), [])
+        [(d, args, kwargs)] = reads
+        d.callback(self.successResultOf(real(*args, **kwargs)))
+        self.service.post(poster, "dev", "m12")
+        self.settle()
+        self.assertEqual(
+            [(line.command, line.text) for line in self.client.take()],
+            [("BATCH", "#dev")]
+            + [("PRIVMSG", text) for text in ("m9", "m10", "m11")]
+            + [("BATCH", "-h1"), ("JOIN", "#dev"), ("PRIVMSG", "m12")],
+        )
 
     def test_around_and_between(self) -> None:
         """AROUND centres on the reference; BETWEEN counts from the first
@@ -1010,9 +1356,11 @@ class ChatHistoryTests(IrcCase):
             ("CHATHISTORY LATEST #dev", "NEED_MORE_PARAMS"),
             ("CHATHISTORY BEFORE #dev * 5", "INVALID_PARAMS"),
             ("CHATHISTORY BEFORE #dev msgid=abc 5", "INVALID_PARAMS"),
+            ("CHATHISTORY BEFORE #dev msgid=5 5", "INVALID_PARAMS"),
+            ("CHATHISTORY BEFORE #dev msgid=d5-5 5", "INVALID_PARAMS"),
             ("CHATHISTORY BEFORE #dev timestamp=yesterday 5", "INVALID_PARAMS"),
             ("CHATHISTORY LATEST #dev * many", "INVALID_PARAMS"),
-            ("CHATHISTORY LATEST nochannel * 5", "MESSAGE_ERROR"),
+            ("CHATHISTORY LATEST nochannel * 5", "INVALID_TARGET"),
             ("CHATHISTORY LATEST # * 5", "INVALID_TARGET"),
             ("CHATHISTORY TARGETS * * 5", "INVALID_PARAMS"),
         ):
@@ -1028,7 +1376,8 @@ class ChatHistoryTests(IrcCase):
     def test_timestamp_too_far_back(self) -> None:
         """Timestamps are found within the newest pages of a room; further
         back, MESSAGE_ERROR asks for a msgid."""
-        self.factory.history = irchistory.RoomHistory(self.service, page_size=2, scan_pages=2)
+        self.factory.history_page = 2
+        self.factory.history_scan = 2
         [fail] = self.send(self.client, f"CHATHISTORY AFTER #dev {self.timestamp(2)} 5")
         self.assertEqual(fail.params[:2], ["CHATHISTORY", "MESSAGE_ERROR"])
         self.assertEqual(self.history("AFTER", "#dev", self.timestamp(8), "5"), ["m9", "m10"])
@@ -1044,7 +1393,8 @@ class ChatHistoryTests(IrcCase):
 
     def test_direct_messages(self) -> None:
         """A nickname as target: the direct messages between the two
-        accounts, LATEST and BEFORE by msgid (``dN``)."""
+        accounts, by the conversation's positions (msgid ``d<seq>-<id>``),
+        every subcommand; guests and unknown accounts are INVALID_TARGET."""
         _, password = self.account("alice")
         bob_id, _ = self.account("bob")
         bob = FakeParticipant("bob", user_id=bob_id)
@@ -1054,14 +1404,20 @@ class ChatHistoryTests(IrcCase):
             client.send(f"PRIVMSG bob :{text}")
             self.settle()
         sent = bob.directs
-        self.assertEqual(len(sent), 3)
+        self.assertEqual([m.seq for m in sent], [1, 2, 3])
+        ref = [f"msgid=d{m.seq}-{m.id}" for m in sent]
         self.client = client
         self.assertEqual(self.history("LATEST", "bob", "*", "2"), ["two", "three"])
-        self.assertEqual(self.history("BEFORE", "bob", f"msgid=d{sent[2].id}", "5"), ["one", "two"])
-        self.assertEqual(
-            self.history("LATEST", "bob", f"msgid=d{sent[0].id}", "5"), ["two", "three"]
-        )
-        [fail] = self.send(client, "CHATHISTORY AFTER bob msgid=d1 5")
-        self.assertEqual(fail.params[:2], ["CHATHISTORY", "INVALID_PARAMS"])
-        [fail] = self.send(client, "CHATHISTORY LATEST bob msgid=1 5")
-        self.assertEqual(fail.params[:2], ["CHATHISTORY", "INVALID_PARAMS"])
+        self.assertEqual(self.history("BEFORE", "bob", ref[2], "5"), ["one", "two"])
+        self.assertEqual(self.history("LATEST", "bob", ref[0], "5"), ["two", "three"])
+        self.assertEqual(self.history("AFTER", "bob", ref[0], "1"), ["two"])
+        self.assertEqual(self.history("AROUND", "bob", ref[1], "2"), ["one", "two"])
+        self.assertEqual(self.history("BETWEEN", "bob", ref[2], ref[0], "5"), ["two"])
+        lines = self.send(client, "CHATHISTORY LATEST bob * 1")
+        self.assertEqual(lines[1].tags["msgid"], f"d3-{sent[2].id}")
+        for command, code in (
+            ("CHATHISTORY LATEST bob msgid=1-1 5", "INVALID_PARAMS"),
+            ("CHATHISTORY LATEST nobody * 5", "INVALID_TARGET"),
+        ):
+            [fail] = self.send(client, command)
+            self.assertEqual(fail.params[:2], ["CHATHISTORY", code], command)

@@ -205,9 +205,10 @@ class EveryoneInOneRoomTests(IrcAppsMixin, BrowserCase):
         carol.join("#park")
         self.frame(bob, lambda f: f["type"] == "join" and f["username"] == "carol")
         self.line_until(mina, "*** carol has joined the room")
-        # others leaving, seen on IRC
+        # others leaving, seen on IRC: a terminal hanging up quits
         mina.send_line("/quit")
-        carol.wait(lambda e: e.type == "part" and e.source.nick == "mina")
+        event = carol.wait(lambda e: e.type == "quit" and e.source.nick == "mina")
+        self.assertEqual(event.arguments, ["Connection closed"])
 
         # direct messages: IRC -> /ws and back
         carol.connection.privmsg("bob", "psst bob")

@@ -6,7 +6,17 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.words.protocols.irc import parsemsg
 
-from parkchat.model import DELETED, JOINED, LEFT, Message, system_message
+from parkchat.model import (
+    DELETED,
+    JOINED,
+    KICK,
+    LEFT,
+    PART,
+    QUIT,
+    Departure,
+    Message,
+    system_message,
+)
 from parkchat.protocols.irchistory import (
     HistoryError,
     Reference,
@@ -16,6 +26,7 @@ from parkchat.protocols.irchistory import (
 )
 from parkchat.protocols.ircwire import (
     MSGID,
+    MULTILINE,
     TIME,
     IrcEncoder,
     LineTooLong,
@@ -61,12 +72,13 @@ class TagTests(SynchronousTestCase):
 
 class LengthTests(SynchronousTestCase):
     def test_limits(self) -> None:
-        """510 bytes without CRLF; with tags, 510 after them and 8189 in all."""
+        """510 bytes without CRLF; with tags, 510 after at most 4094 bytes
+        of tag data (IRCv3 message-tags: a client's limit)."""
         check_length(b"x" * 510)
         self.assertRaises(LineTooLong, check_length, b"x" * 511)
-        check_length(b"@" + b"t" * 7000 + b" " + b"x" * 510)
+        check_length(b"@" + b"t" * 4094 + b" " + b"x" * 510)
         self.assertRaises(LineTooLong, check_length, b"@t " + b"x" * 511)
-        self.assertRaises(LineTooLong, check_length, b"@" + b"t" * 8000 + b" " + b"x" * 200)
+        self.assertRaises(LineTooLong, check_length, b"@" + b"t" * 4095 + b" " + b"x" * 200)
 
 
 class TextTests(SynchronousTestCase):
@@ -118,22 +130,25 @@ class EncoderTests(SynchronousTestCase):
 
     def test_chat_variants(self) -> None:
         message = Message(
-            room="dev", nickname="mina", content="hi", timestamp_ms=WHEN, id=42, origin="c1"
+            room="dev", nickname="mina", content="hi", timestamp_ms=WHEN, id=42, seq=7, origin="c1"
         )
         event = self.encoder.encode(message)
         assert event is not None
         line = ":mina!mina@irc.test PRIVMSG #dev :hi\r\n"
         self.assertEqual(event.data(0), line.encode())
         self.assertEqual(event.data(TIME), f"@time={message.timestamp} {line}".encode())
-        self.assertEqual(event.data(MSGID), f"@msgid=42 {line}".encode())
+        self.assertEqual(event.data(MSGID), f"@msgid=7-42 {line}".encode())
         self.assertEqual(
-            event.data(TIME | MSGID), f"@time={message.timestamp};msgid=42 {line}".encode()
+            event.data(TIME | MSGID), f"@time={message.timestamp};msgid=7-42 {line}".encode()
         )
+        # One line: the same with draft/multiline.
+        self.assertEqual(event.data(MSGID | MULTILINE), event.data(MSGID))
         self.assertIs(event.data(TIME), event.data(TIME))  # rendered once
         self.assertEqual((event.origin, event.event, event.key), ("c1", None, "mina"))
 
     def test_joins_leaves_and_others(self) -> None:
-        """Joins are JOIN, leaves PART (no msgid); deletions are not sent."""
+        """Joins are JOIN, leaves PART (no msgid); typing a TAGMSG with
+        ``+typing``; deletions are not sent."""
         joined = self.encoder.encode(system_message("dev", "Mina", JOINED, WHEN))
         left = self.encoder.encode(system_message("dev", "Mina", LEFT, WHEN))
         assert joined is not None and left is not None
@@ -143,7 +158,33 @@ class EncoderTests(SynchronousTestCase):
         deleted = Message(room="dev", nickname="", content="", timestamp_ms=WHEN, type=DELETED)
         self.assertIsNone(self.encoder.encode(deleted))
         typing = Message(room="dev", nickname="x", content="", timestamp_ms=WHEN, type="typing")
-        self.assertIsNone(self.encoder.encode(typing))
+        event = self.encoder.encode(typing)
+        assert event is not None
+        self.assertTrue(event.tag_only)
+        self.assertEqual(event.data(MSGID), b"@+typing=active :x!x@irc.test TAGMSG #dev\r\n")
+
+    def test_departures(self) -> None:
+        """A leave is PART, QUIT or KICK by its departure; long reasons are
+        cut to fit the line (in bytes, never inside a character)."""
+        cases = (
+            (Departure(PART, "bye"), ":Mina!Mina@irc.test PART #dev :bye"),
+            (Departure(PART, ""), ":Mina!Mina@irc.test PART #dev"),
+            (Departure(QUIT, "Ping timeout"), ":Mina!Mina@irc.test QUIT :Ping timeout"),
+            (Departure(QUIT, ""), ":Mina!Mina@irc.test QUIT :Connection closed"),
+            (Departure(KICK, "spam"), ":irc.test KICK #dev Mina :spam"),
+        )
+        for departure, line in cases:
+            event = self.encoder.encode(system_message("dev", "Mina", LEFT, WHEN, departure))
+            assert event is not None
+            self.assertEqual(event.data(TIME | MSGID).split(b" ", 1)[1], f"{line}\r\n".encode())
+            self.assertEqual(event.quit, departure.kind == QUIT)
+        event = self.encoder.encode(
+            system_message("dev", "Mina", LEFT, WHEN, Departure(QUIT, "é" * 300))
+        )
+        assert event is not None
+        raw = event.data(0)
+        self.assertLessEqual(len(raw), 512)
+        raw.decode("utf-8")
 
 
 class ReferenceTests(SynchronousTestCase):
@@ -151,19 +192,29 @@ class ReferenceTests(SynchronousTestCase):
     msgids and timestamps to parkchat positions."""
 
     def test_msgids(self) -> None:
-        """``N`` and ``N.k`` name message N; ``dN`` a direct message;
-        anything else is INVALID_PARAMS."""
-        self.assertEqual(parse_msgid("42"), 42)
-        self.assertEqual(parse_msgid("42.3"), 42)
-        self.assertEqual(parse_msgid("d7", direct=True), 7)
-        for bad, direct in (("0", False), ("x1", False), ("7", True), ("١٢", False), ("", False)):
+        """``S-N`` and ``S-N.k`` name the message at position S (of id N);
+        ``dS-N`` a direct message; anything else is INVALID_PARAMS."""
+        self.assertEqual(parse_msgid("42-1000"), 42)
+        self.assertEqual(parse_msgid("42-1000.3"), 42)
+        self.assertEqual(parse_msgid("d7-9", direct=True), 7)
+        for bad, direct in (
+            ("42", False),
+            ("0-5", False),
+            ("5-0", False),
+            ("x1-1", False),
+            ("7-1", True),
+            ("d7-1", False),
+            ("١٢-1", False),
+            ("", False),
+            ("-", False),
+        ):
             error = self.assertRaises(HistoryError, parse_msgid, bad, direct)
             self.assertEqual(error.code, "INVALID_PARAMS")
 
     def test_references(self) -> None:
         """``msgid=``, ``timestamp=`` (with or without milliseconds) and,
         where allowed, ``*``."""
-        self.assertEqual(parse_reference("msgid=5"), Reference(message_id=5))
+        self.assertEqual(parse_reference("msgid=5-12"), Reference(seq=5))
         self.assertEqual(
             parse_reference("timestamp=2025-09-08T15:30:00.123Z"),
             Reference(timestamp_ms=1_757_345_400_123),

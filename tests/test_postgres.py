@@ -412,7 +412,7 @@ class PostgresSchemaTests(PostgresTestCase):
             "INSERT INTO room_sequences (room, last_seq) "
             "SELECT 'room' || g, 1000 FROM generate_series(0, 19999) g",
         )
-        # Mentions (schema v5) of every third message: each page reads its own.
+        # Mentions (schema v6) of every third message: each page reads its own.
         query(
             self.dsn,
             "INSERT INTO mentions (room, seq, name) "
@@ -690,19 +690,45 @@ class PostgresPoolTests(PostgresTestCase):
         self.assertEqual({u.nickname for u in found}, {"alice"})
         self.flushLoggedErrors()
 
-    async def test_write_after_dropped_connection_not_retried(self) -> None:
-        """A write on a dropped connection fails (it may or may not have
-        committed, so it is not silently repeated); the next one works."""
-        from psycopg2 import InterfaceError, OperationalError
-
+    async def test_write_lost_before_commit_runs_again(self) -> None:
+        """A write whose connection turns out dropped at its first statement
+        (no COMMIT was sent, the server rolled it back) runs again on a new
+        connection: the batch is stored once, in order, and nothing fails."""
         store = self.open_store(pool_size=1)
         await store.insert_messages([chat("lobby", "before")])
-        self.terminate(await self.backend_pids())
-        with self.assertRaises((OperationalError, InterfaceError)):
-            await store.insert_messages([chat("lobby", "lost")])
+        [pid] = await self.backend_pids()
+        self.terminate([pid])
+
+        positions = await store.insert_messages([chat("lobby", "again"), chat("lobby", "too")])
         await store.insert_messages([chat("lobby", "after")])
+
         history = await store.recent_messages("lobby", 10)
-        self.assertEqual([m.content for m in history], ["before", "after"])
+        self.assertEqual([m.content for m in history], ["before", "again", "too", "after"])
+        self.assertEqual([seq for _, seq in positions], [2, 3])
+        self.assertEqual([m.seq for m in history], [1, 2, 3, 4])
+        [new_pid] = await self.backend_pids()
+        self.assertNotEqual(new_pid, pid)
+        self.flushLoggedErrors()
+
+    async def test_writes_survive_every_connection_dropped(self) -> None:
+        """Every pooled connection terminated at once (a restart, a failover):
+        concurrent batches and a registration are still stored, each once."""
+        store = self.open_store(pool_size=3)
+        await gatherResults([store.insert_messages([chat("lobby", f"w{i}")]) for i in range(6)])
+        self.terminate(await self.backend_pids())
+
+        await gatherResults(
+            [store.insert_messages([chat("lobby", f"x{i}")]) for i in range(6)]
+            + [store.create_user("zoe", b"h", T0)]
+        )
+
+        history = await store.recent_messages("lobby", 50)
+        self.assertEqual(
+            sorted(m.content for m in history if m.content.startswith("x")),
+            [f"x{i}" for i in range(6)],
+        )
+        self.assertEqual([m.seq for m in history], list(range(1, 13)))
+        self.assertIsNotNone(await store.get_user("zoe"))
         self.flushLoggedErrors()
 
     async def test_failed_batch_stores_nothing(self) -> None:

@@ -117,7 +117,8 @@ class NewDatabaseTests(SchemaTestCase):
 
     def test_new_file_gets_latest_version(self) -> None:
         """A new file is created at the latest version of the shipped schema,
-        with the users and messages tables and the history index."""
+        with the users and messages tables and the history index (by room
+        position; the (room, id) index is gone since v5)."""
         path = self.db_path()
         self.assertEqual(prepare_sqlite(path), (None, latest_version()))
         self.assertEqual(version_of(path), latest_version())
@@ -126,7 +127,6 @@ class NewDatabaseTests(SchemaTestCase):
             ("table", "schema_version"),
             ("table", "users"),
             ("table", "messages"),
-            ("index", "messages_room_id"),
             ("index", "messages_room_seq"),
             ("table", "room_sequences"),
         ]:
@@ -178,20 +178,27 @@ class NewDatabaseTests(SchemaTestCase):
 
     def test_history_query_uses_room_index(self) -> None:
         """Every form of the history query (latest, before, after) is a search
-        on the (room, id) index, already in id order: no table scan and no
-        sort, however large the table grows."""
+        on the (room, seq) index, already in order, after at most a
+        primary-key lookup of the id bound and, for an id that is not one of
+        the room's, a walk down the same index: no table scan and no sort,
+        however large the table grows."""
         path = self.db_path()
         prepare_sqlite(path)
         conn = sqlite3.connect(path)
         self.addCleanup(conn.close)
+        self.assertEqual(
+            query(path, "SELECT name FROM sqlite_master WHERE name = 'messages_room_id'"), []
+        )
         txn = SQLitePlans(conn)
         for before, after in [(None, None), (100, None), (None, 5)]:
             recent_messages_txn(txn, SQLITE, "lobby", 50, before, after)
         plans = [" / ".join(plan) for plan in txn.plans]
-        self.assertEqual(len(plans), 3)
+        # latest: 1; before and after: the id lookup, the walk (no such
+        # message here), the page.
+        self.assertEqual(len(plans), 7)
         for plan in plans:
-            self.assertIn("messages_room_id", plan)
             self.assertTrue(plan.startswith("SEARCH"), plan)
+            self.assertTrue("messages_room_seq" in plan or "PRIMARY KEY" in plan, plan)
             self.assertNotIn("SCAN", plan)
             self.assertNotIn("TEMP B-TREE", plan)
 

@@ -229,7 +229,7 @@ class SchemaV4Tests(TestCase):
             text = " / ".join(plan)
             self.assertEqual(len(plan), 1, text)
             if text.startswith("SEARCH mentions"):
-                # Each page's mentions (schema v5): one search of its key.
+                # Each page's mentions (schema v6): one search of its key.
                 self.assertIn("(room=? AND seq>? AND seq<?)", text)
                 continue
             self.assertTrue(

@@ -143,6 +143,26 @@ class RoomMessageStoreTestsMixin(StoreSuite):
         self.assertEqual(await store.recent_messages("lobby", 3, after=stored[-1].id), [])
         self.assertEqual(await store.recent_messages("lobby", 3, after=0), stored[:3])
 
+    async def test_page_from_an_id_that_is_not_the_rooms(self) -> None:
+        """Paging from a deleted message's id, another room's or one never
+        given is paging by id all the same: the messages below or above it."""
+        store = self.make_store()
+        stored: list[Message] = []
+        for i in range(6):
+            stored += await self.insert(store, [chat("lobby", f"m{i}"), chat("noise", f"n{i}")])
+        lobby = [m for m in stored if m.room == "lobby"]
+        noise = [m for m in stored if m.room == "noise"]
+        await store.delete_message(lobby[3].id)
+        kept = lobby[:3] + lobby[4:]
+        gone = lobby[3].id
+        self.assertEqual(await store.recent_messages("lobby", 2, before=gone), kept[1:3])
+        self.assertEqual(await store.recent_messages("lobby", 2, after=gone), kept[3:5])
+        self.assertEqual(await store.recent_messages("lobby", 50, before=noise[2].id), lobby[:3])
+        self.assertEqual(await store.recent_messages("lobby", 50, after=noise[2].id), kept[3:])
+        beyond = stored[-1].id + 100
+        self.assertEqual(await store.recent_messages("lobby", 2, before=beyond), kept[-2:])
+        self.assertEqual(await store.recent_messages("lobby", 2, after=beyond), [])
+
     async def test_paging_walks_whole_history(self) -> None:
         """Following ``before`` from the newest page back reaches every message
         exactly once, even when the room's ids are not contiguous."""

@@ -13,7 +13,7 @@ one vocabulary, whatever the wire format:
 * ``("message", nickname, text)``: a chat message of the room;
 * ``("notice", text)``: a join, a leave, a goodbye (a ``*** `` line on the
   stream surfaces, a system or join/leave frame on the WebSocket ones,
-  JOIN, PART, NOTICE or ERROR on IRC);
+  JOIN, PART, QUIT, KICK, NOTICE or ERROR on IRC);
 * ``("error", code)``: an error reply (on IRC a numeric whose text ends
   with the code in brackets);
 * ``("ack",)``: ``/ws``'s answer to its own message, which it is not sent.
@@ -137,6 +137,10 @@ def irc_events(lines: list[Line]) -> list[Event]:
             events.append(("message", line.nick, line.text))
         elif line.command in ("JOIN", "PART"):
             events.append(("notice", f"{line.nick} {line.command} {line.params[0]}"))
+        elif line.command == "QUIT":
+            events.append(("notice", f"{line.nick} QUIT"))
+        elif line.command == "KICK":
+            events.append(("notice", f"{line.params[1]} KICK {line.params[0]}"))
         elif line.command in ("NOTICE", "ERROR"):
             events.append(("notice", line.text))
         else:

@@ -17,12 +17,19 @@ from parkchat.interfaces import IBus, IParticipant, IRoomMessageStore
 from parkchat.limits import TokenBucketLimiter
 from parkchat.metrics import ServiceMetrics
 from parkchat.model import (
+    CONNECTION_CLOSED,
     JOINED,
+    KICK,
     LEFT,
     MAX_ID,
+    PART,
+    QUIT,
+    QUIT_REASONS,
+    Departure,
     DisconnectReason,
     JoinResult,
     Message,
+    clean_reason,
     nickname_key,
     system_message,
     validate_room,
@@ -181,13 +188,20 @@ class RoomHandler:
             del self._rooms[room.name]
             self._bus.unsubscribe(room.name)
 
-    def leave(self, participant: IParticipant, room_name: str) -> None:
-        """Take ``participant`` out of the room and tell the others."""
+    def leave(self, participant: IParticipant, room_name: str, reason: str = "") -> None:
+        """Take ``participant`` out of the room and tell the others (with
+        ``reason``, the member's own words, where its surface has them)."""
         if room_name not in self._joined.get(participant, ()):
             raise NotInRoom(f"not in room {room_name!r}")
-        self._leave(participant, room_name)
+        self._leave(participant, room_name, Departure(PART, clean_reason(reason)))
 
-    def _leave(self, participant: IParticipant, room_name: str) -> None:
+    def _leave(
+        self,
+        participant: IParticipant,
+        room_name: str,
+        departure: Departure,
+        now_ms: int | None = None,
+    ) -> None:
         joined = self._joined.get(participant)
         if joined is not None:
             joined.discard(room_name)
@@ -201,18 +215,30 @@ class RoomHandler:
             # Even when the room is now empty here: with a shared bus, its
             # members on other instances must hear of the leave. After the
             # member's messages still being stored: the leave follows them.
-            notice = system_message(room_name, participant.nickname, LEFT, self._now_ms())
+            when = self._now_ms() if now_ms is None else now_ms
+            notice = system_message(room_name, participant.nickname, LEFT, when, departure)
             publish = self._bus.publish
             self._after_queued(lambda: publish(room_name, notice))
         if not len(room) and not room.joining:
             self._drop(room)
 
-    def disconnect(self, participant: IParticipant) -> None:
-        """Forget a closed connection: it leaves all its rooms."""
+    def disconnect(self, participant: IParticipant, reason: str = CONNECTION_CLOSED) -> None:
+        """Forget a closed connection: it leaves all its rooms. The others
+        are told it quit, with ``reason`` (``QUIT_REASONS``), unless the
+        account is still online on another connection: then it only left
+        these rooms (a quit would take it out of every room on IRC)."""
         if not self._connections.unregister(participant):
             return
-        for name in list(self._joined.get(participant, ())):
-            self._leave(participant, name)
+        rooms = list(self._joined.get(participant, ()))
+        if not rooms:
+            return
+        kind = PART if self._connections.is_online(participant.nickname) else QUIT
+        departure = Departure(kind, clean_reason(reason))
+        # One time for every room: surfaces that show one quit for all of
+        # them (IRC) recognise it by the name and the time.
+        now_ms = self._now_ms()
+        for name in rooms:
+            self._leave(participant, name, departure, now_ms)
 
     def force_out(self, participant: IParticipant, reason: DisconnectReason) -> None:
         """Close a connection the server wants gone (ban, replaced session,
@@ -221,7 +247,7 @@ class RoomHandler:
             participant.disconnect(reason)
         except Exception:
             _log.failure("closing {nickname} failed", nickname=participant.nickname)
-        self.disconnect(participant)
+        self.disconnect(participant, QUIT_REASONS[reason])
 
     def close_account(
         self, user_id: int, nickname: str, reason: DisconnectReason, token_id: str | None = None
@@ -242,7 +268,8 @@ class RoomHandler:
         kicked = 0
         for participant in self._connections.of_account(nickname_key(nickname)):
             if room_name in self._joined.get(participant, ()):
-                self._leave(participant, room_name)
+                departure = Departure(KICK, clean_reason(reason or "kicked by a moderator"))
+                self._leave(participant, room_name, departure)
                 kicked += 1
                 try:
                     participant.removed(room_name, reason or "kicked by a moderator")

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from twisted.words.protocols import irc
 from zope.interface import implementer
@@ -57,16 +57,20 @@ from parkchat.errors import (
 from parkchat.interfaces import IChatService, IEncoder, IParticipant
 from parkchat.metrics import ServiceMetrics
 from parkchat.model import (
+    CONNECTION_CLOSED,
+    FROM_STORE,
     MAX_NICKNAME_LENGTH,
     MAX_ROOM_LENGTH,
+    PING_TIMEOUT,
     DirectMessage,
     DisconnectReason,
+    Message,
     nickname_key,
     validate_nickname,
 )
 from parkchat.protocols import irchistory, ircwire
 from parkchat.protocols.guests import guest_name
-from parkchat.protocols.irccommands import IrcCommands, IrcOptions, IrcReply
+from parkchat.protocols.irccommands import IrcCommands, IrcOptions, IrcReply, Multiline
 from parkchat.protocols.irchistory import line_msgid
 from parkchat.protocols.ircwire import (
     ERR_INPUTTOOLONG,
@@ -77,6 +81,7 @@ from parkchat.protocols.ircwire import (
     ERR_SASLFAIL,
     ERR_SASLTOOLONG,
     MSGID,
+    MULTILINE,
     RPL_LOGGEDIN,
     RPL_SASLMECHS,
     RPL_SASLSUCCESS,
@@ -100,15 +105,24 @@ from parkchat.protocols.participant import (
 CAPABILITIES = (
     "batch",
     "draft/chathistory",
+    "draft/multiline",
     "echo-message",
     "message-tags",
     "sasl",
     "server-time",
 )
+#: The draft/multiline CAP value: the limits of a client's batch.
+MULTILINE_VALUE = f"max-bytes={ircwire.MULTILINE_MAX_BYTES},max-lines={ircwire.MULTILINE_MAX_LINES}"
 #: Commands a client may send before registration is complete.
 BEFORE_REGISTRATION = frozenset(
     {"CAP", "NICK", "USER", "PASS", "AUTHENTICATE", "PING", "PONG", "QUIT"}
 )
+#: Pages of history a CHATHISTORY timestamp is looked for in.
+HISTORY_SCAN_PAGES = 10
+#: Ids of its own messages a connection remembers (``_posted``).
+POSTED_REMEMBERED = 64
+#: Recent quits a connection remembers, to show each once (``_first_quit``).
+QUITS_REMEMBERED = 64
 #: SASL PLAIN: the largest answer accepted, base64, in 400-byte chunks.
 SASL_CHUNK = 400
 SASL_MAX = 4 * SASL_CHUNK
@@ -165,6 +179,23 @@ class IrcConnection(irc.IRC, Participant, IrcCommands):
         self._sasl_busy = False
         self._account: Identity | None = None
         self._batches = 0
+        #: Why this connection goes away, as the others are told (QUIT).
+        self._quit_reason = CONNECTION_CLOSED
+        #: Quits shown lately (folded nickname -> the quit's time): a member
+        #: in several of this client's channels quits once per room.
+        self._quits: dict[str, int] = {}
+        #: Rooms whose history is being read: their live events wait here
+        #: (with the number of reads), to be written after the answer.
+        self._held: dict[str, tuple[int, list[IrcEvent]]] = {}
+        #: Ids of this connection's messages stored lately: a gap fill
+        #: brings them back from the store (``FROM_STORE``) without the
+        #: connection's id, and they are not shown without echo-message.
+        self._posted: dict[int, None] = {}
+        #: The tags of the line being handled (TAGMSG reads ``+typing``).
+        self.tags_in: dict[str, str] = {}
+        #: The draft/multiline batch the client is sending, if any.
+        self._multiline: Multiline | None = None
+        self._last_typing = float("-inf")
 
     @property
     def context(self) -> AdapterContext:
@@ -212,6 +243,7 @@ class IrcConnection(irc.IRC, Participant, IrcCommands):
 
     def _too_slow(self, reason: str) -> None:
         # Its buffer is full: a goodbye would not arrive either.
+        self._quit_reason = "Max SendQ exceeded"
         transport: Any = self.transport
         if transport is not None:
             transport.abortConnection()
@@ -219,7 +251,7 @@ class IrcConnection(irc.IRC, Participant, IrcCommands):
     def connectionLost(self, reason: Failure | None = None) -> None:
         self._state = "closed"
         self.cancel_timer()
-        self.service.disconnect(self)
+        self.service.disconnect(self, self._quit_reason)
 
     def dataReceived(self, data: bytes) -> None:
         """Bytes cut into lines (LF or CRLF), each checked against the byte
@@ -265,7 +297,7 @@ class IrcConnection(irc.IRC, Participant, IrcCommands):
             command = rest.split(" ", 1)[0].upper() if not rest.startswith(":") else "*"
             self._fail(command or "*", "INVALID_UTF8", [], "Message rejected: send UTF-8")
             return
-        _, rest = ircwire.split_tags(text)
+        self.tags_in, rest = ircwire.split_tags(text)
         try:
             prefix, command, params = irc.parsemsg(rest)
         except (ValueError, IndexError):
@@ -362,6 +394,8 @@ class IrcConnection(irc.IRC, Participant, IrcCommands):
             self.reply(irc.ERR_ERRONEUSNICKNAME, target or "*", text)
         elif isinstance(error, AccountExists):
             self.reply(irc.ERR_NICKNAMEINUSE, target or "*", text)
+        elif isinstance(error, Banned) and command == "JOIN" and target is not None:
+            self.reply(irc.ERR_BANNEDFROMCHAN, target, text)
         elif isinstance(error, Banned):
             self.reply(irc.ERR_YOUREBANNEDCREEP, text)
         elif isinstance(error, AuthenticationFailed) and command == "PASS":
@@ -372,7 +406,7 @@ class IrcConnection(irc.IRC, Participant, IrcCommands):
             self.reply(irc.ERR_NOSUCHNICK, target, text)
         elif isinstance(error, RateLimited) and command == "LIST":
             self.reply(irc.RPL_TRYAGAIN, command, text)
-        elif command in ("PRIVMSG", "NOTICE") and target is not None and to_channel:
+        elif command in ("PRIVMSG", "NOTICE", "TAGMSG") and target is not None and to_channel:
             self.reply(irc.ERR_CANNOTSENDTOCHAN, target, text)
         elif isinstance(error, NotInRoom) and target is not None:
             self.reply(irc.ERR_NOTONCHANNEL, target, text)
@@ -391,7 +425,8 @@ class IrcConnection(irc.IRC, Participant, IrcCommands):
             if not registered:
                 self._negotiating = True
             v302 = len(params) > 1 and params[1].isdigit() and int(params[1]) >= 302
-            offered = ("sasl=PLAIN" if c == "sasl" and v302 else c for c in CAPABILITIES)
+            values = {"sasl": "PLAIN", "draft/multiline": MULTILINE_VALUE} if v302 else {}
+            offered = (f"{c}={values[c]}" if c in values else c for c in CAPABILITIES)
             self._cap("LS", " ".join(offered))
         elif sub == "LIST":
             self._cap("LIST", " ".join(sorted(self.caps)))
@@ -406,8 +441,10 @@ class IrcConnection(irc.IRC, Participant, IrcCommands):
                         self.caps.discard(name[1:])
                     else:
                         self.caps.add(name)
-                self._variant = (TIME if "server-time" in self.caps else 0) | (
-                    MSGID if "message-tags" in self.caps else 0
+                self._variant = (
+                    (TIME if "server-time" in self.caps else 0)
+                    | (MSGID if "message-tags" in self.caps else 0)
+                    | (MULTILINE if {"batch", "draft/multiline"} <= self.caps else 0)
                 )
                 self._cap("ACK", asked)
             else:
@@ -505,7 +542,7 @@ class IrcConnection(irc.IRC, Participant, IrcCommands):
             (nick, prefix, identity.nickname, f":You are now logged in as {identity.nickname}"),
             self.hostname,
         )
-        self.reply(RPL_SASLSUCCESS, "SASL authentication successful")
+        self.sendCommand(RPL_SASLSUCCESS, (nick, ":SASL authentication successful"), self.hostname)
 
     def _sasl_failed(self, failure: Failure) -> None:
         error = self.chat_error(failure, "SASL")
@@ -621,7 +658,11 @@ class IrcConnection(irc.IRC, Participant, IrcCommands):
 
     def _ping(self) -> None:
         self.sendCommand("PING", (":" + self.hostname,))
-        self.start_timer(self.options.ping_timeout, self._goodbye, "Ping timeout")
+        self.start_timer(self.options.ping_timeout, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self._quit_reason = PING_TIMEOUT
+        self._goodbye(PING_TIMEOUT)
 
     def irc_PING(self, prefix: str, params: list[str]) -> None:
         if not params:
@@ -632,8 +673,10 @@ class IrcConnection(irc.IRC, Participant, IrcCommands):
         """Any line shows the client is there (``_touch``); nothing more to do."""
 
     def irc_QUIT(self, prefix: str, params: list[str]) -> None:
-        reason = params[0] if params else "Client Quit"
-        self._goodbye(f"Quit: {reason}")
+        reason = ircwire.strip_formatting(params[0]) if params and params[0] else "Client Quit"
+        # As IRC servers show it to the others ("Quit: " marks the client's own words).
+        self._quit_reason = f"Quit: {reason}"
+        self._goodbye(self._quit_reason)
 
     def _goodbye(self, reason: str) -> None:
         """``ERROR :Closing link`` and close."""
@@ -659,9 +702,56 @@ class IrcConnection(irc.IRC, Participant, IrcCommands):
         if payload.origin is not None and payload.origin == self.connection_id:
             if "echo-message" not in self.caps:
                 return
+        if (
+            payload.origin == FROM_STORE
+            and payload.message.id in self._posted
+            and "echo-message" not in self.caps
+        ):
+            return
         if self._state == "closed":
             return
+        if payload.tag_only and not self._variant & MSGID:
+            return  # TAGMSG is for clients that negotiated message-tags
+        if self._held and payload.message.room in self._held:
+            self._held[payload.message.room][1].append(payload)
+            return
+        if payload.quit and not self._first_quit(payload):
+            return
         self.factory.writer.write(self.transport, payload.data(self._variant))
+
+    def posted(self, message: Message) -> None:
+        """One of this connection's messages was stored (see ``_posted``)."""
+        self._posted[message.id] = None
+        if len(self._posted) > POSTED_REMEMBERED:
+            del self._posted[next(iter(self._posted))]
+
+    def _hold(self, room: str) -> None:
+        """Keep the room's live events while its history is read."""
+        reads, events = self._held.get(room, (0, []))
+        self._held[room] = (reads + 1, events)
+
+    def _release(self, room: str, sent: set[int]) -> None:
+        """A read of the room's history is answered: its live events that
+        the answer held (``sent``: their seqs) are dropped, the others
+        written after it once no other read of the room is going on."""
+        reads, events = self._held.pop(room)
+        events = [e for e in events if not (e.event is None and e.message.seq in sent)]
+        if reads > 1:
+            self._held[room] = (reads - 1, events)
+            return
+        for event in events:
+            self.send(event)
+
+    def _first_quit(self, payload: IrcEvent) -> bool:
+        """Whether this quit was not shown yet (one disconnect gives one
+        LEFT event per room, all with the same time)."""
+        when = payload.message.timestamp_ms
+        if self._quits.get(payload.key) == when:
+            return False
+        self._quits[payload.key] = when
+        if len(self._quits) > QUITS_REMEMBERED:
+            del self._quits[next(iter(self._quits))]
+        return True
 
     def direct(self, message: DirectMessage) -> bool:
         if self._state != "registered":
@@ -715,7 +805,10 @@ class IrcFactory(Factory):
         #: Where room lines go (``fastpath.TurnWriter`` or ``PlainWriter``).
         self.writer = context.paths.writer(context.clock)
         self.encoder = IrcEncoder(self.options.server_name)
-        self.history = irchistory.RoomHistory(context.service, self.options.history_max)
+        #: CHATHISTORY: messages per read, and the reads a timestamp is
+        #: looked for in (back from the newest).
+        self.history_page = self.options.history_max
+        self.history_scan = HISTORY_SCAN_PAGES
         self.created = context.clock.seconds()
         #: Registered connections from one address past which it is refused
         #: (0: no limit).
@@ -726,6 +819,7 @@ class IrcFactory(Factory):
             f"CHANNELLEN={MAX_ROOM_LENGTH + 1}",
             "CHANTYPES=#",
             f"CHATHISTORY={self.options.history_max}",
+            "CLIENTTAGDENY=*,-typing",
             "MSGREFTYPES=msgid,timestamp",
             f"NETWORK={self.options.network}",
             f"NICKLEN={MAX_NICKNAME_LENGTH}",
@@ -738,5 +832,18 @@ class IrcFactory(Factory):
         limit = self.max_connections_per_ip
         if limit and self.context.service.connections_from(host) >= limit:
             self.context.metrics.connection_refused()
-            return None
+            return _Refusal(f"Closing link: too many connections from {host}")
         return super().buildProtocol(addr)
+
+
+class _Refusal(Protocol):
+    """A connection refused before anything else: one ``ERROR`` line (which
+    IRC clients show, instead of reconnecting blindly), then closed."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(f"ERROR :{self.text}\r\n".encode())
+        self.transport.loseConnection()

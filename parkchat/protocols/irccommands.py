@@ -6,7 +6,7 @@ Split from it only to keep each module readable."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -14,10 +14,20 @@ from twisted.python.failure import Failure
 from twisted.words.protocols import irc
 
 from parkchat import __version__
-from parkchat.errors import ChatError, InvalidRoom, NotInRoom
+from parkchat.errors import ChatError, InvalidRoom, NotInRoom, UnknownRecipient
 from parkchat.interfaces import IChatService, IParticipant
 from parkchat.metrics import ServiceMetrics
-from parkchat.model import DirectMessage, Message, nickname_key, validate_room
+from parkchat.model import (
+    LEFT,
+    PART,
+    Departure,
+    DirectMessage,
+    Message,
+    clean_reason,
+    nickname_key,
+    system_message,
+    validate_room,
+)
 from parkchat.protocols import irchistory, ircwire
 from parkchat.protocols.guests import guest_may_join
 from parkchat.protocols.ircwire import channel, message_lines, user_prefix
@@ -25,6 +35,8 @@ from parkchat.tokens import TokenVerifier
 
 #: Rooms in one LIST answer.
 LIST_LIMIT = 100
+#: Seconds between two typing notices a connection passes on (as /ws).
+TYPING_INTERVAL = 1.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,34 @@ class IrcOptions:
     history_max: int = 200
     #: Verifies tokens given as a password; None: tokens are not accepted.
     tokens: TokenVerifier | None = None
+
+
+@dataclass
+class Multiline:
+    """A draft/multiline batch a client is sending."""
+
+    reference: str
+    target: str
+    command: str | None = None
+    lines: list[tuple[str, bool]] = field(default_factory=list)
+    size: int = 0
+
+    def add(self, command: str, text: str, concat: bool) -> None:
+        """A line (``concat``: joined to the one before without a newline);
+        ``size`` counts its bytes and the newline before it."""
+        self.command = command
+        self.size += len(text.encode("utf-8")) + (1 if self.lines and not concat else 0)
+        self.lines.append((text, concat))
+
+    def content(self) -> str:
+        """The lines as one message."""
+        parts: list[str] = []
+        for text, concat in self.lines:
+            if concat:
+                parts[-1] += text
+            else:
+                parts.append(text)
+        return "\n".join(parts)
 
 
 class IrcReply(Exception):
@@ -74,6 +114,9 @@ class IrcCommands:
     _key: str
     _state: str
     _batches: int
+    _last_typing: float
+    _multiline: Multiline | None
+    tags_in: dict[str, str]
 
     @property
     def service(self) -> IChatService:
@@ -126,6 +169,15 @@ class IrcCommands:
     def _async_failed(self, failure: Failure, command: str, target: str | None) -> None:
         raise NotImplementedError
 
+    def _hold(self, room: str) -> None:
+        raise NotImplementedError
+
+    def posted(self, message: Message) -> None:
+        raise NotImplementedError
+
+    def _release(self, room: str, sent: set[int]) -> None:
+        raise NotImplementedError
+
     # -- channels ---------------------------------------------------------------------
 
     def _room(self, target: str) -> str:
@@ -154,7 +206,7 @@ class IrcCommands:
             raise IrcReply(irc.ERR_NEEDMOREPARAMS, "JOIN", "Not enough parameters")
         if params[0] == "0":
             for room in sorted(self.service.rooms_of(self.participant)):
-                self._part(channel(room), "Left all channels")
+                self._part(channel(room), "")
             return
         self._each("JOIN", params[0], self._join)
 
@@ -162,6 +214,10 @@ class IrcCommands:
         room = self._room(target)
         if room in self.service.rooms_of(self.participant):
             return
+        if self.user_id is not None:
+            # A ban closes the account's connections, but one may still be
+            # on its way from another instance: 474, not a join.
+            self.service.check_not_banned(self.user_id)
         if self.user_id is None and not guest_may_join(self.service, room, self.nickname):
             raise IrcReply(
                 irc.ERR_UNAVAILRESOURCE,
@@ -180,11 +236,19 @@ class IrcCommands:
 
     def _part(self, target: str, reason: str) -> None:
         room = self._room(target)
+        # The reason goes to every surface: plain text, as messages are.
+        reason = clean_reason(ircwire.strip_formatting(reason))
         try:
-            self.service.leave(self.participant, room)
+            self.service.leave(self.participant, room, reason)
         except NotInRoom:
             raise IrcReply(irc.ERR_NOTONCHANNEL, target, "You're not on that channel") from None
-        self.sendLine(f":{self.me} PART {channel(room)}" + (f" :{reason}" if reason else ""))
+        self.sendLine(
+            ircwire.departure_line(
+                system_message(room, self.nickname, LEFT, 0, Departure(PART, reason)),
+                self.me,
+                self.hostname,
+            )
+        )
 
     def irc_NAMES(self, prefix: str, params: list[str]) -> None:
         if not params:
@@ -326,6 +390,9 @@ class IrcCommands:
         self._message("NOTICE", params)
 
     def _message(self, command: str, params: list[str]) -> None:
+        if "batch" in self.tags_in:
+            self._batched(command, params)
+            return
         if not params or not params[0]:
             raise IrcReply(irc.ERR_NORECIPIENT, f"No recipient given ({command})")
         if len(params) < 2 or not params[1]:
@@ -334,6 +401,93 @@ class IrcCommands:
         if content is None:
             return
         self._each(command, params[0], lambda target: self._send_to(command, target, content))
+
+    def irc_TAGMSG(self, prefix: str, params: list[str]) -> None:
+        """IRCv3 message-tags: a message of tags only. ``+typing=active`` to
+        a channel is a typing notice in the room (at most one a second,
+        as on /ws); other client-only tags, and typing to a nickname, are
+        not carried (CLIENTTAGDENY says so)."""
+        if not params or not params[0]:
+            raise IrcReply(irc.ERR_NORECIPIENT, "No recipient given (TAGMSG)")
+        target = params[0]
+        if self.tags_in.get(ircwire.TYPING_TAG) != "active" or not target.startswith("#"):
+            return
+        room = self._room(target)
+        now = self.factory.context.clock.seconds()
+        if now - self._last_typing < TYPING_INTERVAL:
+            return  # best effort: excess is dropped quietly
+        self._last_typing = now
+        try:
+            self.service.notify(self.participant, room, ircwire.TYPING)
+        except NotInRoom:
+            raise IrcReply(
+                irc.ERR_CANNOTSENDTOCHAN, target, "You are not in that channel [not_in_room]"
+            ) from None
+
+    # -- draft/multiline: a message of several lines from the client --------------
+
+    def irc_BATCH(self, prefix: str, params: list[str]) -> None:
+        """``BATCH +ref draft/multiline <target>``, the batch's PRIVMSG (or
+        NOTICE) lines, ``BATCH -ref``: one message, its lines joined with
+        newlines (``draft/multiline-concat`` ones without), posted when the
+        batch closes. One batch at a time, within the CAP's limits."""
+        if not params or (params[0].startswith("+") and len(params) < 3):
+            raise IrcReply(irc.ERR_NEEDMOREPARAMS, "BATCH", "Not enough parameters")
+        reference = params[0][1:]
+        if params[0].startswith("+"):
+            if params[1] != "draft/multiline" or "draft/multiline" not in self.caps:
+                self._batch_failed("MULTILINE_INVALID", [], f"unsupported batch type {params[1]}")
+            elif self._multiline is not None:
+                self._batch_failed("MULTILINE_INVALID", [], "a batch is open already")
+            else:
+                self._multiline = Multiline(reference, params[2])
+            return
+        batch = self._multiline
+        if not params[0].startswith("-") or batch is None or batch.reference != reference:
+            self._batch_failed("MULTILINE_INVALID", [], f"no open batch {reference}")
+            return
+        self._multiline = None
+        if batch.command is None:
+            return  # an empty batch: nothing to post
+        content = self._content(batch.content())
+        if content is not None:
+            command = batch.command
+            self._each(command, batch.target, lambda t: self._send_to(command, t, content))
+
+    def _batched(self, command: str, params: list[str]) -> None:
+        """A line of the open multiline batch (``@batch=ref PRIVMSG ...``)."""
+        batch = self._multiline
+        if batch is None or batch.reference != self.tags_in["batch"]:
+            self._batch_failed("MULTILINE_INVALID", [], "no open batch of that reference")
+            return
+        target = params[0] if params else ""
+        text = params[1] if len(params) > 1 else ""
+        if target != batch.target:
+            self._multiline = None
+            self._batch_failed(
+                "MULTILINE_INVALID_TARGET", [batch.target, target or "*"], "wrong target"
+            )
+            return
+        concat = ircwire.MULTILINE_CONCAT in self.tags_in
+        if (batch.command not in (None, command)) or (concat and (not batch.lines or not text)):
+            self._multiline = None
+            self._batch_failed("MULTILINE_INVALID", [], "a malformed multiline batch")
+            return
+        batch.add(command, text, concat)
+        if len(batch.lines) > ircwire.MULTILINE_MAX_LINES:
+            self._multiline = None
+            self._batch_failed(
+                "MULTILINE_MAX_LINES", [str(ircwire.MULTILINE_MAX_LINES)], "too many lines"
+            )
+        elif batch.size > ircwire.MULTILINE_MAX_BYTES:
+            self._multiline = None
+            self._batch_failed(
+                "MULTILINE_MAX_BYTES", [str(ircwire.MULTILINE_MAX_BYTES)], "too many bytes"
+            )
+
+    def _batch_failed(self, code: str, context: list[str], text: str) -> None:
+        self.metrics.error_sent("irc", "invalid_request")
+        self._fail("BATCH", code, context, text)
 
     def _content(self, text: str) -> str | None:
         """What an IRC message posts: ``/me text`` for a CTCP ACTION, other
@@ -358,7 +512,7 @@ class IrcCommands:
         if target.startswith("#"):
             room = self._room(target)
             d = self.service.post(self.participant, room, content)
-            d.addErrback(self._async_failed, command, target)
+            d.addCallbacks(self.posted, self._async_failed, errbackArgs=(command, target))
         else:
             sent = Deferred.fromCoroutine(
                 self.service.send_direct(self.participant, target, content)
@@ -394,30 +548,53 @@ class IrcCommands:
             await self._targets(args[0], args[1], limit)
             return
         target = args[0]
+        star = sub == "LATEST"
         if target.startswith("#"):
             room = self._room_or_history_error(target)
-            refs = [irchistory.parse_reference(a, star=sub == "LATEST") for a in args[1:-1]]
-            history = self.factory.history
-            messages = await (
-                history.between(room, refs[0], refs[1], limit)
-                if sub == "BETWEEN"
-                else getattr(history, sub.lower())(room, refs[0], limit)
+            refs = [irchistory.parse_reference(a, star=star) for a in args[1:-1]]
+            pager = irchistory.room_pager(
+                self.service, room, self.factory.history_page, self.factory.history_scan
             )
-            batch = self._open_batch("chathistory", target)
-            for message in messages:
-                lines = message_lines(
-                    user_prefix(message.nickname, self.hostname),
-                    "PRIVMSG",
-                    target,
-                    message.content,
-                )
-                self._send_lines(lines, message.timestamp, irchistory.room_msgid(message), batch)
-            self._close_batch(batch)
+            # Live lines of the room wait while it is read, and those the
+            # answer holds are not written again (``_hold``, ``_release``).
+            held = room in self.service.rooms_of(self.participant)
+            if held:
+                self._hold(room)
+            sent: set[int] = set()
+            try:
+                messages = await pager.answer(sub, refs, limit)
+                if self._state == "closed":
+                    return
+                batch = self._open_batch("chathistory", target)
+                for message in messages:
+                    lines = message_lines(
+                        user_prefix(message.nickname, self.hostname),
+                        "PRIVMSG",
+                        target,
+                        message.content,
+                    )
+                    msgid = irchistory.room_msgid(message)
+                    self._send_lines(lines, message.timestamp, msgid, batch)
+                    sent.add(message.seq)
+                self._close_batch(batch)
+            finally:
+                if held:
+                    self._release(room, sent)
             return
-        ref = irchistory.parse_reference(args[1], star=sub == "LATEST", direct=True)
-        directs = await irchistory.direct_page(
-            self.service, self.participant, target, sub, ref, limit
-        )
+        if self.user_id is None:
+            raise irchistory.HistoryError(
+                "INVALID_TARGET", "direct messages need a registered account"
+            )
+        refs = [irchistory.parse_reference(a, star=star, direct=True) for a in args[1:-1]]
+        directs = await irchistory.direct_pager(
+            self.service,
+            self.participant,
+            target,
+            self.factory.history_page,
+            self.factory.history_scan,
+        ).answer(sub, refs, limit)
+        if self._state == "closed":
+            return
         batch = self._open_batch("chathistory", target)
         for dm in directs:
             to = dm.to_nickname
@@ -477,6 +654,8 @@ class IrcCommands:
         error = failure.value
         if isinstance(error, irchistory.HistoryError):
             code, text = error.code, error.text
+        elif isinstance(error, UnknownRecipient):
+            code, text = "INVALID_TARGET", f"{error.message} [{error.code}]"
         else:
             chat = self.chat_error(failure, "CHATHISTORY")
             code, text = "MESSAGE_ERROR", f"{chat.message} [{chat.code}]"

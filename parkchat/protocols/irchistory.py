@@ -1,38 +1,42 @@
-"""CHATHISTORY (IRCv3 ``draft/chathistory``) over parkchat's room history.
+"""CHATHISTORY (IRCv3 ``draft/chathistory``) over parkchat's history, by
+position: a room's ``seq`` (its messages are numbered 1, 2, 3, ... in the
+order they were stored) or a conversation's (direct messages, the same).
 
-This is the one place where an IRC message reference becomes a position in
-parkchat's history, and back:
+This is the one place where an IRC message reference becomes a position,
+and back:
 
-* ``msgid=N`` (or ``N.k``, the k-th IRC line of a long message) is the
-  parkchat message id ``N``: the ``msgid`` tag every IRC member is sent
-  with a message (``room_msgid``, ``line_msgid``; direct messages ``dN``);
-* ``timestamp=YYYY-MM-DDThh:mm:ss.sssZ`` is found by walking the room's
-  history back from the newest message, a page at a time, for at most
-  ``scan_pages`` pages (history is paged by message id, not by time);
-  further back, a timestamp answers MESSAGE_ERROR and a msgid is needed.
+* the ``msgid`` tag of a room message is ``<seq>-<id>`` (``12-4031``): its
+  seq in its room, then its parkchat id, which makes it unique across
+  rooms (a msgid must be unique on the network; seqs repeat from room to
+  room). A message cut into several IRC lines gives its k-th line
+  ``<seq>-<id>.k``; a reference to any of them names the message. Direct
+  messages are ``d<seq>-<id>`` (the conversation's seq).
+* ``msgid=...`` in a request is read for its seq alone: positions are
+  what history is paged by, and a deleted message's seq is still a valid
+  position (the messages around it are found);
+* ``timestamp=YYYY-MM-DDThh:mm:ss.sssZ`` is found by walking the history
+  back from the newest message, a page at a time, for at most
+  ``scan_pages`` pages; further back, MESSAGE_ERROR asks for a msgid.
 
-``IChatService.history`` pages by message id (``before``/``after``, both
-exclusive). Message ids grow with time across all rooms, so "the messages
-of room R after id N" is well defined for any N. When rooms get positions
-of their own (per-room sequence numbers), only this module changes: the
-references clients hold are whatever ``msgid`` the adapter sent them.
-
-Direct messages (a nickname as target) are kept by the direct-message
-store, paged backwards only: ``LATEST`` and ``BEFORE`` with a msgid (a
-direct message's msgid is ``dN``) work, the rest answers INVALID_PARAMS.
+Why seqs and not ids: ids are global and, with several instances writing
+to one room, a room's ids are not in the order of its seqs (the order its
+members are shown the messages). A client that saw seq 7 has seen every
+message of the room up to 7 (delivery is in seq order, without gaps), so
+``CHATHISTORY LATEST #room msgid=7-...`` (or AFTER) returns exactly what it
+missed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
-from parkchat.errors import ChatError
 from parkchat.interfaces import IChatService
 from parkchat.model import MAX_ID, DirectMessage, Message
 
-#: The msgid prefix of direct messages (their ids are another sequence).
+#: The msgid prefix of direct messages (their positions are another sequence).
 DIRECT = "d"
 
 
@@ -48,15 +52,15 @@ class HistoryError(Exception):
 
 @dataclass(frozen=True)
 class Reference:
-    """A CHATHISTORY message reference: a message id, a time, or ``*``
+    """A CHATHISTORY message reference: a position (seq), a time, or ``*``
     (neither: now)."""
 
-    message_id: int | None = None
+    seq: int | None = None
     timestamp_ms: int | None = None
 
     @property
     def now(self) -> bool:
-        return self.message_id is None and self.timestamp_ms is None
+        return self.seq is None and self.timestamp_ms is None
 
 
 STAR = Reference()
@@ -64,7 +68,7 @@ STAR = Reference()
 
 def line_msgid(base: str, index: int) -> str:
     """The ``msgid`` of the ``index``-th (0-based) IRC line of a message
-    whose id is ``base``: ``base``, then ``base.2``, ``base.3``... Every
+    whose msgid is ``base``: ``base``, then ``base.2``, ``base.3``... Every
     line needs an id of its own (clients drop repeated ids); references to
     any of them name the message (``parse_msgid``)."""
     return base if index == 0 else f"{base}.{index + 1}"
@@ -72,25 +76,30 @@ def line_msgid(base: str, index: int) -> str:
 
 def room_msgid(message: Message) -> str:
     """The msgid of a room message (of its first IRC line)."""
-    return str(message.id)
+    return f"{message.seq}-{message.id}"
 
 
 def direct_msgid(message: DirectMessage) -> str:
     """The msgid of a direct message (of its first IRC line)."""
-    return f"{DIRECT}{message.id}"
+    return f"{DIRECT}{message.seq}-{message.id}"
 
 
 def parse_msgid(text: str, direct: bool = False) -> int:
-    """The message id a msgid names (``N`` or ``N.k``; ``dN`` for direct
-    messages); HistoryError INVALID_PARAMS for anything else."""
+    """The seq a msgid names (``<seq>-<id>``, ``<seq>-<id>.k``; ``d...``
+    for direct messages); HistoryError INVALID_PARAMS for anything else."""
+    body = text
     if direct:
-        if not text.startswith(DIRECT):
+        if not body.startswith(DIRECT):
             raise HistoryError("INVALID_PARAMS", f"{text} is not a direct message's msgid")
-        text = text[len(DIRECT) :]
-    number = text.split(".", 1)[0]
-    if not number.isascii() or not number.isdigit() or not 0 < int(number) <= MAX_ID:
+        body = body[len(DIRECT) :]
+    seq, dash, rest = body.split(".", 1)[0].partition("-")
+    if not dash or not _number(seq) or not _number(rest):
         raise HistoryError("INVALID_PARAMS", f"{text} is not a parkchat msgid")
-    return int(number)
+    return int(seq)
+
+
+def _number(text: str) -> bool:
+    return text.isascii() and text.isdigit() and 0 < int(text) <= MAX_ID
 
 
 def parse_timestamp(text: str) -> int:
@@ -110,143 +119,189 @@ def parse_reference(text: str, *, star: bool = False, direct: bool = False) -> R
         return STAR
     kind, sep, value = text.partition("=")
     if sep and kind == "msgid":
-        return Reference(message_id=parse_msgid(value, direct))
+        return Reference(seq=parse_msgid(value, direct))
     if sep and kind == "timestamp":
         return Reference(timestamp_ms=parse_timestamp(value))
     raise HistoryError("INVALID_PARAMS", f"{text} is not a message reference")
 
 
-class RoomHistory:
-    """Answers the CHATHISTORY subcommands for rooms, in ascending order,
-    from ``IChatService.history`` pages of at most ``page_size``."""
+class Positioned(Protocol):
+    """A room or direct message: what paging by position needs of it."""
 
-    def __init__(self, service: IChatService, page_size: int, scan_pages: int = 10) -> None:
-        self._service = service
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def timestamp_ms(self) -> int: ...
+
+
+T = TypeVar("T", bound=Positioned)
+
+
+class Pager(Generic[T]):
+    """Answers the CHATHISTORY subcommands over one stream of positions (a
+    room, or a conversation), in ascending order, with reads of at most
+    ``page_size``. References are exclusive, as the specification says.
+
+    ``after(seq, limit)`` reads up to ``limit`` items with a seq above
+    ``seq``, oldest first; ``before(seq, limit)`` the newest ``limit``
+    with a seq below ``seq`` (None: the newest of all), oldest first."""
+
+    def __init__(
+        self,
+        after: Callable[[int, int], Awaitable[list[T]]],
+        before: Callable[[int | None, int], Awaitable[list[T]]],
+        page_size: int,
+        scan_pages: int,
+    ) -> None:
+        self._after = after
+        self._before = before
         self._page_size = page_size
         self._scan_pages = scan_pages
 
-    async def _page(self, room: str, limit: int, **where: int | None) -> list[Message]:
-        messages: list[Message] = await self._service.history(room, limit=limit, **where)
-        return messages
-
-    async def _newest_before(self, room: str, before: int | None, count: int) -> list[Message]:
-        """The newest ``count`` messages with an id below ``before``."""
-        collected: list[Message] = []
+    async def _newest_below(self, below: int | None, count: int) -> list[T]:
+        """The newest ``count`` items with a seq below ``below`` (None: all)."""
+        collected: list[T] = []
         while len(collected) < count:
             want = min(self._page_size, count - len(collected))
-            page = await self._page(room, want, before=before)
+            page = await self._before(below, want)
             collected[:0] = page
-            if len(page) < want:
+            if len(page) < want or not page:
                 break
-            before = page[0].id
+            below = page[0].seq
         return collected
 
-    async def _first_after(self, room: str, after: int, count: int) -> list[Message]:
-        """The first ``count`` messages with an id above ``after``."""
-        collected: list[Message] = []
+    async def _oldest_above(self, above: int, count: int) -> list[T]:
+        """The oldest ``count`` items with a seq above ``above``."""
+        collected: list[T] = []
         while len(collected) < count:
             want = min(self._page_size, count - len(collected))
-            page = await self._page(room, want, after=after)
+            page = await self._after(above, want)
             collected.extend(page)
-            if len(page) < want:
+            if len(page) < want or not page:
                 break
-            after = page[-1].id
+            above = page[-1].seq
         return collected
 
-    async def boundary(self, room: str, ref: Reference, *, inclusive: bool) -> int:
-        """The id of the newest message at or before ``ref`` (before it,
-        unless ``inclusive``): ``before=boundary+1`` / ``after=boundary``
-        then select by the reference. 0 when no message is that old."""
-        if ref.message_id is not None:
-            return ref.message_id if inclusive else ref.message_id - 1
+    async def position(self, ref: Reference, *, inclusive: bool) -> int:
+        """The seq of the reference: for a msgid, its own (less one unless
+        ``inclusive``); for a time, the seq of the newest item before it
+        (at it too, if ``inclusive``), 0 if there is none; for ``*`` the
+        largest seq there can be. Every item at or below the result is "at
+        or before" the reference, every item above it after it."""
+        if ref.seq is not None:
+            return ref.seq if inclusive else ref.seq - 1
         if ref.timestamp_ms is None:
             return MAX_ID - 1
         at = ref.timestamp_ms
-        before: int | None = None
+        below: int | None = None
         for _ in range(self._scan_pages):
-            page = await self._page(room, self._page_size, before=before)
-            for message in reversed(page):
-                if message.timestamp_ms < at or (inclusive and message.timestamp_ms == at):
-                    return message.id
-            if len(page) < self._page_size:
+            page = await self._before(below, self._page_size)
+            for item in reversed(page):
+                if item.timestamp_ms < at or (inclusive and item.timestamp_ms == at):
+                    return item.seq
+            if len(page) < self._page_size or not page:
                 return 0
-            before = page[0].id
+            below = page[0].seq
         raise HistoryError(
             "MESSAGE_ERROR",
             f"that time is more than {self._scan_pages * self._page_size} messages back; "
             "use a msgid",
         )
 
-    async def before(self, room: str, ref: Reference, limit: int) -> list[Message]:
-        """Up to ``limit`` messages before ``ref`` (excluded), the newest ones."""
-        top = await self.boundary(room, ref, inclusive=False)
-        return await self._newest_before(room, top + 1, limit)
+    async def before(self, ref: Reference, limit: int) -> list[T]:
+        """Up to ``limit`` items before ``ref``, the newest of them."""
+        top = await self.position(ref, inclusive=False)
+        return await self._newest_below(top + 1, limit)
 
-    async def after(self, room: str, ref: Reference, limit: int) -> list[Message]:
-        """Up to ``limit`` messages after ``ref`` (excluded), the oldest ones."""
-        bottom = await self.boundary(room, ref, inclusive=True)
-        return await self._first_after(room, bottom, limit)
+    async def after(self, ref: Reference, limit: int) -> list[T]:
+        """Up to ``limit`` items after ``ref``, the oldest of them."""
+        bottom = await self.position(ref, inclusive=True)
+        return await self._oldest_above(bottom, limit)
 
-    async def latest(self, room: str, ref: Reference, limit: int) -> list[Message]:
-        """The newest ``limit`` messages, only those after ``ref`` unless ``*``."""
-        newest = await self._newest_before(room, None, limit)
+    async def latest(self, ref: Reference, limit: int) -> list[T]:
+        """The newest ``limit`` items; with a reference, only those after it."""
+        newest = await self._newest_below(None, limit)
         if ref.now:
             return newest
-        bottom = await self.boundary(room, ref, inclusive=True)
-        return [m for m in newest if m.id > bottom]
+        bottom = await self.position(ref, inclusive=True)
+        return [item for item in newest if item.seq > bottom]
 
-    async def around(self, room: str, ref: Reference, limit: int) -> list[Message]:
-        """``limit`` messages around ``ref``: half before it, the rest from it on."""
-        pivot = await self.boundary(room, ref, inclusive=False)
-        older = await self._newest_before(room, pivot + 1, limit // 2)
-        newer = await self._first_after(room, pivot, limit - len(older))
+    async def around(self, ref: Reference, limit: int) -> list[T]:
+        """``limit`` items around ``ref``: half before it, the rest from it on."""
+        pivot = await self.position(ref, inclusive=False)
+        older = await self._newest_below(pivot + 1, limit // 2)
+        newer = await self._oldest_above(pivot, limit - len(older))
         return older + newer
 
-    async def between(
-        self, room: str, start: Reference, end: Reference, limit: int
-    ) -> list[Message]:
-        """Up to ``limit`` messages strictly between two references, counted
+    async def between(self, start: Reference, end: Reference, limit: int) -> list[T]:
+        """Up to ``limit`` items strictly between two references, counted
         from ``start``: forwards if it is the older one, else backwards."""
-        low = await self.boundary(room, start, inclusive=True)
-        high = await self.boundary(room, end, inclusive=False)
-        if start.message_id is not None and end.message_id is not None:
-            forwards = start.message_id <= end.message_id
+        if start.seq is not None and end.seq is not None:
+            forwards = start.seq <= end.seq
         elif start.timestamp_ms is not None and end.timestamp_ms is not None:
             forwards = start.timestamp_ms <= end.timestamp_ms
         else:
-            forwards = low <= high
+            forwards = await self.position(start, inclusive=True) <= await self.position(
+                end, inclusive=True
+            )
         if forwards:
-            page = await self._first_after(room, low, limit)
-            return [m for m in page if m.id <= high]
-        # Backwards: start is the newer one.
-        newer_edge = await self.boundary(room, start, inclusive=False)
-        older_edge = await self.boundary(room, end, inclusive=True)
-        page = await self._newest_before(room, newer_edge + 1, limit)
-        return [m for m in page if m.id > older_edge]
+            low = await self.position(start, inclusive=True)
+            high = await self.position(end, inclusive=False)
+            return [i for i in await self._oldest_above(low, limit) if i.seq <= high]
+        high = await self.position(start, inclusive=False)
+        low = await self.position(end, inclusive=True)
+        return [i for i in await self._newest_below(high + 1, limit) if i.seq > low]
+
+    async def answer(self, subcommand: str, refs: list[Reference], limit: int) -> list[T]:
+        """The items a CHATHISTORY subcommand asks for (not TARGETS)."""
+        if subcommand == "BETWEEN":
+            return await self.between(refs[0], refs[1], limit)
+        act: dict[str, Callable[[Reference, int], Awaitable[list[T]]]] = {
+            "LATEST": self.latest,
+            "BEFORE": self.before,
+            "AFTER": self.after,
+            "AROUND": self.around,
+        }
+        return await act[subcommand](refs[0], limit)
 
 
-async def direct_page(
-    service: IChatService, participant: Any, other: str, subcommand: str, ref: Reference, limit: int
-) -> list[DirectMessage]:
-    """The direct messages with ``other`` that CHATHISTORY LATEST or BEFORE
-    asks for, oldest first."""
-    if subcommand == "LATEST":
-        if ref.timestamp_ms is not None:
-            raise HistoryError("INVALID_PARAMS", "direct messages are referenced by msgid")
-        _, messages = await service.direct_history(participant, other, limit)
-        if ref.message_id is not None:
-            messages = [m for m in messages if m.id > ref.message_id]
-    elif subcommand == "BEFORE" and ref.message_id is not None:
-        _, messages = await service.direct_history(participant, other, limit, ref.message_id)
-    else:
-        raise HistoryError(
-            "INVALID_PARAMS",
-            "direct message history supports LATEST and BEFORE with a msgid only",
-        )
-    result: list[DirectMessage] = messages
-    return result
+def room_pager(
+    service: IChatService, room: str, page_size: int, scan_pages: int = 10
+) -> Pager[Message]:
+    """CHATHISTORY over a room's positions (``IChatService.history`` by seq)."""
+
+    async def after(seq: int, limit: int) -> list[Message]:
+        page: list[Message] = await service.history(room, limit=limit, after_seq=seq)
+        return page
+
+    async def before(seq: int | None, limit: int) -> list[Message]:
+        if seq is None:
+            newest: list[Message] = await service.history(room, limit=limit)
+            return newest
+        if seq <= 1:
+            return []
+        page: list[Message] = await service.history(room, limit=limit, before_seq=seq)
+        return page
+
+    return Pager(after, before, page_size, scan_pages)
 
 
-def chat_error(error: ChatError) -> HistoryError:
-    """A service refusal as a CHATHISTORY error."""
-    return HistoryError("MESSAGE_ERROR", f"{error.message} ({error.code})")
+def direct_pager(
+    service: IChatService, participant: Any, other: str, page_size: int, scan_pages: int = 10
+) -> Pager[DirectMessage]:
+    """CHATHISTORY over the conversation with ``other`` (its positions)."""
+
+    async def after(seq: int, limit: int) -> list[DirectMessage]:
+        _, page = await service.direct_history(participant, other, limit, after_seq=seq)
+        result: list[DirectMessage] = page
+        return result
+
+    async def before(seq: int | None, limit: int) -> list[DirectMessage]:
+        if seq is not None and seq <= 1:
+            return []
+        _, page = await service.direct_history(participant, other, limit, before_seq=seq)
+        result: list[DirectMessage] = page
+        return result
+
+    return Pager(after, before, page_size, scan_pages)

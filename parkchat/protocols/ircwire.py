@@ -9,7 +9,7 @@ and parameters, the numeric constants (``RPL_WELCOME`` ...),
 * parse the IRCv3 message tags of an incoming line (``@a=b;c :prefix CMD``;
   ``parsemsg`` would take ``@a=b;c`` for the command): ``split_tags``;
 * measure lines in bytes (RFC 1459 counts 512 bytes with CRLF; IRCv3 allows
-  tags up to 8191 bytes in all) and split long text into lines that fit
+  a client 4094 bytes of tags before that) and split long text into lines that fit
   without cutting a UTF-8 character: ``check_length``, ``wrap``;
 * strip the formatting codes added after its parser was written (italics,
   strike-through, monospace, hex colours): ``strip_formatting``;
@@ -26,7 +26,17 @@ from twisted.words.protocols.irc import stripFormatting
 from zope.interface import implementer
 
 from parkchat.interfaces import IEncoder
-from parkchat.model import CHAT, JOINED, LEFT, SYSTEM, Message, nickname_key
+from parkchat.model import (
+    CHAT,
+    CONNECTION_CLOSED,
+    JOINED,
+    KICK,
+    LEFT,
+    QUIT,
+    SYSTEM,
+    Message,
+    nickname_key,
+)
 from parkchat.protocols.irchistory import line_msgid, room_msgid
 
 # -- numerics Twisted does not name (IRCv3 SASL, modern.ircdocs.horse) ---------------
@@ -42,15 +52,30 @@ ERR_SASLABORTED: Final = "906"
 ERR_SASLALREADY: Final = "907"
 RPL_SASLMECHS: Final = "908"
 
+#: The room event type of typing notices (``IChatService.notify``), and
+#: the client-only tag that carries them on IRC (IRCv3 ``+typing``).
+TYPING: Final = "typing"
+TYPING_TAG: Final = "+typing"
+
 #: The longest line without tags, CRLF excluded (RFC 1459: 512 with CRLF).
 MAX_LINE: Final = 510
-#: The longest line with tags, CRLF excluded (IRCv3 message-tags: 8191 with CRLF).
-MAX_TAGGED_LINE: Final = 8189
+#: The most tag data a client may send (IRCv3 message-tags: 4094 bytes
+#: between the ``@`` and the space; a server's own tags may take 8191).
+MAX_CLIENT_TAGS: Final = 4094
+#: The longest line a client may send, CRLF excluded: its tags, ``@`` and a
+#: space, then a line of at most MAX_LINE.
+MAX_TAGGED_LINE: Final = MAX_CLIENT_TAGS + 2 + MAX_LINE
 
-#: Negotiable tag sets of a room event: bit 1 the ``time`` tag
-#: (server-time), bit 2 the ``msgid`` tag (message-tags).
+#: Negotiable renderings of a room event: bit 1 the ``time`` tag
+#: (server-time), bit 2 the ``msgid`` tag (message-tags), bit 4 a message
+#: of several IRC lines as one ``draft/multiline`` batch.
 TIME: Final = 1
 MSGID: Final = 2
+MULTILINE: Final = 4
+#: The draft/multiline limits a client's batch is held to (CAP value).
+MULTILINE_MAX_BYTES: Final = 4096
+MULTILINE_MAX_LINES: Final = 100
+MULTILINE_CONCAT: Final = "draft/multiline-concat"
 
 
 class LineTooLong(ValueError):
@@ -58,11 +83,12 @@ class LineTooLong(ValueError):
 
 
 def check_length(line: bytes) -> None:
-    """Raise LineTooLong unless ``line`` (no CRLF) fits: 510 bytes, or with
-    tags 510 bytes after them and 8189 in all."""
+    """Raise LineTooLong unless ``line`` (no CRLF) fits: 510 bytes, after
+    at most 4094 bytes of tag data (the server answers 417 to either, as
+    message-tags says)."""
     if line.startswith(b"@"):
-        _, _, rest = line.partition(b" ")
-        if len(line) > MAX_TAGGED_LINE or len(rest.lstrip(b" ")) > MAX_LINE:
+        tags, _, rest = line[1:].partition(b" ")
+        if len(tags) > MAX_CLIENT_TAGS or len(rest.lstrip(b" ")) > MAX_LINE:
             raise LineTooLong()
     elif len(line) > MAX_LINE:
         raise LineTooLong()
@@ -166,18 +192,36 @@ def wrap(text: str, limit: int) -> list[str]:
 ACTION_PREFIX: Final = "/me "
 
 
-def message_lines(prefix: str, command: str, target: str, content: str) -> list[str]:
+def message_pieces(prefix: str, command: str, target: str, content: str) -> list[tuple[str, bool]]:
     """``:prefix PRIVMSG target :text`` lines (no CRLF, no tags) for
-    ``content``: one per line of it, long lines cut to fit 510 bytes.
-    Content that is one line starting with ``/me `` is a CTCP ACTION (what
-    ``/me`` sends from an IRC client, and what a terminal user types)."""
+    ``content``, each with whether it continues the line before it (a long
+    line cut to fit 510 bytes; ``draft/multiline-concat``). Content that
+    is one line starting with ``/me `` is a CTCP ACTION (what ``/me`` sends
+    from an IRC client, and what a terminal user types)."""
     head = f":{prefix} {command} {target} :"
     room = MAX_LINE - len(head.encode("utf-8"))
-    if content.startswith(ACTION_PREFIX) and "\n" not in content:
+    if is_action(content):
         action = content[len(ACTION_PREFIX) :]
         room -= len("\x01ACTION \x01")
-        return [f"{head}\x01ACTION {piece}\x01" for piece in wrap(action, room)]
-    return [head + piece for line in content.split("\n") for piece in wrap(line, room)]
+        return [
+            (f"{head}\x01ACTION {piece}\x01", n > 0) for n, piece in enumerate(wrap(action, room))
+        ]
+    return [
+        (head + piece, n > 0)
+        for line in content.split("\n")
+        for n, piece in enumerate(wrap(line, room))
+    ]
+
+
+def message_lines(prefix: str, command: str, target: str, content: str) -> list[str]:
+    """``message_pieces`` without the continuation marks: one line per line
+    of ``content``, long lines cut to fit 510 bytes."""
+    return [line for line, _ in message_pieces(prefix, command, target, content)]
+
+
+def is_action(content: str) -> bool:
+    """Whether ``content`` is shown on IRC as a CTCP ACTION (``/me``)."""
+    return content.startswith(ACTION_PREFIX) and "\n" not in content
 
 
 def user_prefix(nickname: str, host: str) -> str:
@@ -195,12 +239,30 @@ def channel(room: str) -> str:
 
 
 class IrcEvent:
-    """A room event rendered for IRC members, in each tag set one of them
-    negotiated (at most four, each rendered once, on first use)."""
+    """A room event rendered for IRC members, in each rendering one of them
+    negotiated (at most eight, each rendered once, on first use)."""
 
-    __slots__ = ("_lines", "_rendered", "event", "key", "message", "origin")
+    __slots__ = (
+        "_batch",
+        "_lines",
+        "_rendered",
+        "event",
+        "key",
+        "message",
+        "origin",
+        "quit",
+        "tag_only",
+    )
 
-    def __init__(self, message: Message, lines: list[str]) -> None:
+    def __init__(
+        self,
+        message: Message,
+        lines: list[str],
+        *,
+        quit: bool = False,
+        tag_only: bool = False,
+        batch: tuple[str, str, list[bool]] | None = None,
+    ) -> None:
         self.message = message
         #: The connection that posted it (to skip or echo to the poster).
         self.origin = message.origin
@@ -208,11 +270,20 @@ class IrcEvent:
         self.event = message.event if message.type == SYSTEM else None
         #: The folded nickname of whoever it is about.
         self.key = nickname_key(message.nickname)
+        #: A QUIT: the same quit comes once per room the member was in,
+        #: and a client shown it once takes the member out of every channel.
+        self.quit = quit
+        #: A TAGMSG (``+typing``): only for clients with message-tags.
+        self.tag_only = tag_only
         self._lines = lines
-        self._rendered: list[bytes | None] = [None, None, None, None]
+        #: For a chat message of several lines: its prefix, its target and
+        #: which lines continue the one before (a draft/multiline batch).
+        self._batch = batch
+        self._rendered: list[bytes | None] = [None] * 8
 
     def data(self, variant: int) -> bytes:
-        """The bytes for a member with tag set ``variant`` (TIME | MSGID)."""
+        """The bytes for a member with rendering ``variant`` (TIME | MSGID |
+        MULTILINE)."""
         rendered = self._rendered[variant]
         if rendered is None:
             rendered = self._rendered[variant] = self._render(variant)
@@ -220,7 +291,11 @@ class IrcEvent:
 
     def _render(self, variant: int) -> bytes:
         message = self.message
+        if variant & MULTILINE and self._batch is not None:
+            return self._render_batch(variant)
         tags: dict[str, str] = {}
+        if self.tag_only:
+            tags[TYPING_TAG] = "active"
         if variant & TIME:
             tags["time"] = message.timestamp
         out = []
@@ -230,13 +305,34 @@ class IrcEvent:
             out.append(f"{tag_prefix(tags)}{line}\r\n")
         return "".join(out).encode("utf-8")
 
+    def _render_batch(self, variant: int) -> bytes:
+        """One ``draft/multiline`` batch: ``time`` and ``msgid`` on its
+        opening line, the lines inside, cut ones marked to be joined."""
+        assert self._batch is not None
+        message = self.message
+        prefix, target, concat = self._batch
+        tags: dict[str, str] = {}
+        if variant & TIME:
+            tags["time"] = message.timestamp
+        if variant & MSGID:
+            tags["msgid"] = room_msgid(message)
+        reference = f"ml{message.id}"
+        out = [f"{tag_prefix(tags)}:{prefix} BATCH +{reference} draft/multiline {target}\r\n"]
+        for line, joined in zip(self._lines, concat, strict=True):
+            inner = {"batch": reference, MULTILINE_CONCAT: ""} if joined else {"batch": reference}
+            out.append(f"{tag_prefix(inner)}{line}\r\n")
+        out.append(f":{prefix} BATCH -{reference}\r\n")
+        return "".join(out).encode("utf-8")
+
 
 @implementer(IEncoder)
 class IrcEncoder:
     """Renders a room event once for every IRC member: chat messages as
-    PRIVMSG lines, joins and leaves as JOIN and PART, other system notices
-    as a NOTICE from the server. Typing notices and deletions have no IRC
-    form and are not sent."""
+    PRIVMSG lines, joins as JOIN, leaves as PART, QUIT or KICK
+    (``departure_line``), typing notices as ``@+typing=active TAGMSG`` (for
+    clients with message-tags), other system notices as a NOTICE from the
+    server. Deletions have no IRC form (clients cannot unsay a line) and
+    are not sent."""
 
     surface = "irc"
 
@@ -246,17 +342,54 @@ class IrcEncoder:
     def encode(self, message: Message) -> IrcEvent | None:
         if message.type == CHAT:
             prefix = user_prefix(message.nickname, self.server_name)
-            lines = message_lines(prefix, "PRIVMSG", channel(message.room), message.content)
+            target = channel(message.room)
+            pieces = message_pieces(prefix, "PRIVMSG", target, message.content)
+            lines = [line for line, _ in pieces]
+            if len(pieces) > 1 and not is_action(message.content):
+                batch = (prefix, target, [joined for _, joined in pieces])
+                return IrcEvent(message, lines, batch=batch)
         elif message.type == SYSTEM:
             prefix = user_prefix(message.nickname, self.server_name)
             if message.event == JOINED:
                 lines = [f":{prefix} JOIN {channel(message.room)}"]
             elif message.event == LEFT:
-                lines = [f":{prefix} PART {channel(message.room)}"]
+                return self._departure(message, prefix)
             else:
                 lines = message_lines(
                     self.server_name, "NOTICE", channel(message.room), message.content
                 )
+        elif message.type == TYPING:
+            prefix = user_prefix(message.nickname, self.server_name)
+            return IrcEvent(message, [f":{prefix} TAGMSG {channel(message.room)}"], tag_only=True)
         else:
             return None
         return IrcEvent(message, lines)
+
+    def _departure(self, message: Message, prefix: str) -> IrcEvent:
+        line = departure_line(message, prefix, self.server_name)
+        departure = message.departure
+        return IrcEvent(message, [line], quit=departure is not None and departure.kind == QUIT)
+
+
+def departure_line(message: Message, prefix: str, server_name: str) -> str:
+    """A member's leave (a LEFT event) as IRC shows it, by how it left
+    (``Departure.kind``): ``PART #room :reason`` (its own words, if any),
+    ``QUIT :reason`` (its connection went away; the reasons are
+    ``model.QUIT_REASONS``) or ``KICK #room nick :reason`` from the server.
+    A leave without a departure (from an older instance) is a PART."""
+    departure = message.departure
+    kind, reason = (departure.kind, departure.reason) if departure is not None else (None, "")
+    room = channel(message.room)
+    if kind == QUIT:
+        return _with_trailing(f":{prefix} QUIT :", reason or CONNECTION_CLOSED)
+    if kind == KICK:
+        return _with_trailing(f":{server_name} KICK {room} {message.nickname} :", reason)
+    if reason:
+        return _with_trailing(f":{prefix} PART {room} :", reason)
+    return f":{prefix} PART {room}"
+
+
+def _with_trailing(head: str, text: str) -> str:
+    """``head + text``, ``text`` cut to fit a 510-byte line (reasons are
+    at most ``MAX_REASON_LENGTH`` characters, but not bytes)."""
+    return head + wrap(text, MAX_LINE - len(head.encode("utf-8")))[0]

@@ -12,7 +12,8 @@ pool against the same database.
 What differs from SQLite is all in ``PostgresDialect``: ``%s`` placeholders,
 ``psycopg2.IntegrityError``, ids from ``INSERT ... RETURNING id`` (a batch of
 messages is one statement via ``execute_values``), and the errors that mean
-a dropped connection, after which ``SQLStore`` retries reads.
+a dropped connection, after which ``SQLStore`` retries reads, and writes
+that had not reached their COMMIT.
 
 Instances write in parallel, and nothing locks the whole deployment: a
 batch locks the counter rows of its rooms (``room_sequences``) until it

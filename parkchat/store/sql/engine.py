@@ -59,7 +59,8 @@ class Dialect(ABC):
     integrity_error: type[Exception]
     placeholder: str = "?"
     #: Errors meaning the connection was lost (server restart, a terminated
-    #: backend): a read that fails with one is retried on a new connection.
+    #: backend): a read that fails with one is retried on a new connection,
+    #: and so is a write that fails with one before its COMMIT.
     connection_errors: tuple[type[Exception], ...] = ()
 
     def sql(self, query: str) -> str:
@@ -80,6 +81,30 @@ class Dialect(ABC):
         statement (or one ``executemany``) per batch, no Python per row."""
 
 
+class LostBeforeCommit(Exception):
+    """The connection was lost inside a write transaction, before adbapi sent
+    its COMMIT: nothing of the transaction was stored (``SQLStoreBase._write``)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _until_commit(
+    txn: Cursor,
+    interaction: Callable[..., T],
+    dialect: Dialect,
+    *args: Any,
+    **kwargs: Any,
+) -> T:
+    """Run ``interaction``, telling a lost connection before COMMIT apart
+    from every other error (``LostBeforeCommit``)."""
+    try:
+        return interaction(txn, dialect, *args, **kwargs)
+    except dialect.connection_errors as error:
+        raise LostBeforeCommit(error) from error
+
+
 @implementer(IStoreLifecycle)
 class SQLStoreBase:
     """A pool and its engine's dialect; the per-area stores
@@ -87,8 +112,9 @@ class SQLStoreBase:
     ``SQLStore`` is all of them at once.
 
     Every public method of an area store runs one named ``*_txn(txn,
-    dialect, ...)`` function on a pool thread: ``_write`` once, ``_read``
-    again on a new connection if the first was found dropped.
+    dialect, ...)`` function on a pool thread: ``_read`` again on a new
+    connection if the first was found dropped, ``_write`` again only if the
+    connection was found dropped before the COMMIT.
     """
 
     def __init__(self, pool: adbapi.ConnectionPool, dialect: Dialect) -> None:
@@ -101,9 +127,41 @@ class SQLStoreBase:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> Deferred[T]:
-        """Run ``interaction`` in a transaction; not retried (a lost COMMIT
-        reply leaves unknown whether it happened)."""
-        return self.pool.runInteraction(interaction, self.dialect, *args, **kwargs)
+        """Run ``interaction`` in a transaction, again on a new connection if
+        the connection turns out to have been dropped *before* the COMMIT.
+
+        adbapi calls ``interaction`` and then commits; a connection error
+        raised inside ``interaction`` means no COMMIT was ever sent, so the
+        server rolled the transaction back and running it again cannot store
+        anything twice. A failure of the COMMIT itself is not retried: its
+        reply was lost, so whether it happened is unknown, and the caller is
+        told (``StorageFailed`` for messages)."""
+        if not self.dialect.connection_errors:
+            return self.pool.runInteraction(interaction, self.dialect, *args, **kwargs)
+        d = self.pool.runInteraction(_until_commit, interaction, self.dialect, *args, **kwargs)
+        d.addErrback(self._retry_write, interaction, args, kwargs, self.pool.max)
+        return d
+
+    def _retry_write(
+        self,
+        failure: Failure,
+        interaction: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        retries: int,
+    ) -> Deferred[Any] | Failure:
+        failure.trap(LostBeforeCommit)
+        lost = failure.value.error
+        if retries <= 0:
+            return Failure(lost)
+        _log.warn(
+            "database connection lost before COMMIT ({error}); running {interaction} again",
+            error=str(lost).strip(),
+            interaction=interaction.__name__,
+        )
+        d = self.pool.runInteraction(_until_commit, interaction, self.dialect, *args, **kwargs)
+        d.addErrback(self._retry_write, interaction, args, kwargs, retries - 1)
+        return d
 
     def _read(
         self,

@@ -177,33 +177,64 @@ def recent_messages_txn(
     before: int | None,
     after: int | None,
 ) -> list[Message]:
+    """The newest ``limit`` messages of ``room``, or those just after or just
+    before the message id ``after``/``before``, oldest first.
+
+    Read by position (the ``(room, seq)`` index), since within a room seq
+    order is id order: an id bound becomes a seq bound first
+    (``_seq_bound_txn``)."""
     if after is not None:
+        bound = _seq_bound_txn(txn, dialect, room, after, including=True)
         txn.execute(
             dialect.sql(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE room = ? AND id > ? "
-                "ORDER BY id ASC LIMIT ?"
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE room = ? AND seq > ? "
+                "ORDER BY seq ASC LIMIT ?"
             ),
-            (room, after, limit),
+            (room, bound, limit),
         )
         return attach_mentions_txn(txn, dialect, [_message_from_row(r) for r in txn.fetchall()])
     if before is not None:
+        bound = _seq_bound_txn(txn, dialect, room, before, including=False)
         txn.execute(
             dialect.sql(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE room = ? AND id < ? "
-                "ORDER BY id DESC LIMIT ?"
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE room = ? AND seq <= ? "
+                "ORDER BY seq DESC LIMIT ?"
             ),
-            (room, before, limit),
+            (room, bound, limit),
         )
     else:
         txn.execute(
             dialect.sql(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE room = ? ORDER BY id DESC LIMIT ?"
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE room = ? ORDER BY seq DESC LIMIT ?"
             ),
             (room, limit),
         )
     rows = txn.fetchall()
     rows.reverse()
     return attach_mentions_txn(txn, dialect, [_message_from_row(r) for r in rows])
+
+
+def _seq_bound_txn(
+    txn: Cursor, dialect: Dialect, room: str, message_id: int, *, including: bool
+) -> int:
+    """The seq of the last message of ``room`` whose id is at most
+    ``message_id`` (below it unless ``including``), 0 if none: those
+    messages are exactly the room's seqs up to this bound.
+
+    Usually ``message_id`` is a message of the room (a client pages from a
+    message it was shown): one primary-key lookup. Otherwise (deleted, another
+    room's, made up) the room is walked from its newest message down to the
+    first one below the id, which costs the room's messages newer than it."""
+    txn.execute(dialect.sql("SELECT room, seq FROM messages WHERE id = ?"), (message_id,))
+    row = txn.fetchone()
+    if row is not None and row[0] == room:
+        return int(row[1]) if including else int(row[1]) - 1
+    txn.execute(
+        dialect.sql("SELECT seq FROM messages WHERE room = ? AND id < ? ORDER BY seq DESC LIMIT 1"),
+        (room, message_id),
+    )
+    row = txn.fetchone()
+    return int(row[0]) if row is not None else 0
 
 
 def room_messages_after_txn(

@@ -1,6 +1,6 @@
-"""The shipped version-5 schema (account state, mentions, refresh tokens)
+"""The shipped version-6 schema (account state, mentions, refresh tokens)
 on SQLite: the full script and the upgrades build the same database, an
-upgraded v4 database keeps its data and takes account state, and the
+upgraded v5 database keeps its data and takes account state, and the
 counts search their indexes. The PostgreSQL side is in ``test_postgres``
 (every shipped version there); the store methods are held to their
 contracts in ``test_store_state``."""
@@ -29,33 +29,39 @@ class SchemaV5Tests(TestCase):
         directory.mkdir()
         return str(directory / "chat.db")
 
-    def v4_only(self) -> Path:
-        """A schema directory holding the shipped scripts up to version 4."""
+    def v5_only(self) -> Path:
+        """A schema directory holding the shipped scripts up to version 5."""
         directory = Path(self.mktemp())
         directory.mkdir()
         for path in SCHEMA_DIR.glob("*.sql"):
-            if "v5" not in path.name:
+            if "v6" not in path.name:
                 shutil.copy(path, directory / path.name)
         return directory
 
     def test_shipped(self) -> None:
-        """Version 5 is shipped (full script and upgrade, both engines)."""
-        self.assertGreaterEqual(latest_version(), 5)
-        for name in ("v5", "upgrade-to-v5"):
+        """Version 6 is shipped (full script and upgrade, both engines)."""
+        self.assertGreaterEqual(latest_version(), 6)
+        for name in ("v6", "upgrade-to-v6"):
             self.assertTrue((SCHEMA_DIR / f"{name}.sql").exists(), name)
             self.assertTrue((SCHEMA_DIR / f"{name}.postgres.sql").exists(), name)
 
     def test_full_script_matches_upgrade(self) -> None:
-        """v5.sql creates exactly the objects v4.sql followed by
-        upgrade-to-v5.sql create, and v1.sql followed by every upgrade."""
-        fresh, from_v4, from_v1 = self.db_path(), self.db_path(), self.db_path()
-        run_scripts(fresh, "v5")
-        run_scripts(from_v4, "v4", "upgrade-to-v5")
+        """v6.sql creates exactly the objects v5.sql followed by
+        upgrade-to-v6.sql create, and v1.sql followed by every upgrade."""
+        fresh, from_v5, from_v1 = self.db_path(), self.db_path(), self.db_path()
+        run_scripts(fresh, "v6")
+        run_scripts(from_v5, "v5", "upgrade-to-v6")
         run_scripts(
-            from_v1, "v1", "upgrade-to-v2", "upgrade-to-v3", "upgrade-to-v4", "upgrade-to-v5"
+            from_v1,
+            "v1",
+            "upgrade-to-v2",
+            "upgrade-to-v3",
+            "upgrade-to-v4",
+            "upgrade-to-v5",
+            "upgrade-to-v6",
         )
         objects = schema_objects(fresh)
-        self.assertEqual(objects, schema_objects(from_v4))
+        self.assertEqual(objects, schema_objects(from_v5))
         self.assertEqual(objects, schema_objects(from_v1))
         names = {name for _, name, _, _ in objects}
         self.assertTrue(
@@ -63,11 +69,11 @@ class SchemaV5Tests(TestCase):
         )
 
     async def test_upgrade_keeps_data(self) -> None:
-        """A v4 database with accounts and messages, opened by this
+        """A v5 database with accounts and messages, opened by this
         parkchat, is upgraded in place (backup kept); its messages read as
         before (no mentions), and account state starts empty and works."""
         path = self.db_path()
-        old = open_sqlite(path, schema_dir=self.v4_only())
+        old = open_sqlite(path, schema_dir=self.v5_only())
         alice = await old.create_user("alice", b"hash-a", T0)
         bob = await old.create_user("bob", b"hash-b", T0)
         await old.insert_messages(
@@ -79,12 +85,12 @@ class SchemaV5Tests(TestCase):
             ]
         )
         await old.close()
-        self.assertEqual(query(path, "SELECT version FROM schema_version"), [(4,)])
+        self.assertEqual(query(path, "SELECT version FROM schema_version"), [(5,)])
 
         store = open_sqlite(path)
         self.addCleanup(store.close)
         self.assertEqual(query(path, "SELECT version FROM schema_version"), [(latest_version(),)])
-        self.assertTrue(Path(f"{path}.v4.bak").exists())
+        self.assertTrue(Path(f"{path}.v5.bak").exists())
         messages = await store.room_messages_after("garden", 0, 10)
         self.assertEqual([(m.seq, m.mentions) for m in messages], [(1, ()), (2, ()), (3, ())])
         self.assertEqual(await store.account_rooms(alice.id), [])
