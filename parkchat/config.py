@@ -453,6 +453,14 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("token_lifetime", 86400.0, _float(60), "Seconds a login token stays valid.", "SECONDS"),
     Setting(
+        "refresh_ttl",
+        2592000,
+        _int(60, 10 * 365 * 86400),
+        'Seconds a refresh token (POST /login with "remember": true) stays valid; '
+        "each use gives a new one for as long again.",
+        "SECONDS",
+    ),
+    Setting(
         "external_jwt_secret",
         "",
         _secret,
@@ -703,6 +711,7 @@ class Settings:
     idle_timeout: float = 3600.0
     token_secret: str = field(default="", repr=False)
     token_lifetime: float = 86400.0
+    refresh_ttl: int = 2592000
     external_jwt_secret: str = field(default="", repr=False)
     external_jwt_claim: str = "username"
     auth_timeout: float = 10.0

@@ -42,7 +42,7 @@ from typing import Any, ClassVar, Final
 
 from twisted.logger import Logger
 
-from parkchat.model import Ban, Departure, DirectMessage, Message
+from parkchat.model import Ban, Departure, DirectMessage, DirectState, Message, RoomState
 
 _log = Logger()
 
@@ -206,6 +206,105 @@ class ResyncEvent(ControlEvent):
     KIND: ClassVar[str] = "resync"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoomStateEvent(ControlEvent):
+    """An account's state in a room changed (joined, left, read, muted):
+    every instance shows it to the account's connections there (the
+    maker's included: it is applied when it comes back)."""
+
+    KIND: ClassVar[str] = "room_state"
+    APPLIED_AT_ORIGIN: ClassVar[bool] = False
+
+    user_id: int
+    user_key: str
+    room: str
+    seq: int
+    read_seq: int
+    unread: int
+    mentions: int
+    muted: bool
+    topic: str | None = None
+    joined: bool = True
+    #: The connection (id) not to show it to: the one that joined or left,
+    #: which has its ``joined``/``left`` answer.
+    skip: str = ""
+
+    @classmethod
+    def of(
+        cls, user_id: int, user_key: str, state: RoomState, instance: str, skip: str = ""
+    ) -> RoomStateEvent:
+        return cls(
+            user_id=user_id,
+            user_key=user_key,
+            room=state.room,
+            seq=state.seq,
+            read_seq=state.read_seq,
+            unread=state.unread,
+            mentions=state.mentions,
+            muted=state.muted,
+            topic=state.topic,
+            joined=state.joined,
+            skip=skip,
+            instance=instance,
+        )
+
+    @property
+    def state(self) -> RoomState:
+        return RoomState(
+            self.room,
+            seq=self.seq,
+            read_seq=self.read_seq,
+            unread=self.unread,
+            mentions=self.mentions,
+            muted=self.muted,
+            topic=self.topic,
+            joined=self.joined,
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DirectStateEvent(ControlEvent):
+    """An account's state in a conversation changed (read, opened, closed),
+    for the account's connections on every instance."""
+
+    KIND: ClassVar[str] = "direct_state"
+    APPLIED_AT_ORIGIN: ClassVar[bool] = False
+
+    user_id: int
+    user_key: str
+    with_nickname: str = field(metadata={"wire": "with"})
+    with_user_id: int
+    seq: int
+    read_seq: int
+    unread: int
+    open: bool = True
+
+    @classmethod
+    def of(cls, user_id: int, user_key: str, state: DirectState, instance: str) -> DirectStateEvent:
+        return cls(
+            user_id=user_id,
+            user_key=user_key,
+            with_nickname=state.with_nickname,
+            with_user_id=state.with_user_id,
+            seq=state.seq,
+            read_seq=state.read_seq,
+            unread=state.unread,
+            open=state.open,
+            instance=instance,
+        )
+
+    @property
+    def state(self) -> DirectState:
+        return DirectState(
+            self.with_nickname,
+            self.with_user_id,
+            seq=self.seq,
+            read_seq=self.read_seq,
+            unread=self.unread,
+            open=self.open,
+        )
+
+
 #: Every control event by its wire name.
 CONTROL_EVENTS: Final[dict[str, type[ControlEvent]]] = {
     cls.KIND: cls
@@ -218,6 +317,8 @@ CONTROL_EVENTS: Final[dict[str, type[ControlEvent]]] = {
         CutoffEvent,
         SessionEvent,
         ResyncEvent,
+        RoomStateEvent,
+        DirectStateEvent,
     )
 }
 
@@ -327,7 +428,8 @@ def message_to_wire(message: Message) -> dict[str, Any]:
     the new text and ``"edited"``, its time) or about the room
     (``"topic"``: the text, who set it, when). Instances older than these
     events show an edit or a topic to /ws members as a new message during a
-    rolling upgrade (docs/deployment.md, "Upgrades and schema migrations")."""
+    rolling upgrade (docs/deployment.md, "Upgrades and schema migrations").
+    ``"mentions"`` only when there are any (older readers ignore it)."""
     wire: dict[str, Any] = {
         "id": message.id,
         "seq": message.seq,
@@ -343,6 +445,8 @@ def message_to_wire(message: Message) -> dict[str, Any]:
     }
     if message.edited_ms is not None:
         wire["edited"] = message.edited_ms
+    if message.mentions:
+        wire["mentions"] = list(message.mentions)
     return wire
 
 
@@ -375,9 +479,18 @@ def message_from_wire(data: dict[str, Any]) -> Message:
         user_id=data.get("user_id"),
         event=data.get("event"),
         origin=data.get("origin"),
+        mentions=_mentions_from_wire(data.get("mentions")),
         departure=_departure_from_wire(data.get("departure")),
         edited_ms=None if data.get("edited") is None else int(data["edited"]),
     )
+
+
+def _mentions_from_wire(value: object) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise TypeError("mentions must be a list of names")
+    return tuple(value)
 
 
 def room_frame(instance: str, message: Message) -> str:

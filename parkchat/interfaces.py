@@ -12,8 +12,10 @@ from zope.interface import Attribute, Interface
 from parkchat.model import (
     Ban,
     DirectMessage,
+    DirectState,
     Message,
     MessageEdit,
+    RoomState,
     RoomTopic,
     SearchHit,
     StoredUser,
@@ -55,6 +57,16 @@ class IParticipant(Interface):
     def direct(message: Any) -> bool:
         """Hand over a ``DirectMessage`` addressed to this account; return
         False if this kind of connection cannot show direct messages."""
+
+
+class IAccountStateReceiver(Interface):
+    """A connection that shows its account's state (rooms, conversations,
+    read markers): /ws. Others (TCP, IRC, the seed dialects) do not provide it."""
+
+    def account_state(state: Any) -> None:
+        """A change of the account's state in one room (``RoomState``) or
+        conversation (``DirectState``), from any of its connections on any
+        instance; must not block or raise."""
 
 
 class IChatService(Interface):
@@ -251,7 +263,45 @@ class IChatService(Interface):
         """Accounts (``User``) by id, for the admin API."""
 
     def logout(claims: Any, everywhere: bool = False) -> Any:
-        """Revoke a token, or all of an account's (a coroutine)."""
+        """Revoke a token, or all of an account's, refresh tokens included
+        (a coroutine)."""
+
+    def issue_refresh_token(user: Any) -> Any:
+        """A refresh token for a long-lived login of ``user`` and its
+        lifetime in seconds (a coroutine)."""
+
+    def refresh_login(refresh_token: object) -> Any:
+        """Spend a refresh token: ``(User, next refresh token, its
+        lifetime)``; a token spent before revokes its login (a coroutine)."""
+
+    def revoke_refresh_token(refresh_token: object) -> Any:
+        """Revoke the login a refresh token belongs to (a coroutine firing
+        with whether it was known)."""
+
+    # -- account state (/ws) -----------------------------------------------------
+
+    def account_state(participant: IParticipant) -> Any:
+        """The account's rooms (``RoomState``) and conversations
+        (``DirectState``) with exact counts (a coroutine); Forbidden for a guest."""
+
+    def record_join(participant: IParticipant, room: str) -> Any:
+        """Record a room the account joined, for all its devices (a coroutine)."""
+
+    def record_leave(participant: IParticipant, room: str) -> Any:
+        """Forget a room the account left (a coroutine)."""
+
+    def mark_read(participant: IParticipant, room: object, other: object, seq: object) -> Any:
+        """Move the read marker of ``room`` or of the conversation with
+        ``other`` forward to ``seq`` (a coroutine)."""
+
+    def mute(participant: IParticipant, room: object, muted: object) -> Any:
+        """Mute or unmute one of the account's rooms (a coroutine)."""
+
+    def open_direct(participant: IParticipant, other: object) -> Any:
+        """Put a conversation in the account's list (a coroutine)."""
+
+    def close_direct(participant: IParticipant, other: object) -> Any:
+        """Take a conversation out of the list until its next message (a coroutine)."""
 
     # -- health --------------------------------------------------------------
 
@@ -285,7 +335,14 @@ class IRoomMessageStore(Interface):
         """Store a batch of chat messages in one transaction; fire with
         ``(id, seq)`` of each, in batch order, only after the transaction has
         committed. The batch's messages of one room take that room's next
-        seqs in batch order."""
+        seqs in batch order.
+
+        A message with ``mentions`` has them stored (one row per name, see
+        parkchat.mentions) in the same transaction, candidates resolved
+        against the accounts; the store leaves the resolved names in the
+        message's ``mentions`` before firing (the writer's messages are not
+        yet published, so nobody else sees them change). Reads give each
+        message its stored mentions."""
 
     def recent_messages(
         room: str, limit: int, before: int | None = None, after: int | None = None
@@ -505,6 +562,76 @@ class ITokenStore(Interface):
         """``(user_id, before_ms)`` of every account with a cutoff, by user id."""
 
 
+class IAccountStateStore(Interface):
+    """What follows an account from device to device: the rooms it has
+    joined, its conversations, read markers and mutes, with unread and
+    mention counts (at most ``COUNT_CAP``) computed from the messages and
+    the stored mentions. Every method returns a Deferred."""
+
+    def add_account_room(user_id: int, room: str, joined_ms: int) -> Deferred[RoomState | None]:
+        """Record that the account joined ``room``; its read marker starts
+        at the room's current seq. Fires with the new state, or None if the
+        room was recorded already (nothing changes then)."""
+
+    def remove_account_room(user_id: int, room: str) -> Deferred[bool]:
+        """Forget the room (the account left it); fire with whether it was recorded."""
+
+    def account_rooms(user_id: int) -> Deferred[list[RoomState]]:
+        """The account's rooms with their counts, by name."""
+
+    def mark_room_read(user_id: int, room: str, seq: int) -> Deferred[RoomState | None]:
+        """Move the read marker forward to ``seq`` (never back; clamped to
+        the room's current seq). Fires with the state if the marker moved,
+        None if it did not (or the room is not the account's)."""
+
+    def set_room_muted(user_id: int, room: str, muted: bool) -> Deferred[RoomState | None]:
+        """Mute or unmute; the state, or None if the room is not the account's."""
+
+    def account_directs(user_id: int) -> Deferred[list[DirectState]]:
+        """The account's conversations in its list: those with messages
+        (unless closed and nothing came since) and those opened; by the
+        other's nickname (folded)."""
+
+    def direct_state(user_id: int, other_id: int) -> Deferred[DirectState | None]:
+        """The account's state in its conversation with ``other_id`` (None:
+        no such account)."""
+
+    def mark_direct_read(user_id: int, other_id: int, seq: int) -> Deferred[DirectState | None]:
+        """Move the conversation's read marker forward (as
+        ``mark_room_read``); the state if it moved, else None."""
+
+    def set_direct_open(user_id: int, other_id: int, opened: bool) -> Deferred[DirectState | None]:
+        """Put the conversation in the account's list, or take it out until
+        its next message; the state (None: no such account)."""
+
+
+class IRefreshTokenStore(Interface):
+    """Refresh tokens of long-lived logins, by the SHA-256 of the token
+    (hex); the token itself is never stored. Every method returns a Deferred."""
+
+    def add_refresh_token(
+        token_hash: str, user_id: int, family: str, created_ms: int, expires_ms: int
+    ) -> Deferred[None]:
+        """Record a new refresh token of ``family`` (the tokens rotated from one login)."""
+
+    def spend_refresh_token(token_hash: str, now_ms: int) -> Deferred[tuple[str, int, str]]:
+        """Spend a token (once: atomically, also between instances); fire
+        with ``("ok", user_id, family)``. A token already spent revokes its
+        whole family and fires ``("reused", user_id, family)``; an unknown,
+        revoked or expired one fires ``("invalid", 0, "")``."""
+
+    def revoke_refresh_token(token_hash: str) -> Deferred[int | None]:
+        """Revoke the family of a token (logout); fire with its account's id
+        (None: unknown token)."""
+
+    def revoke_refresh_tokens(user_id: int) -> Deferred[int]:
+        """Revoke every refresh token of an account (logout everywhere, a
+        new password); fire with how many were live."""
+
+    def prune_refresh_tokens(now_ms: int) -> Deferred[int]:
+        """Forget tokens that have expired; fire with how many."""
+
+
 class IStoreLifecycle(Interface):
     """The database itself: is it there, and letting it go."""
 
@@ -531,6 +658,8 @@ class IMessageStore(
     IDirectMessageStore,
     IModerationStore,
     ITokenStore,
+    IAccountStateStore,
+    IRefreshTokenStore,
     IStoreLifecycle,
 ):
     """A whole store: every area. Implementations declare this one, and so

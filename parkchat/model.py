@@ -353,6 +353,7 @@ class Message:
         "edited_ms",
         "event",
         "id",
+        "mentions",
         "nickname",
         "origin",
         "room",
@@ -375,6 +376,7 @@ class Message:
         user_id: int | None = None,
         event: str | None = None,
         origin: str | None = None,
+        mentions: tuple[str, ...] = (),
         departure: Departure | None = None,
         edited_ms: int | None = None,
     ) -> None:
@@ -390,6 +392,11 @@ class Message:
         #: The connection id that posted it (not sent on the wire): lets a
         #: surface that acknowledges instead of echoing skip the sender.
         self.origin = origin
+        #: Who the message mentions (``parkchat.mentions``): account or
+        #: member nicknames and ``@room``/``@here``; empty for most messages.
+        #: Before it is stored it may hold candidates that the store
+        #: resolves (``IRoomMessageStore.insert_messages``).
+        self.mentions = mentions
         #: For a LEFT event: how and why the member left (None: not known,
         #: e.g. from an instance of an earlier version).
         self.departure = departure
@@ -410,6 +417,7 @@ class Message:
             user_id=self.user_id,
             event=self.event,
             origin=self.origin,
+            mentions=self.mentions,
             departure=self.departure,
             edited_ms=self.edited_ms,
         )
@@ -623,3 +631,43 @@ class Ban:
 
     def active(self, now_ms: int) -> bool:
         return self.expires_ms is None or self.expires_ms > now_ms
+
+
+@dataclass(frozen=True, slots=True)
+class RoomState:
+    """An account's state in a room it has joined (``IChatService.account_state``).
+
+    ``seq`` is the room's current position, ``read_seq`` the account's read
+    marker; ``unread`` and ``mentions`` count the others' messages (and the
+    mentions of the account, ``@room`` and ``@here``) after the marker, up
+    to ``COUNT_CAP``. ``joined`` False says the account left the room.
+    """
+
+    room: str
+    seq: int
+    read_seq: int
+    unread: int = 0
+    mentions: int = 0
+    muted: bool = False
+    topic: str | None = None
+    joined: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DirectState:
+    """An account's state in a conversation with another account:
+    positions, read marker, the other's messages after it (up to
+    ``COUNT_CAP``), and whether the conversation is in the account's list
+    (``open``)."""
+
+    with_nickname: str
+    with_user_id: int
+    seq: int
+    read_seq: int
+    unread: int = 0
+    open: bool = True
+
+
+#: Unread and mention counts stop here: counting every message of a room
+#: never read would read it all, and a badge shows "999+" long before.
+COUNT_CAP: Final = 1000

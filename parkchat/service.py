@@ -28,9 +28,11 @@ from parkchat.events import (
     ControlEvent,
     CutoffEvent,
     DirectMessageEvent,
+    DirectStateEvent,
     KickEvent,
     ResyncEvent,
     RevokeEvent,
+    RoomStateEvent,
     SessionEvent,
     UnbanEvent,
 )
@@ -40,10 +42,12 @@ from parkchat.handlers.direct import DirectMessageHandler
 from parkchat.handlers.edits import EditHandler
 from parkchat.handlers.messages import MessageHandler
 from parkchat.handlers.moderation import ModerationHandler
+from parkchat.handlers.refresh import RefreshTokenHandler
 from parkchat.handlers.resync import ResyncHandler
 from parkchat.handlers.rooms import RoomHandler
 from parkchat.handlers.search import SearchHandler, SearchPage
 from parkchat.handlers.sessions import SessionHandler
+from parkchat.handlers.state import StateHandler
 from parkchat.handlers.topics import TopicHandler
 from parkchat.interfaces import IBus, IBusHandler, IChatService, IParticipant, IStoreLifecycle
 from parkchat.limits import Limits
@@ -52,10 +56,12 @@ from parkchat.model import (
     CONNECTION_CLOSED,
     Ban,
     DirectMessage,
+    DirectState,
     DisconnectReason,
     JoinResult,
     Message,
     MessageEdit,
+    RoomState,
     RoomTopic,
     StoredUser,
     User,
@@ -113,6 +119,8 @@ class ChatService(Service):
         edits: EditHandler,
         search: SearchHandler,
         topics: TopicHandler,
+        state: StateHandler,
+        refresh: RefreshTokenHandler,
         metrics: ServiceMetrics,
         limits: Limits,
         portal: Portal,
@@ -138,6 +146,8 @@ class ChatService(Service):
         self._edits = edits
         self._search = search
         self._topics = topics
+        self._state = state
+        self._refresh = refresh
         self._metrics = metrics
         self._limits = limits
         self._portal = portal
@@ -155,6 +165,8 @@ class ChatService(Service):
             CutoffEvent: sessions.apply_cutoff,
             SessionEvent: sessions.apply_session,
             ResyncEvent: resync.apply,
+            RoomStateEvent: state.apply_room_state,
+            DirectStateEvent: state.apply_direct_state,
         }
         self._housekeeping = LoopingCall(self._prune)
         self._housekeeping.clock = clock
@@ -199,6 +211,7 @@ class ChatService(Service):
         self._messages.prune()
         self._accounts.prune()
         self._sessions.prune()
+        self._refresh.prune()
 
     def stopService(self) -> Deferred[None]:
         """Drain, then close every connection with a goodbye and close the
@@ -533,6 +546,42 @@ class ChatService(Service):
 
     async def logout(self, claims: TokenClaims, everywhere: bool = False) -> None:
         await self._sessions.logout(claims, everywhere)
+
+    async def issue_refresh_token(self, user: User) -> tuple[str, int]:
+        return await self._refresh.issue(user)
+
+    async def refresh_login(self, refresh_token: object) -> tuple[User, str, int]:
+        return await self._refresh.refresh(refresh_token)
+
+    async def revoke_refresh_token(self, refresh_token: object) -> bool:
+        return await self._refresh.revoke(refresh_token)
+
+    # -- account state -----------------------------------------------------
+
+    async def account_state(
+        self, participant: IParticipant
+    ) -> tuple[list[RoomState], list[DirectState]]:
+        return await self._state.account_state(participant)
+
+    async def record_join(self, participant: IParticipant, room_name: str) -> None:
+        await self._state.joined(participant, room_name)
+
+    async def record_leave(self, participant: IParticipant, room_name: str) -> None:
+        await self._state.left(participant, room_name)
+
+    async def mark_read(
+        self, participant: IParticipant, room: object, other: object, seq: object
+    ) -> None:
+        await self._state.mark_read(participant, room, other, seq)
+
+    async def mute(self, participant: IParticipant, room: object, muted: object) -> None:
+        await self._state.mute(participant, room, muted)
+
+    async def open_direct(self, participant: IParticipant, other: object) -> None:
+        await self._state.set_direct_open(participant, other, True)
+
+    async def close_direct(self, participant: IParticipant, other: object) -> None:
+        await self._state.set_direct_open(participant, other, False)
 
     # -- the bus (IBusHandler) ---------------------------------------------
 

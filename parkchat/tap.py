@@ -36,10 +36,12 @@ from parkchat.handlers.direct import DirectMessageHandler
 from parkchat.handlers.edits import EDIT_WINDOW, EditHandler
 from parkchat.handlers.messages import MessageHandler, stored_publisher
 from parkchat.handlers.moderation import ModerationHandler
+from parkchat.handlers.refresh import REFRESH_TTL, RefreshTokenHandler
 from parkchat.handlers.resync import ResyncHandler
 from parkchat.handlers.rooms import RoomHandler
 from parkchat.handlers.search import SearchHandler
 from parkchat.handlers.sessions import SessionHandler
+from parkchat.handlers.state import StateHandler
 from parkchat.handlers.topics import TopicHandler
 from parkchat.interfaces import IBus, IMessageStore
 from parkchat.limits import Limits, LoginThrottle, TokenBucketLimiter
@@ -418,6 +420,7 @@ def build_chat_service(
     moderators: tuple[str, ...] = (),
     edit_window: float = EDIT_WINDOW,
     topic_moderators_only: bool = False,
+    refresh_ttl: int = REFRESH_TTL,
 ) -> ChatService:
     """The chat service and its handlers (``parkchat.handlers``), each given
     its collaborators by constructor, lowest first.
@@ -476,6 +479,7 @@ def build_chat_service(
         credentials,
         instance_id=instance_id,
         single_session=single_session,
+        refresh_tokens=store,
     )
     accounts = AccountHandler(
         store,
@@ -500,6 +504,8 @@ def build_chat_service(
     topics = TopicHandler(
         store, rooms, bus, clock, rate, staff, moderators_only=topic_moderators_only
     )
+    state = StateHandler(store, store, connections, bus, clock, instance_id=instance_id)
+    refresh = RefreshTokenHandler(store, store, moderation, clock, ttl=refresh_ttl)
     resync = ResyncHandler(
         rooms,
         moderation,
@@ -522,7 +528,9 @@ def build_chat_service(
         direct=direct,
         resync=resync,
         edits=edits,
+        refresh=refresh,
         search=search,
+        state=state,
         topics=topics,
         metrics=metrics,
         limits=limits,
@@ -602,8 +610,9 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         position_check=settings.position_check,
         resume_max=settings.resume_max,
         drain_timeout=settings.drain_timeout,
-        moderators=settings.moderators,
         edit_window=settings.edit_window,
+        moderators=settings.moderators,
+        refresh_ttl=settings.refresh_ttl,
         topic_moderators_only=settings.topic_moderators_only,
     )
     service.setServiceParent(top)

@@ -174,13 +174,15 @@ class AppSocketCase(TestCase):
 
     def login(self, nickname: str) -> RecordingClient:
         """A /ws client authenticated with GarinChat's auth frame; its
-        ``ready`` frame is checked and consumed."""
+        ``ready`` frame and the account's ``state`` after it are checked
+        and consumed."""
         client = self.open()
         client.send_json({"type": "auth", "body": self.token(nickname)})
         self.settle()
-        [ready] = client.take()
+        ready, state = client.take()
         self.assertEqual(ready["type"], "ready")
         self.assertEqual(ready["nickname"], nickname)
+        self.assertEqual(state["type"], "state")
         return client
 
     def joined(self, nickname: str, *rooms: str) -> RecordingClient:
@@ -286,7 +288,9 @@ class AuthFrameTests(AppSocketCase):
                     "nickname": "alice",
                     "connection_id": "c1",
                     "id": "a1",
-                }
+                },
+                # The account's state comes right after (tests/test_app_socket_state.py).
+                {"type": "state", "rooms": [], "directs": []},
             ],
         )
         self.assertEqual(self.service.connection_count, 1)
@@ -294,7 +298,7 @@ class AuthFrameTests(AppSocketCase):
     def test_token_field_alias(self) -> None:
         """``token`` is accepted in place of ``body``."""
         client = self.open()
-        [ready] = self.send(client, {"type": "auth", "token": self.token("bob")})
+        ready, _ = self.send(client, {"type": "auth", "token": self.token("bob")})
         self.assertEqual(ready["type"], "ready")
         self.assertEqual(ready["nickname"], "bob")
 
@@ -398,20 +402,21 @@ class HttpCredentialTests(AppSocketCase):
     def test_bearer_header(self) -> None:
         """``Authorization: Bearer`` makes the connection ready at once."""
         client = self.open(headers={"Authorization": "Bearer " + self.token("alice")})
-        [ready] = client.take()
+        ready, state = client.take()
         self.assertEqual(ready["type"], "ready")
         self.assertEqual(ready["nickname"], "alice")
+        self.assertEqual(state["type"], "state")
 
     def test_query_token(self) -> None:
         """``?token=`` (seed 004's way) makes the connection ready at once."""
         client = self.open("/ws?token=" + quote(self.token("bob")))
-        [ready] = client.take()
+        ready, _ = client.take()
         self.assertEqual((ready["type"], ready["nickname"]), ("ready", "bob"))
 
     def test_basic(self) -> None:
         """HTTP Basic with the account's password makes it ready at once."""
         client = self.open(headers={"Authorization": basic("carol", "carol-pw")})
-        [ready] = client.take()
+        ready, _ = client.take()
         self.assertEqual((ready["type"], ready["user_id"]), ("ready", self.accounts["carol"].id))
 
     def test_no_auth_timer_when_ready(self) -> None:
@@ -1721,7 +1726,7 @@ class TokenRevocationTests(AppSocketCase):
         app = self.open()
         app.send_json({"type": "auth", "body": stolen})
         self.settle()
-        [ready] = app.take()
+        ready, _ = app.take()
         self.assertEqual(ready["type"], "ready")
         room = self.open("/ws/lobby", {"Authorization": f"Bearer {stolen}"})
         other = self.open()

@@ -21,11 +21,13 @@ from parkchat.events import (
     ControlEvent,
     CutoffEvent,
     DirectMessageEvent,
+    DirectStateEvent,
     Goodbye,
     KickEvent,
     PresenceAnnouncement,
     ResyncEvent,
     RevokeEvent,
+    RoomStateEvent,
     SessionEvent,
     UnbanEvent,
     announcement_frame,
@@ -155,6 +157,62 @@ SAMPLES: list[tuple[ControlEvent, dict[str, Any]]] = [
         ResyncEvent(instance=INSTANCE),
         {"kind": "resync", "instance": INSTANCE},
     ),
+    (
+        RoomStateEvent(
+            user_id=1,
+            user_key="alice",
+            room="garden",
+            seq=42,
+            read_seq=40,
+            unread=2,
+            mentions=1,
+            muted=False,
+            topic=None,
+            joined=True,
+            skip=f"{INSTANCE}.c3",
+            instance=INSTANCE,
+        ),
+        {
+            "kind": "room_state",
+            "user_id": 1,
+            "user_key": "alice",
+            "room": "garden",
+            "seq": 42,
+            "read_seq": 40,
+            "unread": 2,
+            "mentions": 1,
+            "muted": False,
+            "topic": None,
+            "joined": True,
+            "skip": f"{INSTANCE}.c3",
+            "instance": INSTANCE,
+        },
+    ),
+    (
+        DirectStateEvent(
+            user_id=1,
+            user_key="alice",
+            with_nickname="bob",
+            with_user_id=2,
+            seq=7,
+            read_seq=7,
+            unread=0,
+            open=True,
+            instance=INSTANCE,
+        ),
+        {
+            "kind": "direct_state",
+            "user_id": 1,
+            "user_key": "alice",
+            "with": "bob",
+            "with_user_id": 2,
+            "seq": 7,
+            "read_seq": 7,
+            "unread": 0,
+            "open": True,
+            "instance": INSTANCE,
+        },
+    ),
 ]
 
 
@@ -172,11 +230,22 @@ class LogCapture:
 
 class RegistryTests(TestCase):
     def test_every_kind(self) -> None:
-        """The registry names the eight control events, each under its KIND,
+        """The registry names the ten control events, each under its KIND,
         and every ControlEvent class of the module is in it."""
         self.assertEqual(
             set(CONTROL_EVENTS),
-            {"dm", "kick", "ban", "unban", "revoke", "cutoff", "session", "resync"},
+            {
+                "dm",
+                "kick",
+                "ban",
+                "unban",
+                "revoke",
+                "cutoff",
+                "session",
+                "resync",
+                "room_state",
+                "direct_state",
+            },
         )
         for kind, cls in CONTROL_EVENTS.items():
             self.assertEqual(cls.KIND, kind)
@@ -193,10 +262,13 @@ class RegistryTests(TestCase):
         with self.assertRaises(dataclasses.FrozenInstanceError):
             event.room = "elsewhere"  # type: ignore[misc]
 
-    def test_only_direct_messages_apply_at_their_origin(self) -> None:
-        """Every event but a direct message was applied where it was made."""
+    def test_only_deliveries_apply_at_their_origin(self) -> None:
+        """Every event but a direct message and an account state (shown to
+        the account's connections wherever they are, the maker's instance
+        included) was applied where it was made."""
         self.assertEqual(
-            [kind for kind, cls in CONTROL_EVENTS.items() if not cls.APPLIED_AT_ORIGIN], ["dm"]
+            [kind for kind, cls in CONTROL_EVENTS.items() if not cls.APPLIED_AT_ORIGIN],
+            ["dm", "room_state", "direct_state"],
         )
 
 
@@ -354,6 +426,25 @@ class FrameTests(TestCase):
         self.assertEqual(
             (read[1], read[1].edited_ms, read[1].type), (message, 1_757_345_500_000, EDITED)
         )
+
+    def test_room_frame_with_mentions(self) -> None:
+        """A message's mentions cross as "mentions" (only when there are
+        any) and come back as a tuple; a malformed list is refused."""
+        message = Message(
+            id=1,
+            seq=1,
+            room="lobby",
+            nickname="a",
+            content="@bob",
+            timestamp_ms=1,
+            mentions=("@room", "bob"),
+        )
+        frame = room_frame(INSTANCE, message)
+        self.assertIn('"mentions": ["@room", "bob"]', frame)
+        read = read_room_frame(frame)
+        assert read is not None
+        self.assertEqual(read[1].mentions, ("@room", "bob"))
+        self.assertIsNone(read_room_frame(frame.replace('["@room", "bob"]', '"bob"')))
 
     def test_room_frame_of_an_older_sender(self) -> None:
         """A room event from an instance that sends no "seq" reads as seq 0

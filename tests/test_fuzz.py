@@ -522,6 +522,11 @@ FRAME_TYPES = [
     "chat",
     "get_online_list",
     "get_offline",
+    "state",
+    "read",
+    "mute",
+    "open_direct",
+    "close_direct",
     "nope",
     "__init__",
     "_reply",
@@ -542,6 +547,9 @@ frame_fields = st.fixed_dictionaries(
         "to": st.sampled_from(["alice", "nobody", 1, 2, 0, -1]) | big_ints | json_values,
         "to_user_id": st.integers(-1, 5) | big_ints | json_values,
         "token": any_text | json_values,
+        "seq": st.integers(-1, 5) | big_ints | json_values,
+        "with": st.sampled_from(["alice", "nobody", 1, 0]) | json_values,
+        "muted": st.booleans() | json_values,
     },
 )
 
@@ -668,7 +676,8 @@ class AppSocketFuzzTests(AppSocketCase):
             self.settle()
             replies = client.take()
             if client.closed is None:
-                self.assertEqual([r["type"] for r in replies], ["ready"], replies)
+                # An account's connection is told its state right after ready.
+                self.assertEqual([r["type"] for r in replies], ["ready", "state"], replies)
         self.finish(client)
 
 

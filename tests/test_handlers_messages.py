@@ -117,6 +117,29 @@ class MessageHandlerCase(TestCase):
         return [m.content for m in self.alice.received if m.type == CHAT]
 
 
+class MentionTests(MessageHandlerCase):
+    limits = Limits(rate_limit=1, rate_burst=3, max_content_length=200, history_max=100)
+
+    def test_mentions(self) -> None:
+        """Mentions are parsed at post time: members here and on other
+        instances by their spelling, accounts by the store, ``@here``; a
+        body without "@" carries none; delivered and stored with them."""
+        self.successResultOf(self.store.create_user("Carol", b"h", 0))
+        guest = FakeParticipant("Guest7")
+        self.connections.register(guest)
+        self.rooms.join(guest, "lobby")
+        self.bus.remote["rooms"]["lobby"] = ["dave"]
+        d = self.messages.post(self.alice, "lobby", "@guest7 @DAVE @carol @zed @here")
+        plain = self.messages.post(self.alice, "lobby", "no mention")
+        self.clock.advance(0)
+        self.assertEqual(self.successResultOf(d).mentions, ("@here", "Carol", "Guest7", "dave"))
+        self.assertEqual(self.successResultOf(plain).mentions, ())
+        delivered = [m for m in self.alice.received if m.type == CHAT]
+        self.assertEqual(delivered[0].mentions, ("@here", "Carol", "Guest7", "dave"))
+        stored = self.successResultOf(self.store.room_messages_after("lobby", 0, 5))
+        self.assertEqual([m.mentions for m in stored], [delivered[0].mentions, ()])
+
+
 class PostTests(MessageHandlerCase):
     def test_stored_then_delivered(self) -> None:
         """Nothing is delivered before the commit; the stored message

@@ -174,6 +174,123 @@ class LogoutTests(SiteCase):
         self.assertError(response, data, 405, "method_not_allowed")
 
 
+class RefreshTests(SiteCase):
+    """``POST /login`` with ``remember``, ``POST /refresh`` and the
+    revocations of refresh tokens (logout, everywhere, a new password)."""
+
+    def remember(self, nickname: str = "alice") -> Any:
+        response, data = self.json_request(
+            "POST", "/login", body={"nickname": nickname, "password": PASSWORD, "remember": True}
+        )
+        self.assertEqual(response.code, 200, data)
+        return data
+
+    def refresh(self, token: Any) -> tuple[IResponse, Any]:
+        return self.json_request("POST", "/refresh", body={"refresh_token": token})
+
+    def test_login_remember(self) -> None:
+        """``remember`` adds an opaque refresh token and its lifetime to the
+        usual answer; without it nothing is added (and nothing stored)."""
+        data = self.remember()
+        self.assertEqual(
+            set(data),
+            {"token", "user_id", "nickname", "expires_at", "refresh_token", "refresh_expires_in"},
+        )
+        self.assertEqual(data["refresh_expires_in"], 30 * 86400)
+        self.assertEqual(self.tokens.verify(data["token"]).user_id, self.alice.id)
+        response, plain = self.login("alice", PASSWORD)
+        self.assertNotIn("refresh_token", plain)
+        response, bad = self.json_request(
+            "POST", "/login", body={"nickname": "alice", "password": PASSWORD, "remember": 1}
+        )
+        self.assertError(response, bad, 400, "invalid_request")
+
+    def test_rotation(self) -> None:
+        """A refresh gives a new signed token and the next refresh token."""
+        first = self.remember()["refresh_token"]
+        self.clock.advance(10)
+        response, data = self.refresh(first)
+        self.assertEqual(response.code, 200, data)
+        self.assertEqual(
+            set(data),
+            {
+                "token",
+                "user_id",
+                "nickname",
+                "expires_at",
+                "expires_in",
+                "refresh_token",
+                "refresh_expires_in",
+            },
+        )
+        self.assertEqual((data["nickname"], data["expires_in"]), ("alice", int(LIFETIME)))
+        self.assertEqual(self.tokens.verify(data["token"]).user_id, self.alice.id)
+        self.assertNotEqual(data["refresh_token"], first)
+        response, again = self.refresh(data["refresh_token"])
+        self.assertEqual(response.code, 200, again)
+
+    def test_reuse_revokes_the_login(self) -> None:
+        """A spent refresh token presented again is 401, and the one it was
+        exchanged for stops working too."""
+        first = self.remember()["refresh_token"]
+        _, data = self.refresh(first)
+        response, reused = self.refresh(first)
+        self.assertError(response, reused, 401, "unauthorized")
+        response, data = self.refresh(data["refresh_token"])
+        self.assertError(response, data, 401, "unauthorized")
+
+    def test_bad_requests(self) -> None:
+        for body in ({}, {"refresh_token": 5}):
+            response, data = self.json_request("POST", "/refresh", body=body)
+            self.assertError(response, data, 400, "invalid_request")
+        response, data = self.refresh("made-up")
+        self.assertError(response, data, 401, "unauthorized")
+
+    def test_logout_revokes_it(self) -> None:
+        """``/logout`` with the refresh token in its body revokes it, with a
+        Bearer token or without one."""
+        login = self.remember()
+        response, data = self.json_request(
+            "POST",
+            "/logout",
+            body={"refresh_token": login["refresh_token"]},
+            headers={"Authorization": f"Bearer {login['token']}"},
+        )
+        self.assertEqual((response.code, data), (200, {"logged_out": True, "everywhere": False}))
+        self.assertEqual(self.refresh(login["refresh_token"])[0].code, 401)
+        other = self.remember()["refresh_token"]
+        response, data = self.json_request("POST", "/logout", body={"refresh_token": other})
+        self.assertEqual((response.code, data), (200, {"logged_out": True, "everywhere": False}))
+        self.assertEqual(self.refresh(other)[0].code, 401)
+
+    def test_everywhere_and_password_revoke_all(self) -> None:
+        """Logging out everywhere, or a new password, ends every long-lived login."""
+        login, second = self.remember(), self.remember()["refresh_token"]
+        self.json_request(
+            "POST",
+            "/logout",
+            body={"everywhere": True},
+            headers={"Authorization": f"Bearer {login['token']}"},
+        )
+        for token in (login["refresh_token"], second):
+            self.assertEqual(self.refresh(token)[0].code, 401)
+        self.clock.advance(1)
+        kept = self.remember()["refresh_token"]
+        self.json_request(
+            "POST",
+            "/password",
+            body={"new_password": "another-one"},
+            headers={"Authorization": basic("alice", PASSWORD)},
+        )
+        self.assertEqual(self.refresh(kept)[0].code, 401)
+
+    def test_banned(self) -> None:
+        token = self.remember("bob")["refresh_token"]
+        self.ban("bob")
+        response, data = self.refresh(token)
+        self.assertError(response, data, 403, "banned")
+
+
 class PasswordTests(SiteCase):
     """``POST /password`` (the user) and ``POST /admin/password`` (an admin)."""
 

@@ -412,6 +412,13 @@ class PostgresSchemaTests(PostgresTestCase):
             "INSERT INTO room_sequences (room, last_seq) "
             "SELECT 'room' || g, 1000 FROM generate_series(0, 19999) g",
         )
+        # Mentions (schema v6) of every third message: each page reads its own.
+        query(
+            self.dsn,
+            "INSERT INTO mentions (room, seq, name) "
+            "SELECT 'room' || mod(g, 50), g / 50 + 1, '@room' "
+            "FROM generate_series(0, 49999, 3) g",
+        )
         query(self.dsn, "ANALYZE")
         txn = PostgresPlans(self.dsn)
         self.addCleanup(txn.close)
@@ -423,7 +430,12 @@ class PostgresSchemaTests(PostgresTestCase):
         self.assertEqual([m.seq for m in pages[0]], list(range(401, 421)))
         self.assertEqual([m.seq for m in pages[1]], list(range(580, 600)))
         self.assertEqual([m.seq for m in pages[2]], list(range(981, 1001)))
+        self.assertTrue(all(m.mentions in ((), ("@room",)) for page in pages for m in page))
         for plan in txn.plans:
+            self.assertNotIn("Seq Scan", plan)
+            if " on mentions" in plan:
+                self.assertIn("mentions_pkey", plan)
+                continue
             self.assertIn("Index Scan", plan)
             self.assertIn("using messages_room_seq on messages", plan)
             self.assertNotIn("Sort", plan)
@@ -436,6 +448,41 @@ class PostgresSchemaTests(PostgresTestCase):
         )
         for plan in txn.plans:
             self.assertIn("room_sequences_pkey", plan)
+
+    def test_account_counts_use_the_indexes(self) -> None:
+        """Unread and mention counts (schema v6) read index ranges of
+        messages and mentions: no sequential scan of either, however many
+        messages the rooms hold."""
+        from parkchat.store.postgres import POSTGRES
+        from parkchat.store.sql.state import room_counts_txn
+
+        self.prepare()
+        query(
+            self.dsn,
+            "INSERT INTO users (nickname, nickname_key, password_hash, created_ms, "
+            "password_changed_ms) SELECT 'u' || g, 'u' || g, 'x', 0, 0 "
+            "FROM generate_series(1, 20) g",
+        )
+        query(
+            self.dsn,
+            "INSERT INTO messages (room, user_id, nickname, content, created_ms, seq) "
+            "SELECT 'room' || mod(g, 50), 1 + mod(g, 20), 'u', 'hi', 0, g / 50 + 1 "
+            "FROM generate_series(0, 49999) g",
+        )
+        query(
+            self.dsn,
+            "INSERT INTO mentions (room, seq, user_id, name) "
+            "SELECT 'room' || mod(g, 50), g / 50 + 1, 1 + mod(g, 7), 'u' || (1 + mod(g, 7)) "
+            "FROM generate_series(0, 49999, 3) g",
+        )
+        query(self.dsn, "ANALYZE")
+        txn = PostgresPlans(self.dsn)
+        self.addCleanup(txn.close)
+        unread, mentions = room_counts_txn(txn, POSTGRES, 2, "room7", 950)
+        self.assertEqual(unread, 50)
+        self.assertGreater(mentions, 0)
+        for plan in txn.plans:
+            self.assertNotIn("Seq Scan", plan)
 
     def test_failing_upgrade_is_atomic(self) -> None:
         """An upgrade step that fails half-way raises SchemaError naming the

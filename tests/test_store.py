@@ -1,13 +1,14 @@
 """What every store is, whatever its engine: it provides each area interface
 (``IRoomMessageStore``, ``IAccountStore``, ``ISessionStore``,
 ``IDirectMessageStore``, ``IModerationStore``, ``ITokenStore``,
-``IStoreLifecycle``) and so the composite ``IMessageStore``; and it answers
+``IAccountStateStore``, ``IRefreshTokenStore``, ``IStoreLifecycle``) and so
+the composite ``IMessageStore``; and it answers
 ``ping`` and ``close``.
 
 Each area's behaviour is a suite of its own, run against every store:
 ``test_store_messages``, ``test_store_accounts``, ``test_store_sessions``,
-``test_store_direct``, ``test_store_moderation``, ``test_store_tokens``
-(backends in ``tests/store_support.py``).
+``test_store_direct``, ``test_store_moderation``, ``test_store_tokens``,
+``test_store_state`` (backends in ``tests/store_support.py``).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from twisted.trial.unittest import TestCase
 from zope.interface.verify import verifyObject
 
 from parkchat.interfaces import (
+    IAccountStateStore,
     IAccountStore,
     IDirectMessageStore,
     IMessageEditStore,
     IMessageStore,
     IModerationStore,
+    IRefreshTokenStore,
     IRoomMessageStore,
     IRoomTopicStore,
     ISearchStore,
@@ -40,6 +43,8 @@ AREAS = (
     IDirectMessageStore,
     IModerationStore,
     ITokenStore,
+    IAccountStateStore,
+    IRefreshTokenStore,
     IStoreLifecycle,
 )
 

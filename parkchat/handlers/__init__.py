@@ -12,6 +12,9 @@ only the public methods of the handlers below it, never their state::
     MessageHandler      room messages: post, notify, history, delete
     DirectMessageHandler  direct messages
     ResyncHandler       catching up after a bus outage
+    StateHandler        account state: joined rooms, conversations, read
+                        markers, mutes, on every connection of the account
+    RefreshTokenHandler long-lived logins: refresh tokens, their rotation
 
 Each one above depends on some of those listed before it, none on one after.
 """

@@ -17,7 +17,7 @@ from parkchat.model import MAX_ID, DirectMessage, StoredUser, nickname_key, vali
 _log = Logger()
 
 
-def _account_name(to: object) -> int | str:
+def account_name(to: object) -> int | str:
     """``to`` if it names an account by user id or nickname that a store
     could hold."""
     if isinstance(to, bool) or not isinstance(to, int | str) or to == "":
@@ -62,7 +62,7 @@ class DirectMessageHandler:
         if participant.user_id is None:
             raise InvalidRequest("direct messages need a registered account")
         content = validate_content(content, self._limits.max_content_length)
-        name = _account_name(to)
+        name = account_name(to)
         self._rate.consume(nickname_key(participant.nickname))
         recipient = await self._account(name)
         now = int(self._clock.seconds() * 1000)
@@ -107,7 +107,7 @@ class DirectMessageHandler:
         ``after_seq``, the last before ``before_seq``."""
         if participant.user_id is None:
             raise InvalidRequest("direct messages need a registered account")
-        name = _account_name(other)
+        name = account_name(other)
         size, older_than, _ = check_page(self._limits, limit, before, None)
         after, earlier = check_positions(after_seq, before_seq)
         account = await self._account(name)

@@ -21,6 +21,7 @@ from parkchat.handlers.moderation import moderation_log
 from parkchat.handlers.rooms import RoomHandler
 from parkchat.interfaces import IBus, IParticipant, IRoomMessageStore
 from parkchat.limits import Limits, TokenBucketLimiter
+from parkchat.mentions import candidates
 from parkchat.metrics import ServiceMetrics
 from parkchat.model import (
     DELETED,
@@ -31,6 +32,7 @@ from parkchat.model import (
     validate_room,
 )
 from parkchat.recent import RecentMessages
+from parkchat.rooms import Room
 from parkchat.store.writer import GroupCommitWriter
 
 
@@ -182,7 +184,24 @@ class MessageHandler:
             timestamp_ms=int(self._clock.seconds() * 1000),
             user_id=participant.user_id,
             origin=self._ids.get(participant),
+            # Parsed only when there can be one: the rest pay one ``in``.
+            mentions=self._mentions(room, content) if "@" in content else (),
         )
+
+    def _mentions(self, room: Room, content: str) -> tuple[str, ...]:
+        """The mentions of a message to ``room`` before storing: members
+        (here and, as last shared, on the other instances) found by name
+        now, other names left to the store (parkchat.mentions)."""
+        members: dict[str, str] | None = None
+
+        def member(key: str) -> str | None:
+            nonlocal members
+            if members is None:
+                remote = self._bus.remote_presence()["rooms"].get(room.name, ())
+                members = {nickname_key(n): n for n in [*remote, *room.nicknames()]}
+            return members.get(key)
+
+        return candidates(content, member)
 
     def notify(self, participant: IParticipant, room_name: str, kind: str) -> None:
         """Publish an ephemeral room event (e.g. typing) from a member: not

@@ -12,7 +12,13 @@ from parkchat.errors import InvalidRequest
 from parkchat.events import CutoffEvent, RevokeEvent, SessionEvent
 from parkchat.handlers.connections import ConnectionHandler
 from parkchat.handlers.rooms import RoomHandler
-from parkchat.interfaces import IBus, IParticipant, ISessionStore, ITokenStore
+from parkchat.interfaces import (
+    IBus,
+    IParticipant,
+    IRefreshTokenStore,
+    ISessionStore,
+    ITokenStore,
+)
 from parkchat.model import DisconnectReason, nickname_key
 from parkchat.tokens import LEEWAY, Revocations, TokenClaims
 
@@ -48,8 +54,10 @@ class SessionHandler:
         *,
         instance_id: str = "",
         single_session: bool = False,
+        refresh_tokens: IRefreshTokenStore | None = None,
     ) -> None:
         self._store = store
+        self._refresh_tokens = refresh_tokens
         self._sessions = sessions
         self._connections = connections
         self._rooms = rooms
@@ -173,9 +181,12 @@ class SessionHandler:
 
     async def cut_off(self, user_id: int, nickname: str, *, close: bool) -> None:
         """Revoke every token of the account issued until now, on every
-        instance; with ``close``, close its connections everywhere too."""
+        instance, and all its refresh tokens; with ``close``, close its
+        connections everywhere too."""
         before_ms = int(self._clock.seconds() * 1000)
         await self._store.set_token_cutoff(user_id, before_ms)
+        if self._refresh_tokens is not None:
+            await self._refresh_tokens.revoke_refresh_tokens(user_id)
         self._revocations.cut_off(user_id, before_ms)
         if close:
             self._rooms.close_account(user_id, nickname, DisconnectReason.LOGGED_OUT)

@@ -4,7 +4,10 @@ One JSON dispatcher that speaks GarinChat's vocabulary (``auth``, ``join``,
 ``message``, ``userleave``), seed 004's (``chat``, ``get_online_list``,
 ``get_offline``) and parkchat's own (``history``, ``who``, ``ping``,
 ``typing``, several rooms per connection, resume from the last seen room
-position (``seq``), client ``id`` acknowledged with the stored id and seq).
+position (``seq``), client ``id`` acknowledged with the stored id and seq,
+and the account state that follows an account from device to device:
+``state``, ``read``, ``mute``, ``open_direct``, ``close_direct``, pushed
+``room_state`` / ``direct_state``).
 Every frame is a JSON object with a ``type``; every reply to a frame that
 carried an ``id`` carries it back. The full reference with one example
 exchange per type is docs/websocket.md.
@@ -36,7 +39,7 @@ from parkchat.errors import (
     RateLimited,
     UnknownType,
 )
-from parkchat.interfaces import IChatService, IEncoder, IParticipant
+from parkchat.interfaces import IAccountStateReceiver, IChatService, IEncoder, IParticipant
 from parkchat.model import (
     DELETED,
     EDITED,
@@ -46,10 +49,12 @@ from parkchat.model import (
     SYSTEM,
     TOPIC,
     DirectMessage,
+    DirectState,
     DisconnectReason,
     JoinResult,
     Message,
     MessageEdit,
+    RoomState,
     RoomTopic,
     SearchHit,
     format_timestamp,
@@ -135,6 +140,8 @@ def event_dict(message: Message, total_users: int | None = None) -> dict[str, An
         }
         if message.edited_ms is not None:
             event["edited_at"] = message.edited_at
+        if message.mentions:
+            event["mentions"] = list(message.mentions)
     if total_users is not None:
         event["totalUsers"] = total_users
     return event
@@ -192,6 +199,30 @@ def direct_dict(message: DirectMessage) -> dict[str, Any]:
         "to": message.to_nickname,
         "content": message.content,
         "timestamp": message.timestamp,
+    }
+
+
+def room_state_dict(state: RoomState) -> dict[str, Any]:
+    """R of the ``state`` frame (docs/websocket.md, "Account state")."""
+    return {
+        "room": state.room,
+        "seq": state.seq,
+        "read_seq": state.read_seq,
+        "unread": state.unread,
+        "mentions": state.mentions,
+        "muted": state.muted,
+        "topic": state.topic,
+    }
+
+
+def direct_state_dict(state: DirectState) -> dict[str, Any]:
+    """D of the ``state`` frame."""
+    return {
+        "with": state.with_nickname,
+        "with_user_id": state.with_user_id,
+        "seq": state.seq,
+        "read_seq": state.read_seq,
+        "unread": state.unread,
     }
 
 
@@ -261,7 +292,7 @@ class AppEventEncoder:
 
 
 # (mypy's misc: two of Autobahn's own base classes disagree on attribute types)
-@implementer(IParticipant)
+@implementer(IParticipant, IAccountStateReceiver)
 class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[misc]
     """One app connection on /ws."""
 
@@ -349,6 +380,8 @@ class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
         if request_id is not None:
             ready["id"] = request_id
         self._send_json(ready)
+        if self.user_id is not None:
+            self._send_state(None)
         self._log.info(
             "{nickname} connected to /ws from {peer}", nickname=self.nickname, peer=self.peer_host
         )
@@ -433,6 +466,7 @@ class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
     def _joined(self, result: JoinResult, frame: dict[str, Any], room: str, limit: int) -> None:
         """``joined``, then the replay in ``history`` frames under ``limit``
         bytes, all before anything live can reach this connection."""
+        self._record_join(room)
         replay = [dumps(event_dict(m)) for m in result.replay]
         self._reply(frame, self._joined_frame(result, room, len(replay), result.recovered))
         head: dict[str, Any] = {"type": "history", "room": room, "resume": True}
@@ -459,6 +493,7 @@ class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
         if self.factory.join_timeout > 0:
             self.cancel_timer()
         result = await d
+        self._record_join(room)
         replay = [dumps(event_dict(m)) for m in result.replay]
         head: dict[str, Any] = {"type": "history", "room": room, "recovered": False, "resume": True}
         if frame.get("id") is not None:
@@ -526,6 +561,8 @@ class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
             raise NotInRoom("not in any room")
         for room in rooms:
             self.service.leave(self, room)
+            if self.user_id is not None:
+                self._quietly(self.service.record_leave(self, room), "forgetting a left room")
         self._reply(frame, {"type": "left", "rooms": rooms})
 
     handle_leave = handle_userleave
@@ -660,6 +697,81 @@ class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
 
     def handle_ping(self, frame: dict[str, Any]) -> None:
         self._reply(frame, {"type": "pong"})
+
+    # -- handlers: account state ---------------------------------------------------
+
+    def _record_join(self, room: str) -> None:
+        """A room joined here is the account's on every device until left."""
+        if self.user_id is not None:
+            self._quietly(self.service.record_join(self, room), "recording a joined room")
+
+    def _quietly(self, work: Any, doing: str) -> None:
+        """Run ``work`` (a coroutine) for its effect; a failure is logged."""
+        Deferred.fromCoroutine(work).addErrback(
+            lambda f: self._log.failure("{doing} failed", f, doing=doing)
+        )
+
+    def _send_state(self, frame: dict[str, Any] | None) -> Deferred[None]:
+        d = Deferred.fromCoroutine(self.service.account_state(self))
+
+        def send(state: tuple[list[RoomState], list[DirectState]]) -> None:
+            rooms, directs = state
+            reply = {
+                "type": "state",
+                "rooms": [room_state_dict(r) for r in rooms],
+                "directs": [direct_state_dict(d) for d in directs],
+            }
+            if frame is not None:
+                self._reply(frame, reply)
+            else:
+                self._send_json(reply)
+
+        d.addCallback(send)
+        if frame is None:
+            d.addErrback(lambda f: self._log.failure("reading the account state failed", f))
+        return d
+
+    def handle_state(self, frame: dict[str, Any]) -> Deferred[None]:
+        """The account's rooms and conversations again (as after ``ready``)."""
+        return self._send_state(frame)
+
+    def handle_read(self, frame: dict[str, Any]) -> Deferred[None]:
+        """Move a read marker forward: ``room`` or ``with``, and ``seq``."""
+        other = frame.get("with_user_id", frame.get("with"))
+        d = Deferred.fromCoroutine(
+            self.service.mark_read(self, frame.get("room"), other, frame.get("seq"))
+        )
+        return d.addCallback(self._acked_request, frame)
+
+    def handle_mute(self, frame: dict[str, Any]) -> Deferred[None]:
+        d = Deferred.fromCoroutine(
+            self.service.mute(self, frame.get("room"), frame.get("muted", True))
+        )
+        return d.addCallback(self._acked_request, frame)
+
+    def handle_open_direct(self, frame: dict[str, Any]) -> Deferred[None]:
+        other = frame.get("with_user_id", frame.get("with"))
+        d = Deferred.fromCoroutine(self.service.open_direct(self, other))
+        return d.addCallback(self._acked_request, frame)
+
+    def handle_close_direct(self, frame: dict[str, Any]) -> Deferred[None]:
+        other = frame.get("with_user_id", frame.get("with"))
+        d = Deferred.fromCoroutine(self.service.close_direct(self, other))
+        return d.addCallback(self._acked_request, frame)
+
+    def _acked_request(self, _: object, frame: dict[str, Any]) -> None:
+        """Requests whose effect comes as a pushed state: an ``ack`` only
+        if the client gave an ``id``."""
+        if frame.get("id") is not None:
+            self._reply(frame, {"type": "ack"})
+
+    def account_state(self, state: RoomState | DirectState) -> None:
+        """IAccountStateReceiver: a change from any of the account's connections."""
+        if isinstance(state, RoomState):
+            frame = {"type": "room_state", **room_state_dict(state), "joined": state.joined}
+        else:
+            frame = {"type": "direct_state", **direct_state_dict(state), "open": state.open}
+        self._send_json(frame)
 
     # -- handlers: direct messages (seed 004) ----------------------------------
 

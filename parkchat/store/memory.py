@@ -10,18 +10,23 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
 from parkchat.errors import AccountExists
 from parkchat.interfaces import IMessageStore
+from parkchat.mentions import HERE, ROOM, resolve
 from parkchat.model import (
     CHAT,
+    COUNT_CAP,
     Ban,
     DirectMessage,
+    DirectState,
     Message,
     MessageEdit,
+    RoomState,
     RoomTopic,
     SearchHit,
     StoredUser,
@@ -50,6 +55,13 @@ class MemoryStore:
         self._token_cutoffs: dict[int, int] = {}
         self._edits: dict[int, list[MessageEdit]] = {}
         self._topics: dict[str, RoomTopic] = {}
+        # (room, seq) -> [(user_id or None, name)] of a message's mentions.
+        self._mentions: dict[tuple[str, int], list[tuple[int | None, str]]] = {}
+        # (user_id, room) -> [read_seq, muted]
+        self._account_rooms: dict[tuple[int, str], list[int]] = {}
+        # (user_id, other_id) -> (read_seq, opened, closed_seq)
+        self._account_directs: dict[tuple[int, int], tuple[int, bool, int | None]] = {}
+        self._refresh: dict[str, _RefreshToken] = {}
         self.settings: dict[str, str] = {}
         self.fail_writes: Exception | None = None
 
@@ -62,9 +74,20 @@ class MemoryStore:
         for message in messages:
             self._last_id += 1
             seq = self._room_seqs[message.room] = self._room_seqs.get(message.room, 0) + 1
+            if message.mentions:
+                self._store_mentions(message, seq)
             self._rooms.setdefault(message.room, []).append(message.with_ids(self._last_id, seq))
             stored.append((self._last_id, seq))
         return succeed(stored)
+
+    def _store_mentions(self, message: Message, seq: int) -> None:
+        """As the SQL store does: resolve candidates against the accounts,
+        keep the rows, leave the names in the (unpublished) message."""
+        accounts = {key: (u.id, u.nickname) for key, u in self._users.items()}
+        resolved = resolve(message.mentions, accounts)
+        message.mentions = tuple(name for _, name in resolved)
+        if resolved:
+            self._mentions[(message.room, seq)] = resolved
 
     def recent_messages(
         self, room: str, limit: int, before: int | None = None, after: int | None = None
@@ -103,6 +126,7 @@ class MemoryStore:
             for index, message in enumerate(messages):
                 if message.id == message_id:
                     del messages[index]
+                    self._mentions.pop((room, message.seq), None)
                     return succeed((room, message.seq))
         return succeed(None)
 
@@ -378,6 +402,176 @@ class MemoryStore:
     def list_token_cutoffs(self) -> Deferred[list[tuple[int, int]]]:
         return succeed(sorted(self._token_cutoffs.items()))
 
+    # -- account state -------------------------------------------------------
+
+    def _room_state(self, user_id: int, room: str) -> RoomState | None:
+        mark = self._account_rooms.get((user_id, room))
+        if mark is None:
+            return None
+        read_seq, muted = mark
+        others = [
+            m
+            for m in self._rooms.get(room, [])
+            if m.seq > read_seq and (m.user_id is None or m.user_id != user_id)
+        ]
+        mentioned = [
+            m
+            for m in others
+            if any(
+                uid == user_id or name in (ROOM, HERE)
+                for uid, name in self._mentions.get((room, m.seq), ())
+            )
+        ]
+        return RoomState(
+            room,
+            seq=self._room_seqs.get(room, 0),
+            read_seq=read_seq,
+            unread=min(len(others), COUNT_CAP),
+            mentions=min(len(mentioned), COUNT_CAP),
+            muted=bool(muted),
+        )
+
+    def add_account_room(
+        self, user_id: int, room: str, joined_ms: int
+    ) -> Deferred[RoomState | None]:
+        if (user_id, room) in self._account_rooms:
+            return succeed(None)
+        if self._user_by_id(user_id) is None:
+            return fail(KeyError(f"no account with id {user_id}"))
+        seq = self._room_seqs.get(room, 0)
+        self._account_rooms[(user_id, room)] = [seq, 0]
+        return succeed(RoomState(room, seq=seq, read_seq=seq))
+
+    def remove_account_room(self, user_id: int, room: str) -> Deferred[bool]:
+        return succeed(self._account_rooms.pop((user_id, room), None) is not None)
+
+    def account_rooms(self, user_id: int) -> Deferred[list[RoomState]]:
+        rooms = sorted(room for uid, room in self._account_rooms if uid == user_id)
+        states = [self._room_state(user_id, room) for room in rooms]
+        return succeed([s for s in states if s is not None])
+
+    def mark_room_read(self, user_id: int, room: str, seq: int) -> Deferred[RoomState | None]:
+        mark = self._account_rooms.get((user_id, room))
+        read_seq = min(seq, self._room_seqs.get(room, 0))
+        if mark is None or read_seq <= mark[0]:
+            return succeed(None)
+        mark[0] = read_seq
+        return succeed(self._room_state(user_id, room))
+
+    def set_room_muted(self, user_id: int, room: str, muted: bool) -> Deferred[RoomState | None]:
+        mark = self._account_rooms.get((user_id, room))
+        if mark is None:
+            return succeed(None)
+        mark[1] = int(muted)
+        return succeed(self._room_state(user_id, room))
+
+    def _direct_state(self, user_id: int, other_id: int) -> DirectState | None:
+        other = self._user_by_id(other_id)
+        if other is None:
+            return None
+        seq = self._conversation_seqs.get(_conversation(user_id, other_id), 0)
+        read_seq, opened, closed_seq = self._account_directs.get(
+            (user_id, other_id), (0, False, None)
+        )
+        unread = 0
+        if user_id != other_id:
+            unread = sum(
+                1
+                for row in self._direct
+                if row[1] == other_id and row[2] == user_id and row[6] > read_seq
+            )
+        return DirectState(
+            other.nickname,
+            other_id,
+            seq=seq,
+            read_seq=read_seq,
+            unread=min(unread, COUNT_CAP),
+            open=(seq > 0 or opened) and (closed_seq is None or seq > closed_seq),
+        )
+
+    def account_directs(self, user_id: int) -> Deferred[list[DirectState]]:
+        others = {
+            high if low == user_id else low
+            for low, high in self._conversation_seqs
+            if user_id in (low, high)
+        }
+        others |= {o for uid, o in self._account_directs if uid == user_id}
+        states = [self._direct_state(user_id, o) for o in others]
+        shown = [s for s in states if s is not None and s.open]
+        shown.sort(key=lambda s: (nickname_key(s.with_nickname), s.with_user_id))
+        return succeed(shown)
+
+    def direct_state(self, user_id: int, other_id: int) -> Deferred[DirectState | None]:
+        return succeed(self._direct_state(user_id, other_id))
+
+    def mark_direct_read(
+        self, user_id: int, other_id: int, seq: int
+    ) -> Deferred[DirectState | None]:
+        read_seq = min(seq, self._conversation_seqs.get(_conversation(user_id, other_id), 0))
+        current, opened, closed_seq = self._account_directs.get(
+            (user_id, other_id), (0, False, None)
+        )
+        if read_seq <= current:
+            return succeed(None)
+        self._account_directs[(user_id, other_id)] = (read_seq, opened, closed_seq)
+        return succeed(self._direct_state(user_id, other_id))
+
+    def set_direct_open(
+        self, user_id: int, other_id: int, opened: bool
+    ) -> Deferred[DirectState | None]:
+        if self._user_by_id(other_id) is None:
+            return succeed(None)
+        read_seq = self._account_directs.get((user_id, other_id), (0, False, None))[0]
+        closed_seq = (
+            None if opened else self._conversation_seqs.get(_conversation(user_id, other_id), 0)
+        )
+        self._account_directs[(user_id, other_id)] = (read_seq, opened, closed_seq)
+        return succeed(self._direct_state(user_id, other_id))
+
+    # -- refresh tokens ------------------------------------------------------
+
+    def add_refresh_token(
+        self, token_hash: str, user_id: int, family: str, created_ms: int, expires_ms: int
+    ) -> Deferred[None]:
+        self._refresh[token_hash] = _RefreshToken(user_id, family, expires_ms)
+        return succeed(None)
+
+    def _revoke_family(self, family: str) -> None:
+        for token in self._refresh.values():
+            if token.family == family:
+                token.revoked = True
+
+    def spend_refresh_token(self, token_hash: str, now_ms: int) -> Deferred[tuple[str, int, str]]:
+        token = self._refresh.get(token_hash)
+        if token is None or token.revoked or token.expires_ms <= now_ms:
+            return succeed(("invalid", 0, ""))
+        if token.spent_ms is not None:
+            self._revoke_family(token.family)
+            return succeed(("reused", token.user_id, token.family))
+        token.spent_ms = now_ms
+        return succeed(("ok", token.user_id, token.family))
+
+    def revoke_refresh_token(self, token_hash: str) -> Deferred[int | None]:
+        token = self._refresh.get(token_hash)
+        if token is None:
+            return succeed(None)
+        self._revoke_family(token.family)
+        return succeed(token.user_id)
+
+    def revoke_refresh_tokens(self, user_id: int) -> Deferred[int]:
+        live = 0
+        for token in self._refresh.values():
+            if token.user_id == user_id and not token.revoked:
+                live += token.spent_ms is None
+                token.revoked = True
+        return succeed(live)
+
+    def prune_refresh_tokens(self, now_ms: int) -> Deferred[int]:
+        expired = [h for h, token in self._refresh.items() if token.expires_ms <= now_ms]
+        for token_hash in expired:
+            del self._refresh[token_hash]
+        return succeed(len(expired))
+
     # -- lifecycle -----------------------------------------------------------
 
     def ping(self) -> Deferred[None]:
@@ -388,6 +582,17 @@ class MemoryStore:
 
     def close(self) -> Deferred[None]:
         return succeed(None)
+
+
+@dataclass(slots=True)
+class _RefreshToken:
+    """A refresh token's row (by its hash)."""
+
+    user_id: int
+    family: str
+    expires_ms: int
+    spent_ms: int | None = None
+    revoked: bool = False
 
 
 def _id(message: Message) -> int:

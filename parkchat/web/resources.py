@@ -519,7 +519,9 @@ def bearer_token(request: Request) -> str | None:
 
 
 class LoginResource(ApiResource):
-    """``POST /login {"nickname"|"username", "password"}`` -> a signed token."""
+    """``POST /login {"nickname"|"username", "password", "remember"?}`` -> a
+    signed token; with ``"remember": true`` also a refresh token for a login
+    that outlives the signed token (``POST /refresh``)."""
 
     def __init__(self, service: IChatService, tokens: TokenAuthority) -> None:
         super().__init__(service)
@@ -529,9 +531,20 @@ class LoginResource(ApiResource):
         data = read_json_object(request)
         nickname = data.get("nickname", data.get("username"))
         password = data.get("password")
+        remember = data.get("remember", False)
         if not isinstance(nickname, str) or not isinstance(password, str):
             raise InvalidRequest('"nickname" and "password" are required strings')
+        if not isinstance(remember, bool):
+            raise InvalidRequest('"remember" must be true or false')
         user = await self.service.login(nickname, password, client_host(request))
+        reply = self._token_reply(user)
+        if remember:
+            refresh_token, ttl = await self.service.issue_refresh_token(user)
+            reply["refresh_token"] = refresh_token
+            reply["refresh_expires_in"] = ttl
+        return reply
+
+    def _token_reply(self, user: User) -> dict[str, Any]:
         token, expires = self.tokens.issue(user.id, user.nickname)
         return {
             "token": token,
@@ -541,10 +554,28 @@ class LoginResource(ApiResource):
         }
 
 
+class RefreshResource(LoginResource):
+    """``POST /refresh {"refresh_token"}`` -> a new signed token and the
+    next refresh token (the one given is spent; given again, it revokes the
+    login: 401)."""
+
+    async def handle_POST(self, request: Request) -> dict[str, Any]:
+        data = read_json_object(request)
+        user, refresh_token, ttl = await self.service.refresh_login(data.get("refresh_token"))
+        reply = self._token_reply(user)
+        reply["expires_in"] = int(self.tokens.lifetime)
+        reply["refresh_token"] = refresh_token
+        reply["refresh_expires_in"] = ttl
+        return reply
+
+
 class LogoutResource(ApiResource):
     """``POST /logout`` with ``Authorization: Bearer <token>``: that token
     stops working on every instance; with ``{"everywhere": true}``, every
-    token of the account issued until now, and its open connections close."""
+    token of the account issued until now (refresh tokens too), and its open
+    connections close. ``{"refresh_token": ...}`` in the body revokes that
+    long-lived login too, and may come alone (without a Bearer token: the
+    signed token of a reopened tab may have expired)."""
 
     def __init__(self, service: IChatService, tokens: TokenAuthority) -> None:
         super().__init__(service)
@@ -552,18 +583,27 @@ class LogoutResource(ApiResource):
 
     async def handle_POST(self, request: Request) -> dict[str, Any]:
         token = bearer_token(request)
-        if token is None:
-            raise AuthenticationFailed("send the token to revoke as Authorization: Bearer")
-        claims = self.tokens.verify(token)
-        everywhere = False
+        data: dict[str, Any] = {}
         assert request.content is not None
         if request.content.read(1):
             request.content.seek(0)
-            everywhere = read_json_object(request).get("everywhere", False)
-            if not isinstance(everywhere, bool):
-                raise InvalidRequest('"everywhere" must be true or false')
-        await self.service.logout(claims, everywhere)
-        return {"logged_out": True, "everywhere": everywhere or claims.token_id is None}
+            data = read_json_object(request)
+        everywhere = data.get("everywhere", False)
+        if not isinstance(everywhere, bool):
+            raise InvalidRequest('"everywhere" must be true or false')
+        refresh_token = data.get("refresh_token")
+        if token is None and refresh_token is None:
+            raise AuthenticationFailed("send the token to revoke as Authorization: Bearer")
+        claims = self.tokens.verify(token) if token is not None else None
+        reply: dict[str, Any] = {"logged_out": True}
+        if refresh_token is not None:
+            await self.service.revoke_refresh_token(refresh_token)
+        if claims is not None:
+            await self.service.logout(claims, everywhere)
+            reply["everywhere"] = everywhere or claims.token_id is None
+        else:
+            reply["everywhere"] = False
+        return reply
 
 
 class PasswordResource(ApiResource):

@@ -33,6 +33,7 @@ from parkchat.web.resources import (
     LoginResource,
     LogoutResource,
     PasswordResource,
+    RefreshResource,
     RegisterResource,
     SearchResource,
     SocketRoot,
@@ -208,6 +209,7 @@ def make_site(
     if tokens is not None:
         root.putChild(b"login", LoginResource(service, tokens))
         root.putChild(b"logout", LogoutResource(service, tokens))
+        root.putChild(b"refresh", RefreshResource(service, tokens))
     if mychat_factory is not None:
         root.putChild(b"mychat", OriginGuard(mychat_factory, allowed_origins))
     if admin_token:

@@ -3,7 +3,7 @@
 All SQL parkchat runs against its tables is in this package, one module per
 area, each pairing the named ``*_txn`` functions of its tables with the store
 class that runs them (``messages``, ``edits``, ``search``, ``topics``, ``accounts``,
-``sessions``, ``direct``, ``moderation``, ``tokens``; ``settings`` for
+``sessions``, ``direct``, ``moderation``, ``tokens``, ``state``, ``refresh``; ``settings`` for
 start-up). ``SQLStore`` is every area at once:
 Synapse's ``DataStore`` made of its per-area stores is the model.
 
@@ -24,19 +24,23 @@ from parkchat.store.sql.edits import MessageEditStore
 from parkchat.store.sql.engine import Cursor, Dialect, SQLStoreBase
 from parkchat.store.sql.messages import RoomMessageStore
 from parkchat.store.sql.moderation import ModerationStore
+from parkchat.store.sql.refresh import RefreshTokenStore
 from parkchat.store.sql.search import SearchStore
 from parkchat.store.sql.sessions import SessionStore
 from parkchat.store.sql.settings import load_or_create_setting_txn
+from parkchat.store.sql.state import AccountStateStore
 from parkchat.store.sql.tokens import TokenStore
 from parkchat.store.sql.topics import RoomTopicStore
 
 __all__ = [
+    "AccountStateStore",
     "AccountStore",
     "Cursor",
     "Dialect",
     "DirectMessageStore",
     "MessageEditStore",
     "ModerationStore",
+    "RefreshTokenStore",
     "RoomMessageStore",
     "RoomTopicStore",
     "SQLStore",
@@ -59,6 +63,8 @@ class SQLStore(
     DirectMessageStore,
     ModerationStore,
     TokenStore,
+    AccountStateStore,
+    RefreshTokenStore,
 ):
     """An ``IMessageStore`` over an adbapi pool, the engine given by its
     ``dialect``: every area store on one pool."""

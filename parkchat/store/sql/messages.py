@@ -20,6 +20,7 @@ from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from parkchat.interfaces import IRoomMessageStore
+from parkchat.mentions import names_to_look_up, resolve
 from parkchat.model import Message
 from parkchat.store.sql.engine import Cursor, Dialect, SQLStoreBase
 
@@ -100,7 +101,64 @@ def insert_messages_txn(
         ("room", "user_id", "nickname", "content", "created_ms", "type", "seq"),
         rows,
     )
+    mentioning = [(m, row[6]) for m, row in zip(messages, rows, strict=True) if m.mentions]
+    if mentioning:
+        store_mentions_txn(txn, dialect, mentioning)
     return [(message_id, row[6]) for message_id, row in zip(ids, rows, strict=True)]
+
+
+def store_mentions_txn(
+    txn: Cursor, dialect: Dialect, mentioning: Sequence[tuple[Message, int]]
+) -> None:
+    """Resolve the mentions of the batch's messages that have any (names
+    that are accounts get their ids; candidates that are none are dropped),
+    store one row per message and name, and leave the resolved names in
+    each message's ``mentions`` (the store's part of parsing: see
+    parkchat.mentions). The messages are the writer's, not yet published."""
+    keys = sorted({k for m, _ in mentioning for k in names_to_look_up(m.mentions)})
+    accounts: dict[str, tuple[int, str]] = {}
+    for chunk in _chunks(keys):
+        txn.execute(
+            dialect.sql(
+                "SELECT id, nickname, nickname_key FROM users WHERE nickname_key IN ("
+                + ", ".join(["?"] * len(chunk))
+                + ")"
+            ),
+            tuple(chunk),
+        )
+        accounts.update((str(r[2]), (int(r[0]), str(r[1]))) for r in txn.fetchall())
+    rows: list[tuple[str, int, int | None, str]] = []
+    for message, seq in mentioning:
+        resolved = resolve(message.mentions, accounts)
+        message.mentions = tuple(name for _, name in resolved)
+        rows.extend((message.room, seq, user_id, name) for user_id, name in resolved)
+    if rows:
+        txn.executemany(
+            dialect.sql("INSERT INTO mentions (room, seq, user_id, name) VALUES (?, ?, ?, ?)"),
+            rows,
+        )
+
+
+def attach_mentions_txn(txn: Cursor, dialect: Dialect, messages: list[Message]) -> list[Message]:
+    """Give messages read from one room their stored mentions (one query
+    for the page); returns ``messages``."""
+    if not messages:
+        return messages
+    low = min(m.seq for m in messages)
+    high = max(m.seq for m in messages)
+    txn.execute(
+        dialect.sql("SELECT seq, name FROM mentions WHERE room = ? AND seq BETWEEN ? AND ?"),
+        (messages[0].room, low, high),
+    )
+    found: dict[int, list[str]] = {}
+    for seq, name in txn.fetchall():
+        found.setdefault(int(seq), []).append(str(name))
+    if found:
+        for message in messages:
+            names = found.get(message.seq)
+            if names:
+                message.mentions = tuple(sorted(names))
+    return messages
 
 
 def delete_message_txn(txn: Cursor, dialect: Dialect, message_id: int) -> tuple[str, int] | None:
@@ -109,6 +167,7 @@ def delete_message_txn(txn: Cursor, dialect: Dialect, message_id: int) -> tuple[
     if row is None:
         return None
     txn.execute(dialect.sql("DELETE FROM messages WHERE id = ?"), (message_id,))
+    txn.execute(dialect.sql("DELETE FROM mentions WHERE room = ? AND seq = ?"), (row[0], row[1]))
     return str(row[0]), int(row[1])
 
 
@@ -135,7 +194,7 @@ def recent_messages_txn(
             ),
             (room, bound, limit),
         )
-        return [message_from_row(r) for r in txn.fetchall()]
+        return attach_mentions_txn(txn, dialect, [message_from_row(r) for r in txn.fetchall()])
     if before is not None:
         bound = _seq_bound_txn(txn, dialect, room, before, including=False)
         txn.execute(
@@ -154,7 +213,7 @@ def recent_messages_txn(
         )
     rows = txn.fetchall()
     rows.reverse()
-    return [message_from_row(r) for r in rows]
+    return attach_mentions_txn(txn, dialect, [message_from_row(r) for r in rows])
 
 
 def _seq_bound_txn(
@@ -192,7 +251,7 @@ def room_messages_after_txn(
         ),
         (room, after_seq, limit),
     )
-    return [message_from_row(r) for r in txn.fetchall()]
+    return attach_mentions_txn(txn, dialect, [message_from_row(r) for r in txn.fetchall()])
 
 
 def room_messages_before_txn(
@@ -217,7 +276,7 @@ def room_messages_before_txn(
         )
     rows = txn.fetchall()
     rows.reverse()
-    return [message_from_row(r) for r in rows]
+    return attach_mentions_txn(txn, dialect, [message_from_row(r) for r in rows])
 
 
 def current_seq_txn(txn: Cursor, dialect: Dialect, room: str) -> int:

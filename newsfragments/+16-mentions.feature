@@ -1,0 +1,1 @@
+Mentions: `@name` (an account, or a guest in the room), `@room` and `@here` in a room message are read by the server when it is posted, stored, and carried as `"mentions"` in `/ws` message, history and resume frames (only when there are any); mention counts per room are part of the account state.
