@@ -556,6 +556,228 @@ class ReconnectTests(BrowserCase):
         self.expect_connected(page, who)
 
 
+class OfflinePage:
+    """A page whose ``/ws`` goes through the test (Playwright's WebSocket
+    routes), so that the test can cut it as a network would: ``cut()``
+    drops the page's socket (the server sees it close too) and takes the
+    browser offline, refusing reconnects meanwhile; ``restore()`` comes back
+    online, and the page reconnects by itself (the ``online`` event). Every
+    frame the page sends and receives is recorded, decoded."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.online = True
+        self.routes: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+        self.sent: list[dict[str, Any]] = []
+        self.received: list[dict[str, Any]] = []
+        page.route_web_socket(re.compile(r"/ws$"), self.route)
+        page.on("websocket", self.watch)
+
+    def route(self, ws: WebSocketRoute) -> None:
+        if not self.online:
+            ws.close(code=4999, reason="offline (the test)")
+            return
+        self.routes.append((ws, ws.connect_to_server()))
+
+    def watch(self, ws: Any) -> None:
+        ws.on("framesent", lambda payload: self.sent.append(json.loads(payload)))
+        ws.on("framereceived", lambda payload: self.received.append(json.loads(payload)))
+
+    def cut(self) -> None:
+        self.online = False
+        self.page.context.set_offline(True)
+        for to_page, to_server in self.routes:
+            to_server.close(code=1001, reason="cut by the test")
+            to_page.close(code=1006, reason="cut by the test")
+        self.routes.clear()
+
+    def restore(self) -> None:
+        self.online = True
+        self.page.context.set_offline(False)
+
+    def wait_received(self, kind: str, timeout: float = IO_TIMEOUT) -> dict[str, Any]:
+        """The first frame of type ``kind`` the page received (waiting for it)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for frame in self.received:
+                if frame.get("type") == kind:
+                    return frame
+            self.page.wait_for_timeout(50)
+        raise AssertionError(f"the page received no {kind!r} frame")
+
+
+class ResumeCase(BrowserCase):
+    """Pages that lose their connection, and a way to read a whole log."""
+
+    def kilobyte(self, n: int) -> str:
+        """Message ``n``: 1,024 characters, its number first."""
+        head = f"m {n:04d} "
+        return head + "x" * (1024 - len(head))
+
+    def sign_up_on(self, page: Page, who: str) -> None:
+        page.get_by_label("Nickname", exact=True).fill(who)
+        page.get_by_label("Password", exact=True).fill(f"{who}-password")
+        page.get_by_role("button", name="Register", exact=True).click()
+        self.expect_connected(page, who)
+
+    def read_whole_log(self, page: Page, room: str) -> list[str]:
+        """Every message of the open conversation, oldest first, read by
+        scrolling from the newest up to the top (only a window of them is
+        on the page at a time): until the top stays where it is, with
+        nothing more loading. Every view on the way must show its messages
+        in order, each once."""
+        log = page.get_by_role("log", name=f"Messages in {room}")
+        seen: dict[int, str] = {}
+        top: list[Any] = []
+        still = 0
+        for _ in range(500):
+            log.evaluate("e => e.scrollTop = 0")
+            page.wait_for_timeout(60)
+            view: list[list[Any]] = page.eval_on_selector_all(
+                "#log li.msg[data-id]",
+                "items => items.map(li => [Number(li.dataset.id),"
+                " li.querySelector('.msg-body').textContent])",
+            )
+            ids = [item[0] for item in view]
+            self.assertEqual(ids, sorted(set(ids)), "messages out of order, or twice, on screen")
+            for message_id, body in view:
+                self.assertEqual(seen.setdefault(message_id, body), body)
+            loading = page.locator(".log-loading").is_visible()
+            still = still + 1 if view[:1] == top and not loading else 0
+            top = view[:1]
+            if still >= 5:
+                break
+        else:
+            self.fail("the top of the log never settled")
+        bodies = [seen[i] for i in sorted(seen)]
+        self.assertEqual(len(set(bodies)), len(bodies), "a message is shown twice")
+        return bodies
+
+
+class ResumeTests(ResumeCase):
+    """A page that lost its connection resumes each room from its position
+    (``join`` with ``last_seq``, docs/websocket.md "Resume after a
+    reconnect"): what was missed shows once, in order, however many frames
+    it takes, and a room that was empty when joined is position 0."""
+
+    server_args = ("--rate-limit", "0")
+
+    def test_reconnect_after_a_thousand_missed_messages(self) -> None:
+        """1,000 messages of 1 KB each posted while alice's page is offline
+        all appear after it reconnects by itself, in order, each once, with
+        no alert; the server sent them in several frames."""
+        alice = self.open_page("alice")
+        net = OfflinePage(alice)
+        self.sign_up_on(alice, "alice")
+        self.join(alice, "garden")
+        net.wait_received("history")
+        carol = self.room_socket("garden", self.account("carol"))
+        carol.send(json.dumps({"content": "before the cut"}))
+        self.expect_message(alice, "carol", "before the cut")
+
+        net.cut()
+        expect(alice.get_by_role("status")).to_contain_text("Reconnecting")
+        total = 1000
+        expected = ["before the cut"] + [self.kilobyte(n) for n in range(1, total + 1)]
+        for body in expected[1:]:
+            carol.send(json.dumps({"content": body}))
+        self.wait_content(carol, expected[-1])
+        net.restore()
+
+        self.expect_connected(alice, "alice", timeout=30_000)
+        self.expect_message(alice, "carol", f"m {total:04d} ", timeout=30_000)
+        self.assertEqual(self.read_whole_log(alice, "garden"), expected)
+        expect(alice.locator("#alert")).to_be_hidden()
+        # The page resumed from the seq of the last message it had (1).
+        joins = [f for f in net.sent if f.get("type") == "join"]
+        self.assertEqual([j.get("last_seq") for j in joins], [None, 1])
+        pages = [f for f in net.received if f.get("type") == "history" and f.get("resume")]
+        self.assertGreater(len(pages), 10)
+        self.assertEqual(sum(len(p["messages"]) for p in pages), total)
+        self.assertEqual([p["last"] for p in pages], [False] * (len(pages) - 1) + [True])
+        # And it is live again (below, where the reader is not).
+        carol.send(json.dumps({"content": "welcome back"}))
+        alice.locator(".jump-to-end").click()
+        self.expect_message(alice, "carol", "welcome back")
+        self.expected_console.append(re.compile(r"WebSocket connection to '.*' failed"))
+        self.assert_no_console_errors()
+
+    def test_resume_into_a_room_that_was_empty_when_joined(self) -> None:
+        """alice joined a room nobody had written in (position 0); 400
+        messages are posted while she is offline; after she reconnects she
+        has all 400."""
+        alice = self.open_page("alice")
+        net = OfflinePage(alice)
+        self.sign_up_on(alice, "alice")
+        self.join(alice, "quiet")
+        self.assertEqual(net.wait_received("history")["messages"], [])
+        expect(alice.locator("#log li.system .system-text")).to_have_text(["You joined quiet"])
+
+        net.cut()
+        expect(alice.get_by_role("status")).to_contain_text("Reconnecting")
+        carol = self.room_socket("quiet", self.account("carol"))
+        expected = [f"missed {n}" for n in range(1, 401)]
+        for body in expected:
+            carol.send(json.dumps({"content": body}))
+        self.wait_content(carol, expected[-1])
+        net.restore()
+
+        self.expect_connected(alice, "alice", timeout=30_000)
+        self.expect_message(alice, "carol", "missed 400", timeout=30_000)
+        self.assertEqual(self.read_whole_log(alice, "quiet"), expected)
+        expect(alice.locator("#alert")).to_be_hidden()
+        joins = [f for f in net.sent if f.get("type") == "join"]
+        self.assertEqual([j.get("last_seq") for j in joins], [None, 0])
+        self.expected_console.append(re.compile(r"WebSocket connection to '.*' failed"))
+        self.assert_no_console_errors()
+
+
+class ResumeLimitTests(ResumeCase):
+    """More missed than the server resumes (``--resume-max``)."""
+
+    server_args = ("--rate-limit", "0", "--resume-max", "100")
+
+    def test_more_missed_than_resumed(self) -> None:
+        """250 missed, 100 resumed (``recovered: false``): the page shows the
+        newest 100 under a line saying that 150 are not shown, no alert;
+        scrolling up loads them from the history, and then every message
+        is there, in order, once."""
+        alice = self.open_page("alice")
+        net = OfflinePage(alice)
+        self.sign_up_on(alice, "alice")
+        self.join(alice, "busy")
+        net.wait_received("history")
+        carol = self.room_socket("busy", self.account("carol"))
+        carol.send(json.dumps({"content": "before the cut"}))
+        self.expect_message(alice, "carol", "before the cut")
+
+        net.cut()
+        expect(alice.get_by_role("status")).to_contain_text("Reconnecting")
+        expected = ["before the cut"] + [f"missed {n}" for n in range(1, 251)]
+        for body in expected[1:]:
+            carol.send(json.dumps({"content": body}))
+        self.wait_content(carol, expected[-1])
+        net.restore()
+
+        self.expect_connected(alice, "alice", timeout=30_000)
+        self.expect_message(alice, "carol", "missed 250", timeout=30_000)
+        notice = alice.locator("#log li.system").filter(has_text="not shown")
+        expect(notice).to_have_text(
+            re.compile(r"150 older messages are not shown; scroll up for history\.")
+        )
+        joined = net.wait_received("joined")
+        self.assertEqual(
+            [f["resume"] for f in net.received if f.get("type") == "joined" and "resume" in f],
+            [{"count": 100, "recovered": False, "first_seq": 152}],
+        )
+        self.assertNotIn("resume", joined)
+        expect(alice.locator("#alert")).to_be_hidden()
+        self.assertEqual(self.read_whole_log(alice, "busy"), expected)
+        expect(notice).to_have_count(0)
+        self.expected_console.append(re.compile(r"WebSocket connection to '.*' failed"))
+        self.assert_no_console_errors()
+
+
 class ErrorTests(BrowserCase):
     server_args = (
         "--max-content-length",

@@ -109,7 +109,7 @@ export class Composer {
       }
       conv.log.setId(entry, frame.message_id);
     }
-    conv.log.update(entry, { state: null, timestamp: frame.timestamp });
+    conv.log.update(entry, { state: null, timestamp: frame.timestamp, seq: typeof frame.seq === "number" ? frame.seq : null });
   }
 
   /** An "error" frame: if it refused a message of ours, mark it and put the

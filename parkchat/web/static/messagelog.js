@@ -154,9 +154,12 @@ export class MessageLog {
     return entry;
   }
 
-  /** A line from the page (e.g. "You joined lobby"), at the end. */
+  /** A line from the page (e.g. "You joined lobby"), at the end; returns
+   * its entry. */
   appendNotice(text, timestamp = null) {
-    this.insertAt(this.entries.length, [this.newEntry("notice", { id: null, text, timestamp })]);
+    const entry = this.newEntry("notice", { id: null, text, timestamp });
+    this.insertAt(this.entries.length, [entry]);
+    return entry;
   }
 
   /** There is nothing older on the server: say so above everything. */
@@ -225,6 +228,19 @@ export class MessageLog {
     this.lo = this.hi = 0;
     this.unseen = 0;
     this.scheduleData();
+  }
+
+  /** Start again: every entry goes except our own messages still waiting
+   * for the server; what comes next is added below them. */
+  restart() {
+    const waiting = this.entries.filter((e) => e.kind === "message" && e.id === null && e.state);
+    for (const entry of this.entries) if (entry.node) this.dropped.push(entry.node);
+    for (const entry of waiting) entry.node = null;
+    this.entries = [];
+    this.byId.clear();
+    this.lo = this.hi = 0;
+    this.unseen = 0;
+    this.insertAt(0, waiting);
   }
 
   setLoadingOlder(busy) {

@@ -1,8 +1,9 @@
-// Rooms: joining (and re-joining from the last seen id after a reconnect),
-// history (older pages as the reader scrolls up), live messages merged by
-// id, presence, who is online and typing, leaving, kicks, deletions, and the
-// directory of active rooms. A Room holds what the page knows about one
-// room; Rooms owns them all and handles the room frames app.js routes here.
+// Rooms: joining (and re-joining from the room's last position after a
+// reconnect: docs/websocket.md, "Resume after a reconnect"), history (older
+// pages as the reader scrolls up), live messages merged by id, presence,
+// who is online and typing, leaving, kicks, deletions, and the directory of
+// active rooms. A Room holds what the page knows about one room; Rooms owns
+// them all and handles the room frames app.js routes here.
 
 import { HISTORY_PAGE } from "./client.js";
 import { clear } from "./dom.js";
@@ -24,9 +25,19 @@ export class Room {
     this.kind = "room";
     this.name = name;
     this.log = new MessageLog(`Messages in ${name}`, { onReachTop: () => onReachTop(this) });
-    /** The newest id seen: a re-join resumes after it. */
-    this.lastId = 0;
-    /** The first history page arrived. */
+    /** The room's position (its seq) that this page has every message up
+     * to: the seq of "joined", then of each message that arrived live or
+     * in a resume (they come in seq order, each once). Null until joined.
+     * A re-join resumes from it with "last_seq". Our own messages come
+     * back as an "ack", not in this stream, so they do not move it: a
+     * resume may bring them again, and they are merged by id. */
+    this.lastSeq = null;
+    /** What to say once a resume that could not give everything
+     * (recovered: false) is in, and the notice saying it, until an older
+     * page fills the gap. */
+    this.gapText = null;
+    this.gapNotice = null;
+    /** The first history page arrived (or a resume completed). */
     this.loaded = false;
     /** Joined on the current connection. */
     this.joined = false;
@@ -45,9 +56,12 @@ export class Room {
 
   /** Our own message was stored as ``id``: false if it is already shown. */
   confirmOwn(id) {
-    if (this.log.has(id)) return false;
-    this.lastId = Math.max(this.lastId, id);
-    return true;
+    return !this.log.has(id);
+  }
+
+  /** Every message of the room up to ``seq`` has reached the page. */
+  advance(seq) {
+    if (typeof seq === "number" && Number.isInteger(seq) && seq > (this.lastSeq ?? -1)) this.lastSeq = seq;
   }
 }
 
@@ -118,20 +132,27 @@ export class Rooms {
     this.session.saveRooms([...this.rooms.keys()]);
   }
 
+  /** Join (again). A room whose messages this page has resumes from its
+   * position; one it has not loaded yet (listed after a reload, or its
+   * first page never came) starts afresh from the newest page. */
   sendJoin(room) {
     room.joined = false;
     const frame = { type: "join", room: room.name };
-    if (room.lastId > 0) frame.last_id = room.lastId;
+    const resume = room.loaded && room.lastSeq !== null;
+    if (resume) frame.last_seq = room.lastSeq;
+    else room.lastSeq = null;
     this.client.request(frame, {
       kind: "join",
       room: room.name,
-      resume: room.lastId > 0,
+      resume,
+      /** The room's position at the join (from "joined"). */
+      seq: null,
       generation: this.client.generation,
     });
     this.conversations.metaChanged(room);
   }
 
-  /** Connected (again): join every room, resuming after its last id. */
+  /** Connected (again): join every room, resuming from its position. */
   connectionReady() {
     for (const room of this.rooms.values()) this.sendJoin(room);
   }
@@ -140,39 +161,94 @@ export class Rooms {
     this.client.request({ type: "who", room: room.name }, { kind: "who", room: room.name });
   }
 
+  /** "joined": the room's position at the join (``seq``) and, when
+   * resuming, how many missed messages follow in "history" frames
+   * (``resume.count``) and whether that is all of them. */
   onJoined(frame, what) {
     const room = this.rooms.get(frame.room);
     if (!room) return;
     room.joined = true;
     room.total = frame.totalUsers ?? room.total;
-    if (!room.loaded && !(what && what.resume)) {
+    const seq = typeof frame.seq === "number" ? frame.seq : null;
+    const resume = frame.resume && typeof frame.resume === "object" ? frame.resume : null;
+    const resuming = Boolean(what && what.kind === "join" && what.resume);
+    if (what && what.kind === "join") what.seq = seq;
+    if (resuming && resume && resume.recovered === false) this.missed(room, resume);
+    if (!resume || !(Number(resume.count) > 0)) {
+      // Nothing follows: the page has the room up to its position (a room
+      // never written to is position 0, and a resume starts there).
+      room.advance(seq);
+      if (resuming) this.resumed(room);
+    }
+    if (!room.loaded && !resuming) {
       this.client.request({ type: "history", room: room.name, limit: HISTORY_PAGE }, { kind: "history", room: room.name });
     }
     this.requestWho(room);
     this.conversations.metaChanged(room);
   }
 
+  /** A resume is complete: what we sent before the reconnect and did not
+   * find in it was not stored. */
+  resumed(room) {
+    room.loaded = true;
+    this.composer.failStale(room);
+    if (room.gapText) {
+      room.gapNotice = room.log.appendNotice(room.gapText);
+      room.gapText = null;
+    }
+  }
+
+  /** More messages were missed than the server resumes (recovered: false):
+   * the room starts again from the newest ones it sends, and a line after
+   * them (where the reader is) says how many older ones are not shown;
+   * scrolling up loads them as history. */
+  missed(room, resume) {
+    const first = Number(resume.first_seq);
+    const count = Number.isInteger(first) && room.lastSeq !== null ? first - room.lastSeq - 1 : 0;
+    room.gapText =
+      count > 0
+        ? `${count.toLocaleString()} older message${count === 1 ? " is" : "s are"} not shown; scroll up for history.`
+        : "Older messages are not shown; scroll up for history.";
+    if (room.gapNotice) room.log.remove(room.gapNotice);
+    room.gapNotice = null;
+    room.log.restart();
+    room.log.hasOlder = true;
+  }
+
+  /** "history": a page of stored messages, the answer to a resuming join
+   * (one of several, oldest first) or to a history request (gathered until
+   * its last frame, then put above what is shown). */
   onHistory(frame, what) {
     const room = this.rooms.get(frame.room);
     if (!room || !what) return;
-    const messages = Array.isArray(frame.messages) ? frame.messages : [];
+    let messages = Array.isArray(frame.messages) ? frame.messages : [];
     if (what.kind === "join") {
-      // Resume after a reconnect: everything after the last id we saw.
-      if (frame.recovered === false) {
-        // More than the server hands back were missed: start from its newest page.
-        room.log.clear();
-        room.log.hasOlder = true;
-      }
+      // Resume after a reconnect: the messages after our position, in
+      // order, in as many frames as they need.
       this.addMessages(room, messages);
-      room.loaded = true;
-      this.composer.failStale(room);
-    } else if (what.kind === "history") {
+      for (const m of messages) if (m) room.advance(m.seq);
+      if (frame.last !== false) {
+        room.advance(what.seq);
+        this.resumed(room);
+      }
+      this.conversations.metaChanged(room);
+      return;
+    }
+    what.gathered = (what.gathered || []).concat(messages);
+    if (frame.last === false) return;
+    messages = what.gathered;
+    if (what.kind === "history") {
       // The first page goes above whatever arrived live meanwhile.
       this.addMessages(room, messages, { older: true });
       room.loaded = true;
       room.log.hasOlder = room.log.hasOlder || messages.length >= HISTORY_PAGE;
       room.log.jumpToEnd();
     } else if (what.kind === "older") {
+      if (room.gapNotice && messages.length > 0) {
+        // The gap a resume left is being filled from above.
+        room.log.remove(room.gapNotice);
+        room.gapNotice = null;
+      }
       this.addMessages(room, messages, { older: true });
       room.log.setLoadingOlder(false);
       if (messages.length < HISTORY_PAGE) room.log.reachedBeginning("This is the beginning of the room.");
@@ -203,13 +279,13 @@ export class Rooms {
       if (mine) this.composer.adoptResumed(room, m);
       fresh.push({
         id: m.id,
+        seq: typeof m.seq === "number" ? m.seq : null,
         username: String(m.username),
         body: m.body,
         timestamp: m.timestamp,
         mine,
         mention: !mine && Boolean(me) && this.attention.mentions(m, me.nickname),
       });
-      room.lastId = Math.max(room.lastId, m.id);
     }
     if (older) room.log.prependOlder(fresh);
     else for (const message of fresh) room.log.add(message);
@@ -239,6 +315,7 @@ export class Rooms {
     }
     if (typeof frame.totalUsers === "number") room.total = frame.totalUsers;
     this.addMessages(room, [frame]);
+    room.advance(frame.seq);
   }
 
   /** "join" and "userleave": someone came or went. A run of these is one
