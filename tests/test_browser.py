@@ -1008,6 +1008,7 @@ class PhoneAndKeyboardTests(BrowserCase):
         page.keyboard.type("alice")
         page.keyboard.press("Tab")
         page.keyboard.type("alice-password")
+        page.keyboard.press("Tab")  # "Keep me signed in on this device"
         page.keyboard.press("Tab")  # "Log in"
         page.keyboard.press("Tab")  # "Register"
         expect(page.get_by_role("button", name="Register", exact=True)).to_be_focused()
