@@ -778,6 +778,190 @@ class ResumeLimitTests(ResumeCase):
         self.assert_no_console_errors()
 
 
+class AccountStateTests(BrowserCase):
+    """Issue #16: what follows the account (docs/websocket.md, "Account
+    state"), edits and deletions, mentions and search, in the page."""
+
+    server_args = ("--rate-limit", "0")
+
+    def app_socket(self, credentials: tuple[str, str], room: str) -> ClientConnection:
+        """A client on ``/ws`` (the app socket) logged in and in ``room``."""
+        status, body = self.server.request(
+            "/login", "POST", {"username": credentials[0], "password": credentials[1]}
+        )
+        self.assertEqual(status, 200, body)
+        client = self.exits.enter_context(
+            connect(self.server.ws_url("/ws"), open_timeout=IO_TIMEOUT, close_timeout=IO_TIMEOUT)
+        )
+        client.send(json.dumps({"type": "auth", "body": json.loads(body)["token"]}))
+        self.wait_frame(client, lambda f: f.get("type") == "ready")
+        client.send(json.dumps({"type": "join", "room": room, "id": "j"}))
+        self.wait_frame(client, lambda f: f.get("type") == "joined")
+        return client
+
+    def room_button(self, page: Page, room: str) -> Any:
+        return page.locator(f"#room-list button[data-room='{room}']")
+
+    def test_two_devices_follow_the_account(self) -> None:
+        """alice joins two rooms on one device; on a second device (another
+        browser) the same rooms are there after logging in; unread counts
+        follow what is read on either; a room left on one goes on the
+        other; a new tab of the first browser is signed in by itself (the
+        refresh token) and opens the room that was open last."""
+        laptop = self.sign_up("alice")
+        self.join(laptop, "garden")
+        self.join(laptop, "kitchen")
+        self.join(laptop, "porch")
+        phone = self.log_in("alice")
+        for room in ("garden", "kitchen", "porch"):
+            expect(self.room_button(phone, room)).to_be_visible()
+        # Nothing was open on this device: it opens the first room.
+        expect(phone.locator("#conv-title")).to_have_text(re.compile(r"# (garden|kitchen|porch)"))
+        self.room_button(phone, "garden").click()
+        self.room_button(laptop, "garden").click()
+
+        carol = self.room_socket("kitchen", self.account("carol"))
+        for n in (1, 2, 3):
+            carol.send(json.dumps({"content": f"kitchen news {n}"}))
+        self.wait_content(carol, "kitchen news 3")
+        for page in (laptop, phone):
+            expect(self.room_button(page, "kitchen")).to_contain_text("3 unread")
+        # Read on the laptop: the phone's count goes too.
+        self.room_button(laptop, "kitchen").click()
+        self.expect_message(laptop, "carol", "kitchen news 3")
+        expect(self.room_button(phone, "kitchen")).not_to_contain_text("unread")
+        expect(self.room_button(laptop, "kitchen")).not_to_contain_text("unread")
+
+        # Left on the phone: gone from the laptop.
+        self.room_button(phone, "porch").click()
+        phone.get_by_role("button", name="Leave room", exact=True).click()
+        expect(self.room_button(phone, "porch")).to_have_count(0)
+        expect(self.room_button(laptop, "porch")).to_have_count(0)
+
+        # A new tab of the laptop's browser: signed in, in the last room.
+        tab = laptop.context.new_page()
+        tab.on("pageerror", lambda e: self.console_errors.append(("tab", "pageerror", str(e))))
+        tab.goto(self.server.url("/"))
+        self.expect_connected(tab, "alice")
+        expect(tab.locator("#conv-title")).to_have_text("# kitchen")
+        self.expect_message(tab, "carol", "kitchen news 3")
+        self.assertIsNotNone(tab.evaluate("localStorage.getItem('parkchat.remember')"))
+        # Logging out forgets (and revokes) it: the next tab asks again.
+        tab.get_by_role("button", name="Log out").click()
+        expect(tab.get_by_label("Nickname", exact=True)).to_be_visible()
+        self.assertIsNone(tab.evaluate("localStorage.getItem('parkchat.remember')"))
+        self.assert_no_console_errors()
+
+    def test_mention_in_a_hidden_tab(self) -> None:
+        """bob mentions alice while her tab is hidden: the title counts it,
+        the browser's Notification is called, the @name is marked in the
+        message and the room gets a mention badge."""
+        alice = self.sign_up("alice", init_script=ATTENTION_PROBE)
+        self.join(alice, "lobby")
+        self.join(alice, "quiet")
+        alice.get_by_role("button", name="Notifications", exact=True).click()
+        bob = self.app_socket(self.account("bob"), "lobby")
+        alice.evaluate("window.__setHidden(true)")
+        bob.send(json.dumps({"type": "message", "body": "lunch, @alice?", "id": "m"}))
+        expect(alice).to_have_title("(1) parkchat")
+        self.assertEqual(
+            alice.evaluate("window.__notifications"),
+            [{"title": "bob in #lobby", "body": "lunch, @alice?", "tag": "room:lobby"}],
+        )
+        expect(self.room_button(alice, "lobby")).to_contain_text("@1")
+        alice.evaluate("window.__setHidden(false)")
+        expect(alice).to_have_title("parkchat")
+        self.room_button(alice, "lobby").click()
+        expect(alice.locator("#log li.msg.mention mark.at")).to_have_text("@alice")
+        self.assert_no_console_errors()
+
+    def test_edit_and_delete_are_seen_everywhere(self) -> None:
+        """alice edits and then deletes a message of hers: bob's page, a
+        /ws client and a TCP client see the new text, then nothing."""
+        alice = self.sign_up("alice")
+        bob = self.sign_up("bob")
+        for page in (alice, bob):
+            self.join(page, "garden")
+        app = self.app_socket(self.account("carol"), "garden")
+        mina = self.line_client("mina", "garden")
+        self.say(alice, "the meeting is at 3")
+        self.expect_message(bob, "alice", "the meeting is at 3")
+        self.wait_line(mina, "alice:the meeting is at 3")
+
+        mine = alice.locator("#log li.msg.mine").filter(has_text="the meeting is at 3")
+        mine.hover()
+        mine.get_by_role("button", name="Edit", exact=True).click()
+        box = alice.get_by_label("Edit your message", exact=True)
+        expect(box).to_be_focused()
+        box.press("Escape")  # cancels
+        expect(box).to_have_count(0)
+        mine.get_by_role("button", name="Edit", exact=True).click()
+        box.fill("the meeting is at 4")
+        box.press("Enter")
+        for page in (alice, bob):
+            edited = page.locator("#log li.msg").filter(has_text="the meeting is at 4")
+            expect(edited).to_contain_text("(edited)")
+            expect(page.locator("#log li.msg").filter(has_text="at 3")).to_have_count(0)
+        frame = self.wait_frame(app, lambda f: f.get("type") == "edited")
+        self.assertEqual((frame["body"], frame["username"]), ("the meeting is at 4", "alice"))
+        self.assertTrue(any("edited #" in line for line in self.lines_until(mina, "at 4")))
+
+        edited = alice.locator("#log li.msg.mine").filter(has_text="the meeting is at 4")
+        edited.hover()
+        edited.get_by_role("button", name="Delete", exact=True).click()
+        dialog = alice.get_by_role("dialog", name="Delete this message?")
+        expect(dialog).to_contain_text("the meeting is at 4")
+        dialog.get_by_role("button", name="Delete", exact=True).click()
+        for page in (alice, bob):
+            expect(page.locator("#log li.msg").filter(has_text="the meeting")).to_have_count(0)
+        frame = self.wait_frame(app, lambda f: f.get("type") == "deleted")
+        self.assertEqual(frame["seq"], 1)
+        self.assertTrue(any("deleted" in line for line in self.lines_until(mina, "deleted")))
+        self.assert_no_console_errors()
+
+    def lines_until(self, line: LineSocket, part: str) -> list[str]:
+        """Lines read up to (and with) the first one containing ``part``."""
+        deadline = time.monotonic() + IO_TIMEOUT
+        seen: list[str] = []
+        while time.monotonic() < deadline:
+            seen.append(line.read_line(timeout=max(0.01, deadline - time.monotonic())))
+            if part in seen[-1]:
+                return seen
+        self.fail(f"no line with {part!r}; got {seen!r}")
+
+    def test_search_jumps_to_the_message(self) -> None:
+        """A word said 400 messages ago: the search result marks it, and a
+        click shows the message in its room with the ones around it;
+        "Back to the newest messages" returns."""
+        alice = self.sign_up("alice")
+        self.join(alice, "garden")
+        carol = self.room_socket("garden", self.account("carol"))
+        carol.send(json.dumps({"content": "who brings the pineapple pizza?"}))
+        for n in range(1, 401):
+            carol.send(json.dumps({"content": f"chatter {n}"}))
+        self.wait_content(carol, "chatter 400")
+        self.expect_message(alice, "carol", "chatter 400", timeout=30_000)
+
+        alice.get_by_label("Search messages", exact=True).fill("pineapple")
+        alice.get_by_role("button", name="Search", exact=True).click()
+        result = alice.locator("#search-results button.result")
+        expect(result).to_have_count(1)
+        expect(result.locator("mark")).to_have_text("pineapple")
+        expect(result).to_contain_text("# garden")
+        result.click()
+        target = alice.locator("#log li.msg.target")
+        expect(target).to_contain_text("who brings the pineapple pizza?")
+        expect(target).to_be_in_viewport()
+        expect(alice.locator("#log li.msg").filter(has_text="chatter 1")).not_to_have_count(0)
+        back = alice.locator(".jump-to-end")
+        expect(back).to_be_visible()
+        back.click()
+        self.expect_message(alice, "carol", "chatter 400")
+        expect(alice.locator("#log li.msg").last).to_be_in_viewport()
+        self.shot(alice, "search")
+        self.assert_no_console_errors()
+
+
 class ErrorTests(BrowserCase):
     server_args = (
         "--max-content-length",

@@ -165,8 +165,6 @@ function main() {
     join: (frame) => rooms.onPresence(frame),
     userleave: (frame) => rooms.onPresence(frame),
     typing: (frame) => rooms.onTyping(frame),
-    // TODO(#16): edit/delete of own messages: an "edited" route here, to
-    // log.update(entry, {body, edited}) as onDeleted does with removeId.
     deleted: (frame) => rooms.onDeleted(frame),
     kicked: (frame) => rooms.onKicked(frame),
     room_list: (frame) => rooms.onRoomList(frame),
