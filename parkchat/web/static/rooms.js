@@ -176,7 +176,7 @@ export class Rooms {
     const resume = room.loaded && room.lastSeq !== null;
     if (resume) frame.last_seq = room.lastSeq;
     else room.lastSeq = null;
-    this.client.request(frame, {
+    const id = this.client.request(frame, {
       kind: "join",
       room: room.name,
       resume,
@@ -184,12 +184,14 @@ export class Rooms {
       seq: null,
       generation: this.client.generation,
     });
+    /** The connection (generation) this room was last joined on. */
+    if (id !== null) room.joinedOn = this.client.generation;
     this.conversations.metaChanged(room);
   }
 
   /** Connected (again): join every room, resuming from its position. */
   connectionReady() {
-    for (const room of this.rooms.values()) this.sendJoin(room);
+    for (const room of this.rooms.values()) if (room.joinedOn !== this.client.generation) this.sendJoin(room);
   }
 
   requestWho(room) {

@@ -89,9 +89,14 @@ export class AccountState {
     this.attention.serverMentions = true;
     const rooms = Array.isArray(frame.rooms) ? frame.rooms.filter((r) => r && typeof r.room === "string") : [];
     const names = new Set(rooms.map((r) => r.room));
-    // Rooms left on another device while this one was away.
-    for (const room of [...this.rooms.rooms.values()]) if (!names.has(room.name)) this.rooms.remove(room);
+    // Rooms left on another device while this one was away (not one
+    // joined here on this connection before the state came).
+    for (const room of [...this.rooms.rooms.values()]) {
+      if (!names.has(room.name) && room.joinedOn !== this.client.generation) this.rooms.remove(room);
+    }
     for (const r of rooms) this.applyRoom(this.rooms.add(r.room), r);
+    // (A room joined here meanwhile is in the account now: its joined
+    // answer came or comes on this connection.)
     this.rooms.save();
     const directs = Array.isArray(frame.directs) ? frame.directs : [];
     for (const d of directs) {
