@@ -923,6 +923,27 @@ class AccountStateTests(BrowserCase):
         self.assertTrue(any("deleted" in line for line in self.lines_until(mina, "deleted")))
         self.assert_no_console_errors()
 
+    def test_room_topic(self) -> None:
+        """alice sets the topic of a room: it is under the room's name on
+        bob's page, a /ws client gets it, and a page joining later shows it."""
+        alice = self.sign_up("alice")
+        bob = self.sign_up("bob")
+        for page in (alice, bob):
+            self.join(page, "garden")
+        app = self.app_socket(self.account("carol"), "garden")
+        alice.get_by_role("button", name="Topic", exact=True).click()
+        dialog = alice.get_by_role("dialog", name="Room topic")
+        dialog.get_by_label("Topic", exact=True).fill("Release on Friday")
+        dialog.get_by_role("button", name="Set topic", exact=True).click()
+        for page in (alice, bob):
+            expect(page.locator("#conv-topic")).to_have_text("Release on Friday")
+        frame = self.wait_frame(app, lambda f: f.get("type") == "topic")
+        self.assertEqual((frame["topic"], frame["username"]), ("Release on Friday", "alice"))
+        dave = self.sign_up("dave")
+        self.join(dave, "garden")
+        expect(dave.locator("#conv-topic")).to_have_text("Release on Friday")
+        self.assert_no_console_errors()
+
     def lines_until(self, line: LineSocket, part: str) -> list[str]:
         """Lines read up to (and with) the first one containing ``part``."""
         deadline = time.monotonic() + IO_TIMEOUT
@@ -957,6 +978,7 @@ class AccountStateTests(BrowserCase):
         expect(target).to_contain_text("who brings the pineapple pizza?")
         expect(target).to_be_in_viewport()
         expect(alice.locator("#log li.msg").filter(has_text="chatter 1")).not_to_have_count(0)
+        self.shot(alice, "search-result-in-context")
         back = alice.locator(".jump-to-end")
         expect(back).to_be_visible()
         back.click()
