@@ -333,9 +333,11 @@ function main() {
       direct.connectionReady();
     } else if (name === "waiting") {
       composer.connectionLost();
+      rooms.connectionLost();
       view.setStatus(`Connection lost. Reconnecting in ${detail.seconds} s…`, { offline: true, canReconnect: true });
     } else if (name === "stopped") {
       composer.connectionLost();
+      rooms.connectionLost();
       if (detail.reason === "unauthorized" && session.remembered()) {
         // The token expired (a computer that slept): renew it and go on.
         const me = session.me;

@@ -194,6 +194,17 @@ export class Rooms {
     for (const room of this.rooms.values()) if (room.joinedOn !== this.client.generation) this.sendJoin(room);
   }
 
+  /** The connection dropped: no room is joined until it is back (so
+   * nothing asks about one meanwhile). */
+  connectionLost() {
+    for (const room of this.rooms.values()) {
+      room.joined = false;
+      clearTimeout(room.whoTimer);
+      room.whoTimer = null;
+      this.conversations.metaChanged(room);
+    }
+  }
+
   requestWho(room) {
     this.client.request({ type: "who", room: room.name }, { kind: "who", room: room.name });
   }
