@@ -961,7 +961,7 @@ class AccountStateTests(BrowserCase):
         alice = self.sign_up("alice")
         self.join(alice, "garden")
         carol = self.room_socket("garden", self.account("carol"))
-        carol.send(json.dumps({"content": "who brings the pineapple pizza?"}))
+        carol.send(json.dumps({"content": "who brings the 🍍 pineapple pizza?"}))
         for n in range(1, 401):
             carol.send(json.dumps({"content": f"chatter {n}"}))
         self.wait_content(carol, "chatter 400")
@@ -971,11 +971,13 @@ class AccountStateTests(BrowserCase):
         alice.get_by_role("button", name="Search", exact=True).click()
         result = alice.locator("#search-results button.result")
         expect(result).to_have_count(1)
+        # Highlights are code-point offsets: the emoji before the word (two
+        # UTF-16 units) must not shift the mark.
         expect(result.locator("mark")).to_have_text("pineapple")
         expect(result).to_contain_text("# garden")
         result.click()
         target = alice.locator("#log li.msg.target")
-        expect(target).to_contain_text("who brings the pineapple pizza?")
+        expect(target).to_contain_text("who brings the 🍍 pineapple pizza?")
         expect(target).to_be_in_viewport()
         expect(alice.locator("#log li.msg").filter(has_text="chatter 1")).not_to_have_count(0)
         self.shot(alice, "search-result-in-context")
