@@ -213,7 +213,11 @@ class BrowserCase(SynchronousTestCase):
         expect(page.get_by_role("status")).to_have_text(f"Connected as {who}", timeout=timeout)
 
     def join(self, page: Page, room: str) -> None:
-        page.get_by_label("Room", exact=True).fill(room)
+        field = page.get_by_label("Room", exact=True)
+        if not field.is_visible():
+            # A phone that opened a room of the account: the list is a drawer.
+            page.get_by_role("button", name="Rooms", exact=True).click()
+        field.fill(room)
         page.get_by_role("button", name="Join", exact=True).click()
         expect(page.locator("#conv-title")).to_have_text(f"# {room}")
         expect(page.locator("#conv-meta")).to_contain_text("online")
@@ -556,6 +560,436 @@ class ReconnectTests(BrowserCase):
         self.expect_connected(page, who)
 
 
+class OfflinePage:
+    """A page whose ``/ws`` goes through the test (Playwright's WebSocket
+    routes), so that the test can cut it as a network would: ``cut()``
+    drops the page's socket (the server sees it close too) and takes the
+    browser offline, refusing reconnects meanwhile; ``restore()`` comes back
+    online, and the page reconnects by itself (the ``online`` event). Every
+    frame the page sends and receives is recorded, decoded."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.online = True
+        self.routes: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+        self.sent: list[dict[str, Any]] = []
+        self.received: list[dict[str, Any]] = []
+        page.route_web_socket(re.compile(r"/ws$"), self.route)
+        page.on("websocket", self.watch)
+
+    def route(self, ws: WebSocketRoute) -> None:
+        if not self.online:
+            ws.close(code=4999, reason="offline (the test)")
+            return
+        self.routes.append((ws, ws.connect_to_server()))
+
+    def watch(self, ws: Any) -> None:
+        ws.on("framesent", lambda payload: self.sent.append(json.loads(payload)))
+        ws.on("framereceived", lambda payload: self.received.append(json.loads(payload)))
+
+    def cut(self) -> None:
+        self.online = False
+        self.page.context.set_offline(True)
+        for to_page, to_server in self.routes:
+            to_server.close(code=1001, reason="cut by the test")
+            to_page.close(code=1006, reason="cut by the test")
+        self.routes.clear()
+
+    def restore(self) -> None:
+        self.online = True
+        self.page.context.set_offline(False)
+
+    def wait_received(self, kind: str, timeout: float = IO_TIMEOUT) -> dict[str, Any]:
+        """The first frame of type ``kind`` the page received (waiting for it)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for frame in self.received:
+                if frame.get("type") == kind:
+                    return frame
+            self.page.wait_for_timeout(50)
+        raise AssertionError(f"the page received no {kind!r} frame")
+
+
+class ResumeCase(BrowserCase):
+    """Pages that lose their connection, and a way to read a whole log."""
+
+    def kilobyte(self, n: int) -> str:
+        """Message ``n``: 1,024 characters, its number first."""
+        head = f"m {n:04d} "
+        return head + "x" * (1024 - len(head))
+
+    def sign_up_on(self, page: Page, who: str) -> None:
+        page.get_by_label("Nickname", exact=True).fill(who)
+        page.get_by_label("Password", exact=True).fill(f"{who}-password")
+        page.get_by_role("button", name="Register", exact=True).click()
+        self.expect_connected(page, who)
+
+    def read_whole_log(self, page: Page, room: str) -> list[str]:
+        """Every message of the open conversation, oldest first, read by
+        scrolling from the newest up to the top (only a window of them is
+        on the page at a time): until the top stays where it is, with
+        nothing more loading. Every view on the way must show its messages
+        in order, each once."""
+        log = page.get_by_role("log", name=f"Messages in {room}")
+        seen: dict[int, str] = {}
+        top: list[Any] = []
+        still = 0
+        for _ in range(500):
+            log.evaluate("e => e.scrollTop = 0")
+            page.wait_for_timeout(60)
+            view: list[list[Any]] = page.eval_on_selector_all(
+                "#log li.msg[data-id]",
+                "items => items.map(li => [Number(li.dataset.id),"
+                " li.querySelector('.msg-body').textContent])",
+            )
+            ids = [item[0] for item in view]
+            self.assertEqual(ids, sorted(set(ids)), "messages out of order, or twice, on screen")
+            for message_id, body in view:
+                self.assertEqual(seen.setdefault(message_id, body), body)
+            loading = page.locator(".log-loading").is_visible()
+            still = still + 1 if view[:1] == top and not loading else 0
+            top = view[:1]
+            if still >= 5:
+                break
+        else:
+            self.fail("the top of the log never settled")
+        bodies = [seen[i] for i in sorted(seen)]
+        self.assertEqual(len(set(bodies)), len(bodies), "a message is shown twice")
+        return bodies
+
+
+class ResumeTests(ResumeCase):
+    """A page that lost its connection resumes each room from its position
+    (``join`` with ``last_seq``, docs/websocket.md "Resume after a
+    reconnect"): what was missed shows once, in order, however many frames
+    it takes, and a room that was empty when joined is position 0."""
+
+    server_args = ("--rate-limit", "0")
+
+    def test_reconnect_after_a_thousand_missed_messages(self) -> None:
+        """1,000 messages of 1 KB each posted while alice's page is offline
+        all appear after it reconnects by itself, in order, each once, with
+        no alert; the server sent them in several frames."""
+        alice = self.open_page("alice")
+        net = OfflinePage(alice)
+        self.sign_up_on(alice, "alice")
+        self.join(alice, "garden")
+        net.wait_received("history")
+        carol = self.room_socket("garden", self.account("carol"))
+        carol.send(json.dumps({"content": "before the cut"}))
+        self.expect_message(alice, "carol", "before the cut")
+
+        net.cut()
+        expect(alice.get_by_role("status")).to_contain_text("Reconnecting")
+        total = 1000
+        expected = ["before the cut"] + [self.kilobyte(n) for n in range(1, total + 1)]
+        for body in expected[1:]:
+            carol.send(json.dumps({"content": body}))
+        self.wait_content(carol, expected[-1])
+        net.restore()
+
+        self.expect_connected(alice, "alice", timeout=30_000)
+        self.expect_message(alice, "carol", f"m {total:04d} ", timeout=30_000)
+        self.assertEqual(self.read_whole_log(alice, "garden"), expected)
+        expect(alice.locator("#alert")).to_be_hidden()
+        # The page resumed from the seq of the last message it had (1).
+        joins = [f for f in net.sent if f.get("type") == "join"]
+        self.assertEqual([j.get("last_seq") for j in joins], [None, 1])
+        pages = [f for f in net.received if f.get("type") == "history" and f.get("resume")]
+        self.assertGreater(len(pages), 10)
+        self.assertEqual(sum(len(p["messages"]) for p in pages), total)
+        self.assertEqual([p["last"] for p in pages], [False] * (len(pages) - 1) + [True])
+        # And it is live again (below, where the reader is not).
+        carol.send(json.dumps({"content": "welcome back"}))
+        alice.locator(".jump-to-end").click()
+        self.expect_message(alice, "carol", "welcome back")
+        self.expected_console.append(re.compile(r"WebSocket connection to '.*' failed"))
+        self.assert_no_console_errors()
+
+    def test_resume_into_a_room_that_was_empty_when_joined(self) -> None:
+        """alice joined a room nobody had written in (position 0); 400
+        messages are posted while she is offline; after she reconnects she
+        has all 400."""
+        alice = self.open_page("alice")
+        net = OfflinePage(alice)
+        self.sign_up_on(alice, "alice")
+        self.join(alice, "quiet")
+        self.assertEqual(net.wait_received("history")["messages"], [])
+        expect(alice.locator("#log li.system .system-text")).to_have_text(["You joined quiet"])
+
+        net.cut()
+        expect(alice.get_by_role("status")).to_contain_text("Reconnecting")
+        carol = self.room_socket("quiet", self.account("carol"))
+        expected = [f"missed {n}" for n in range(1, 401)]
+        for body in expected:
+            carol.send(json.dumps({"content": body}))
+        self.wait_content(carol, expected[-1])
+        net.restore()
+
+        self.expect_connected(alice, "alice", timeout=30_000)
+        self.expect_message(alice, "carol", "missed 400", timeout=30_000)
+        self.assertEqual(self.read_whole_log(alice, "quiet"), expected)
+        expect(alice.locator("#alert")).to_be_hidden()
+        joins = [f for f in net.sent if f.get("type") == "join"]
+        self.assertEqual([j.get("last_seq") for j in joins], [None, 0])
+        self.expected_console.append(re.compile(r"WebSocket connection to '.*' failed"))
+        self.assert_no_console_errors()
+
+
+class ResumeLimitTests(ResumeCase):
+    """More missed than the server resumes (``--resume-max``)."""
+
+    server_args = ("--rate-limit", "0", "--resume-max", "100")
+
+    def test_more_missed_than_resumed(self) -> None:
+        """250 missed, 100 resumed (``recovered: false``): the page shows the
+        newest 100 under a line saying that 150 are not shown, no alert;
+        scrolling up loads them from the history, and then every message
+        is there, in order, once."""
+        alice = self.open_page("alice")
+        net = OfflinePage(alice)
+        self.sign_up_on(alice, "alice")
+        self.join(alice, "busy")
+        net.wait_received("history")
+        carol = self.room_socket("busy", self.account("carol"))
+        carol.send(json.dumps({"content": "before the cut"}))
+        self.expect_message(alice, "carol", "before the cut")
+
+        net.cut()
+        expect(alice.get_by_role("status")).to_contain_text("Reconnecting")
+        expected = ["before the cut"] + [f"missed {n}" for n in range(1, 251)]
+        for body in expected[1:]:
+            carol.send(json.dumps({"content": body}))
+        self.wait_content(carol, expected[-1])
+        net.restore()
+
+        self.expect_connected(alice, "alice", timeout=30_000)
+        self.expect_message(alice, "carol", "missed 250", timeout=30_000)
+        notice = alice.locator("#log li.system").filter(has_text="not shown")
+        expect(notice).to_have_text(
+            re.compile(r"150 older messages are not shown; scroll up for history\.")
+        )
+        joined = net.wait_received("joined")
+        self.assertEqual(
+            [f["resume"] for f in net.received if f.get("type") == "joined" and "resume" in f],
+            [{"count": 100, "recovered": False, "first_seq": 152}],
+        )
+        self.assertNotIn("resume", joined)
+        expect(alice.locator("#alert")).to_be_hidden()
+        self.assertEqual(self.read_whole_log(alice, "busy"), expected)
+        expect(notice).to_have_count(0)
+        self.expected_console.append(re.compile(r"WebSocket connection to '.*' failed"))
+        self.assert_no_console_errors()
+
+
+class AccountStateTests(BrowserCase):
+    """Issue #16: what follows the account (docs/websocket.md, "Account
+    state"), edits and deletions, mentions and search, in the page."""
+
+    server_args = ("--rate-limit", "0")
+
+    def app_socket(self, credentials: tuple[str, str], room: str) -> ClientConnection:
+        """A client on ``/ws`` (the app socket) logged in and in ``room``."""
+        status, body = self.server.request(
+            "/login", "POST", {"username": credentials[0], "password": credentials[1]}
+        )
+        self.assertEqual(status, 200, body)
+        client = self.exits.enter_context(
+            connect(self.server.ws_url("/ws"), open_timeout=IO_TIMEOUT, close_timeout=IO_TIMEOUT)
+        )
+        client.send(json.dumps({"type": "auth", "body": json.loads(body)["token"]}))
+        self.wait_frame(client, lambda f: f.get("type") == "ready")
+        client.send(json.dumps({"type": "join", "room": room, "id": "j"}))
+        self.wait_frame(client, lambda f: f.get("type") == "joined")
+        return client
+
+    def room_button(self, page: Page, room: str) -> Any:
+        return page.locator(f"#room-list button[data-room='{room}']")
+
+    def test_two_devices_follow_the_account(self) -> None:
+        """alice joins two rooms on one device; on a second device (another
+        browser) the same rooms are there after logging in; unread counts
+        follow what is read on either; a room left on one goes on the
+        other; a new tab of the first browser is signed in by itself (the
+        refresh token) and opens the room that was open last."""
+        laptop = self.sign_up("alice")
+        self.join(laptop, "garden")
+        self.join(laptop, "kitchen")
+        self.join(laptop, "porch")
+        phone = self.log_in("alice")
+        for room in ("garden", "kitchen", "porch"):
+            expect(self.room_button(phone, room)).to_be_visible()
+        # Nothing was open on this device: it opens the first room.
+        expect(phone.locator("#conv-title")).to_have_text(re.compile(r"# (garden|kitchen|porch)"))
+        self.room_button(phone, "garden").click()
+        self.room_button(laptop, "garden").click()
+
+        carol = self.room_socket("kitchen", self.account("carol"))
+        for n in (1, 2, 3):
+            carol.send(json.dumps({"content": f"kitchen news {n}"}))
+        self.wait_content(carol, "kitchen news 3")
+        for page in (laptop, phone):
+            expect(self.room_button(page, "kitchen")).to_contain_text("3 unread")
+        # Read on the laptop: the phone's count goes too.
+        self.room_button(laptop, "kitchen").click()
+        self.expect_message(laptop, "carol", "kitchen news 3")
+        expect(self.room_button(phone, "kitchen")).not_to_contain_text("unread")
+        expect(self.room_button(laptop, "kitchen")).not_to_contain_text("unread")
+
+        # Left on the phone: gone from the laptop.
+        self.room_button(phone, "porch").click()
+        phone.get_by_role("button", name="Leave room", exact=True).click()
+        expect(self.room_button(phone, "porch")).to_have_count(0)
+        expect(self.room_button(laptop, "porch")).to_have_count(0)
+
+        # A new tab of the laptop's browser: signed in, in the last room.
+        tab = laptop.context.new_page()
+        tab.on("pageerror", lambda e: self.console_errors.append(("tab", "pageerror", str(e))))
+        tab.goto(self.server.url("/"))
+        self.expect_connected(tab, "alice")
+        expect(tab.locator("#conv-title")).to_have_text("# kitchen")
+        self.expect_message(tab, "carol", "kitchen news 3")
+        self.assertIsNotNone(tab.evaluate("localStorage.getItem('parkchat.remember')"))
+        # Logging out forgets (and revokes) it: the next tab asks again.
+        tab.get_by_role("button", name="Log out").click()
+        expect(tab.get_by_label("Nickname", exact=True)).to_be_visible()
+        self.assertIsNone(tab.evaluate("localStorage.getItem('parkchat.remember')"))
+        self.assert_no_console_errors()
+
+    def test_mention_in_a_hidden_tab(self) -> None:
+        """bob mentions alice while her tab is hidden: the title counts it,
+        the browser's Notification is called, the @name is marked in the
+        message and the room gets a mention badge."""
+        alice = self.sign_up("alice", init_script=ATTENTION_PROBE)
+        self.join(alice, "lobby")
+        self.join(alice, "quiet")
+        alice.get_by_role("button", name="Notifications", exact=True).click()
+        bob = self.app_socket(self.account("bob"), "lobby")
+        alice.evaluate("window.__setHidden(true)")
+        bob.send(json.dumps({"type": "message", "body": "lunch, @alice?", "id": "m"}))
+        expect(alice).to_have_title("(1) parkchat")
+        self.assertEqual(
+            alice.evaluate("window.__notifications"),
+            [{"title": "bob in #lobby", "body": "lunch, @alice?", "tag": "room:lobby"}],
+        )
+        expect(self.room_button(alice, "lobby")).to_contain_text("@1")
+        alice.evaluate("window.__setHidden(false)")
+        expect(alice).to_have_title("parkchat")
+        self.room_button(alice, "lobby").click()
+        expect(alice.locator("#log li.msg.mention mark.at")).to_have_text("@alice")
+        self.assert_no_console_errors()
+
+    def test_edit_and_delete_are_seen_everywhere(self) -> None:
+        """alice edits and then deletes a message of hers: bob's page, a
+        /ws client and a TCP client see the new text, then nothing."""
+        alice = self.sign_up("alice")
+        bob = self.sign_up("bob")
+        for page in (alice, bob):
+            self.join(page, "garden")
+        app = self.app_socket(self.account("carol"), "garden")
+        mina = self.line_client("mina", "garden")
+        self.say(alice, "the meeting is at 3")
+        self.expect_message(bob, "alice", "the meeting is at 3")
+        self.wait_line(mina, "alice:the meeting is at 3")
+
+        mine = alice.locator("#log li.msg.mine").filter(has_text="the meeting is at 3")
+        mine.hover()
+        mine.get_by_role("button", name="Edit", exact=True).click()
+        box = alice.get_by_label("Edit your message", exact=True)
+        expect(box).to_be_focused()
+        box.press("Escape")  # cancels
+        expect(box).to_have_count(0)
+        mine.get_by_role("button", name="Edit", exact=True).click()
+        box.fill("the meeting is at 4")
+        box.press("Enter")
+        for page in (alice, bob):
+            edited = page.locator("#log li.msg").filter(has_text="the meeting is at 4")
+            expect(edited).to_contain_text("(edited)")
+            expect(page.locator("#log li.msg").filter(has_text="at 3")).to_have_count(0)
+        frame = self.wait_frame(app, lambda f: f.get("type") == "edited")
+        self.assertEqual((frame["body"], frame["username"]), ("the meeting is at 4", "alice"))
+        self.assertTrue(any("edited #" in line for line in self.lines_until(mina, "at 4")))
+
+        edited = alice.locator("#log li.msg.mine").filter(has_text="the meeting is at 4")
+        edited.hover()
+        edited.get_by_role("button", name="Delete", exact=True).click()
+        dialog = alice.get_by_role("dialog", name="Delete this message?")
+        expect(dialog).to_contain_text("the meeting is at 4")
+        dialog.get_by_role("button", name="Delete", exact=True).click()
+        for page in (alice, bob):
+            expect(page.locator("#log li.msg").filter(has_text="the meeting")).to_have_count(0)
+        frame = self.wait_frame(app, lambda f: f.get("type") == "deleted")
+        self.assertEqual(frame["seq"], 1)
+        self.assertTrue(any("deleted" in line for line in self.lines_until(mina, "deleted")))
+        self.assert_no_console_errors()
+
+    def test_room_topic(self) -> None:
+        """alice sets the topic of a room: it is under the room's name on
+        bob's page, a /ws client gets it, and a page joining later shows it."""
+        alice = self.sign_up("alice")
+        bob = self.sign_up("bob")
+        for page in (alice, bob):
+            self.join(page, "garden")
+        app = self.app_socket(self.account("carol"), "garden")
+        alice.get_by_role("button", name="Topic", exact=True).click()
+        dialog = alice.get_by_role("dialog", name="Room topic")
+        dialog.get_by_label("Topic", exact=True).fill("Release on Friday")
+        dialog.get_by_role("button", name="Set topic", exact=True).click()
+        for page in (alice, bob):
+            expect(page.locator("#conv-topic")).to_have_text("Release on Friday")
+        frame = self.wait_frame(app, lambda f: f.get("type") == "topic")
+        self.assertEqual((frame["topic"], frame["username"]), ("Release on Friday", "alice"))
+        dave = self.sign_up("dave")
+        self.join(dave, "garden")
+        expect(dave.locator("#conv-topic")).to_have_text("Release on Friday")
+        self.assert_no_console_errors()
+
+    def lines_until(self, line: LineSocket, part: str) -> list[str]:
+        """Lines read up to (and with) the first one containing ``part``."""
+        deadline = time.monotonic() + IO_TIMEOUT
+        seen: list[str] = []
+        while time.monotonic() < deadline:
+            seen.append(line.read_line(timeout=max(0.01, deadline - time.monotonic())))
+            if part in seen[-1]:
+                return seen
+        self.fail(f"no line with {part!r}; got {seen!r}")
+
+    def test_search_jumps_to_the_message(self) -> None:
+        """A word said 400 messages ago: the search result marks it, and a
+        click shows the message in its room with the ones around it;
+        "Back to the newest messages" returns."""
+        alice = self.sign_up("alice")
+        self.join(alice, "garden")
+        carol = self.room_socket("garden", self.account("carol"))
+        carol.send(json.dumps({"content": "who brings the 🍍 pineapple pizza?"}))
+        for n in range(1, 401):
+            carol.send(json.dumps({"content": f"chatter {n}"}))
+        self.wait_content(carol, "chatter 400")
+        self.expect_message(alice, "carol", "chatter 400", timeout=30_000)
+
+        alice.get_by_label("Search messages", exact=True).fill("pineapple")
+        alice.get_by_role("button", name="Search", exact=True).click()
+        result = alice.locator("#search-results button.result")
+        expect(result).to_have_count(1)
+        # Highlights are code-point offsets: the emoji before the word (two
+        # UTF-16 units) must not shift the mark.
+        expect(result.locator("mark")).to_have_text("pineapple")
+        expect(result).to_contain_text("# garden")
+        result.click()
+        target = alice.locator("#log li.msg.target")
+        expect(target).to_contain_text("who brings the 🍍 pineapple pizza?")
+        expect(target).to_be_in_viewport()
+        expect(alice.locator("#log li.msg").filter(has_text="chatter 1")).not_to_have_count(0)
+        self.shot(alice, "search-result-in-context")
+        back = alice.locator(".jump-to-end")
+        expect(back).to_be_visible()
+        back.click()
+        self.expect_message(alice, "carol", "chatter 400")
+        expect(alice.locator("#log li.msg").last).to_be_in_viewport()
+        self.shot(alice, "search")
+        self.assert_no_console_errors()
+
+
 class ErrorTests(BrowserCase):
     server_args = (
         "--max-content-length",
@@ -786,6 +1220,7 @@ class PhoneAndKeyboardTests(BrowserCase):
         page.keyboard.type("alice")
         page.keyboard.press("Tab")
         page.keyboard.type("alice-password")
+        page.keyboard.press("Tab")  # "Keep me signed in on this device"
         page.keyboard.press("Tab")  # "Log in"
         page.keyboard.press("Tab")  # "Register"
         expect(page.get_by_role("button", name="Register", exact=True)).to_be_focused()

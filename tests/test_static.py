@@ -43,13 +43,16 @@ PAGE_MODULES = (
     "direct.js",
     "dom.js",
     "drawer.js",
+    "editing.js",
     "messagelog.js",
     "notify.js",
     "preferences.js",
     "render.js",
     "richtext.js",
     "rooms.js",
+    "search.js",
     "session.js",
+    "state.js",
     "view.js",
 )
 PAGE_FILES = ("index.html", *PAGE_MODULES, "style.css", "favicon.svg")

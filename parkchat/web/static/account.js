@@ -15,7 +15,8 @@ export class AccountForms {
    * @param {import("./session.js").Session} options.session
    * @param {import("./client.js").ChatClient} options.client
    * @param {(me: object) => void} options.onLoggedIn  with the login's
-   *   {token, nickname, user_id, expires_at}
+   *   {token, nickname, user_id, expires_at} (and, with "Keep me signed
+   *   in", refresh_token and refresh_expires_in)
    */
   constructor({ elements, view, session, client, onLoggedIn }) {
     this.ui = elements;
@@ -63,7 +64,7 @@ export class AccountForms {
       (nickname ? ui.password : ui.nickname).focus();
       return;
     }
-    const { status, data } = await api.logIn(nickname, password);
+    const { status, data } = await api.logIn(nickname, password, ui.remember.checked);
     if (status !== 200 || !data || typeof data.token !== "string") {
       this.view.showAlert(api.httpError(status, data, "Login failed"));
       ui.password.select();
@@ -71,7 +72,7 @@ export class AccountForms {
     }
     this.view.hideAlert();
     ui.password.value = "";
-    this.onLoggedIn({ token: data.token, nickname: data.nickname, user_id: data.user_id, expires_at: data.expires_at });
+    this.onLoggedIn(data);
   }
 
   async register() {
@@ -126,9 +127,14 @@ export class AccountForms {
             : api.httpError(changed.status, changed.data, "Not changed");
         return;
       }
-      const { status, data } = await api.logIn(me.nickname, fresh);
+      // The change revoked the refresh tokens too: keep the new login's.
+      const remember = this.session.remembered() !== null;
+      const { status, data } = await api.logIn(me.nickname, fresh, remember);
       if (status === 200 && data && typeof data.token === "string" && this.session.renew(me, data.token, data.expires_at)) {
         this.client.setToken(data.token);
+        if (typeof data.refresh_token === "string") {
+          this.session.saveRefresh(me.nickname, data.refresh_token, data.refresh_expires_in);
+        }
       }
       ui.passwordDialog.close();
       this.view.showAlert("Your password was changed.", undefined, { good: true, passing: true });

@@ -1,5 +1,5 @@
-// The HTTP calls the page makes (docs/protocol.md): register, log in, log out,
-// change the password. Plain functions over fetch, no state: each returns
+// The HTTP calls the page makes (docs/protocol.md): register, log in (and
+// renew a login with its refresh token), log out, change the password. Plain functions over fetch, no state: each returns
 // the status and the decoded JSON body (or null) and leaves it to the caller
 // to say what went wrong, with httpError for the words.
 
@@ -27,9 +27,18 @@ function basicAuth(nickname, password) {
   return `Basic ${btoa(String.fromCharCode(...bytes))}`;
 }
 
-/** POST /login: 200 with {token, nickname, user_id, expires_at}. */
-export function logIn(nickname, password) {
-  return postJson("/login", { nickname, password });
+/** POST /login: 200 with {token, nickname, user_id, expires_at}; with
+ * ``remember``, also {refresh_token, refresh_expires_in} (a login that
+ * survives the tab: docs/websocket.md, "Long-lived logins"). */
+export function logIn(nickname, password, remember = false) {
+  return postJson("/login", remember ? { nickname, password, remember: true } : { nickname, password });
+}
+
+/** POST /refresh: a new signed token and the next refresh token (the one
+ * given is spent); 401 when it is unknown, expired, revoked or was used
+ * before. */
+export function refresh(refreshToken) {
+  return postJson("/refresh", { refresh_token: refreshToken });
 }
 
 /** POST /register: 201 when the account was created. */
@@ -37,13 +46,17 @@ export function register(nickname, password) {
   return postJson("/register", { nickname, password });
 }
 
-/** POST /logout: ask the server to forget the token, so that a copy of it
+/** POST /logout: ask the server to forget the token (and the login's
+ * refresh tokens, if ``refreshToken`` is given), so that a copy of either
  * stops working too. Fire and forget (``keepalive`` lets it outlive the
  * page): the page logs out whether or not the request gets through. */
-export function revokeToken(token) {
+export function revokeToken(token, refreshToken = null) {
+  const headers = { "Content-Type": "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
   fetch("/logout", {
     method: "POST",
-    headers: { Authorization: `Bearer ${token}` },
+    headers,
+    body: JSON.stringify(refreshToken ? { refresh_token: refreshToken } : {}),
     credentials: "same-origin",
     cache: "no-store",
     keepalive: true,

@@ -106,10 +106,22 @@ export class ChatClient {
 
   dispatch(frame) {
     const what = frame.id !== undefined ? this.requests.get(frame.id) : undefined;
-    // A resuming join is answered twice: "joined", then "history".
-    const more = frame.type === "ack" || (frame.type === "joined" && what && what.resume);
-    if (what && !more) this.requests.delete(frame.id);
+    if (what && !answersMore(frame)) this.requests.delete(frame.id);
     const handler = this.routes.get(frame.type);
     if (handler) handler(frame, what);
   }
+}
+
+/** Whether more frames will answer the same request after ``frame``: a
+ * resuming join is answered by "joined", then as many "history" frames as
+ * the missed messages need (docs/websocket.md, Resume); any history answer
+ * larger than the frame limit comes in several frames, "last": false on all
+ * but the final one. */
+export function answersMore(frame) {
+  if (frame.type === "joined") {
+    const resume = frame.resume;
+    return Boolean(resume) && typeof resume === "object" && Number(resume.count) > 0;
+  }
+  if (frame.type === "history" || frame.type === "direct_history") return frame.last === false;
+  return false;
 }

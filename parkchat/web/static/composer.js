@@ -81,6 +81,8 @@ export class Composer {
       this.view.showAlert("Not connected right now: the message was not sent.", undefined, { passing: true });
       return;
     }
+    // Showing a search result far back: the newest messages come back first.
+    if (conv.log.detached) conv.log.onBackToEnd();
     const entry = conv.log.appendPending(this.session.me.nickname, text);
     conv.log.jumpToEnd();
     this.pending.set(id, { conv, body: text, entry, generation: this.client.generation });
@@ -109,7 +111,9 @@ export class Composer {
       }
       conv.log.setId(entry, frame.message_id);
     }
-    conv.log.update(entry, { state: null, timestamp: frame.timestamp });
+    const seq = typeof frame.seq === "number" ? frame.seq : null;
+    // Stored room messages of ours can be edited and deleted (editing.js).
+    conv.log.update(entry, { state: null, timestamp: frame.timestamp, seq, editable: conv.kind === "room" && seq !== null });
   }
 
   /** An "error" frame: if it refused a message of ours, mark it and put the

@@ -1,7 +1,7 @@
 // The conversations the sidebar lists (rooms and direct messages alike),
-// which one is open, unread counts, muting, and drawing the open one: its
-// header (title, the line under it, Mute, Leave), its MessageLog, who is
-// typing, who is online. The rooms and direct-message modules own what is
+// which one is open, unread and mention counts, muting, and drawing the open
+// one: its header (title, the line under it, the topic, Topic, Mute, Leave
+// or Close), its MessageLog, who is typing, who is online. The rooms and direct-message modules own what is
 // in a conversation and tell this one when something changed; it never
 // talks to the server. Unread badges are redrawn at most once per frame,
 // however many messages arrive.
@@ -29,13 +29,16 @@ export class Conversations {
    *   list was picked (to open a direct conversation)
    * @param {(conv: object) => void} options.onSelect  a conversation was
    *   opened (the phone layout closes its drawer)
+   * @param {(conv: object, muted: boolean) => void} [options.onMute]  the
+   *   open room was muted or unmuted (the account keeps it)
    */
-  constructor({ elements, session, prefs, onPerson, onSelect }) {
+  constructor({ elements, session, prefs, onPerson, onSelect, onMute = (conv, muted) => prefs.setMuted(conv.name, muted) }) {
     this.ui = elements;
     this.session = session;
     this.prefs = prefs;
     this.onPerson = onPerson;
     this.onSelect = onSelect;
+    this.onMute = onMute;
     /** The open conversation (a Room or a DirectConversation), or null. */
     this.current = null;
     /** Every listed conversation, in the order they were added. */
@@ -83,6 +86,7 @@ export class Conversations {
     const previous = this.current;
     this.current = conv;
     conv.unread = 0;
+    conv.mentions = 0;
     if (previous && previous !== conv) this.renderButton(previous);
     this.renderButton(conv);
     this.render();
@@ -90,15 +94,32 @@ export class Conversations {
     if (focusInput) this.ui.messageInput.focus();
   }
 
-  /** ``count`` new messages from others arrived in ``conv``: counted
-   * unread unless it is open (its log shows them, or says "new messages
-   * below").
-   *
-   * TODO(#16): server read markers. With unread and mention counts kept by
-   * the server per account, this takes its counts instead of counting. */
-  noteNew(conv, count) {
-    if (count <= 0 || this.current === conv) return;
-    conv.unread += count;
+  /** New messages from others arrived in ``conv`` ({seq, mention}):
+   * counted unread (and mentions) unless it is open (its log shows them,
+   * or says "new messages below"), or the server's counts already hold
+   * them (up to ``conv.countedSeq``, set by state.js from the account's
+   * state). */
+  noteNew(conv, messages) {
+    let unread = 0;
+    let mentions = 0;
+    for (const m of messages) {
+      if (typeof m.seq === "number") {
+        if (typeof conv.countedSeq === "number" && m.seq <= conv.countedSeq) continue;
+        conv.countedSeq = m.seq;
+      }
+      unread += 1;
+      if (m.mention) mentions += 1;
+    }
+    if (unread === 0 || this.current === conv) return;
+    conv.unread += unread;
+    conv.mentions = (conv.mentions || 0) + mentions;
+    this.countsChanged(conv);
+  }
+
+  /** The counts of ``conv`` changed: its sidebar entry is redrawn at the
+   * next frame. */
+  countsChanged(conv) {
+    if (!this.listed.has(conv)) return;
     this.stale.add(conv);
     if (this.frame === null) {
       this.frame = requestAnimationFrame(() => {
@@ -125,13 +146,24 @@ export class Conversations {
     if (this.current === conv) this.renderTyping();
   }
 
-  /** Mute or unmute the open room (kept in this browser). */
+  /** Mute or unmute the open room (for the account, on every device). */
   toggleMute() {
     const conv = this.current;
     if (!conv || conv.kind !== "room") return;
-    this.prefs.setMuted(conv.name, !this.prefs.isMuted(conv.name));
+    this.onMute(conv, !this.prefs.isMuted(conv.name));
     this.renderButton(conv);
     this.renderMute();
+  }
+
+  /** The mute of ``conv`` changed elsewhere (another device). */
+  muteChanged(conv) {
+    this.countsChanged(conv);
+    if (this.current === conv) this.renderMute();
+  }
+
+  /** The topic of ``conv`` changed. */
+  topicChanged(conv) {
+    if (this.current === conv) this.renderTopic();
   }
 
   isMuted(conv) {
@@ -163,8 +195,10 @@ export class Conversations {
     ui.emptyHint.hidden = Boolean(conv);
     ui.messageInput.disabled = ui.sendButton.disabled = !conv;
     const isRoom = Boolean(conv) && conv.kind === "room";
-    ui.leaveButton.hidden = ui.peopleButton.hidden = !isRoom;
+    ui.leaveButton.hidden = ui.peopleButton.hidden = ui.topicButton.hidden = !isRoom;
+    ui.closeDmButton.hidden = !conv || isRoom;
     this.renderMute();
+    this.renderTopic();
     if (!conv) {
       ui.convTitle.textContent = "No room yet";
       ui.convMeta.textContent = "";
@@ -184,6 +218,14 @@ export class Conversations {
   renderMeta() {
     const conv = this.current;
     if (conv) this.ui.convMeta.textContent = conversationMeta(conv);
+  }
+
+  renderTopic() {
+    const conv = this.current;
+    const topic = conv && conv.kind === "room" && conv.topic ? conv.topic : "";
+    this.ui.convTopic.textContent = topic;
+    this.ui.convTopic.hidden = !topic;
+    if (topic) this.ui.convTopic.title = topic;
   }
 
   renderMute() {

@@ -1,25 +1,41 @@
 // Direct messages: conversations opened from the people list, the "Direct
-// message to" form or an incoming message; their stored history (the newest
-// page when opened or reconnected, older pages as the reader scrolls up)
-// merged by id with live and offline messages. A DirectConversation holds
+// message to" form, an incoming message or the account's state (they follow
+// the account: state.js); their stored history (the newest page when opened
+// or reconnected, older pages as the reader scrolls up, the page around a
+// search result) merged by id with live and offline messages. A DirectConversation holds
 // what the page knows about one; DirectMessages owns them and handles the
 // DM frames app.js routes here.
 
 import { HISTORY_PAGE } from "./client.js";
 import { MessageLog } from "./messagelog.js";
 
+/** A search result is shown with about this many messages after it. */
+const CONTEXT_AFTER = 20;
+
 /** A conversation with one other person. */
 export class DirectConversation {
   /**
    * @param {string} nickname
-   * @param {(dm: DirectConversation) => void} onReachTop
-   * @param {boolean} restored  listed again after a reload (not just opened)
+   * @param {object} hooks  onReachTop, onReachBottom, onBackToEnd, onAtEnd:
+   *   each called with the conversation (see MessageLog)
+   * @param {boolean} restored  listed again after a reload or from the
+   *   account's state (not just opened)
    */
-  constructor(nickname, onReachTop, restored) {
+  constructor(nickname, hooks, restored) {
     this.kind = "dm";
     this.name = nickname;
-    this.log = new MessageLog(`Direct messages with ${nickname}`, { onReachTop: () => onReachTop(this) });
+    this.log = new MessageLog(`Direct messages with ${nickname}`, {
+      onReachTop: () => hooks.onReachTop(this),
+      onReachBottom: () => hooks.onReachBottom(this),
+      onBackToEnd: () => hooks.onBackToEnd(this),
+      onAtEnd: () => hooks.onAtEnd(this),
+    });
     this.unread = 0;
+    this.mentions = 0;
+    /** The account's read marker here (the last seq read), if known. */
+    this.readSeq = null;
+    /** Opened here: the account is told once its history has come. */
+    this.announce = false;
     this.restored = restored;
     /** The sidebar entry (conversations.js). */
     this.button = null;
@@ -41,8 +57,14 @@ export class DirectMessages {
    * @param {import("./conversations.js").Conversations} options.conversations
    * @param {import("./view.js").PageView} options.view
    * @param {import("./notify.js").Attention} options.attention
+   * @param {(dm: DirectConversation) => void} [options.onAtEnd]  a
+   *   conversation's log shows its newest messages (it may count as read)
+   * @param {() => boolean} [options.keepsState]  whether the server keeps
+   *   the account's conversations (then an opened one is announced)
    */
-  constructor({ elements, client, session, conversations, view, attention }) {
+  constructor({ elements, client, session, conversations, view, attention, onAtEnd = () => {}, keepsState = () => false }) {
+    this.onAtEnd = onAtEnd;
+    this.keepsState = keepsState;
     this.client = client;
     this.attention = attention;
     this.session = session;
@@ -68,7 +90,16 @@ export class DirectMessages {
     const key = nickname.toLowerCase();
     let dm = this.dms.get(key);
     if (dm) return dm;
-    dm = new DirectConversation(nickname, (d) => this.loadOlder(d), restored);
+    dm = new DirectConversation(
+      nickname,
+      {
+        onReachTop: (d) => this.loadOlder(d),
+        onReachBottom: (d) => this.loadNewer(d),
+        onBackToEnd: (d) => this.backToEnd(d),
+        onAtEnd: (d) => this.onAtEnd(d),
+      },
+      restored,
+    );
     this.dms.set(key, dm);
     this.conversations.add(dm);
     this.save();
@@ -76,9 +107,29 @@ export class DirectMessages {
     return dm;
   }
 
-  /** Open the conversation with someone picked from the people list. */
+  /** Open the conversation with someone picked from the people list (the
+   * account lists it on every device, even before a message). */
   show(nickname) {
-    this.conversations.select(this.add(nickname), true);
+    const known = this.dms.has(nickname.toLowerCase());
+    const dm = this.add(nickname);
+    // Announced once its history says the name is somebody's.
+    if (!known) dm.announce = true;
+    this.conversations.select(dm, true);
+  }
+
+  /** "Close conversation": off the list here and on the account's other
+   * devices, until its next message. */
+  close(dm) {
+    this.client.send({ type: "close_direct", with: dm.name });
+    this.remove(dm);
+  }
+
+  /** Take a conversation off the list (closed here or elsewhere). */
+  remove(dm) {
+    if (this.dms.get(dm.name.toLowerCase()) !== dm) return;
+    this.dms.delete(dm.name.toLowerCase());
+    this.save();
+    this.conversations.remove(dm);
   }
 
   /** Open a conversation by a typed name (not with yourself). */
@@ -96,7 +147,7 @@ export class DirectMessages {
 
   /** "chat": a direct message as it is sent. */
   onChat(frame) {
-    this.received(frame.from, frame.content, frame.timestamp, frame.id);
+    this.received(frame.from, frame.content, frame.timestamp, frame.id, frame.seq);
   }
 
   /** "offline_list": what was sent while we were away. */
@@ -104,13 +155,27 @@ export class DirectMessages {
     for (const item of frame.data || []) this.received(item.from, item.content, item.created_at, item.msg_id);
   }
 
-  received(from, content, timestamp, id) {
+  received(from, content, timestamp, id, seq) {
     if (typeof from !== "string" || typeof content !== "string") return;
     const dm = this.add(from);
     if (typeof id === "number" && dm.log.has(id)) return;
-    const message = { id, username: from, body: content, timestamp, mine: false, mention: false };
+    if (dm.log.detached) {
+      // Showing a search result far back: newer pages bring it.
+      dm.log.noteUnseen(1);
+      this.conversations.noteNew(dm, [{ seq, mention: false }]);
+      return;
+    }
+    const message = {
+      id,
+      seq: typeof seq === "number" ? seq : null,
+      username: from,
+      body: content,
+      timestamp,
+      mine: false,
+      mention: false,
+    };
     dm.log.add(message);
-    this.conversations.noteNew(dm, 1);
+    this.conversations.noteNew(dm, [message]);
     this.attention.incoming(dm, message);
   }
 
@@ -136,11 +201,48 @@ export class DirectMessages {
     if (this.client.request(frame, { kind: "dm_history", dm, older: true }) !== null) dm.log.setLoadingOlder(true);
   }
 
+  /** Open the conversation with ``nickname`` at a search result ({id,
+   * seq}): from memory, else with the page around it, shown on its own
+   * until newer pages or "Back to the newest messages" meet the newest. */
+  showMessage(nickname, { id, seq }) {
+    const dm = this.add(nickname, { restored: true });
+    this.conversations.select(dm);
+    if (dm.log.has(id)) {
+      dm.log.reveal(id);
+      return;
+    }
+    if (typeof seq !== "number") return;
+    const frame = { type: "get_direct_history", with: dm.name, before_seq: seq + CONTEXT_AFTER + 1, limit: HISTORY_PAGE };
+    this.client.request(frame, { kind: "dm_history", dm, around: id });
+  }
+
+  /** Detached, the reader reached the newest message in memory. */
+  loadNewer(dm) {
+    const newest = dm.log.findLast((e) => e.kind === "message" && typeof e.seq === "number");
+    if (!dm.log.detached || dm.log.loadingNewer || !newest) return;
+    const frame = { type: "get_direct_history", with: dm.name, after_seq: newest.seq, limit: HISTORY_PAGE };
+    if (this.client.request(frame, { kind: "dm_history", dm, newer: true }) !== null) dm.log.setLoadingNewer(true);
+  }
+
+  /** "Back to the newest messages" while detached. */
+  backToEnd(dm) {
+    dm.log.restartAtEnd();
+    this.loadHistory(dm);
+  }
+
   /** "direct_history": a page of the stored conversation. */
   onHistory(frame, what) {
     if (!what || !what.dm || this.dms.get(what.dm.name.toLowerCase()) !== what.dm) return;
     const dm = what.dm;
     const messages = Array.isArray(frame.messages) ? frame.messages : [];
+    if (what.around !== undefined || what.newer) {
+      this.placed(dm, messages, what);
+      return;
+    }
+    if (dm.announce) {
+      dm.announce = false;
+      if (this.keepsState()) this.client.send({ type: "open_direct", with: dm.name });
+    }
     // A full page may have older ones behind it (the first answer decides
     // until scrolling back asks for more).
     if (what.older || dm.log.hasOlder === undefined) dm.log.hasOlder = messages.length >= HISTORY_PAGE;
@@ -156,14 +258,49 @@ export class DirectMessages {
         );
         if (failed) dm.log.remove(failed);
       }
-      fresh.push({ id: m.id, username: String(m.from), body: m.content, timestamp: m.timestamp, mine, mention: false });
+      fresh.push({
+        id: m.id,
+        seq: typeof m.seq === "number" ? m.seq : null,
+        username: String(m.from),
+        body: m.content,
+        timestamp: m.timestamp,
+        mine,
+        mention: false,
+      });
     }
     if (what.older) dm.log.prependOlder(fresh);
-    else for (const message of fresh) dm.log.add(message);
+    else if (!dm.log.detached) for (const message of fresh) dm.log.add(message);
     // A short page going back reached the first message.
     if (what.older && !dm.log.hasOlder) dm.log.reachedBeginning("This is the beginning of the conversation.");
     if (!what.older && this.conversations.isOpen(dm)) dm.log.jumpToEnd();
     this.conversations.metaChanged(dm);
+  }
+
+  /** A page around a search result, or a newer page while detached. */
+  placed(dm, messages, what) {
+    const fresh = messages
+      .filter((m) => m && typeof m.id === "number" && typeof m.content === "string")
+      .map((m) => ({
+        id: m.id,
+        seq: typeof m.seq === "number" ? m.seq : null,
+        username: String(m.from),
+        body: m.content,
+        timestamp: m.timestamp,
+        mine: this.session.isMyUserId(m.from_user_id),
+        mention: false,
+      }));
+    if (what.newer) {
+      dm.log.setLoadingNewer(false);
+      if (!dm.log.detached) return;
+      for (const entry of fresh) dm.log.add(entry);
+      if (fresh.length < HISTORY_PAGE) dm.log.attach();
+      return;
+    }
+    dm.log.showAround(fresh, what.around);
+    if (fresh.length < HISTORY_PAGE) dm.log.reachedBeginning("This is the beginning of the conversation.");
+    // Fewer after it than asked for: that was the newest.
+    const at = fresh.findIndex((m) => m.id === what.around);
+    if (at < 0 || fresh.length - at - 1 < CONTEXT_AFTER) dm.log.attach();
   }
 
   /** An "error" answered one of our requests; returns true if it was dealt
@@ -175,6 +312,7 @@ export class DirectMessages {
     if (!what || what.kind !== "dm_history" || !what.dm) return false;
     const dm = what.dm;
     if (what.older) dm.log.setLoadingOlder(false);
+    if (what.newer) dm.log.setLoadingNewer(false);
     if (frame.code !== "unknown_recipient" || this.dms.get(dm.name.toLowerCase()) !== dm) return false;
     this.dms.delete(dm.name.toLowerCase());
     this.save();

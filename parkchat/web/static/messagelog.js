@@ -18,6 +18,12 @@
 //   (1,000) entries while following the end, so older ones come back that
 //   way too.
 //
+// A search result far back in the conversation is shown "detached": memory
+// holds the messages around it instead of the newest ones, scrolling down
+// asks the owner for newer pages (onReachBottom) until it meets the live
+// end again (attach), and "Back to the newest messages" asks the owner to
+// start again from the newest page (onBackToEnd).
+//
 // Entries are plain objects, oldest first: stored messages ordered by id,
 // our own messages waiting for their ack, notices, and runs of joins and
 // leaves collapsed into one entry. render.js draws them.
@@ -53,8 +59,14 @@ export class MessageLog {
    * @param {object} [options]
    * @param {() => void} [options.onReachTop]  the reader is at the oldest
    *   entry in memory: load an older page if there is one
+   * @param {() => void} [options.onReachBottom]  detached, the reader is at
+   *   the newest entry in memory: load a newer page
+   * @param {() => void} [options.onBackToEnd]  detached, the reader asked
+   *   for the newest messages
+   * @param {() => void} [options.onAtEnd]  drawn while showing the newest
+   *   messages (the conversation may count as read)
    */
-  constructor(label, { onReachTop = () => {} } = {}) {
+  constructor(label, { onReachTop = () => {}, onReachBottom = () => {}, onBackToEnd = () => {}, onAtEnd = () => {} } = {}) {
     this.list = el("ol", { className: "messages" });
     this.scroller = el("div", { className: "log-scroller", attrs: { role: "log", "aria-label": label, tabindex: "0" } }, [
       this.list,
@@ -66,6 +78,9 @@ export class MessageLog {
     /** What the conversation view shows: the scroller and its overlays. */
     this.element = el("div", { className: "log-frame" }, [this.scroller, this.loadingNote, this.jump]);
     this.onReachTop = onReachTop;
+    this.onReachBottom = onReachBottom;
+    this.onBackToEnd = onBackToEnd;
+    this.onAtEnd = onAtEnd;
 
     /** Every entry in memory, oldest first. */
     this.entries = [];
@@ -84,6 +99,11 @@ export class MessageLog {
      * until a history page says). */
     this.hasOlder = undefined;
     this.loadingOlder = false;
+    /** Memory holds messages around a search result, not the newest. */
+    this.detached = false;
+    this.loadingNewer = false;
+    /** The entry to bring into view at the next frame (a search result). */
+    this.target = null;
     /** Nodes of entries that left memory, to take off the page next frame. */
     this.dropped = [];
     this.frame = null;
@@ -97,7 +117,8 @@ export class MessageLog {
       this.schedule();
     });
     this.jump.addEventListener("click", () => {
-      this.jumpToEnd();
+      if (this.detached) this.onBackToEnd();
+      else this.jumpToEnd();
       this.scroller.focus();
     });
   }
@@ -154,9 +175,12 @@ export class MessageLog {
     return entry;
   }
 
-  /** A line from the page (e.g. "You joined lobby"), at the end. */
+  /** A line from the page (e.g. "You joined lobby"), at the end; returns
+   * its entry. */
   appendNotice(text, timestamp = null) {
-    this.insertAt(this.entries.length, [this.newEntry("notice", { id: null, text, timestamp })]);
+    const entry = this.newEntry("notice", { id: null, text, timestamp });
+    this.insertAt(this.entries.length, [entry]);
+    return entry;
   }
 
   /** There is nothing older on the server: say so above everything. */
@@ -227,6 +251,79 @@ export class MessageLog {
     this.scheduleData();
   }
 
+  /** Start again: every entry goes except our own messages still waiting
+   * for the server; what comes next is added below them. */
+  restart() {
+    const waiting = this.entries.filter((e) => e.kind === "message" && e.id === null && e.state);
+    for (const entry of this.entries) if (entry.node) this.dropped.push(entry.node);
+    for (const entry of waiting) entry.node = null;
+    this.entries = [];
+    this.byId.clear();
+    this.lo = this.hi = 0;
+    this.unseen = 0;
+    this.insertAt(0, waiting);
+  }
+
+  /** Show ``messages`` (stored, oldest first: the page around a search
+   * result) instead of everything in memory, detached from the newest, and
+   * bring the one with id ``targetId`` into view. */
+  showAround(messages, targetId) {
+    for (const entry of this.entries) if (entry.node) this.dropped.push(entry.node);
+    this.entries = [];
+    this.byId.clear();
+    this.lo = this.hi = 0;
+    this.unseen = 0;
+    this.detached = true;
+    this.stuck = false;
+    this.hasOlder = true;
+    this.loadingNewer = false;
+    for (const message of messages) this.add(message);
+    this.reveal(targetId);
+  }
+
+  /** Newer messages reached the newest: follow the end again. */
+  attach() {
+    this.detached = false;
+    this.loadingNewer = false;
+    this.scheduleData();
+  }
+
+  /** Start again, empty, following the end (the owner loads the newest page). */
+  restartAtEnd() {
+    this.clear();
+    this.detached = false;
+    this.loadingNewer = false;
+    this.hasOlder = undefined;
+    this.jumpToEnd();
+  }
+
+  /** ``count`` messages arrived live while detached (not in memory). */
+  noteUnseen(count) {
+    this.unseen += count;
+    this.scheduleData();
+  }
+
+  setLoadingNewer(busy) {
+    this.loadingNewer = busy;
+  }
+
+  /** Bring stored message ``id`` into view (marked as the one looked for). */
+  reveal(id) {
+    const entry = this.byId.get(id);
+    if (!entry) return;
+    const old = this.findLast((e) => e.target);
+    if (old && old !== entry) this.update(old, { target: false });
+    this.update(entry, { target: true });
+    this.target = entry;
+    this.stuck = false;
+    this.schedule();
+  }
+
+  /** Showing the newest messages, following them. */
+  get atEnd() {
+    return this.stuck && !this.detached;
+  }
+
   setLoadingOlder(busy) {
     this.loadingOlder = busy;
     this.loadingNote.hidden = !busy;
@@ -234,9 +331,7 @@ export class MessageLog {
 
   // -- view ---------------------------------------------------------------------
 
-  /** Follow the end again (sending a message, "new messages below").
-   * TODO(#16): search: a "show this entry" beside it moves the window to a
-   * search result's entry instead of the end. */
+  /** Follow the end again (sending a message, "new messages below"). */
   jumpToEnd() {
     this.stuck = true;
     this.unseen = 0;
@@ -357,7 +452,7 @@ export class MessageLog {
       this.userScrolled = false;
       const below = sc.scrollHeight - sc.scrollTop - sc.clientHeight;
       const wasStuck = this.stuck;
-      this.stuck = below < END_PX && this.hiIsEnd;
+      this.stuck = below < END_PX && this.hiIsEnd && !this.detached;
       // What came in since the last frame, below the window, is unseen.
       if (wasStuck && !this.stuck) this.unseen += this.countMessages(this.hi, n);
       if (!this.stuck && sc.scrollTop < EDGE_PX) {
@@ -370,6 +465,18 @@ export class MessageLog {
       } else if (!this.stuck && below < EDGE_PX && hi < n) {
         hi = Math.min(n, hi + STEP);
         lo = Math.max(lo, hi - WINDOW_MAX);
+      } else if (this.detached && below < EDGE_PX && hi === n && !this.loadingNewer) {
+        this.onReachBottom();
+      }
+    }
+    const target = this.target;
+    this.target = null;
+    if (target) {
+      const index = this.entries.indexOf(target);
+      if (index >= 0) {
+        this.stuck = false;
+        lo = Math.max(0, index - STEP);
+        hi = Math.min(n, index + STEP);
       }
     }
     if (this.stuck) {
@@ -381,8 +488,10 @@ export class MessageLog {
     }
     this.render(lo, hi);
     if (this.stuck) sc.scrollTop = sc.scrollHeight;
+    if (target && target.node) target.node.scrollIntoView({ block: "center" });
     this.hiIsEnd = this.hi === n;
     this.showJump();
+    if (this.stuck && !this.detached) this.onAtEnd();
     // The oldest entry in memory is (nearly) on screen: more from the server.
     if ((atTop || (this.lo === 0 && sc.scrollTop < EDGE_PX)) && this.hasOlder && !this.loadingOlder) this.onReachTop();
   }
@@ -438,7 +547,7 @@ export class MessageLog {
   }
 
   showJump() {
-    const show = !this.stuck && (this.unseen > 0 || !this.hiIsEnd);
+    const show = this.detached || (!this.stuck && (this.unseen > 0 || !this.hiIsEnd));
     this.jump.hidden = !show;
     if (!show) return;
     const text =

@@ -14,19 +14,37 @@ const NOTIFY_BODY_CHARS = 160;
 const MENTION_CACHE_SIZE = 8;
 
 /**
+ * The names in a message's ``mentions`` list (from the server) that mean
+ * ``nickname``: the nickname itself (names ignore case), "@room" and
+ * "@here".
+ * @param {{mentions?: unknown}} message
+ * @param {string} nickname
+ * @returns {string[]}
+ */
+export function mentionsOf(message, nickname) {
+  if (!Array.isArray(message.mentions) || !nickname) return [];
+  const me = nickname.toLowerCase();
+  return message.mentions.filter(
+    (name) => typeof name === "string" && (name.toLowerCase() === me || name === "@room" || name === "@here"),
+  );
+}
+
+/**
  * Whether a message mentions ``nickname``: the one place that decides.
- *
- * TODO(#16): server mentions. The server will send a ``mentions`` list with
- * each message (nicknames and @room/@here, parsed once, the same on every
- * surface); then this returns whether that list names us, and the
- * ``@nickname`` word match below, a stand-in, goes.
+ * The server parses mentions when a message is posted and sends the names
+ * as a ``mentions`` list (docs/websocket.md, "Mentions"): the message
+ * mentions us if that list names us, @room or @here. From a server that
+ * sends no lists (``serverLists`` false: it has no account state), an
+ * ``@nickname`` word in the body is the stand-in.
  *
  * @param {{body: string, mentions?: string[]}} message
  * @param {string} nickname  ours
  * @param {Map<string, RegExp>} cache  patterns by nickname
+ * @param {boolean} [serverLists]  the server sends ``mentions`` lists
  */
-export function isMention(message, nickname, cache) {
+export function isMention(message, nickname, cache, serverLists = false) {
   if (!nickname || typeof message.body !== "string") return false;
+  if (Array.isArray(message.mentions) || serverLists) return mentionsOf(message, nickname).length > 0;
   let pattern = cache.get(nickname);
   if (!pattern) {
     const escaped = nickname.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
@@ -58,6 +76,8 @@ export class Attention {
     this.win = win;
     /** New messages since the tab was hidden. */
     this.count = 0;
+    /** The server sends each message's mentions (it keeps account state). */
+    this.serverMentions = false;
     this.mentionPatterns = new Map();
     doc.addEventListener("visibilitychange", () => {
       if (!this.hidden) this.clear();
@@ -71,7 +91,7 @@ export class Attention {
 
   /** Whether a message mentions ``nickname`` (see isMention). */
   mentions(message, nickname) {
-    return isMention(message, nickname, this.mentionPatterns);
+    return isMention(message, nickname, this.mentionPatterns, this.serverMentions);
   }
 
   /** A message from someone else arrived live in ``conv``:
@@ -147,6 +167,7 @@ export class Attention {
 
   /** Logged out: no badge. */
   reset() {
+    this.serverMentions = false;
     this.clear();
     this.render();
   }

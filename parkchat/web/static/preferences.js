@@ -2,9 +2,9 @@
 // localStorage: rooms muted, and whether to show notifications. Per
 // nickname, so two accounts used in one browser keep their own.
 //
-// TODO(#16): server account state. Once the server keeps per-account
-// settings, mutes can follow the account to its other devices: load() then
-// takes them from the server's answer and save() sends them back.
+// Mutes belong to the account on a server that keeps account state:
+// state.js writes the server's word here (and sends changes with "mute"),
+// so this copy is what the page shows until the server has spoken.
 
 const PREFIX = "parkchat.prefs.";
 

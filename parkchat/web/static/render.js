@@ -24,27 +24,65 @@ export function entryNode(entry) {
 
 /**
  * A message: time, sender, text.
- * @param {object} m  {id, username, body, timestamp, mine, mention,
+ * @param {object} m  {id, seq, username, body, timestamp, mine, mention,
+ *   mentions, atMe, edited_at, editable, editing, draft, target,
  *   state: null | "pending" | "unconfirmed" | "failed", error}
  */
 export function messageItem(m) {
   const classes = ["msg"];
   if (m.mine) classes.push("mine");
   if (m.mention) classes.push("mention");
+  if (m.target) classes.push("target");
   if (m.state) classes.push(m.state === "unconfirmed" ? "pending unconfirmed" : m.state);
   const time = el("time", { className: "msg-time", text: timeText(m) });
   if (m.timestamp) {
     time.dateTime = m.timestamp;
     time.title = localDateTime(m.timestamp);
   }
+  const body = m.editing
+    ? editBox(m)
+    : el("div", { className: "msg-body", attrs: { dir: "auto" } }, richText(m.body, { mentions: m.mentions, mine: m.atMe }));
   const li = el("li", { className: classes.join(" ") }, [
     time,
     el("span", { className: "msg-user", text: m.username, attrs: { dir: "auto" } }),
-    el("div", { className: "msg-body", attrs: { dir: "auto" } }, richText(m.body)),
+    body,
   ]);
+  if (m.edited_at && !m.editing) {
+    const edited = el("span", { className: "msg-edited", text: "(edited)" });
+    const when = localDateTime(m.edited_at);
+    if (when) edited.title = `Edited ${when}`;
+    li.append(edited);
+  }
   if (m.state === "failed") li.append(el("span", { className: "msg-error", text: m.error }));
+  if (m.editable && !m.editing && !m.state) li.append(messageActions());
   if (m.id !== undefined && m.id !== null) li.dataset.id = String(m.id);
   return li;
+}
+
+/** "Edit" and "Delete" on one of your messages (editing.js acts on them). */
+function messageActions() {
+  return el("span", { className: "msg-actions" }, [
+    el("button", { className: "linkish small", text: "Edit", attrs: { type: "button", "data-action": "edit" } }),
+    el("button", { className: "linkish small", text: "Delete", attrs: { type: "button", "data-action": "delete" } }),
+  ]);
+}
+
+/** A message being edited: a box with its text (Enter saves, Escape
+ * cancels), and the same as buttons. */
+function editBox(m) {
+  const box = el("textarea", {
+    className: "edit-box",
+    attrs: { "aria-label": "Edit your message", rows: String(Math.min(6, m.draft.split("\n").length)), dir: "auto" },
+  });
+  box.value = m.draft;
+  return el("div", { className: "msg-body editing" }, [
+    box,
+    el("span", { className: "edit-buttons" }, [
+      el("button", { className: "small", text: "Save", attrs: { type: "button", "data-action": "save" } }),
+      el("button", { className: "secondary small", text: "Cancel", attrs: { type: "button", "data-action": "cancel-edit" } }),
+      el("span", { className: "hint", text: "Enter saves, Escape cancels" }),
+    ]),
+  ]);
 }
 
 function timeText(m) {
@@ -131,7 +169,7 @@ export function conversationTitleNodes(conv) {
   return [conv.kind === "room" ? "# " : "@ ", el("bdi", { text: conv.name })];
 }
 
-/** The line under the title. TODO(#16): room topic (shown here). */
+/** The line under the title (the topic has its own line). */
 export function conversationMeta(conv) {
   if (conv.kind === "room") return conv.joined ? `${conv.total} online` : "joining…";
   return "Direct messages";
@@ -150,6 +188,14 @@ export function conversationEntry(conv) {
 export function fillConversationButton(button, conv, isCurrent, muted) {
   const children = [el("span", { className: "conv-name" }, conversationTitleNodes(conv))];
   if (muted) children.push(el("span", { className: "muted-mark", text: "muted" }));
+  if (conv.mentions > 0) {
+    children.push(
+      el("span", { className: "badge at-badge" }, [
+        `@${conv.mentions}`,
+        el("span", { className: "visually-hidden", text: conv.mentions === 1 ? " mention" : " mentions" }),
+      ]),
+    );
+  }
   if (conv.unread > 0) {
     children.push(
       el("span", { className: "badge" }, [

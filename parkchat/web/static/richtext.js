@@ -1,5 +1,5 @@
 // What a message body may look like beyond plain text: links, `inline
-// code` and ``` code blocks ```. A body is cut into pieces with regular
+// code`, ``` code blocks ``` and the @names the server found in it. A body is cut into pieces with regular
 // expressions and every piece becomes a DOM node built with createElement
 // and textContent, so nothing a person wrote is ever parsed as HTML. Links
 // are http and https only (a "javascript:" or "data:" URL stays text), open
@@ -16,21 +16,37 @@ const URL_START = /\bhttps?:\/\/[^\s<>"'`]+/gi;
 const TRAILING = /[.,;:!?'"*_]+$/;
 const SCHEMES = Object.freeze(["http:", "https:"]);
 
+/** "@name" as the server reads it: not inside a word or an address. */
+const AT_NAME = /(?<![\p{L}\p{N}_@.])@([\p{L}\p{N}_.-]+)/gu;
+
 /**
- * The nodes that show ``body``: text, <a>, <code> and <pre><code>.
+ * The nodes that show ``body``: text, <a>, <code> and <pre><code>; with
+ * ``mentions`` (the message's list from the server), each "@name" in it
+ * outside code is a <span class="at">, or a <mark class="at"> if it is in
+ * ``mine`` (the names that mean the reader: their nickname, @room, @here).
  * @param {string} body
+ * @param {{mentions?: string[], mine?: string[]}} [at]
  * @returns {Node[]}
  */
-export function richText(body) {
+export function richText(body, at = {}) {
+  const names = atNames(at.mentions);
+  const mine = atNames(at.mine);
   const nodes = [];
-  let at = 0;
+  let from = 0;
   for (const match of body.matchAll(FENCE)) {
-    if (match.index > at) nodes.push(...inline(body.slice(at, match.index)));
+    if (match.index > from) nodes.push(...inline(body.slice(from, match.index), names, mine));
     nodes.push(codeBlock(match[1]));
-    at = match.index + match[0].length;
+    from = match.index + match[0].length;
   }
-  if (at < body.length) nodes.push(...inline(body.slice(at)));
+  if (from < body.length) nodes.push(...inline(body.slice(from), names, mine));
   return nodes;
+}
+
+/** A set of names folded for comparison ("@room" stays "@room"). */
+function atNames(list) {
+  const names = new Set();
+  if (Array.isArray(list)) for (const name of list) if (typeof name === "string") names.add(name.toLowerCase());
+  return names;
 }
 
 /** A code block; a first line that is one word (```python) names the
@@ -49,32 +65,54 @@ function codeBlock(content) {
   return pre;
 }
 
-/** Text with `inline code`; links only outside code. */
-function inline(text) {
+/** Text with `inline code`; links and @names only outside code. */
+function inline(text, names, mine) {
   const nodes = [];
   let at = 0;
   for (const match of text.matchAll(INLINE_CODE)) {
-    if (match.index > at) nodes.push(...links(text.slice(at, match.index)));
+    if (match.index > at) nodes.push(...links(text.slice(at, match.index), names, mine));
     const code = document.createElement("code");
     code.textContent = match[1];
     nodes.push(code);
     at = match.index + match[0].length;
   }
-  if (at < text.length) nodes.push(...links(text.slice(at)));
+  if (at < text.length) nodes.push(...links(text.slice(at), names, mine));
   return nodes;
 }
 
 /** Text with http(s) links made anchors. */
-function links(text) {
+function links(text, names, mine) {
   const nodes = [];
   let at = 0;
   for (const match of text.matchAll(URL_START)) {
     const candidate = trimLink(match[0]);
     const href = safeHref(candidate);
     if (href === null) continue;
-    if (match.index > at) nodes.push(document.createTextNode(text.slice(at, match.index)));
+    if (match.index > at) nodes.push(...mentions(text.slice(at, match.index), names, mine));
     nodes.push(anchor(href, candidate));
     at = match.index + candidate.length;
+  }
+  if (at < text.length) nodes.push(...mentions(text.slice(at), names, mine));
+  return nodes;
+}
+
+/** Text with the @names of the message's mentions set apart. */
+function mentions(text, names, mine) {
+  if (names.size === 0) return [document.createTextNode(text)];
+  const nodes = [];
+  let at = 0;
+  for (const match of text.matchAll(AT_NAME)) {
+    // Trailing "." and "-" are punctuation, as the server reads them.
+    const name = match[1].replace(/[.-]+$/, "");
+    const folded = name.toLowerCase();
+    const key = folded === "room" || folded === "here" ? `@${folded}` : folded;
+    if (!name || !names.has(key)) continue;
+    if (match.index > at) nodes.push(document.createTextNode(text.slice(at, match.index)));
+    const node = document.createElement(mine.has(key) ? "mark" : "span");
+    node.className = "at";
+    node.textContent = `@${name}`;
+    nodes.push(node);
+    at = match.index + 1 + name.length;
   }
   if (at < text.length) nodes.push(document.createTextNode(text.slice(at)));
   return nodes;

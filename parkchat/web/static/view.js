@@ -22,6 +22,9 @@ const ERROR_TEXT = Object.freeze({
   too_many_connections: "Too many open connections for this account.",
   unauthorized: "Your session has expired: please log in again.",
   invalid_request: "The server did not understand a request.",
+  not_found: "That message no longer exists.",
+  forbidden: "You are not allowed to do that.",
+  edit_window_passed: "That message is too old to be changed.",
 });
 
 /** Error codes about one request that need no action once read. */
@@ -35,6 +38,9 @@ const PASSING_ERRORS = Object.freeze([
   "storage_failed",
   "invalid_request",
   "invalid_room",
+  "not_found",
+  "forbidden",
+  "edit_window_passed",
 ]);
 
 /** Every element the scripts use, by the name they use it under. */
@@ -61,6 +67,7 @@ export function findElements(doc) {
     loginForm: $("login-form"),
     nickname: $("nickname"),
     password: $("password"),
+    remember: $("remember"),
     loginButton: $("login-button"),
     registerButton: $("register-button"),
     chatView: $("chat-view"),
@@ -75,6 +82,24 @@ export function findElements(doc) {
     dmList: $("dm-list"),
     convTitle: $("conv-title"),
     convMeta: $("conv-meta"),
+    convTopic: $("conv-topic"),
+    topicButton: $("topic-button"),
+    topicDialog: $("topic-dialog"),
+    topicForm: $("topic-form"),
+    topicInput: $("topic-input"),
+    topicCancel: $("topic-cancel"),
+    closeDmButton: $("close-dm-button"),
+    deleteDialog: $("delete-dialog"),
+    deleteForm: $("delete-form"),
+    deletePreview: $("delete-preview"),
+    deleteConfirm: $("delete-confirm"),
+    deleteCancel: $("delete-cancel"),
+    searchForm: $("search-form"),
+    searchInput: $("search-input"),
+    searchTitle: $("search-title"),
+    searchResults: $("search-results"),
+    searchMore: $("search-more"),
+    searchClose: $("search-close"),
     leaveButton: $("leave-button"),
     muteButton: $("mute-button"),
     roomsButton: $("rooms-button"),
