@@ -235,6 +235,40 @@ class GolangChatTests(DialectEndToEndCase):
         self.assertEqual(self.http(server.url("/messages/app.js"))[0], 200)
         self.assertIn(b"<title>parkchat</title>", self.http(server.url("/"))[2])
 
+    def test_refused_visitors_are_told(self) -> None:
+        """Found by running the seed's own chat.html in Chromium: it shows
+        every frame as a message and has no close handler, so a visitor
+        parkchat refuses saw a page that silently stopped working. Two such
+        visitors of the seed's page: one whose name has a space, and a
+        second one who left the name empty (the page sends ``Anonymous``).
+        Each gets one message saying why, then the close."""
+        port = free_port()
+        self.start(["--golang-chat", f"tcp:{port}:interface={LOOPBACK}"])
+        first = self.page_client(port)
+        self.send(first, "Anonymous", "no name typed", "7:06 PM")
+        self.assertEqual(json.loads(self.raw(first))["body"], "no name typed")
+        for name, reason in (
+            ("Anonymous", "the name Anonymous is already taken in lobby"),
+            (
+                "Gauri Shankar",
+                "nickname may contain only letters, digits, '_', '-' and '.', "
+                "and must start with a letter, digit or '_'",
+            ),
+        ):
+            visitor = self.page_client(port)
+            self.send(visitor, name, "hello", "7:07 PM")
+            notice = f"{reason}. You are disconnected: reload the page to try again."
+            self.assertEqual(
+                self.raw(visitor),
+                json.dumps(
+                    {"userName": "(parkchat)", "body": notice, "timestamp": "7:07 PM"},
+                    separators=(",", ":"),
+                )
+                + "\n",
+            )
+            self.assertEqual(self.closed(visitor), (1008, reason))
+        self.assertQuiet(first)  # nothing reached the room
+
 
 class LildengziTests(DialectEndToEndCase):
     """lildengzi's ``index.html``, step by step, with the seed's JWT_SECRET

@@ -15,7 +15,7 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from parkchat.limits import Limits
 from parkchat.model import Message
-from parkchat.protocols.golangchat import REPLAY, ClientStamps
+from parkchat.protocols.golangchat import NOTICE_NAME, REPLAY, ClientStamps
 from parkchat.web.dialects import GolangChatPage
 from tests.dialect_support import DialectCase, RawClient, header
 from tests.helpers import FakeParticipant
@@ -56,6 +56,13 @@ class GolangCase(DialectCase):
 
     def server_frame(self, message: Message) -> bytes:
         return frame(message.nickname, message.content, message.timestamp)
+
+    def assertRefused(self, client: RawClient, reason: str, stamp: str = STAMP) -> None:
+        """The last frame before the close is the notice, in golang-chat's
+        format; then the close, with 1008 and the reason."""
+        notice = f"{reason}. You are disconnected: reload the page to try again."
+        self.assertEqual(client.take()[-1:], [frame(NOTICE_NAME, notice, stamp)])
+        self.assertEqual((client.close_code, client.close_reason), (1008, reason))
 
 
 class ExchangeTests(GolangCase):
@@ -216,18 +223,25 @@ class NameTests(GolangCase):
         self.assertIsNone(gus.closed)
 
     def test_refused_names(self) -> None:
-        """An account's name, a name taken in the room, an empty name: the
-        connection is closed with 1008 and the reason, nothing posted."""
+        """An account's name, a name taken in the room, an empty name, a
+        name with a space: the client is told why in a message it can show
+        (the seed's page ignores close reasons), then closed with 1008 and
+        the reason; nothing is posted."""
         self.account("alice")
         self.other("ann")
         for name, reason in (
             ("alice", "alice is a registered account's name"),
             ("Ann", "the name Ann is already taken in lobby"),
             ("", "nickname is required"),
+            (
+                "Gauri Shankar",
+                "nickname may contain only letters, digits, '_', '-' and '.', "
+                "and must start with a letter, digit or '_'",
+            ),
         ):
             client = self.connect()
-            self.say(client, name, "hi")
-            self.assertEqual((client.close_code, client.close_reason), (1008, reason))
+            self.say(client, name, "hi", "7:06 PM")
+            self.assertRefused(client, reason, "7:06 PM")
         renamer = self.connect()
         self.say(renamer, "gus", "")
         self.say(renamer, "alice", "hi")
@@ -267,14 +281,21 @@ class RefusalTests(GolangCase):
             client = self.connect()
             client.sendMessage(payload)
             self.settle()
-            self.assertEqual((client.close_code, client.close_reason), (1008, reason))
+            self.assertRefused(client, reason, "")
 
     def test_limits_close(self) -> None:
         gus = self.connect()
         self.say(gus, "gus", "x" * 4001)
-        self.assertEqual(
-            (gus.close_code, gus.close_reason), (1008, "content is longer than 4000 characters")
-        )
+        self.assertRefused(gus, "content is longer than 4000 characters")
+
+    def test_kick(self) -> None:
+        """A moderator's kick is shown too, then closes."""
+        gus = self.connect()
+        self.say(gus, "gus", "")
+        self.service.kick("gus", "lobby", "spam")
+        self.settle()
+        self.assertEqual(gus.close_code, 1008)
+        self.assertIn(NOTICE_NAME.encode(), gus.take()[-1])
 
     def test_shutdown(self) -> None:
         gus = self.connect()
@@ -291,7 +312,7 @@ class RateTests(GolangCase):
         gus = self.connect()
         for body in ("one", "two", "three"):
             self.say(gus, "gus", body)
-        self.assertEqual((gus.close_code, gus.close_reason), (1008, "too many messages: slow down"))
+        self.assertRefused(gus, "too many messages: slow down")
 
 
 class HttpTests(GolangCase):

@@ -162,6 +162,29 @@ class MixedRoomEndToEndTests(LineEndToEndCase):
         self.assertEqual(mina.read_until_closed(), b"*** server shutting down, bye\n")
 
 
+class MaChatClientEndToEndTests(LineEndToEndCase):
+    """What MaChat's own ``chattcpclient`` does, found by running it
+    unchanged against parkchat: it writes the handshake with no newline
+    and then waits for its user to type."""
+
+    def test_handshake_without_newline(self) -> None:
+        """The listening client is in the room at once (a /ws member sees it
+        join) and receives the room's messages before it says anything;
+        it used to be left out until its first line, and closed after
+        ``--handshake-timeout`` if it stayed silent."""
+        dora = self.room_member("dora")
+        mina = self.tcp()
+        mina.send(handshake("mina").encode("utf-8"))
+        self.assertEqual(self.frame(dora)["content"], "mina has joined the room")
+        tom = self.tcp_join("tom")
+        self.frame(dora)  # tom joined
+        tom.send_line("hi mina")
+        self.assertEqual(mina.read_line(), "tom:hi mina")
+        mina.send_line("hi tom")
+        self.assertEqual(mina.read_line(), "mina:hi tom")
+        self.assertEqual(tom.read_lines(2), ["tom:hi mina", "mina:hi tom"])
+
+
 class IdentityEndToEndTests(LineEndToEndCase):
     """Bad handshakes and registered users over TCP."""
 

@@ -419,6 +419,25 @@ class StreamBehaviour(StreamHelpers):
         self.settle()
         self.assertEqual(mina.take(), ["mina:straight away"])
 
+    def test_handshake_without_newline(self) -> None:
+        """MaChat's own clients (``chattcpclient``, ``chatwebsocketclient``)
+        send the handshake without a newline and then wait for their user
+        to type: such a client is in the room at once, receives the room's
+        messages and is not closed for want of a handshake."""
+        mina = self.connect_client()
+        mina.send_raw(handshake("mina"))
+        self.settle()
+        self.assertEqual(self.service.members("dev"), ["mina"])
+        ann = self.join("ann")
+        ann.send_line("hi mina")
+        self.settle()
+        self.assertEqual(mina.take(), ["ann:hi mina"])
+        self.advance(HANDSHAKE_TIMEOUT + 1)
+        self.assertFalse(mina.closed)
+        mina.send_line("hello ann")
+        self.settle()
+        self.assertEqual(ann.take(), ["ann:hi mina", "mina:hello ann"])
+
     def test_handshake_spread_over_lines(self) -> None:
         """A pretty-printed handshake over several lines is accepted."""
         mina = self.connect_client()
@@ -1072,6 +1091,44 @@ class LineFramingTests(StreamHelpers, LineCarrier, StreamCase):
             zoe.send_bytes(data[i : i + 1])
             self.settle()
         self.assertEqual(zoe.received.decode(), "Zoë:naïve\n")
+
+    def test_handshake_without_newline_then_split_line(self) -> None:
+        """After a handshake that came without its newline, what follows
+        it in the same packet starts the next line, finished by the next
+        packet; the newline that may still follow the handshake is a blank
+        line, ignored."""
+        mina = self.connect()
+        mina.send_bytes(handshake("mina").encode() + b"hel")
+        self.settle()
+        self.assertEqual(self.service.members("dev"), ["mina"])
+        mina.send_bytes(b"lo\n")
+        self.settle()
+        self.assertEqual(mina.received, b"mina:hello\n")
+        ann = self.connect()
+        ann.send_bytes(handshake("ann").encode())
+        self.settle()
+        ann.send_bytes(b"\n")
+        ann.send_bytes(b"hi\n")
+        self.settle()
+        self.assertEqual(ann.received, b"ann:hi\n")
+
+    def test_unfinished_values_wait_for_the_newline(self) -> None:
+        """Only a complete JSON object is taken early: a handshake cut
+        short, or a value that is not an object, waits for its newline
+        (then is refused, if it is not a handshake)."""
+        half = self.connect()
+        half.send_bytes(b'{"name": "mina", "ro')
+        self.settle()
+        self.assertEqual(self.service.members("dev"), [])
+        half.send_bytes(b'om": "dev"}')
+        self.settle()
+        self.assertEqual(self.service.members("dev"), ["mina"])
+        number = self.connect()
+        number.send_bytes(b"12")
+        self.settle()
+        self.assertFalse(number.lost)
+        number.send_bytes(b"3\n")
+        self.assertRefused(number, "invalid_request")
 
     def test_everything_in_one_packet(self) -> None:
         """Handshake and several lines in one packet: none is lost."""

@@ -35,7 +35,11 @@ What parkchat does its own way:
 * An empty or blank body is not posted. A message parkchat refuses (a name
   it does not admit, too long, too fast, not JSON) closes the connection
   with 1008 and the reason: golang-chat has no error message, and the seed
-  dropped or deadlocked instead.
+  dropped or deadlocked instead. Just before that close (and a moderator's
+  kick) the client gets one message from ``NOTICE_NAME`` saying why, with
+  the ``timestamp`` of its own last frame: the seed's page ignores close
+  reasons, so without it a refused visitor (a name with a space, a second
+  ``Anonymous``) would see nothing at all.
 """
 
 from __future__ import annotations
@@ -72,6 +76,10 @@ CLOSE_INTERNAL = 1011
 PENDING_STAMPS = 64
 #: Client timestamps remembered for stored messages (the past shows them).
 REMEMBERED = 1000
+
+#: Who the notice before a refusal's close is from: not a valid nickname, so
+#: no guest or account can be mistaken for it.
+NOTICE_NAME = "(parkchat)"
 
 #: golang-chat's ``chat.Message``: what a client frame is read into.
 FRAME_FIELDS = {"userName": str, "body": str, "timestamp": str}
@@ -179,6 +187,8 @@ class GolangChatProtocol(ParkchatServerProtocol, Participant):  # type: ignore[m
         self._closing = False
         #: Live messages held while the past is being sent: (id, frame).
         self._held: list[tuple[int, Any]] | None = None
+        #: The ``timestamp`` of the client's latest frame (for a notice).
+        self._stamp = ""
 
     @property
     def encoder(self) -> IEncoder:
@@ -220,6 +230,7 @@ class GolangChatProtocol(ParkchatServerProtocol, Participant):  # type: ignore[m
             self._busy = False
 
     async def _handle(self, frame: dict[str, Any]) -> None:
+        self._stamp = frame["timestamp"]
         service = self.factory.context.service
         room = self.factory.room
         name = frame["userName"]
@@ -280,9 +291,19 @@ class GolangChatProtocol(ParkchatServerProtocol, Participant):  # type: ignore[m
     # -- errors and closing -----------------------------------------------------
 
     def write_error(self, error: ChatError, request_id: Any) -> None:
-        """golang-chat has no error message: close, saying why."""
+        """golang-chat has no error message: tell the client in a message
+        of its own format, then close, saying why."""
         code = CLOSE_INTERNAL if error.http_status >= 500 else CLOSE_POLICY
-        self._close(code, error.message)
+        self._refuse(code, error.message)
+
+    def _refuse(self, code: int, reason: str) -> None:
+        """A notice the seed's page can show (it shows every frame as a
+        message and ignores close reasons), then the close."""
+        if self._closing:
+            return
+        notice = f"{reason.rstrip('.')}. You are disconnected: reload the page to try again."
+        self.sendMessage(go_encode(message_dict(NOTICE_NAME, notice, self._stamp)))
+        self._close(code, reason)
 
     def say_goodbye(self, goodbye: Goodbye, reason: DisconnectReason) -> None:
         self._close(goodbye.code, reason.text)
@@ -304,7 +325,7 @@ class GolangChatProtocol(ParkchatServerProtocol, Participant):  # type: ignore[m
             self.write_prepared(payload[1])
 
     def removed(self, room: str, reason: str) -> None:
-        self._close(CLOSE_POLICY, f"removed from {room}: {reason}")
+        self._refuse(CLOSE_POLICY, f"removed from {room}: {reason}")
 
     def direct(self, message: DirectMessage) -> bool:
         return False  # golang-chat has no direct messages (and guests get none)

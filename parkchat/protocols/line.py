@@ -61,12 +61,29 @@ class LineChatProtocol(Protocol):
                 continue
             self._line(line, limit)
         rest = buffer[start:]
+        if rest and self.session is not None and not self._discarding:
+            rest = self._early_handshake(rest)
         if len(rest) > limit:
             if not self._discarding:
                 self._too_long(limit)
             self._discarding = True
             rest = b""
         self._buffer = rest
+
+    def _early_handshake(self, rest: bytes) -> bytes:
+        """A handshake without its newline (MaChat's clients send none)
+        counts as soon as its JSON object is complete; what follows it
+        stays as the start of the next line."""
+        assert self.session is not None
+        try:
+            text = rest.decode("utf-8")
+        except UnicodeDecodeError:
+            return rest  # perhaps a character cut in two: wait for the rest
+        end = self.session.handshake_end(text)
+        if not end:
+            return rest
+        self.session.line_received(text[:end])
+        return text[end:].encode("utf-8")
 
     def _line(self, line: bytes, limit: int) -> None:
         assert self.session is not None

@@ -223,6 +223,30 @@ class StreamSession(Participant):
 
     # -- handshake ---------------------------------------------------------
 
+    def handshake_end(self, text: str) -> int:
+        """How many characters of ``text`` (the start of a line whose newline
+        has not arrived) complete a pending handshake object; 0 if none do.
+
+        MaChat's own clients send the handshake without a newline and then
+        wait for the user to type (the seed decodes the JSON value as soon as
+        it is complete): a carrier that waited for the newline would leave a
+        listening client out of the room, then close it for not sending a
+        handshake. Only an object counts (a number could still grow); the
+        carrier hands those characters to ``line_received`` and keeps the rest
+        as the start of the next line.
+        """
+        if self._state != "handshake":
+            return 0
+        document = self._handshake + text
+        start = len(document) - len(document.lstrip())
+        if not document.startswith("{", start):
+            return 0
+        try:
+            _, end = json.JSONDecoder().raw_decode(document, start)
+        except (json.JSONDecodeError, RecursionError):
+            return 0  # not complete yet (or never: the newline will tell)
+        return max(end - len(self._handshake), 0)
+
     def _handshake_line(self, text: str) -> None:
         self._handshake += text + "\n"
         document = self._handshake.lstrip()

@@ -1,0 +1,1 @@
+golang-chat: a visitor parkchat refuses (a name with a space, a second nameless `Anonymous`, too many messages, a kick) now receives one message from `(parkchat)` saying why before the connection closes with 1008. The seed's own `chat.html`, run against parkchat in Chromium, has no close handler: a refused visitor used to see a page that silently stopped working.
