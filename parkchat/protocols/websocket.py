@@ -183,6 +183,8 @@ class RoomSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[m
             self.write_prepared(prepare(with_seq(message)))
         held, self._held = self._held, None
         for payload, is_binary in held or ():
+            if self.state != self.STATE_OPEN:
+                break  # failed by one of them (not UTF-8), or closing
             self.onMessage(payload, is_binary)
 
     def _resume_failed(self, failure: Failure) -> None:
@@ -198,6 +200,8 @@ class RoomSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[m
             return
         try:
             data = self.decode_frame(payload, isBinary)
+            if data is None:
+                return  # not UTF-8: failed with 1007
             if "content" not in data:
                 raise InvalidRequest('"content" is required')
             self.factory.context.service.post_quietly(
@@ -236,6 +240,7 @@ class RoomSocketFactory(ParkchatSocketFactory):
     """Builds room connections; holds the shared encoder."""
 
     protocol = RoomSocketProtocol  # type: ignore[assignment]
+    decodes_text = True
 
     def __init__(
         self,
