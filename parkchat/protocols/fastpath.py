@@ -318,6 +318,10 @@ def _options_on_class(protocol: type, factory: Any) -> type:
             # a function stored on a class would become a method
             attrs[name] = staticmethod(value) if callable(value) else value
     attrs["CONFIG_ATTRS"] = ()
+    if getattr(protocol, "send_is_write_prepared", False):
+        # The adapter's ``send`` only calls ``write_prepared``: one Python
+        # call less per delivery (issue 18).
+        attrs["send"] = FastConnection.write_prepared
     return type(protocol.__name__, (FastConnection, protocol), attrs)
 
 

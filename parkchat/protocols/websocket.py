@@ -122,6 +122,9 @@ class RoomSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[m
     _held: list[tuple[bytes, bool]] | None = None
 
     surface = "room_ws"
+    #: ``send`` is ``write_prepared``: on the fast paths the generated class
+    #: binds it directly (``fastpath._options_on_class``).
+    send_is_write_prepared = True
     not_an_object = 'frame must be a JSON object like {"content": "..."}'
     goodbyes = {
         DisconnectReason.SHUTDOWN: Goodbye(CLOSE_GOING_AWAY),
