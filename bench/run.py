@@ -59,6 +59,9 @@ BCRYPT_ROUNDS = 12
 #: recommends for a busy API (through the server log, each line costs a fifth to
 #: a third of a cached history request).
 ACCESS_LOG = "--access-log-file {tmp}/access.log"
+#: ``--default-access-log``: the access log through the server log (standard
+#: output under ``twistd -n``, as users run it; issue 18) instead of ACCESS_LOG.
+DEFAULT_ACCESS_LOG = False
 INGEST_RATES = (2000, 5000, 7500, 10000, 12500, 15000, 20000, 30000)
 INGEST_P99_MS = 50.0
 INGEST_MIN_DELIVERY = 0.95
@@ -444,7 +447,7 @@ def parkchat_template(db: str) -> str:
     return (
         f"env {LIMITS_OFF} {shlex.quote(twistd_path())} -n --pidfile= parkchat "
         f"--port tcp:{{port}}:interface=127.0.0.1 --db {quote(db)} "
-        f"--bcrypt-rounds {BCRYPT_ROUNDS} {ACCESS_LOG}"
+        f"--bcrypt-rounds {BCRYPT_ROUNDS} {'' if DEFAULT_ACCESS_LOG else ACCESS_LOG}"
     )
 
 
@@ -1055,6 +1058,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--scenarios", default=",".join(ALL_SCENARIOS))
     ap.add_argument("--repeat", type=int, default=2, help="runs per server and scenario [2]")
     ap.add_argument("--quick", action="store_true", help="smoke run: 3 s windows, 1000 idle")
+    ap.add_argument(
+        "--default-access-log",
+        action="store_true",
+        help="run parkchat with the default access log (the server log) instead of a file",
+    )
     ap.add_argument("--connections", type=int, default=None, help="idle connections [5000]")
     ap.add_argument("--users", type=int, default=None, help="loadgen --users [100; quick 20]")
     ap.add_argument("--postgres", metavar="DSN", help="admin DSN: also run parkchat on PostgreSQL")
@@ -1089,6 +1097,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", default=str(REPO / "docs" / "performance.md"), help="'-': none")
     ap.add_argument("--results", type=Path, default=REPO / "bench" / "results")
     args = ap.parse_args(argv)
+    if args.default_access_log:
+        global DEFAULT_ACCESS_LOG
+        DEFAULT_ACCESS_LOG = True
     args.scenarios = [s for s in args.scenarios.split(",") if s]
     bad = set(args.scenarios) - set(ALL_SCENARIOS)
     if bad:

@@ -618,8 +618,9 @@ SETTINGS: tuple[Setting, ...] = (
         _any_text,
         "Write the access log to this file (combined log format, one line per "
         "request, written once per event-loop turn; rotates at 64 MiB keeping 8 "
-        "old files) instead of the server log; much cheaper on a busy API. "
-        "Empty = the server log.",
+        "old files) instead of the server log (much cheaper on a busy API, "
+        "except under twistd -n logging to standard output, where the server log "
+        "is written the same buffered way). Empty = the server log.",
         "PATH",
     ),
     Setting(

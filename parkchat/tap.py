@@ -12,7 +12,7 @@ import secrets
 import sys
 from collections.abc import Callable, Mapping
 from types import ModuleType
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 from twisted.application.internet import StreamServerEndpointService
@@ -242,6 +242,32 @@ class ThreadPoolService(Service):
     def stopService(self) -> None:
         super().stopService()
         self.pool.stop()
+
+
+def server_log_stream(options: Any, stdout: IO[str] | None = None) -> IO[str] | None:
+    """The stream twistd will write the server log to as plain text, if it
+    is standard output: under ``twistd -n`` without ``--logfile`` (or with
+    ``--logfile -``), ``--logger`` or ``--syslog``, the same choice twistd's
+    ``UnixAppLogger`` makes from the same options (``options.parent``). None
+    otherwise (a log file twistd rotates, a custom observer, syslog, or not
+    under twistd): the access log then goes through the log observers.
+
+    Called from ``makeService``, before twistd starts logging and replaces
+    ``sys.stdout``: the stream returned is the one twistd's observer writes.
+    """
+    parent = getattr(options, "parent", None)
+    if parent is None:
+        return None
+    try:
+        logger, logfile, nodaemon = parent["logger"], parent["logfile"], parent["nodaemon"]
+        syslog = parent.get("syslog")
+    except (KeyError, TypeError):
+        return None  # not twistd's ServerOptions
+    if logger is not None or syslog:
+        return None
+    if logfile == "-" or (nodaemon and not logfile):
+        return stdout if stdout is not None else sys.stdout
+    return None
 
 
 def access_log_path(path: str, environ: Mapping[str, str]) -> str | None:
@@ -565,6 +591,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
 
     access_log_file = access_log_path(settings.access_log_file, os.environ)
     check_access_log(access_log_file)
+    server_log = server_log_stream(options)
     store = open_store(settings.db, reactor, settings.db_pool_size)
     bus: IBus | None = None
     instance_id = ""
@@ -724,6 +751,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         admin_token=settings.admin_token or None,
         access_log=settings.access_log,
         access_log_file=access_log_file,
+        server_log=server_log,
         http_timeout=settings.http_timeout,
         metrics=metrics if settings.metrics == "yes" else None,
         metrics_token=settings.metrics_token or None,
@@ -791,6 +819,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
             make_dialect_site(
                 root,
                 access_log=settings.access_log,
+                server_log=server_log,
                 http_timeout=settings.http_timeout,
                 trusted_proxies=trusted_proxies,
             )

@@ -1476,6 +1476,17 @@ class BadFrameTests(AppSocketCase):
             )
         self.assertUsable()
 
+    def test_not_utf8(self) -> None:
+        """A text message that is not UTF-8 closes with 1007 (the strict
+        decode before the JSON parser checks it; Autobahn's validator is
+        off), and what the client sent behind it is not handled."""
+        self.assertFalse(self.factory.protocol.utf8validateIncoming)
+        self.alice.sendMessage(b'{"type": "message", "body": "\xed\xa0\x80"}')
+        self.alice.sendMessage(b'{"type": "message", "body": "after"}')
+        self.settle()
+        self.assertEqual(self.alice.close_code, 1007)
+        self.assertEqual([f for f in self.bob.take() if f["type"] == "message"], [])
+
     def test_binary_frame(self) -> None:
         """A binary frame: ``invalid_request``."""
         self.alice.sendMessage(b'{"type":"ping"}', isBinary=True)

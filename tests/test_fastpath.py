@@ -274,6 +274,8 @@ class TransportPathsTests(TestCase):
             (protocol.__module__, protocol.__qualname__),
             ("parkchat.protocols.websocket", "RoomSocketProtocol"),
         )
+        # A room member's send is the fast write, without a call in between.
+        self.assertIs(protocol.send, FastConnection.write_prepared)
         # New options rebuild the class from the adapter's, not on top of the last one.
         room.setProtocolOptions(maxMessagePayloadSize=10)
         self.assertEqual(room.protocol.__mro__[1:3], (FastConnection, RoomSocketProtocol))

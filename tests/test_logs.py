@@ -15,10 +15,15 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import (
     ILogObserver,
     LogEvent,
+    Logger,
+    LoggingFile,
     eventAsJSON,
     formatEvent,
     globalLogPublisher,
+    textFileLogObserver,
 )
+from twisted.logger import _logger as logger_module
+from twisted.python import log as legacy_log
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
@@ -26,9 +31,15 @@ from parkchat.logs import event_as_json, json_file_observer, json_observer
 from parkchat.protocols.line import LineChatFactory
 from parkchat.protocols.stream import StreamOptions
 from parkchat.protocols.unified import AppSocketFactory
-from parkchat.tap import JSON_OBSERVER, Options
+from parkchat.tap import JSON_OBSERVER, Options, server_log_stream
 from parkchat.tokens import TokenAuthority, TokenVerifier
-from parkchat.web.site import AccessLogFile, redact_uri
+from parkchat.web.site import (
+    SERVER_LOG_FLUSH_SECONDS,
+    SERVER_LOG_MAX_LINES,
+    AccessLogFile,
+    ServerLogLines,
+    redact_uri,
+)
 from tests.helpers import adapter_context, make_service, site_for
 
 PASSWORD = "Pa55word-never-logged"
@@ -253,3 +264,149 @@ class BufferedAccessLogTests(TestCase):
             sorted(os.listdir(self.dir)), ["access.log", "access.log.1", "access.log.2"]
         )
         self.assertIn("line 29", self.read())
+
+
+#: 2026-12-04T18:30:05.250 UTC: a fixed moment for both log paths.
+WHEN = 1796322605.25
+
+ACCESS_LINE = (
+    '"127.0.0.1" - - [04/Dec/2026:18:30:05 +0000] "GET /history/lobby HTTP/1.1" 200 2 "-" "wrk"'
+)
+
+
+class ServerLogLinesTests(TestCase):
+    """The default access-log target under ``twistd -n``: the same text as
+    twistd's observer writes for twisted.web's ``log.logfile``, buffered."""
+
+    def through_observers(self, data: str) -> str:
+        """What twistd's text observer writes for ``data`` written to
+        twisted.web's default target, ``log.logfile``, at ``WHEN``: a
+        ``LoggingFile`` like it (same namespace and level) in front of
+        ``textFileLogObserver``, as twistd sets it up."""
+        out = io.StringIO()
+        default = legacy_log.logfile
+        assert isinstance(default, LoggingFile)
+        target = LoggingFile(
+            Logger(namespace=default.log.namespace, observer=textFileLogObserver(out)),
+            level=default.level,
+        )
+        self.patch(logger_module, "time", lambda: WHEN)
+        target.write(data)
+        return out.getvalue()
+
+    def through_buffer(self, data: str) -> str:
+        out = io.StringIO()
+        clock = Clock()
+        lines = ServerLogLines(out, clock, clock=lambda: WHEN)
+        lines.write(data)
+        self.assertEqual(out.getvalue(), "")
+        clock.advance(SERVER_LOG_FLUSH_SECONDS)
+        return out.getvalue()
+
+    def test_same_text_as_the_observer(self) -> None:
+        """A line reads exactly as twistd's observer writes it, timestamp and
+        ``[system]`` included."""
+        expected = self.through_observers(ACCESS_LINE + "\n")
+        self.assertTrue(expected.endswith(ACCESS_LINE + "\n"), expected)
+        self.assertIn(" [twisted.python.log#info] ", expected)
+        self.assertEqual(self.through_buffer(ACCESS_LINE + "\n"), expected)
+
+    def test_several_lines_in_one_write(self) -> None:
+        """A write holding several lines gives one log line each."""
+        data = ACCESS_LINE + "\n" + ACCESS_LINE.replace("lobby", "other") + "\n"
+        expected = self.through_observers(data)
+        self.assertEqual(expected.count("\n"), 2)
+        self.assertEqual(self.through_buffer(data), expected)
+
+    def test_timestamp_follows_the_clock(self) -> None:
+        """The timestamp is formatted once a second, and changes with it."""
+        out = io.StringIO()
+        clock = Clock()
+        now = [WHEN]
+        lines = ServerLogLines(out, clock, clock=lambda: now[0])
+        lines.write("a\n")
+        now[0] += 0.5
+        lines.write("b\n")
+        now[0] += 1
+        lines.write("c\n")
+        lines.flush()
+        a, b, c = (line.split(" ")[0] for line in out.getvalue().splitlines())
+        self.assertEqual(a, b)
+        self.assertNotEqual(b, c)
+
+    def test_written_on_a_timer_at_a_size_and_at_close(self) -> None:
+        """Lines wait for the timer (one write for all of them), are written
+        at once when ``SERVER_LOG_MAX_LINES`` wait, and ``close`` writes the
+        rest without closing the stream (it is twistd's)."""
+        out = io.StringIO()
+        clock = Clock()
+        lines = ServerLogLines(out, clock, clock=lambda: WHEN)
+        lines.write("one\n")
+        lines.write("two\n")
+        clock.advance(SERVER_LOG_FLUSH_SECONDS / 2)
+        self.assertEqual(out.getvalue(), "")
+        clock.advance(SERVER_LOG_FLUSH_SECONDS / 2)
+        self.assertEqual(len(out.getvalue().splitlines()), 2)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        for _ in range(SERVER_LOG_MAX_LINES):
+            lines.write("many\n")
+        self.assertEqual(len(out.getvalue().splitlines()), 2 + SERVER_LOG_MAX_LINES)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        lines.write("last\n")
+        lines.close()
+        self.assertTrue(out.getvalue().endswith("] last\n"))
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertFalse(out.closed)
+
+    def test_site_writes_to_the_server_log_stream(self) -> None:
+        """With ``server_log``, a site's requests reach that stream (redacted,
+        at the flush or when the site stops) and no log event is emitted."""
+        service, _, clock = make_service()
+        self.addCleanup(service.stopService)
+        out = io.StringIO()
+        site = site_for(service, server_log=out)
+        site.reactor = clock
+        site.startFactory()
+        events: list[Any] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        for uri in (b"/health", b"/history/x?token=sekrit-token-value"):
+            protocol = site.buildProtocol(None)
+            transport = StringTransport()
+            protocol.makeConnection(transport)
+            protocol.dataReceived(b"GET " + uri + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            clock.advance(0)
+            protocol.connectionLost(Failure(ConnectionDone()))
+        site.stopFactory()
+        lines = out.getvalue().splitlines()
+        self.assertEqual(len(lines), 2, lines)
+        self.assertIn('"GET /health HTTP/1.1" 200', lines[0])
+        self.assertNotIn("sekrit-token-value", lines[1])
+        self.assertFalse([e for e in events if "GET /health" in formatEvent(e)])
+
+
+class ServerLogStreamTests(TestCase):
+    """``tap.server_log_stream``: standard output exactly when twistd writes
+    its text log there."""
+
+    def stream(self, twistd: dict[str, Any] | None) -> Any:
+        options = Options()
+        if twistd is not None:
+            options.parent = {"logger": None, "logfile": None, "nodaemon": 0, "syslog": 0, **twistd}
+        return server_log_stream(options, stdout=self.stdout)
+
+    def setUp(self) -> None:
+        self.stdout = io.StringIO()
+
+    def test_nodaemon_without_logfile(self) -> None:
+        self.assertIs(self.stream({"nodaemon": 1}), self.stdout)
+        self.assertIs(self.stream({"nodaemon": 1, "logfile": "-"}), self.stdout)
+
+    def test_anything_else_goes_through_the_observers(self) -> None:
+        """A log file (twistd rotates it), a daemon's twistd.log, a custom
+        ``--logger`` (``--log-format json``), syslog, or no twistd at all."""
+        self.assertIsNone(self.stream({"nodaemon": 1, "logfile": "chat.log"}))
+        self.assertIsNone(self.stream({}))
+        self.assertIsNone(self.stream({"nodaemon": 1, "logger": JSON_OBSERVER}))
+        self.assertIsNone(self.stream({"nodaemon": 1, "syslog": 1}))
+        self.assertIsNone(self.stream(None))

@@ -139,7 +139,6 @@ class ParticipantTests(ParticipantCase):
             (b'{"content": "x"}', True, "binary frames are not accepted; send JSON text"),
             (b"{content", False, "frame is not valid JSON"),
             (b"[" * 100_000, False, "frame is not valid JSON"),
-            ('{"type": "ping"}'.encode("utf-16"), False, "frame is not valid JSON"),
             (b"\xef\xbb\xbf{}", False, "frame is not valid JSON"),
         ]
         for adapter in (room, app):
@@ -154,6 +153,17 @@ class ParticipantTests(ParticipantCase):
             with self.assertRaises(InvalidRequest) as caught:
                 adapter.decode_frame(b"[1]", False)
             self.assertEqual(caught.exception.message, message)
+
+    def test_decode_frame_not_utf8(self) -> None:
+        """A message that is not UTF-8 (UTF-16 here, which ``json.loads``
+        would accept from bytes) is handed to ``invalid_utf8``, which fails
+        the connection, and decodes to None."""
+        for adapter in (self.room_protocol(), self.app_protocol()):
+            failed: list[UnicodeDecodeError] = []
+            adapter.invalid_utf8 = failed.append  # type: ignore[method-assign]
+            self.assertIsNone(adapter.decode_frame('{"type": "ping"}'.encode("utf-16"), False))
+            self.assertEqual(len(failed), 1)
+            self.assertEqual(failed[0].start, 0)
 
     def test_send_error_counted_per_surface(self) -> None:
         """Every error reply is counted under its adapter's surface."""

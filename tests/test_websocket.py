@@ -31,6 +31,7 @@ from txaio._common import _BatchedTimer
 
 from parkchat.limits import Limits
 from parkchat.model import User
+from parkchat.protocols.fastpath import FAST, PLAIN
 from parkchat.protocols.participant import AdapterContext
 from parkchat.protocols.websocket import RoomSocketFactory, RoomSocketProtocol
 from tests.helpers import FakeParticipant, adapter_context, make_service, settle_pumps, site_for
@@ -87,6 +88,13 @@ class RecordingClient(WebSocketClientProtocol):
     @property
     def close_code(self) -> int | None:
         return self.closed[1] if self.closed is not None else None
+
+
+#: Text messages that are not UTF-8 (RFC 3629), each inside a JSON string:
+#: a stray continuation byte, an overlong "/", an encoded surrogate (which
+#: ``json.loads`` on bytes would let through), a code point past U+10FFFF,
+#: a sequence cut off at the end, and a byte that never occurs.
+NOT_UTF8 = (b"\x80", b"\xc0\xaf", b"\xed\xa0\x80", b"\xf4\x90\x80\x80", b"\xe2\x82", b"\xff")
 
 
 class WebSocketCase(TestCase):
@@ -594,6 +602,30 @@ class BadFrameTests(WebSocketCase):
         self.settle()
         self.assertEqual(self.alice.close_code, 1007)
         self.assertEqual([f["content"] for f in self.bob.take()], ["alice has left the room"])
+
+    def test_not_utf8(self) -> None:
+        """Whatever makes a text message not UTF-8 (our own strict decode
+        checks it, Autobahn's validator being off) closes with 1007, and a
+        message sent right behind it on the same connection is not posted."""
+        self.assertFalse(self.factory.protocol.utf8validateIncoming)
+        for n, bad in enumerate(NOT_UTF8):
+            client = self.connect("carol")
+            self.bob.take()
+            client.sendMessage(b'{"content": "a' + bad + b'"}')
+            client.send_json({"content": f"after {n}"})
+            self.settle()
+            self.assertEqual(client.close_code, 1007, bad)
+            self.assertEqual(
+                [f["content"] for f in self.bob.take()], ["carol has left the room"], bad
+            )
+        self.assertEqual(self.successResultOf(self.store.recent_messages("lobby", 50)), [])
+
+    def test_utf8_validation_only_where_decoded(self) -> None:
+        """Autobahn's validator is off only on the fast paths, where the
+        failure goes through Autobahn's own method; the plain path keeps it."""
+        for paths, validates in ((FAST, False), (PLAIN, True)):
+            factory = RoomSocketFactory(adapter_context(self.service, self.clock, paths=paths))
+            self.assertIs(factory.utf8validateIncoming, validates)
 
     def test_content_too_long(self) -> None:
         """Content over the length limit is a ``content_too_long`` error."""

@@ -99,23 +99,38 @@ class Participant:
 
     # -- input ---------------------------------------------------------------------
 
-    def decode_frame(self, payload: bytes, is_binary: bool) -> dict[str, Any]:
-        """A WebSocket message as the JSON object it must be, or InvalidRequest.
+    def decode_frame(self, payload: bytes, is_binary: bool) -> dict[str, Any] | None:
+        """A WebSocket message as the JSON object it must be, or InvalidRequest;
+        None if it is not UTF-8 (``invalid_utf8`` has been called: the
+        connection is being failed, nothing more of it is handled).
 
-        Decoded as UTF-8 before parsing (RFC 8259): ``json.loads`` would
-        otherwise sniff bytes for UTF-16/32 and a byte-order mark, and accept
-        frames no client meant. Text frames arrive as valid UTF-8 (Autobahn
-        closes with 1007 otherwise); binary ones are refused.
+        Decoded as strict UTF-8 before parsing (RFC 8259): ``json.loads``
+        would otherwise sniff bytes for UTF-16/32 and a byte-order mark, and
+        let encoded surrogates through (``surrogatepass``). Where Autobahn
+        validates text frames itself (``utf8validateIncoming``) a text
+        message arrives as valid UTF-8; where that is off (the fast paths of
+        ``/ws/{room}`` and ``/ws``) this decode is the check. Binary frames
+        are refused.
         """
         if is_binary:
             raise InvalidRequest("binary frames are not accepted; send JSON text")
         try:
-            value = json.loads(payload.decode("utf-8"))
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError as e:
+            self.invalid_utf8(e)
+            return None
+        try:
+            value = json.loads(text)
         except (ValueError, RecursionError) as e:  # RecursionError: nested too deeply
             raise InvalidRequest("frame is not valid JSON") from e
         if not isinstance(value, dict):
             raise InvalidRequest(self.not_an_object)
         return value
+
+    def invalid_utf8(self, error: UnicodeDecodeError) -> None:
+        """A text message that is not UTF-8: WebSocket adapters fail the
+        connection (1007); the default refuses the message."""
+        raise InvalidRequest("frame is not valid UTF-8")
 
     # -- errors --------------------------------------------------------------------
 

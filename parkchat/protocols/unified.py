@@ -394,6 +394,8 @@ class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
         request_id: Any = None
         try:
             frame = self.decode_frame(payload, isBinary)
+            if frame is None:
+                return  # not UTF-8: failed with 1007
             request_id = frame.get("id")
             kind = frame.get("type")
             if not isinstance(kind, str):
@@ -962,6 +964,7 @@ class AppSocketFactory(ParkchatSocketFactory):
     the limits they apply."""
 
     protocol = AppSocketProtocol  # type: ignore[assignment]
+    decodes_text = True
 
     def __init__(
         self,

@@ -122,6 +122,9 @@ class RoomSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[m
     _held: list[tuple[bytes, bool]] | None = None
 
     surface = "room_ws"
+    #: ``send`` is ``write_prepared``: on the fast paths the generated class
+    #: binds it directly (``fastpath._options_on_class``).
+    send_is_write_prepared = True
     not_an_object = 'frame must be a JSON object like {"content": "..."}'
     goodbyes = {
         DisconnectReason.SHUTDOWN: Goodbye(CLOSE_GOING_AWAY),
@@ -183,6 +186,8 @@ class RoomSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[m
             self.write_prepared(prepare(with_seq(message)))
         held, self._held = self._held, None
         for payload, is_binary in held or ():
+            if self.state != self.STATE_OPEN:
+                break  # failed by one of them (not UTF-8), or closing
             self.onMessage(payload, is_binary)
 
     def _resume_failed(self, failure: Failure) -> None:
@@ -198,6 +203,8 @@ class RoomSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[m
             return
         try:
             data = self.decode_frame(payload, isBinary)
+            if data is None:
+                return  # not UTF-8: failed with 1007
             if "content" not in data:
                 raise InvalidRequest('"content" is required')
             self.factory.context.service.post_quietly(
@@ -236,6 +243,7 @@ class RoomSocketFactory(ParkchatSocketFactory):
     """Builds room connections; holds the shared encoder."""
 
     protocol = RoomSocketProtocol  # type: ignore[assignment]
+    decodes_text = True
 
     def __init__(
         self,
