@@ -203,6 +203,19 @@ class ResyncEvent(ControlEvent):
     KIND: ClassVar[str] = "resync"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NameClaimedEvent(ControlEvent):
+    """An account was registered as ``nickname``: every instance closes its
+    guests (and external-token users) whose names look like it (the same
+    ``model.name_skeleton``, ``skeleton``), telling them why, so that none
+    of them can go on speaking under the account's name."""
+
+    KIND: ClassVar[str] = "name_claimed"
+
+    nickname: str
+    skeleton: str
+
+
 #: Every control event by its wire name.
 CONTROL_EVENTS: Final[dict[str, type[ControlEvent]]] = {
     cls.KIND: cls
@@ -215,6 +228,7 @@ CONTROL_EVENTS: Final[dict[str, type[ControlEvent]]] = {
         CutoffEvent,
         SessionEvent,
         ResyncEvent,
+        NameClaimedEvent,
     )
 }
 
@@ -330,6 +344,7 @@ def message_to_wire(message: Message) -> dict[str, Any]:
         "user_id": message.user_id,
         "event": message.event,
         "origin": message.origin,
+        "guest": message.guest,
     }
 
 
@@ -347,6 +362,8 @@ def message_from_wire(data: dict[str, Any]) -> Message:
         user_id=data.get("user_id"),
         event=data.get("event"),
         origin=data.get("origin"),
+        # Older senders: none (a chat message's is then user_id is None).
+        guest=data["guest"] if isinstance(data.get("guest"), bool) else None,
     )
 
 

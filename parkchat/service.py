@@ -29,6 +29,7 @@ from parkchat.events import (
     CutoffEvent,
     DirectMessageEvent,
     KickEvent,
+    NameClaimedEvent,
     ResyncEvent,
     RevokeEvent,
     SessionEvent,
@@ -143,6 +144,7 @@ class ChatService(Service):
             CutoffEvent: sessions.apply_cutoff,
             SessionEvent: sessions.apply_session,
             ResyncEvent: resync.apply,
+            NameClaimedEvent: sessions.apply_name_claimed,
         }
         self._housekeeping = LoopingCall(self._prune)
         self._housekeeping.clock = clock

@@ -474,8 +474,14 @@ def build_chat_service(
         metrics,
         limits,
     )
+    guest_rate = TokenBucketLimiter(
+        clock,
+        limits.guest_rate_per_ip,
+        limits.guest_burst_per_ip,
+        on_limited=metrics.rate_limit_hit,
+    )
     messages = MessageHandler(
-        store, writer, recent, connections, rooms, bus, clock, limits, metrics, rate
+        store, writer, recent, connections, rooms, bus, clock, limits, metrics, rate, guest_rate
     )
     direct = DirectMessageHandler(
         store, store, connections, bus, clock, limits, rate, instance_id=instance_id
@@ -555,6 +561,9 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         rate_burst=settings.rate_burst,
         max_connections_per_user=settings.max_connections_per_user,
         max_connections_per_ip=settings.max_connections_per_ip,
+        max_guests_per_ip=settings.max_guests_per_ip,
+        guest_rate_per_ip=settings.guest_rate_per_ip,
+        guest_burst_per_ip=settings.guest_burst_per_ip,
         rate_strict=settings.rate_limit_strict,
         login_failures=settings.login_failures,
         login_window=settings.login_window,

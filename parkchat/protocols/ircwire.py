@@ -180,10 +180,12 @@ def message_lines(prefix: str, command: str, target: str, content: str) -> list[
     return [head + piece for line in content.split("\n") for piece in wrap(line, room)]
 
 
-def user_prefix(nickname: str, host: str) -> str:
+def user_prefix(nickname: str, host: str, guest: bool = False) -> str:
     """``nick!nick@host``: how every member appears on IRC, whatever its
-    surface (parkchat has no ident or real host to show)."""
-    return f"{nickname}!{nickname}@{host}"
+    surface (parkchat has no ident or real host to show); a guest (no
+    account) as ``nick!~nick@host``, IRC's usual mark of an identity nobody
+    vouched for (clients show it in joins, WHO and message details)."""
+    return f"{nickname}!{'~' if guest else ''}{nickname}@{host}"
 
 
 def channel(room: str) -> str:
@@ -245,10 +247,10 @@ class IrcEncoder:
 
     def encode(self, message: Message) -> IrcEvent | None:
         if message.type == CHAT:
-            prefix = user_prefix(message.nickname, self.server_name)
+            prefix = user_prefix(message.nickname, self.server_name, message.guest)
             lines = message_lines(prefix, "PRIVMSG", channel(message.room), message.content)
         elif message.type == SYSTEM:
-            prefix = user_prefix(message.nickname, self.server_name)
+            prefix = user_prefix(message.nickname, self.server_name, message.guest)
             if message.event == JOINED:
                 lines = [f":{prefix} JOIN {channel(message.room)}"]
             elif message.event == LEFT:

@@ -61,12 +61,20 @@ HELP = (
 )
 
 
+#: Marks a guest's name on the line protocol (docs/line-protocol.md): no
+#: nickname can start with it, so ``~zed:hi`` is never the account ``zed``.
+GUEST_MARK = "~"
+
+
 def render_lines(message: Message) -> bytes:
-    """``nick:line\\n`` for every line of a chat message; system notices as
-    ``*** text``. Computed once per message for all stream members."""
+    """``nick:line\\n`` for every line of a chat message (``~nick:line`` from
+    a guest); system notices as ``*** text`` (a guest's join or leave as
+    ``*** ~nick has joined the room``). Computed once per message for all
+    stream members."""
+    mark = GUEST_MARK if message.guest else ""
     if message.type == SYSTEM:
-        return f"{NOTICE}{message.content}\n".encode()
-    prefix = message.nickname + ":"
+        return f"{NOTICE}{mark}{message.content}\n".encode()
+    prefix = mark + message.nickname + ":"
     return "".join(f"{prefix}{line}\n" for line in message.content.split("\n")).encode()
 
 

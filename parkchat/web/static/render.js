@@ -24,8 +24,10 @@ export function entryNode(entry) {
 
 /**
  * A message: time, sender, text.
- * @param {object} m  {id, username, body, timestamp, mine, mention,
+ * @param {object} m  {id, username, guest, body, timestamp, mine, mention,
  *   state: null | "pending" | "unconfirmed" | "failed", error}
+ * A guest's name (no account: anyone may have taken it) is followed by a
+ * "guest" badge, as text.
  */
 export function messageItem(m) {
   const classes = ["msg"];
@@ -37,9 +39,18 @@ export function messageItem(m) {
     time.dateTime = m.timestamp;
     time.title = localDateTime(m.timestamp);
   }
+  const user = el("span", { className: "msg-user", text: m.username, attrs: { dir: "auto" } });
+  // One grid cell for the sender: the name, and for a guest its badge.
+  const sender = m.guest
+    ? el("span", { className: "msg-sender" }, [
+        user,
+        " ",
+        el("span", { className: "guest-badge", text: "guest", attrs: { title: "not a registered account" } }),
+      ])
+    : user;
   const li = el("li", { className: classes.join(" ") }, [
     time,
-    el("span", { className: "msg-user", text: m.username, attrs: { dir: "auto" } }),
+    sender,
     el("div", { className: "msg-body", attrs: { dir: "auto" } }, richText(m.body)),
   ]);
   if (m.state === "failed") li.append(el("span", { className: "msg-error", text: m.error }));

@@ -199,11 +199,15 @@ export class Rooms {
     const me = this.session.me;
     for (const m of messages) {
       if (!m || typeof m.id !== "number" || typeof m.body !== "string" || room.log.has(m.id)) continue;
-      const mine = this.session.isMe(m.username);
+      // A guest is never me, even under my name (one who held it before
+      // the account was registered): its messages keep their "guest" badge.
+      const guest = m.guest === true;
+      const mine = !guest && this.session.isMe(m.username);
       if (mine) this.composer.adoptResumed(room, m);
       fresh.push({
         id: m.id,
         username: String(m.username),
+        guest,
         body: m.body,
         timestamp: m.timestamp,
         mine,

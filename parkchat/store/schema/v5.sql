@@ -1,0 +1,124 @@
+-- parkchat schema, version 5: the complete schema for a new database.
+-- Later versions add vN.sql (complete) and upgrade-to-vN.sql (from N-1).
+
+CREATE TABLE schema_version (
+    version INTEGER NOT NULL
+);
+
+-- name_skeleton: the confusable skeleton of the nickname
+-- (parkchat.model.name_skeleton): no two accounts look alike; NULL only for
+-- an account that looked like an older one before version 5 (both kept).
+-- Written as SQLite records the table after upgrade-to-v5.sql's ALTER TABLE.
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    nickname TEXT NOT NULL,
+    -- casefolded nickname: "Alice" and "alice" are one account
+    nickname_key TEXT NOT NULL UNIQUE,
+    -- bcrypt hash (ASCII) of the SHA-256-prehashed password
+    password_hash TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    password_changed_ms INTEGER NOT NULL
+, name_skeleton TEXT);
+
+-- no two accounts whose names look alike (NULLs: accounts kept from before
+-- version 5 that looked like an older one)
+CREATE UNIQUE INDEX users_name_skeleton ON users (name_skeleton);
+
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    room TEXT NOT NULL,
+    user_id INTEGER REFERENCES users (id),
+    nickname TEXT NOT NULL,
+    content TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    type TEXT NOT NULL DEFAULT 'chat',
+    -- the message's position in its room: 1, 2, 3, ... (room_sequences)
+    seq INTEGER NOT NULL
+);
+
+-- history: the last N messages of a room, and paging by id
+CREATE INDEX messages_room_id ON messages (room, id);
+
+-- one message per position in a room; gap fills and resumes read ranges of it
+CREATE UNIQUE INDEX messages_room_seq ON messages (room, seq);
+
+-- per room, the seq of its last message stored: a batch bumps it by its
+-- message count in the transaction that stores them
+CREATE TABLE room_sequences (
+    room TEXT PRIMARY KEY,
+    last_seq INTEGER NOT NULL
+);
+
+
+CREATE TABLE server_settings (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE direct_messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    from_user_id INTEGER NOT NULL REFERENCES users (id),
+    to_user_id INTEGER NOT NULL REFERENCES users (id),
+    content TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    -- 0 until the recipient has been handed the message
+    delivered INTEGER NOT NULL DEFAULT 0,
+    -- the message's position in the conversation of the two accounts (either
+    -- direction): 1, 2, 3, ... (conversation_sequences)
+    seq INTEGER NOT NULL
+);
+
+-- get_offline: a recipient's undelivered messages, oldest first
+CREATE INDEX direct_messages_pending ON direct_messages (to_user_id, delivered, id);
+
+-- direct_history: the last N messages between two accounts, one search per
+-- direction (from, to), and paging by id
+CREATE INDEX direct_messages_pair ON direct_messages (from_user_id, to_user_id, id);
+
+-- a conversation by seq: one search per direction, as by id
+CREATE INDEX direct_messages_seq ON direct_messages (from_user_id, to_user_id, seq);
+
+-- per conversation (the pair of accounts, lower id first; equal for notes to
+-- self), the seq of its last message
+CREATE TABLE conversation_sequences (
+    low_user_id INTEGER NOT NULL REFERENCES users (id),
+    high_user_id INTEGER NOT NULL REFERENCES users (id),
+    last_seq INTEGER NOT NULL,
+    PRIMARY KEY (low_user_id, high_user_id)
+);
+
+CREATE TABLE bans (
+    user_id INTEGER PRIMARY KEY REFERENCES users (id),
+    reason TEXT NOT NULL DEFAULT '',
+    created_ms INTEGER NOT NULL,
+    -- NULL: until lifted
+    expires_ms INTEGER
+);
+
+
+-- Single tokens revoked before their expiry (logout), by JWT id. A row is
+-- useless once expires_s has passed (the token is refused as expired then):
+-- such rows are pruned.
+CREATE TABLE revoked_tokens (
+    jti TEXT PRIMARY KEY,
+    -- the token's own expiry (its exp claim), seconds since the epoch
+    expires_s INTEGER NOT NULL
+);
+
+-- pruning: rows whose token has expired
+CREATE INDEX revoked_tokens_expires ON revoked_tokens (expires_s);
+
+-- Per account: every token issued at or before before_ms is revoked ("log
+-- out everywhere", password change). A cutoff never moves backwards.
+CREATE TABLE token_cutoffs (
+    user_id INTEGER PRIMARY KEY REFERENCES users (id),
+    -- milliseconds since the epoch
+    before_ms INTEGER NOT NULL
+);
+
+-- Per account: the number of the last session (login) counted, so that the
+-- newest of several logins on several instances can be told.
+CREATE TABLE session_counters (
+    user_id INTEGER PRIMARY KEY REFERENCES users (id),
+    last_session INTEGER NOT NULL
+);
