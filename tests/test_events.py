@@ -23,6 +23,7 @@ from parkchat.events import (
     DirectMessageEvent,
     Goodbye,
     KickEvent,
+    NameClaimedEvent,
     PresenceAnnouncement,
     ResyncEvent,
     RevokeEvent,
@@ -146,6 +147,10 @@ SAMPLES: list[tuple[ControlEvent, dict[str, Any]]] = [
         ResyncEvent(instance=INSTANCE),
         {"kind": "resync", "instance": INSTANCE},
     ),
+    (
+        NameClaimedEvent(nickname="Zed", skeleton="zed", instance=INSTANCE),
+        {"kind": "name_claimed", "nickname": "Zed", "skeleton": "zed", "instance": INSTANCE},
+    ),
 ]
 
 
@@ -163,11 +168,21 @@ class LogCapture:
 
 class RegistryTests(TestCase):
     def test_every_kind(self) -> None:
-        """The registry names the eight control events, each under its KIND,
+        """The registry names the nine control events, each under its KIND,
         and every ControlEvent class of the module is in it."""
         self.assertEqual(
             set(CONTROL_EVENTS),
-            {"dm", "kick", "ban", "unban", "revoke", "cutoff", "session", "resync"},
+            {
+                "dm",
+                "kick",
+                "ban",
+                "unban",
+                "revoke",
+                "cutoff",
+                "session",
+                "resync",
+                "name_claimed",
+            },
         )
         for kind, cls in CONTROL_EVENTS.items():
             self.assertEqual(cls.KIND, kind)
@@ -315,7 +330,7 @@ class FrameTests(TestCase):
             frame,
             '{"i": "ab12cd34", "m": {"id": 42, "seq": 7, "room": "lobby", "nickname": "alice", '
             '"content": "hi", "ts": 1757345400123, "type": "chat", "user_id": 1, '
-            '"event": null, "origin": "ab12cd34.c3"}}',
+            '"event": null, "origin": "ab12cd34.c3", "guest": false}}',
         )
         read = read_room_frame(frame.encode())
         assert read is not None
@@ -333,6 +348,28 @@ class FrameTests(TestCase):
         read = read_room_frame(raw)
         assert read is not None
         self.assertEqual((read[1].id, read[1].seq), (5, 0))
+        # No "guest" either: a chat message without user_id is a guest's.
+        self.assertTrue(read[1].guest)
+
+    def test_room_frame_carries_guest(self) -> None:
+        """A guest's join (a system event, whose user_id is not sent) keeps
+        its guest mark across instances."""
+        join = Message(
+            room="lobby",
+            nickname="zed",
+            content="zed has joined the room",
+            timestamp_ms=1,
+            type="system",
+            event="joined",
+            guest=True,
+        )
+        read = read_room_frame(room_frame(INSTANCE, join).encode())
+        assert read is not None
+        self.assertTrue(read[1].guest)
+        account = Message(room="lobby", nickname="a", content="x", timestamp_ms=1, user_id=3)
+        read = read_room_frame(room_frame(INSTANCE, account).encode())
+        assert read is not None
+        self.assertFalse(read[1].guest)
 
     def test_announcements(self) -> None:
         snapshot = {"users": {"bob": [2, "bob"]}, "rooms": {"lobby": ["bob"]}, "connections": {}}
