@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import json
 import unicodedata
-from pathlib import Path
+from importlib import resources
 
 #: Bounds the closure of the table (prototypes are fixed points in Unicode's
 #: data; a chosen representative may take one more step).
@@ -31,16 +31,15 @@ _CLOSURE_ROUNDS = 4
 _LRM = "\u200e"
 
 
-def _data_file() -> Path:
-    import confusable_homoglyphs  # the data's package; no code of it is used
-
-    return Path(confusable_homoglyphs.__file__).parent / "confusables.json"
+#: The package whose data file is read (none of its code is used).
+DATA_PACKAGE = "confusable_homoglyphs"
 
 
 @functools.cache
 def _table() -> dict[str, str]:
     """Each confusable character -> the string it looks like (its prototype)."""
-    with _data_file().open(encoding="utf-8") as f:
+    data = resources.files(DATA_PACKAGE).joinpath("confusables.json")
+    with data.open(encoding="utf-8") as f:
         raw: dict[str, list[dict[str, str]]] = json.load(f)
     entries = {k.replace(_LRM, ""): [e["c"].replace(_LRM, "") for e in v] for k, v in raw.items()}
     table: dict[str, str] = {}
@@ -66,6 +65,11 @@ def _table() -> dict[str, str]:
         if not changed:
             break
     return table
+
+
+def load_confusables() -> None:
+    """Read the data now (start-up), not on the first name checked."""
+    _table()
 
 
 def skeleton(text: str) -> str:

@@ -56,6 +56,7 @@ from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.proxies import TrustedProxies
 from parkchat.recent import RecentMessages
 from parkchat.service import ChatService
+from parkchat.skeleton import load_confusables
 from parkchat.store import is_postgres_url
 from parkchat.store.memory import MemoryStore
 from parkchat.store.schema import SchemaError
@@ -530,6 +531,9 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     if settings is None:
         settings = Settings()
     top = OrderedStop()
+    # Unicode's confusables table, read now rather than by the first name
+    # checked on the event loop (some 30 ms, once).
+    load_confusables()
     freeze_startup_objects(reactor)
 
     bcrypt_pool = ThreadPool(
