@@ -208,7 +208,9 @@ class RoomHandler:
     def _drop(self, room: Room) -> None:
         if self._rooms.get(room.name) is room:
             del self._rooms[room.name]
-            self._room_skeletons.pop(room_skeleton(room.name), None)
+            key = room_skeleton(room.name)
+            if self._room_skeletons.get(key) == room.name:
+                del self._room_skeletons[key]
             self._bus.unsubscribe(room.name)
 
     def leave(self, participant: IParticipant, room_name: str) -> None:
