@@ -1092,6 +1092,26 @@ class BidiTests(BrowserCase):
         )
 
 
+class GuestBadgeTests(BrowserCase):
+    def test_a_guest_is_marked(self) -> None:
+        """A line-protocol guest's message carries a "guest" badge (as
+        text, beside the name, outside it) and is not the viewer's own; an
+        account's message has no badge (issue 15)."""
+        alice = self.sign_up("alice")
+        self.join(alice, "lobby")
+        zed = self.line_client("zed", "lobby")
+        zed.send_line("hello from a guest")
+        self.expect_message(alice, "zed", "hello from a guest")
+        item = alice.locator("#log li.msg").filter(has_text="hello from a guest").last
+        expect(item.locator(".guest-badge")).to_have_text("guest")
+        expect(item).not_to_have_class(re.compile(r"\bmine\b"))
+        self.say(alice, "hello zed")
+        mine = alice.locator("#log li.msg.mine").filter(has_text="hello zed").last
+        expect(mine.locator(".guest-badge")).to_have_count(0)
+        self.shot(alice, "guest-badge")
+        self.assert_no_console_errors()
+
+
 class AttentionTests(BrowserCase):
     def test_title_badge_and_notifications_in_a_hidden_tab(self) -> None:
         """While alice's tab is hidden, new messages count in its title and a

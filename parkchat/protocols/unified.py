@@ -88,7 +88,7 @@ def dumps(value: Any) -> bytes:
 
 def event_dict(message: Message, total_users: int | None = None) -> dict[str, Any]:
     """A room event as /ws shows it; one about a guest (a member without an
-    account) carries ``"guest": true`` after its ``username``."""
+    account) carries ``"guest": true`` (before ``totalUsers``)."""
     if message.type == SYSTEM:
         kind = "join" if message.event == JOINED else "userleave"
         event: dict[str, Any] = {
@@ -98,7 +98,11 @@ def event_dict(message: Message, total_users: int | None = None) -> dict[str, An
             "timestamp": message.timestamp,
         }
     elif message.type == TYPING:
-        typing = {"type": "typing", "room": message.room, "username": message.nickname}
+        typing: dict[str, Any] = {
+            "type": "typing",
+            "room": message.room,
+            "username": message.nickname,
+        }
         if message.guest:
             typing["guest"] = True
         return typing
