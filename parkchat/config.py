@@ -381,7 +381,8 @@ SETTINGS: tuple[Setting, ...] = (
         20.0,
         _float(0),
         "Messages per second that all guests from one client address may send together "
-        "(token bucket), on top of each guest name's --rate-limit; 0 turns it off.",
+        "(token bucket), on top of each guest name's --rate-limit; 0 turns it off (so does "
+        "--rate-limit 0).",
         "PER_S",
     ),
     Setting(

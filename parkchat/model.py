@@ -190,15 +190,18 @@ def name_skeleton(name: str) -> str:
     """The form under which names may not look alike: the one normalisation
     of accounts, guests and every dialect's user names.
 
-    Width and compatibility forms folded (NFKC), then the UTS #39 confusable
-    skeleton (``parkchat.skeleton``) taken before and after case folding, so
-    that ``alice``, ``ALICE``, ``alice`` spelt with a Cyrillic a (U+0430),
-    ``a1ice``, and ``Ian`` / ``lan`` (capital I, small L) each share a
-    skeleton with their twin.
+    Width and compatibility forms folded (NFKC) and case folded, then the
+    UTS #39 confusable skeleton (``parkchat.skeleton``), folded and taken
+    again (a prototype may be a capital: ``0`` looks like ``O``), so that
+    ``alice``, ``ALICE``, ``alice`` spelt with a Cyrillic a (U+0430),
+    ``a1ice`` and ``b0b`` / ``bob`` each share a skeleton with their twin.
+    Case is folded first, as ``nickname_key`` does: a capital I and a small
+    L are told apart only as far as their lower cases are (``Ian`` is
+    ``ian``, not ``lan``).
     Two names with one skeleton cannot both be held: the second is refused
     (an account: 409; a guest: its surface's refusal).
     """
-    folded = skeleton(unicodedata.normalize("NFKC", name)).casefold()
+    folded = skeleton(unicodedata.normalize("NFKC", name).casefold()).casefold()
     return skeleton(folded)
 
 

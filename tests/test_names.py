@@ -84,7 +84,8 @@ class SkeletonTests(TestCase):
             ("paypal", "p\u0430yp\u0430l"),
             ("alice", "ALICE"),
             ("alice", "a1ice"),
-            ("Ian", "lan"),
+            ("alice", "AL\u0406CE"),  # Cyrillic capital I (U+0406)
+            ("bob", "B0B"),
             ("zed", "\uff5a\uff45\uff44"),  # fullwidth
         ]:
             with self.subTest(a=a, b=b):
@@ -221,10 +222,14 @@ class SQLiteLookAlikeTests(TestCase):
         try:
             with self.assertRaises(AccountExists):
                 await store.create_user("a1ice", b"$2b$hash", 2)
-            # The younger look-alike is still found by its own name.
-            found = await store.get_user_like(CYRILLIC_ALICE)
+            # The younger look-alike is still found by its own name; a
+            # look-alike lookup finds the older account.
+            found = await store.get_user(CYRILLIC_ALICE)
             assert found is not None
             self.assertEqual(found.nickname, CYRILLIC_ALICE)
+            alike = await store.get_user_like(CYRILLIC_ALICE)
+            assert alike is not None
+            self.assertEqual(alike.nickname, "alice")
         finally:
             await store.close()
 

@@ -181,7 +181,8 @@ class MessageHandler:
             raise ServiceBusy("server shutting down")
         self._metrics.messages_received += 1
         content = validate_content(content, self._limits.max_content_length)
-        if participant.user_id is None and self._guest_rate is not None:
+        if participant.user_id is None and self._guest_rate is not None and self._limits.rate_limit:
+            # --rate-limit 0 turns every message rate limit off, this one too.
             address = self._limits.address_key(participant.peer_host)
             if address is not None:  # not a trusted proxy's own address
                 self._guest_rate.consume(address)
