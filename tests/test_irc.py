@@ -142,8 +142,10 @@ class IrcCase(TestCase):
         self.assertEqual(commands(received)[0], "JOIN")
         return client
 
-    def observer(self, room: str = "dev", nickname: str = "observer") -> FakeParticipant:
-        observer = FakeParticipant(nickname)
+    def observer(
+        self, room: str = "dev", nickname: str = "observer", peer_host: str = "127.0.0.1"
+    ) -> FakeParticipant:
+        observer = FakeParticipant(nickname, peer_host=peer_host)
         self.service.connect(observer)
         self.service.join(observer, room)
         return observer
@@ -528,7 +530,8 @@ class ChannelTests(IrcCase):
         client = self.register("mina")
         received = self.send(client, "JOIN #dev")
         self.assertEqual(commands(received), ["JOIN", "353", "366"])
-        self.assertEqual(received[0].prefix, "mina!mina@irc.parkchat")
+        # A guest: "~" before its user part (docs/irc.md).
+        self.assertEqual(received[0].prefix, "mina!~mina@irc.parkchat")
         self.assertEqual(received[0].params, ["#dev"])
         self.assertEqual(received[1].params[1:3], ["=", "#dev"])
         self.assertEqual(sorted(received[1].text.split()), ["mina", "observer"])
@@ -579,7 +582,8 @@ class ChannelTests(IrcCase):
     def test_names(self) -> None:
         """NAMES lists a room's members, long lists over several 353 lines."""
         for n in range(40):
-            self.observer(nickname=f"person{n:02d}-with-a-long-name")
+            # Guests from 40 addresses (an address holds 20 guests at most).
+            self.observer(nickname=f"person{n:02d}-with-a-long-name", peer_host=f"10.0.0.{n}")
         client = self.register("mina")
         received = self.send(client, "NAMES #dev")
         self.assertEqual(commands(received)[-1], "366")
@@ -703,7 +707,7 @@ class RoomEventTests(IrcCase):
             client.take()
         message = self.post(observer, "hello irc")
         [line] = plain.take()
-        self.assertEqual(line.raw, ":observer!observer@irc.parkchat PRIVMSG #dev :hello irc")
+        self.assertEqual(line.raw, ":observer!~observer@irc.parkchat PRIVMSG #dev :hello irc")
         [line] = tagged.take()
         self.assertEqual(line.tags, {"time": message.timestamp, "msgid": str(message.id)})
         [line] = timed.take()
@@ -958,7 +962,7 @@ class ChatHistoryTests(IrcCase):
         self.assertEqual([line.text for line in lines[1:-1]], ["m8", "m9", "m10"])
         self.assertEqual(lines[1].tags["msgid"], str(self.messages[7].id))
         self.assertEqual(lines[1].tags["time"], self.messages[7].timestamp)
-        self.assertEqual(lines[1].prefix, "poster!poster@irc.parkchat")
+        self.assertEqual(lines[1].prefix, "poster!~poster@irc.parkchat")
         self.assertEqual(self.history("LATEST", "#dev", self.msgid(7), "50"), ["m8", "m9", "m10"])
         self.assertEqual(self.history("LATEST", "#dev", self.timestamp(8), "50"), ["m9", "m10"])
         self.assertEqual(self.history("LATEST", "#dev", self.msgid(7), "2"), ["m9", "m10"])
