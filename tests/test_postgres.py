@@ -24,6 +24,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from parkchat.config import Settings
+from parkchat.errors import AccountExists
 from parkchat.model import Message, StoredUser, nickname_key
 from parkchat.store import is_postgres_url
 from parkchat.store.schema import SCHEMA_DIR, SCHEMA_LOCK_KEY, SchemaError, latest_version
@@ -344,6 +345,26 @@ class PostgresSchemaTests(PostgresTestCase):
 
         prepare_postgres(fresh)
         self.assertEqual(catalog(self.dsn), catalog(fresh))
+
+    async def test_upgrade_v4_to_v5_backfills_name_skeletons(self) -> None:
+        """A v4 database with two accounts that look alike (a Cyrillic a,
+        U+0430) is upgraded: both are kept, the older holds the skeleton,
+        and no third look-alike can be created (issue 15)."""
+        old = self.open_store(schema_dir=self.shipped_up_to(4))
+        await old.close()
+        insert_old_user(self.dsn, "alice", b"hash-a")
+        insert_old_user(self.dsn, "\u0430lice", b"hash-b")
+        insert_old_user(self.dsn, "bob", b"hash-c")
+
+        store = self.open_store()
+        self.assertEqual(version_of(self.dsn), latest_version())
+        self.assertEqual(
+            query(self.dsn, "SELECT nickname, name_skeleton FROM users ORDER BY id"),
+            [("alice", "alice"), ("\u0430lice", None), ("bob", "bob")],
+        )
+        with self.assertRaises(AccountExists):
+            await store.create_user("a1ice", b"hash-d", T0)
+        self.assertEqual((await store.get_user("\u0430lice")).nickname, "\u0430lice")
 
     async def test_upgrade_v3_to_v4_numbers_messages(self) -> None:
         """A database made by a v3 parkchat, with messages in several rooms

@@ -1,4 +1,4 @@
--- parkchat schema: version 4 -> 5 (SQLite and PostgreSQL alike).
+-- parkchat schema: version 4 -> 5 (upgrade-to-v5.postgres.sql is the same for PostgreSQL).
 -- Look-alike names: every account gets the confusable skeleton of its
 -- nickname (parkchat.model.name_skeleton, UTS #39), unique, so that no
 -- account can be registered whose name looks like another's (alice and
