@@ -234,7 +234,9 @@ class SigtermTests(TestCase):
             took = time.monotonic() - sent_at
         self.assertIn(exit_code, CLEAN_EXITS)
         self.assertLess(took, 15)
-        echoed = [ln.split(":", 1)[1] for ln in tail.splitlines() if ln.startswith("~tcpuser:burst")]
+        echoed = [
+            ln.split(":", 1)[1] for ln in tail.splitlines() if ln.startswith("~tcpuser:burst")
+        ]
         server.process = None
         server.start()
         stored_all: list[str] = []
