@@ -67,14 +67,20 @@ class Accounts:
         self._password_epoch = 0
 
     async def register(self, nickname: object, password: object) -> User:
-        """Create an account. A taken name is refused before any hashing (a
-        409 should not cost a bcrypt); the unique index still decides races.
+        """Create an account. A taken name, or one that looks like an
+        account's (``model.name_skeleton``), is refused before any hashing (a
+        409 should not cost a bcrypt); the unique indexes still decide races.
         The new password is remembered as verified, so the account's first
         login does not pay a bcrypt either."""
         nickname = validate_nickname(nickname)
         password = validate_password(password)
         if await self._store.get_user(nickname) is not None:
             raise AccountExists()
+        alike = await self._store.get_user_like(nickname)
+        if alike is not None:
+            raise AccountExists(
+                f"nickname looks like the registered account {alike.nickname!r}: choose another"
+            )
         epoch = self._password_epoch
         hashed = await self._hasher.hash(password)
         try:

@@ -376,6 +376,31 @@ SETTINGS: tuple[Setting, ...] = (
         "N",
     ),
     Setting(
+        "max_guests_per_ip",
+        20,
+        _int(0),
+        "Open connections of guests (no account: a guest name, or an external token's) per "
+        "client address, on top of --max-connections-per-ip; 0 = no limit.",
+        "N",
+    ),
+    Setting(
+        "guest_rate_per_ip",
+        20.0,
+        _float(0),
+        "Messages per second that all guests from one client address may send together "
+        "(token bucket), on top of each guest name's --rate-limit; 0 turns it off (so does "
+        "--rate-limit 0).",
+        "PER_S",
+    ),
+    Setting(
+        "guest_burst_per_ip",
+        40.0,
+        _float(1),
+        "Messages the guests from one client address may send at once before "
+        "--guest-rate-per-ip applies.",
+        "N",
+    ),
+    Setting(
         "max_content_length",
         4000,
         _int(1, 1_000_000),
@@ -700,6 +725,9 @@ class Settings:
     rate_burst: float = 20.0
     max_connections_per_user: int = 20
     max_connections_per_ip: int = 1000
+    max_guests_per_ip: int = 20
+    guest_rate_per_ip: float = 20.0
+    guest_burst_per_ip: float = 40.0
     max_content_length: int = 4000
     max_frame_size: int = 65536
     ping_interval: float = 30.0

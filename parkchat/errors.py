@@ -72,6 +72,21 @@ class AccountExists(ChatError):
         return "nickname already registered"
 
 
+class NameRegistered(ChatError):
+    """Told to a guest (or an external-token user) whose name an account
+    was just registered under, or under a name that looks like it, as its
+    connection is closed: the name is the account's from now on."""
+
+    code = "name_registered"
+    http_status = 409
+
+    def default_message(self) -> str:
+        return (
+            "this name is now a registered account's: reconnect under another name, "
+            "or log in with the account's password"
+        )
+
+
 class AuthenticationFailed(ChatError):
     """Unknown account or wrong password: deliberately not told apart."""
 

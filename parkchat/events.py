@@ -305,6 +305,19 @@ class DirectStateEvent(ControlEvent):
         )
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NameClaimedEvent(ControlEvent):
+    """An account was registered as ``nickname``: every instance closes its
+    guests (and external-token users) whose names look like it (the same
+    ``model.name_skeleton``, ``skeleton``), telling them why, so that none
+    of them can go on speaking under the account's name."""
+
+    KIND: ClassVar[str] = "name_claimed"
+
+    nickname: str
+    skeleton: str
+
+
 #: Every control event by its wire name.
 CONTROL_EVENTS: Final[dict[str, type[ControlEvent]]] = {
     cls.KIND: cls
@@ -319,6 +332,7 @@ CONTROL_EVENTS: Final[dict[str, type[ControlEvent]]] = {
         ResyncEvent,
         RoomStateEvent,
         DirectStateEvent,
+        NameClaimedEvent,
     )
 }
 
@@ -442,6 +456,7 @@ def message_to_wire(message: Message) -> dict[str, Any]:
         "event": message.event,
         "origin": message.origin,
         "departure": _departure_to_wire(message.departure),
+        "guest": message.guest,
     }
     if message.edited_ms is not None:
         wire["edited"] = message.edited_ms
@@ -482,6 +497,8 @@ def message_from_wire(data: dict[str, Any]) -> Message:
         mentions=_mentions_from_wire(data.get("mentions")),
         departure=_departure_from_wire(data.get("departure")),
         edited_ms=None if data.get("edited") is None else int(data["edited"]),
+        # Older senders: none (a chat message's is then user_id is None).
+        guest=data["guest"] if isinstance(data.get("guest"), bool) else None,
     )
 
 

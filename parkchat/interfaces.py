@@ -445,10 +445,16 @@ class IAccountStore(Interface):
 
     def create_user(nickname: str, password_hash: bytes, created_ms: int) -> Deferred[StoredUser]:
         """Create an account; fail with AccountExists if the nickname is taken
-        (case-insensitively). Fires with the new account."""
+        (case-insensitively) or an account's name looks like it (the same
+        ``model.name_skeleton``). Fires with the new account."""
 
     def get_user(nickname: str) -> Deferred[StoredUser | None]:
         """The account for ``nickname`` (case-insensitive), or None."""
+
+    def get_user_like(nickname: str) -> Deferred[StoredUser | None]:
+        """The (oldest) account whose name looks like ``nickname``: the same
+        ``model.name_skeleton`` (or the same name, case-insensitively), or
+        None."""
 
     def get_user_by_id(user_id: int) -> Deferred[StoredUser | None]:
         """The account with this id, or None."""

@@ -76,14 +76,15 @@ class ConnectionCounter:
 
     limit: int
     what: str
+    #: What the refusal says instead of "too many connections for this <what>".
+    refusal: str = ""
     _counts: dict[Hashable, int] = field(default_factory=dict)
 
     def check(self, key: Hashable) -> None:
         """Raise TooManyConnections if one more connection for ``key`` is too many."""
         if self.limit and key is not None and self._counts.get(key, 0) >= self.limit:
-            raise TooManyConnections(
-                f"too many connections for this {self.what} (limit {self.limit})"
-            )
+            said = self.refusal or f"too many connections for this {self.what}"
+            raise TooManyConnections(f"{said} (limit {self.limit})")
 
     def acquire(self, key: Hashable) -> None:
         self.check(key)
@@ -112,6 +113,12 @@ class Limits:
     rate_burst: float = 20.0
     max_connections_per_user: int = 20
     max_connections_per_ip: int = 1000
+    #: Guests (connections without an account) per address, and the rate
+    #: all guests from one address share: ten guest names from one address
+    #: do not get ten times the rate, nor a thousand sockets.
+    max_guests_per_ip: int = 20
+    guest_rate_per_ip: float = 20.0
+    guest_burst_per_ip: float = 40.0
     history_default: int = 50
     history_max: int = 200
     #: Disconnect (instead of answering with an error) when the rate limit is hit.

@@ -25,6 +25,7 @@ from parkchat.errors import (
     InvalidRequest,
     InvalidRoom,
 )
+from parkchat.skeleton import skeleton
 
 CHAT: Final = "chat"
 SYSTEM: Final = "system"
@@ -102,6 +103,66 @@ def _has_control(text: str) -> bool:
     return _CONTROL.search(text) is not None
 
 
+#: Characters that change the direction of the text around them (bidi
+#: embeddings, overrides, isolates and marks, Arabic letter mark) or that
+#: are invisible (zero-width space, non-joiner, joiner, word joiner, BOM):
+#: a name holding one can look like another name or turn the text after it
+#: around. Refused in names (nicknames, rooms) everywhere.
+_INVISIBLE = re.compile("[\u061c\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff]")
+
+#: Bidi controls that open a scope (embeddings and overrides, closed by PDF
+#: U+202C; isolates, closed by PDI U+2069) and their closers.
+_OPENS_EMBEDDING = "\u202a\u202b\u202d\u202e"
+_OPENS_ISOLATE = "\u2066\u2067\u2068"
+_PDF = "\u202c"
+_PDI = "\u2069"
+_BIDI_SCOPE = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def _has_invisible(text: str) -> bool:
+    return _INVISIBLE.search(text) is not None
+
+
+def neutralise_bidi(content: str) -> str:
+    """``content`` with every bidi embedding, override and isolate closed on
+    the line that opened it, and closers that close nothing dropped.
+
+    A message may carry right-to-left text and the controls that lay it out,
+    but none of them may reach past the end of its own line: a terminal
+    shows each line as a paragraph after the sender's name, and an override
+    left open (U+202E) would turn around whatever follows it there. Text
+    without such controls is returned as it is (one regex search, in C).
+    """
+    if _BIDI_SCOPE.search(content) is None:
+        return content
+    return "\n".join(_balanced_line(line) for line in content.split("\n"))
+
+
+def _balanced_line(line: str) -> str:
+    out: list[str] = []
+    # Open scopes, innermost last: "e" an embedding/override, "i" an isolate.
+    open_scopes: list[str] = []
+    for char in line:
+        if char in _OPENS_EMBEDDING:
+            open_scopes.append("e")
+        elif char in _OPENS_ISOLATE:
+            open_scopes.append("i")
+        elif char == _PDF:
+            # Closes the innermost embedding, but never across an isolate.
+            if not open_scopes or open_scopes[-1] != "e":
+                continue
+            open_scopes.pop()
+        elif char == _PDI:
+            if "i" not in open_scopes:
+                continue
+            # Closes the innermost isolate and the embeddings opened in it.
+            while open_scopes.pop() != "i":
+                pass
+        out.append(char)
+    out.extend(_PDF if scope == "e" else _PDI for scope in reversed(open_scopes))
+    return "".join(out)
+
+
 def validate_room(name: object) -> str:
     """Return ``name`` if it is a valid room name, else raise InvalidRoom.
 
@@ -117,6 +178,11 @@ def validate_room(name: object) -> str:
         raise InvalidRoom("room name contains control characters")
     if name != name.strip():
         raise InvalidRoom("room name starts or ends with white space")
+    if _has_invisible(name):
+        raise InvalidRoom(
+            "room name contains invisible or direction-changing characters "
+            "(zero-width or bidi controls)"
+        )
     return name
 
 
@@ -131,6 +197,11 @@ def validate_nickname(name: object) -> str:
         raise InvalidName("nickname is required")
     if len(name) > MAX_NICKNAME_LENGTH:
         raise InvalidName(f"nickname is longer than {MAX_NICKNAME_LENGTH} characters")
+    if _has_invisible(name):
+        raise InvalidName(
+            "nickname contains invisible or direction-changing characters "
+            "(zero-width or bidi controls)"
+        )
     if not _NICKNAME.match(name):
         raise InvalidName(
             "nickname may contain only letters, digits, '_', '-' and '.', "
@@ -164,12 +235,43 @@ def validate_topic(topic: object) -> str:
     return topic
 
 
+@functools.lru_cache(maxsize=65536)
+def name_skeleton(name: str) -> str:
+    """The form under which names may not look alike: the one normalisation
+    of accounts, guests and every dialect's user names.
+
+    Width and compatibility forms folded (NFKC) and case folded, then the
+    UTS #39 confusable skeleton (``parkchat.skeleton``), folded and taken
+    again (a prototype may be a capital: ``0`` looks like ``O``), so that
+    ``alice``, ``ALICE``, ``alice`` spelt with a Cyrillic a (U+0430),
+    ``a1ice`` and ``b0b`` / ``bob`` each share a skeleton with their twin.
+    Case is folded first, as ``nickname_key`` does: a capital I and a small
+    L are told apart only as far as their lower cases are (``Ian`` is
+    ``ian``, not ``lan``).
+    Two names with one skeleton cannot both be held: the second is refused
+    (an account: 409; a guest: its surface's refusal).
+    """
+    folded = skeleton(unicodedata.normalize("NFKC", name).casefold()).casefold()
+    return skeleton(folded)
+
+
+@functools.lru_cache(maxsize=4096)
+def room_skeleton(name: str) -> str:
+    """The form under which room names may not look alike: the confusable
+    skeleton without case folding (``Lobby`` and ``lobby`` are two rooms,
+    as before; ``lobby`` spelt with a Cyrillic o, U+043E, is refused while
+    ``lobby`` is open)."""
+    return skeleton(unicodedata.normalize("NFKC", name))
+
+
 def validate_content(content: object, max_length: int) -> str:
     """Return ``content`` if it can be posted, else raise.
 
     Content must be a non-blank string of at most ``max_length`` characters.
     Control characters other than newline and tab are refused so that no
-    client can rewrite another's terminal.
+    client can rewrite another's terminal; bidi controls are kept but
+    closed on their own line (``neutralise_bidi``), so the content returned
+    may differ from the content given.
     """
     if not isinstance(content, str):
         raise InvalidContent("content must be a string")
@@ -179,7 +281,7 @@ def validate_content(content: object, max_length: int) -> str:
         raise ContentTooLong(f"content is longer than {max_length} characters")
     if _CONTROL_EXCEPT_NL_TAB.search(content) is not None:
         raise InvalidContent("content contains control characters")
-    return content
+    return neutralise_bidi(content)
 
 
 # -- search ---------------------------------------------------------------------
@@ -267,6 +369,8 @@ class DisconnectReason(Enum):
     LOGGED_OUT = "logged out everywhere"
     TOKEN_REVOKED = "logged out"
     DELIVERY_FAILED = "delivery failed"
+    #: A guest's name was registered as an account (or one like it was).
+    NAME_REGISTERED = "the name was registered as an account"
 
     @property
     def text(self) -> str:
@@ -288,6 +392,7 @@ QUIT_REASONS: Final[dict[DisconnectReason, str]] = {
     DisconnectReason.LOGGED_OUT: "Logged out everywhere",
     DisconnectReason.TOKEN_REVOKED: "Logged out",
     DisconnectReason.DELIVERY_FAILED: "Connection lost (delivery failed)",
+    DisconnectReason.NAME_REGISTERED: "Name registered as an account",
 }
 
 
@@ -344,6 +449,11 @@ class Message:
     (joins, leaves) are not stored and keep both 0, as ``id`` is in the seed
     API. ``seq`` is not part of the seed API object (``as_dict``, ``json``).
     Instances are treated as immutable once published.
+
+    ``guest`` says that the sender (of a join or leave: the member) has no
+    account here (a guest name, or an external token's): surfaces show it
+    so that a guest cannot pass for an account. For chat messages it is
+    ``user_id is None`` unless given.
     """
 
     __slots__ = (
@@ -352,6 +462,7 @@ class Message:
         "departure",
         "edited_ms",
         "event",
+        "guest",
         "id",
         "mentions",
         "nickname",
@@ -379,6 +490,7 @@ class Message:
         mentions: tuple[str, ...] = (),
         departure: Departure | None = None,
         edited_ms: int | None = None,
+        guest: bool | None = None,
     ) -> None:
         self.id = id
         self.seq = seq
@@ -402,6 +514,7 @@ class Message:
         self.departure = departure
         #: When the stored text was last edited (ms), None if never.
         self.edited_ms = edited_ms
+        self.guest = (type == CHAT and user_id is None) if guest is None else guest
         self._json: bytes | None = None
 
     def with_ids(self, id: int, seq: int) -> Message:
@@ -420,6 +533,7 @@ class Message:
             mentions=self.mentions,
             departure=self.departure,
             edited_ms=self.edited_ms,
+            guest=self.guest,
         )
 
     def edited(self, content: str, edited_ms: int) -> Message:
@@ -436,6 +550,7 @@ class Message:
             event=self.event,
             origin=self.origin,
             edited_ms=edited_ms,
+            guest=self.guest,
         )
 
     def with_id(self, id: int) -> Message:
@@ -452,8 +567,10 @@ class Message:
         return None if self.edited_ms is None else format_timestamp(self.edited_ms)
 
     def as_dict(self) -> dict[str, Any]:
-        """The parkchat API message object (MISSION section A)."""
-        return {
+        """The parkchat API message object (MISSION section A), with
+        ``"guest": true`` after the seed's fields when the sender is a guest
+        (seed 000's clients ignore keys they do not know)."""
+        data = {
             "id": self.id,
             "chat_room": self.room,
             "nickname": self.nickname,
@@ -461,6 +578,9 @@ class Message:
             "timestamp": self.timestamp,
             "type": self.type,
         }
+        if self.guest:
+            data["guest"] = True
+        return data
 
     def json(self) -> bytes:
         """``as_dict`` as compact UTF-8 JSON, computed once per message.
@@ -473,10 +593,11 @@ class Message:
         encoded = self._json
         if encoded is None:
             q = _json_string
+            guest = ',"guest":true' if self.guest else ""
             encoded = self._json = (
                 f'{{"id":{int(self.id)},"chat_room":{q(self.room)},'
                 f'"nickname":{q(self.nickname)},"content":{q(self.content)},'
-                f'"timestamp":{q(self.timestamp)},"type":{q(self.type)}}}'
+                f'"timestamp":{q(self.timestamp)},"type":{q(self.type)}{guest}}}'
             ).encode()
         return encoded
 
@@ -502,9 +623,16 @@ class Message:
 
 
 def system_message(
-    room: str, nickname: str, event: str, timestamp_ms: int, departure: Departure | None = None
+    room: str,
+    nickname: str,
+    event: str,
+    timestamp_ms: int,
+    departure: Departure | None = None,
+    *,
+    guest: bool = False,
 ) -> Message:
-    """The join/leave notice of the seed API (a leave with its ``departure``)."""
+    """The join/leave notice of the seed API (a leave with its ``departure``;
+    ``guest``: the member has no account)."""
     verb = "joined" if event == JOINED else "left"
     return Message(
         room=room,
@@ -514,6 +642,7 @@ def system_message(
         type=SYSTEM,
         event=event,
         departure=departure,
+        guest=guest,
     )
 
 

@@ -30,6 +30,7 @@ from parkchat.events import (
     DirectMessageEvent,
     DirectStateEvent,
     KickEvent,
+    NameClaimedEvent,
     ResyncEvent,
     RevokeEvent,
     RoomStateEvent,
@@ -167,6 +168,7 @@ class ChatService(Service):
             ResyncEvent: resync.apply,
             RoomStateEvent: state.apply_room_state,
             DirectStateEvent: state.apply_direct_state,
+            NameClaimedEvent: sessions.apply_name_claimed,
         }
         self._housekeeping = LoopingCall(self._prune)
         self._housekeeping.clock = clock

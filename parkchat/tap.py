@@ -62,6 +62,7 @@ from parkchat.protocols.websocket import RoomSocketFactory
 from parkchat.proxies import TrustedProxies
 from parkchat.recent import RecentMessages
 from parkchat.service import ChatService
+from parkchat.skeleton import load_confusables
 from parkchat.store import is_postgres_url
 from parkchat.store.memory import MemoryStore
 from parkchat.store.schema import SchemaError
@@ -516,8 +517,14 @@ def build_chat_service(
         metrics,
         limits,
     )
+    guest_rate = TokenBucketLimiter(
+        clock,
+        limits.guest_rate_per_ip,
+        limits.guest_burst_per_ip,
+        on_limited=metrics.rate_limit_hit,
+    )
     messages = MessageHandler(
-        store, writer, recent, connections, rooms, bus, clock, limits, metrics, rate
+        store, writer, recent, connections, rooms, bus, clock, limits, metrics, rate, guest_rate
     )
     direct = DirectMessageHandler(
         store, store, connections, bus, clock, limits, rate, instance_id=instance_id
@@ -581,6 +588,9 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
     if settings is None:
         settings = Settings()
     top = OrderedStop()
+    # Unicode's confusables table, read now rather than by the first name
+    # checked on the event loop (some 30 ms, once).
+    load_confusables()
     freeze_startup_objects(reactor)
 
     bcrypt_pool = ThreadPool(
@@ -613,6 +623,9 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         rate_burst=settings.rate_burst,
         max_connections_per_user=settings.max_connections_per_user,
         max_connections_per_ip=settings.max_connections_per_ip,
+        max_guests_per_ip=settings.max_guests_per_ip,
+        guest_rate_per_ip=settings.guest_rate_per_ip,
+        guest_burst_per_ip=settings.guest_burst_per_ip,
         rate_strict=settings.rate_limit_strict,
         login_failures=settings.login_failures,
         login_window=settings.login_window,

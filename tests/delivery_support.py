@@ -717,7 +717,8 @@ class StreamClient(Client):
 
     def line(self, session: Session, nickname: str, text: str) -> None:
         if text.startswith("*** "):
-            if text == f"*** {nickname} has joined the room":
+            # A guest's join: its name marked "~" (docs/line-protocol.md).
+            if text == f"*** ~{nickname} has joined the room":
                 self.confirm(session)
             elif text.startswith("*** error ("):
                 session.errors[text[len("*** error (") :].split(")", 1)[0]] += 1
@@ -823,6 +824,11 @@ class Cluster:
             "--rate-limit",
             "0",
             "--max-connections-per-ip",
+            "0",
+            # Every guest of the harness comes from 127.0.0.1.
+            "--max-guests-per-ip",
+            "0",
+            "--guest-rate-per-ip",
             "0",
             *args,
         ]

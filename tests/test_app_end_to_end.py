@@ -288,7 +288,7 @@ class CrossSurfaceTests(AppEndToEndCase):
         self.assertEqual((event["username"], event["body"]), ("bob", "from seed"))
 
         line.send_line("from tcp")
-        self.assertEqual(line.read_line(), "dave:from tcp")
+        self.assertEqual(line.read_line(), "~dave:from tcp")  # a guest
         self.assertEqual(json.loads(seed.recv(timeout=IO_TIMEOUT))["content"], "from tcp")
         event = self.recv(app)
         self.assertEqual((event["username"], event["body"]), ("dave", "from tcp"))

@@ -1509,7 +1509,8 @@ class BidiTests(BrowserCase):
     def glyph_order(self, locator: Any, start: int) -> str:
         """Whether the text of an element from character ``start`` on is
         drawn left to right or right to left (the x of its first and last
-        characters, from a Range over its text)."""
+        characters, from a Range over its text; a closing bidi control the
+        server appended, which has no glyph, is not the last character)."""
         return str(
             locator.evaluate(
                 """(e, start) => {
@@ -1520,11 +1521,33 @@ class BidiTests(BrowserCase):
                     range.setEnd(text, i + 1);
                     return range.getBoundingClientRect().x;
                   };
-                  return x(start) < x(text.length - 1) ? "ltr" : "rtl";
+                  let end = text.length - 1;
+                  while (end > start && /[\u202a-\u202e\u2066-\u2069]/.test(text.data[end])) end--;
+                  return x(start) < x(end) ? "ltr" : "rtl";
                 }""",
                 start,
             )
         )
+
+
+class GuestBadgeTests(BrowserCase):
+    def test_a_guest_is_marked(self) -> None:
+        """A line-protocol guest's message carries a "guest" badge (as
+        text, beside the name, outside it) and is not the viewer's own; an
+        account's message has no badge (issue 15)."""
+        alice = self.sign_up("alice")
+        self.join(alice, "lobby")
+        zed = self.line_client("zed", "lobby")
+        zed.send_line("hello from a guest")
+        self.expect_message(alice, "zed", "hello from a guest")
+        item = alice.locator("#log li.msg").filter(has_text="hello from a guest").last
+        expect(item.locator(".guest-badge")).to_have_text("guest")
+        expect(item).not_to_have_class(re.compile(r"\bmine\b"))
+        self.say(alice, "hello zed")
+        mine = alice.locator("#log li.msg.mine").filter(has_text="hello zed").last
+        expect(mine.locator(".guest-badge")).to_have_count(0)
+        self.shot(alice, "guest-badge")
+        self.assert_no_console_errors()
 
 
 class AttentionTests(BrowserCase):

@@ -478,8 +478,9 @@ class LineProtocolIOSimTests(TestCase):
         client.quit()
         settle()
         shown = [line[8:] for line in console.lines]
-        self.assertIn("*** mina has joined the room", shown)
-        self.assertIn("mina: hello room", shown)
+        # mina is a guest: marked "~" by the server.
+        self.assertIn("*** ~mina has joined the room", shown)
+        self.assertIn("~mina: hello room", shown)
         self.assertEqual(shown[-1], "*** bye")
         self.assertEqual(self.successResultOf(client.done), 0)
         history = self.successResultOf(service.history("dev"))
@@ -559,8 +560,8 @@ class ClientEndToEndTests(TestCase):
         )
         out = tcp.stdout.decode()
         self.assertEqual(tcp.returncode, 0, tcp.stderr)
-        self.assertIn("*** Mina has joined the room", out)
-        self.assertIn("Mina: hello from tcp", out)
+        self.assertIn("*** ~Mina has joined the room", out)
+        self.assertIn("~Mina: hello from tcp", out)
         self.assertEqual(tcp.stderr, b"")
 
         ws = self.run_client(

@@ -24,6 +24,7 @@ from parkchat.events import (
     DirectStateEvent,
     Goodbye,
     KickEvent,
+    NameClaimedEvent,
     PresenceAnnouncement,
     ResyncEvent,
     RevokeEvent,
@@ -213,6 +214,10 @@ SAMPLES: list[tuple[ControlEvent, dict[str, Any]]] = [
             "instance": INSTANCE,
         },
     ),
+    (
+        NameClaimedEvent(nickname="Zed", skeleton="zed", instance=INSTANCE),
+        {"kind": "name_claimed", "nickname": "Zed", "skeleton": "zed", "instance": INSTANCE},
+    ),
 ]
 
 
@@ -230,7 +235,7 @@ class LogCapture:
 
 class RegistryTests(TestCase):
     def test_every_kind(self) -> None:
-        """The registry names the ten control events, each under its KIND,
+        """The registry names the eleven control events, each under its KIND,
         and every ControlEvent class of the module is in it."""
         self.assertEqual(
             set(CONTROL_EVENTS),
@@ -245,6 +250,7 @@ class RegistryTests(TestCase):
                 "resync",
                 "room_state",
                 "direct_state",
+                "name_claimed",
             },
         )
         for kind, cls in CONTROL_EVENTS.items():
@@ -396,7 +402,7 @@ class FrameTests(TestCase):
             frame,
             '{"i": "ab12cd34", "m": {"id": 42, "seq": 7, "room": "lobby", "nickname": "alice", '
             '"content": "hi", "ts": 1757345400123, "type": "chat", "user_id": 1, '
-            '"event": null, "origin": "ab12cd34.c3", "departure": null}}',
+            '"event": null, "origin": "ab12cd34.c3", "departure": null, "guest": false}}',
         )
         read = read_room_frame(frame.encode())
         assert read is not None
@@ -456,6 +462,28 @@ class FrameTests(TestCase):
         read = read_room_frame(raw)
         assert read is not None
         self.assertEqual((read[1].id, read[1].seq), (5, 0))
+        # No "guest" either: a chat message without user_id is a guest's.
+        self.assertTrue(read[1].guest)
+
+    def test_room_frame_carries_guest(self) -> None:
+        """A guest's join (a system event, whose user_id is not sent) keeps
+        its guest mark across instances."""
+        join = Message(
+            room="lobby",
+            nickname="zed",
+            content="zed has joined the room",
+            timestamp_ms=1,
+            type="system",
+            event="joined",
+            guest=True,
+        )
+        read = read_room_frame(room_frame(INSTANCE, join).encode())
+        assert read is not None
+        self.assertTrue(read[1].guest)
+        account = Message(room="lobby", nickname="a", content="x", timestamp_ms=1, user_id=3)
+        read = read_room_frame(room_frame(INSTANCE, account).encode())
+        assert read is not None
+        self.assertFalse(read[1].guest)
 
     def test_room_frame_of_a_leave(self) -> None:
         """A leave carries how and why the member left ([kind, reason]);

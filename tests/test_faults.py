@@ -206,14 +206,14 @@ class SigtermTests(TestCase):
             ws.send(json.dumps({"content": "hello"}))
             line.send_line("first")
             for _ in range(10):
-                if line.read_line() == "tcpuser:first":
+                if line.read_line() == "~tcpuser:first":
                     break
             else:
                 self.fail("no echo of 'first'")
             # A burst that is still being stored when the signal arrives.
             line.send(b"".join(f"burst {i}\n".encode() for i in range(300)))
             first = line.read_line()
-            while not first.startswith("tcpuser:burst"):
+            while not first.startswith("~tcpuser:burst"):
                 first = line.read_line()
             assert server.process is not None
             sent_at = time.monotonic()
@@ -234,7 +234,9 @@ class SigtermTests(TestCase):
             took = time.monotonic() - sent_at
         self.assertIn(exit_code, CLEAN_EXITS)
         self.assertLess(took, 15)
-        echoed = [ln.split(":", 1)[1] for ln in tail.splitlines() if ln.startswith("tcpuser:burst")]
+        echoed = [
+            ln.split(":", 1)[1] for ln in tail.splitlines() if ln.startswith("~tcpuser:burst")
+        ]
         server.process = None
         server.start()
         stored_all: list[str] = []

@@ -158,8 +158,10 @@ class IrcCase(TestCase):
         self.assertEqual(commands(received)[0], "JOIN")
         return client
 
-    def observer(self, room: str = "dev", nickname: str = "observer") -> FakeParticipant:
-        observer = FakeParticipant(nickname)
+    def observer(
+        self, room: str = "dev", nickname: str = "observer", peer_host: str = "127.0.0.1"
+    ) -> FakeParticipant:
+        observer = FakeParticipant(nickname, peer_host=peer_host)
         self.service.connect(observer)
         self.service.join(observer, room)
         return observer
@@ -596,7 +598,8 @@ class ChannelTests(IrcCase):
         client = self.register("mina")
         received = self.send(client, "JOIN #dev")
         self.assertEqual(commands(received), ["JOIN", "353", "366"])
-        self.assertEqual(received[0].prefix, "mina!mina@irc.parkchat")
+        # A guest: "~" before its user part (docs/irc.md).
+        self.assertEqual(received[0].prefix, "mina!~mina@irc.parkchat")
         self.assertEqual(received[0].params, ["#dev"])
         self.assertEqual(received[1].params[1:3], ["=", "#dev"])
         self.assertEqual(sorted(received[1].text.split()), ["mina", "observer"])
@@ -648,7 +651,8 @@ class ChannelTests(IrcCase):
     def test_names(self) -> None:
         """NAMES lists a room's members, long lists over several 353 lines."""
         for n in range(40):
-            self.observer(nickname=f"person{n:02d}-with-a-long-name")
+            # Guests from 40 addresses (an address holds 20 guests at most).
+            self.observer(nickname=f"person{n:02d}-with-a-long-name", peer_host=f"10.0.0.{n}")
         client = self.register("mina")
         received = self.send(client, "NAMES #dev")
         self.assertEqual(commands(received)[-1], "366")
@@ -794,7 +798,7 @@ class RoomEventTests(IrcCase):
             client.take()
         message = self.post(observer, "hello irc")
         [line] = plain.take()
-        self.assertEqual(line.raw, ":observer!observer@irc.parkchat PRIVMSG #dev :hello irc")
+        self.assertEqual(line.raw, ":observer!~observer@irc.parkchat PRIVMSG #dev :hello irc")
         [line] = tagged.take()
         self.assertEqual(
             line.tags, {"time": message.timestamp, "msgid": f"{message.seq}-{message.id}"}
@@ -835,7 +839,7 @@ class RoomEventTests(IrcCase):
         reference = lines[0].params[0][1:]
         self.assertEqual(
             (lines[0].command, lines[0].params[1:], lines[0].prefix),
-            ("BATCH", ["draft/multiline", "#dev"], "observer!observer@irc.parkchat"),
+            ("BATCH", ["draft/multiline", "#dev"], "observer!~observer@irc.parkchat"),
         )
         self.assertEqual(
             lines[0].tags, {"time": message.timestamp, "msgid": f"{message.seq}-{message.id}"}
@@ -901,10 +905,10 @@ class RoomEventTests(IrcCase):
         self.assertEqual(
             [line.raw for line in client.take()],
             [
-                ":ana!ana@irc.parkchat PART #dev :lunch  time",
-                ":bob!bob@irc.parkchat QUIT :Connection closed",
+                ":ana!~ana@irc.parkchat PART #dev :lunch  time",
+                ":bob!~bob@irc.parkchat QUIT :Connection closed",
                 ":irc.parkchat KICK #dev cyd :be nice",
-                ":dee!dee@irc.parkchat QUIT :" + QUIT_REASONS[DisconnectReason.DELIVERY_FAILED],
+                ":dee!~dee@irc.parkchat QUIT :" + QUIT_REASONS[DisconnectReason.DELIVERY_FAILED],
             ],
         )
 
@@ -933,7 +937,7 @@ class RoomEventTests(IrcCase):
         self.service.disconnect(bob)
         self.settle()
         self.assertEqual(
-            [line.raw for line in client.take()], [":bob!bob@irc.parkchat QUIT :Connection closed"]
+            [line.raw for line in client.take()], [":bob!~bob@irc.parkchat QUIT :Connection closed"]
         )
         user_id, _ = self.account("ana")
         first, second = (FakeParticipant("ana", user_id=user_id) for _ in range(2))
@@ -1241,7 +1245,7 @@ class ChatHistoryTests(IrcCase):
         self.assertEqual([line.text for line in lines[1:-1]], ["m8", "m9", "m10"])
         self.assertEqual(lines[1].tags["msgid"], f"8-{self.messages[7].id}")
         self.assertEqual(lines[1].tags["time"], self.messages[7].timestamp)
-        self.assertEqual(lines[1].prefix, "poster!poster@irc.parkchat")
+        self.assertEqual(lines[1].prefix, "poster!~poster@irc.parkchat")
         self.assertEqual(self.history("LATEST", "#dev", self.msgid(7), "50"), ["m8", "m9", "m10"])
         self.assertEqual(self.history("LATEST", "#dev", self.timestamp(8), "50"), ["m9", "m10"])
         self.assertEqual(self.history("LATEST", "#dev", self.msgid(7), "2"), ["m9", "m10"])

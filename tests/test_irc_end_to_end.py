@@ -243,7 +243,7 @@ class IrcServerTests(IrcAppsMixin, SynchronousTestCase):
         missed = ["while you were out 1", "while you were out 2", "while you were out 3"]
         for text in missed:
             mina.send_line(text)
-            self.line_until(mina, f"mina:{text}")
+            self.line_until(mina, f"~mina:{text}")  # a guest
 
         carol = self.irc_person("carol", password="carol-password", caps=CAPS)
         carol.connection.send_raw(f"CHATHISTORY LATEST #park msgid={last} 50")

@@ -130,7 +130,14 @@ class EncoderTests(SynchronousTestCase):
 
     def test_chat_variants(self) -> None:
         message = Message(
-            room="dev", nickname="mina", content="hi", timestamp_ms=WHEN, id=42, seq=7, origin="c1"
+            room="dev",
+            nickname="mina",
+            content="hi",
+            timestamp_ms=WHEN,
+            id=42,
+            seq=7,
+            origin="c1",
+            user_id=3,
         )
         event = self.encoder.encode(message)
         assert event is not None

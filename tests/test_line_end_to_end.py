@@ -1,4 +1,5 @@
 """The line protocol against a real server process (MISSION section B).
+Guests' lines come marked ``~name:text`` (docs/line-protocol.md).
 
 Each test starts ``twistd -n parkchat`` with an HTTP port and a ``--tcp``
 listener on free loopback ports and a fresh SQLite database (see
@@ -89,7 +90,7 @@ class MixedRoomEndToEndTests(LineEndToEndCase):
         )
 
         mina.send_line("hello from nc")
-        self.assertEqual(mina.read_line(), "mina:hello from nc")
+        self.assertEqual(mina.read_line(), "~mina:hello from nc")
         chat = self.frame(dora)
         self.assertEqual(
             {k: chat[k] for k in ("chat_room", "nickname", "content", "type")},
@@ -112,7 +113,7 @@ class MixedRoomEndToEndTests(LineEndToEndCase):
         mina = self.tcp_join("mina")
         for text in ("one", "two"):
             mina.send_line(text)
-        self.assertEqual(mina.read_lines(2), ["mina:one", "mina:two"])
+        self.assertEqual(mina.read_lines(2), ["~mina:one", "~mina:two"])
         history = self.server.history("lounge", ("dora", "dora-secret"))
         self.assertEqual(
             [(m["nickname"], m["content"], m["chat_room"]) for m in history],
@@ -129,12 +130,12 @@ class MixedRoomEndToEndTests(LineEndToEndCase):
         mychat.send(handshake("mia"))
         self.frame(dora)  # mia joined
         mychat.send("hi from mychat")
-        self.assertEqual(mychat.recv(timeout=TIMEOUT), "mia:hi from mychat\n")
-        self.assertEqual(tom.read_line(), "mia:hi from mychat")
+        self.assertEqual(mychat.recv(timeout=TIMEOUT), "~mia:hi from mychat\n")
+        self.assertEqual(tom.read_line(), "~mia:hi from mychat")
         self.assertEqual(self.frame(dora)["nickname"], "mia")
         tom.send_line("hi from tcp")
-        self.assertEqual(tom.read_line(), "tom:hi from tcp")
-        self.assertEqual(mychat.recv(timeout=TIMEOUT), "tom:hi from tcp\n")
+        self.assertEqual(tom.read_line(), "~tom:hi from tcp")
+        self.assertEqual(mychat.recv(timeout=TIMEOUT), "~tom:hi from tcp\n")
         dora.send(json.dumps({"content": "hi from ws"}))
         self.assertEqual(mychat.recv(timeout=TIMEOUT), "dora:hi from ws\n")
         self.assertEqual(tom.read_line(), "dora:hi from ws")
@@ -145,7 +146,7 @@ class MixedRoomEndToEndTests(LineEndToEndCase):
         self.server.register("dora", "dora-secret")
         mina = self.tcp()
         mina.send((handshake("mina") + "\nfirst\nsecond\n").encode())
-        self.assertEqual(mina.read_lines(2), ["mina:first", "mina:second"])
+        self.assertEqual(mina.read_lines(2), ["~mina:first", "~mina:second"])
         mina.send_line("/quit")
         self.assertEqual(mina.read_until_closed(), b"*** bye\n")
         self.server.restart()
@@ -179,10 +180,10 @@ class MaChatClientEndToEndTests(LineEndToEndCase):
         tom = self.tcp_join("tom")
         self.frame(dora)  # tom joined
         tom.send_line("hi mina")
-        self.assertEqual(mina.read_line(), "tom:hi mina")
+        self.assertEqual(mina.read_line(), "~tom:hi mina")
         mina.send_line("hi tom")
-        self.assertEqual(mina.read_line(), "mina:hi tom")
-        self.assertEqual(tom.read_lines(2), ["tom:hi mina", "mina:hi tom"])
+        self.assertEqual(mina.read_line(), "~mina:hi tom")
+        self.assertEqual(tom.read_lines(2), ["~tom:hi mina", "~mina:hi tom"])
 
 
 class IdentityEndToEndTests(LineEndToEndCase):
@@ -218,12 +219,12 @@ class IdentityEndToEndTests(LineEndToEndCase):
         """A guest name already in the room is refused; its holder carries on."""
         mina = self.tcp_join("mina")
         mina.send_line("still here")
-        self.assertEqual(mina.read_line(), "mina:still here")
+        self.assertEqual(mina.read_line(), "~mina:still here")
         other = self.tcp_join("Mina")
         line = self.assertRefused(other, "invalid_request")
         self.assertIn("already taken", line)
         mina.send_line("still here")
-        self.assertEqual(mina.read_line(), "mina:still here")
+        self.assertEqual(mina.read_line(), "~mina:still here")
 
     def test_non_utf8_and_long_lines(self) -> None:
         """Bytes that are not UTF-8 and over-long lines get error lines; the
@@ -235,7 +236,7 @@ class IdentityEndToEndTests(LineEndToEndCase):
             [
                 "*** error (invalid_request): line is not valid UTF-8; it was dropped",
                 "*** error (invalid_request): line longer than 8192 bytes; it was dropped",
-                "mina:ok",
+                "~mina:ok",
             ],
         )
 

@@ -106,7 +106,7 @@ class OpenApiDocumentTests(SynchronousTestCase):
         self.assertEqual(errors, [])
         schema = schemathesis.openapi.from_path(SPEC)
         operations = operations_of(schema)
-        self.assertEqual(len(operations), 18)
+        self.assertEqual(len(operations), 19)
 
     def test_references_resolve(self) -> None:
         """Every ``$ref`` names something the document defines."""

@@ -24,6 +24,7 @@ from parkchat.protocols.stream import StreamOptions, StreamSession
 from parkchat.protocols.unified import (
     CLOSE_BANNED,
     CLOSE_LOGGED_OUT,
+    CLOSE_NAME_REGISTERED,
     CLOSE_REPLACED,
     AppSocketFactory,
     AppSocketProtocol,
@@ -46,7 +47,8 @@ class GoodbyeTableTests(TestCase):
 
     def test_close_codes(self) -> None:
         """Shutdown is 1001 everywhere; /ws has its own codes for bans,
-        replaced sessions and logouts; the rest is 1008."""
+        replaced sessions, logouts and a name registered under a guest; the
+        rest is 1008."""
         self.assertEqual(
             {reason: g.code for reason, g in AppSocketProtocol.goodbyes.items()},
             {
@@ -56,6 +58,7 @@ class GoodbyeTableTests(TestCase):
                 DisconnectReason.LOGGED_OUT: CLOSE_LOGGED_OUT,
                 DisconnectReason.TOKEN_REVOKED: CLOSE_LOGGED_OUT,
                 DisconnectReason.DELIVERY_FAILED: CLOSE_POLICY,
+                DisconnectReason.NAME_REGISTERED: CLOSE_NAME_REGISTERED,
             },
         )
         for adapter in (RoomSocketProtocol, StreamSession):
@@ -74,6 +77,9 @@ class GoodbyeTableTests(TestCase):
                 DisconnectReason.LOGGED_OUT: "disconnected: logged out everywhere",
                 DisconnectReason.TOKEN_REVOKED: "disconnected: logged out",
                 DisconnectReason.DELIVERY_FAILED: "disconnected: delivery failed",
+                DisconnectReason.NAME_REGISTERED: (
+                    "disconnected: the name was registered as an account"
+                ),
             },
         )
 

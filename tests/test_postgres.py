@@ -24,7 +24,8 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from parkchat.config import Settings
-from parkchat.model import Message, StoredUser
+from parkchat.errors import AccountExists
+from parkchat.model import Message, StoredUser, nickname_key
 from parkchat.store import is_postgres_url
 from parkchat.store.schema import SCHEMA_DIR, SCHEMA_LOCK_KEY, SchemaError, latest_version
 from parkchat.store.sql import SQLStore
@@ -70,6 +71,17 @@ def insert_old_message(dsn: str, room: str, content: str, user_id: int | None = 
         (room, user_id, content, T0),
     )
     return int(message_id)
+
+
+def insert_old_user(dsn: str, nickname: str, password_hash: bytes) -> StoredUser:
+    """An account as schemas before v5 stored it (no name skeleton)."""
+    [(user_id,)] = query(
+        dsn,
+        "INSERT INTO users (nickname, nickname_key, password_hash, created_ms, "
+        "password_changed_ms) VALUES (%s, %s, %s, %s, %s) RETURNING id",
+        (nickname, nickname_key(nickname), password_hash.decode("ascii"), T0, T0),
+    )
+    return StoredUser(int(user_id), nickname, password_hash)
 
 
 def insert_old_direct(dsn: str, from_user_id: int, to_user_id: int, content: str) -> int:
@@ -279,9 +291,9 @@ class PostgresSchemaTests(PostgresTestCase):
         """A database made by a v1 parkchat is upgraded in place: accounts,
         messages and ids are kept, and the version-2 tables work."""
         old = self.open_store(schema_dir=self.shipped_v1_only())
-        alice = await old.create_user("Alice", b"hash-a", T0)
-        bob = await old.create_user("bob", b"hash-b", T0)
         await old.close()
+        alice = insert_old_user(self.dsn, "Alice", b"hash-a")
+        bob = insert_old_user(self.dsn, "bob", b"hash-b")
         message_id = insert_old_message(self.dsn, "lobby", "from v1", alice.id)
         self.assertEqual(version_of(self.dsn), 1)
 
@@ -303,8 +315,8 @@ class PostgresSchemaTests(PostgresTestCase):
         work, and the result matches a database created at the latest
         version."""
         old = self.open_store(schema_dir=self.shipped_up_to(2))
-        alice = await old.create_user("Alice", b"hash-a", T0)
-        bob = await old.create_user("bob", b"hash-b", T0)
+        alice = insert_old_user(self.dsn, "Alice", b"hash-a")
+        bob = insert_old_user(self.dsn, "bob", b"hash-b")
         await old.set_ban(bob.id, "spam", T0, None)
         await old.close()
         message_id = insert_old_message(self.dsn, "lobby", "from v2", alice.id)
@@ -334,6 +346,26 @@ class PostgresSchemaTests(PostgresTestCase):
         prepare_postgres(fresh)
         self.assertEqual(catalog(self.dsn), catalog(fresh))
 
+    async def test_upgrade_v4_to_v5_backfills_name_skeletons(self) -> None:
+        """A v4 database with two accounts that look alike (a Cyrillic a,
+        U+0430) is upgraded: both are kept, the older holds the skeleton,
+        and no third look-alike can be created (issue 15)."""
+        old = self.open_store(schema_dir=self.shipped_up_to(4))
+        await old.close()
+        insert_old_user(self.dsn, "alice", b"hash-a")
+        insert_old_user(self.dsn, "\u0430lice", b"hash-b")
+        insert_old_user(self.dsn, "bob", b"hash-c")
+
+        store = self.open_store()
+        self.assertEqual(version_of(self.dsn), latest_version())
+        self.assertEqual(
+            query(self.dsn, "SELECT nickname, name_skeleton FROM users ORDER BY id"),
+            [("alice", "alice"), ("\u0430lice", None), ("bob", "bob")],
+        )
+        with self.assertRaises(AccountExists):
+            await store.create_user("a1ice", b"hash-d", T0)
+        self.assertEqual((await store.get_user("\u0430lice")).nickname, "\u0430lice")
+
     async def test_upgrade_v3_to_v4_numbers_messages(self) -> None:
         """A database made by a v3 parkchat, with messages in several rooms
         (ids interleaved, one deleted) and direct messages in several
@@ -343,10 +375,10 @@ class PostgresSchemaTests(PostgresTestCase):
         last numbers, new messages go on after them, and the result
         matches a database created at the latest version."""
         old = self.open_store(schema_dir=self.shipped_up_to(3))
-        alice = await old.create_user("alice", b"hash-a", T0)
-        bob = await old.create_user("bob", b"hash-b", T0)
-        carol = await old.create_user("carol", b"hash-c", T0)
         await old.close()
+        alice = insert_old_user(self.dsn, "alice", b"hash-a")
+        bob = insert_old_user(self.dsn, "bob", b"hash-b")
+        carol = insert_old_user(self.dsn, "carol", b"hash-c")
         rooms = ["lobby", "garden", "lobby", "attic", "garden", "lobby", "lobby"]
         ids = [insert_old_message(self.dsn, room, f"m{i}") for i, room in enumerate(rooms)]
         query(self.dsn, "DELETE FROM messages WHERE id = %s", (ids[2],))

@@ -321,7 +321,7 @@ class EndToEndTests(TestCase):
         refused = third.read_until_closed().decode()
         self.assertIn("too many connections", refused)
         first.send_line("still here")
-        self.assertEqual(second.read_line(), "ann:still here")
+        self.assertEqual(second.read_line(), "~ann:still here")  # a guest
         self.server.stop()
         lines = self.access_log.read_text(encoding="utf-8").splitlines()
         self.assertTrue(

@@ -13,7 +13,7 @@ from typing import Any
 
 from twisted.trial.unittest import TestCase
 
-from parkchat.model import StoredUser
+from parkchat.model import StoredUser, nickname_key
 from parkchat.store.schema import SCHEMA_DIR, latest_version
 from parkchat.store.sqlite import load_or_create_setting, open_sqlite, prepare_sqlite
 from tests.store_support import T0
@@ -70,6 +70,18 @@ def insert_old_message(path: str, room: str, nickname: str, content: str) -> int
     )
 
 
+def insert_old_user(path: str, nickname: str, password_hash: bytes) -> StoredUser:
+    """An account as schemas before v5 stored it (no name skeleton): this
+    parkchat's store methods no longer fit an older schema."""
+    user_id = insert_row(
+        path,
+        "INSERT INTO users (nickname, nickname_key, password_hash, created_ms, "
+        "password_changed_ms) VALUES (?, ?, ?, ?, ?)",
+        (nickname, nickname_key(nickname), password_hash.decode("ascii"), T0, T0),
+    )
+    return StoredUser(user_id, nickname, password_hash)
+
+
 def insert_old_direct(path: str, from_user_id: int, to_user_id: int, content: str) -> int:
     """An undelivered direct message as schemas v2 and v3 stored it; its id."""
     return insert_row(
@@ -121,9 +133,9 @@ class SchemaV2Tests(TestCase):
         new tables work, and it matches a database created at v2."""
         path = self.db_path()
         old = open_sqlite(path, schema_dir=self.v1_only())
-        alice = await old.create_user("Alice", b"hash-a", T0)
-        bob = await old.create_user("bob", b"hash-b", T0)
         await old.close()
+        alice = insert_old_user(path, "Alice", b"hash-a")
+        bob = insert_old_user(path, "bob", b"hash-b")
         message_id = insert_old_message(path, "lobby", "Alice", "from v1")
         self.assertEqual(query(path, "SELECT version FROM schema_version"), [(1,)])
 

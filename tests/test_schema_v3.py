@@ -20,6 +20,7 @@ from tests.store_support import S0, T0, SQLitePlans
 from tests.test_schema_v2 import (
     insert_old_direct,
     insert_old_message,
+    insert_old_user,
     query,
     run_scripts,
     schema_objects,
@@ -80,8 +81,8 @@ class SchemaV3Tests(TestCase):
         created at v3."""
         path = self.db_path()
         old = open_sqlite(path, schema_dir=self.v2_only())
-        alice = await old.create_user("Alice", b"hash-a", T0)
-        bob = await old.create_user("bob", b"hash-b", T0)
+        alice = insert_old_user(path, "Alice", b"hash-a")
+        bob = insert_old_user(path, "bob", b"hash-b")
         await old.set_ban(bob.id, "spam", T0, None)
         await old.close()
         message_id = insert_old_message(path, "lobby", "Alice", "from v2")

@@ -27,6 +27,7 @@ from tests.store_support import T0, SQLitePlans
 from tests.test_schema_v2 import (
     insert_old_direct,
     insert_old_message,
+    insert_old_user,
     insert_row,
     query,
     run_scripts,
@@ -98,10 +99,10 @@ class SchemaV4Tests(TestCase):
         path = self.db_path()
         prepare_sqlite(path, self.v3_only())
         old = open_sqlite(path, schema_dir=self.v3_only())
-        alice = await old.create_user("alice", b"hash-a", T0)
-        bob = await old.create_user("bob", b"hash-b", T0)
-        carol = await old.create_user("carol", b"hash-c", T0)
         await old.close()
+        alice = insert_old_user(path, "alice", b"hash-a")
+        bob = insert_old_user(path, "bob", b"hash-b")
+        carol = insert_old_user(path, "carol", b"hash-c")
         rooms = ["lobby", "garden", "lobby", "attic", "garden", "lobby", "lobby", "garden"]
         ids = [insert_old_message(path, room, "alice", f"m{i}") for i, room in enumerate(rooms)]
         # One deleted from the middle of lobby, and the newest message of all.

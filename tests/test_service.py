@@ -620,7 +620,7 @@ class ConnectionLimitTests(ServiceTestCase):
     def test_zero_is_unlimited(self) -> None:
         """Limits of 0 turn the checks off."""
         service, _, _ = make_service(
-            limits=Limits(max_connections_per_user=0, max_connections_per_ip=0)
+            limits=Limits(max_connections_per_user=0, max_connections_per_ip=0, max_guests_per_ip=0)
         )
         for _ in range(50):
             service.connect(FakeParticipant("alice"))

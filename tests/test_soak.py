@@ -60,7 +60,7 @@ class SoakTests(TestCase):
                 line.send_line(json.dumps({"name": f"guest{i}", "room": room}))
                 line.send_line(text)
                 for _ in range(50):
-                    if line.read_line() == f"guest{i}:{text}":
+                    if line.read_line() == f"~guest{i}:{text}":
                         break
                 else:
                     self.fail(f"no echo in cycle {i}")

@@ -25,6 +25,19 @@ class AccountStoreTestsMixin(StoreSuite):
         for spelling in ("Alice", "alice", "ALICE"):
             self.assertEqual(await store.get_user(spelling), created)
 
+    async def test_look_alike_names(self) -> None:
+        """No two accounts look alike (issue 15): a name with the skeleton
+        of an account's (Greek omicron for o) is refused, and get_user_like
+        finds the account it looks like; get_user stays exact."""
+        store = self.make_store()
+        bob = await store.create_user("bob", b"$2b$04$bob", T0)
+        with self.assertRaises(AccountExists):
+            await store.create_user("b\u03bfb", b"$2b$04$other", T0)
+        self.assertEqual(await store.get_user_like("b\u03bfb"), bob)
+        self.assertEqual(await store.get_user_like("BOB"), bob)
+        self.assertIsNone(await store.get_user("b\u03bfb"))
+        self.assertIsNone(await store.get_user_like("carol"))
+
     async def test_get_unknown_user(self) -> None:
         """get_user fires with None for a nickname with no account."""
         store = self.make_store()

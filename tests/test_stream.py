@@ -402,7 +402,7 @@ class StreamBehaviour(StreamHelpers):
         self.assertEqual(self.service.members("devroom"), ["Mina"])
         mina.send_line("hello there")
         self.settle()
-        self.assertEqual(mina.take(), ["Mina:hello there"])
+        self.assertEqual(mina.take(), ["~Mina:hello there"])
 
     def test_lines_with_handshake_not_lost(self) -> None:
         """Lines that arrive together with the handshake are posted (the Go
@@ -410,14 +410,14 @@ class StreamBehaviour(StreamHelpers):
         mina = self.connect_client()
         mina.send_raw(handshake("mina") + "\nfirst\nsecond\n")
         self.settle()
-        self.assertEqual(mina.take(), ["mina:first", "mina:second"])
+        self.assertEqual(mina.take(), ["~mina:first", "~mina:second"])
 
     def test_text_after_handshake_on_same_line(self) -> None:
         """Text after the handshake object on the same line is a message."""
         mina = self.connect_client()
         mina.send_line(handshake("mina") + " straight away")
         self.settle()
-        self.assertEqual(mina.take(), ["mina:straight away"])
+        self.assertEqual(mina.take(), ["~mina:straight away"])
 
     def test_handshake_without_newline(self) -> None:
         """MaChat's own clients (``chattcpclient``, ``chatwebsocketclient``)
@@ -431,12 +431,12 @@ class StreamBehaviour(StreamHelpers):
         ann = self.join("ann")
         ann.send_line("hi mina")
         self.settle()
-        self.assertEqual(mina.take(), ["ann:hi mina"])
+        self.assertEqual(mina.take(), ["~ann:hi mina"])
         self.advance(HANDSHAKE_TIMEOUT + 1)
         self.assertFalse(mina.closed)
         mina.send_line("hello ann")
         self.settle()
-        self.assertEqual(ann.take(), ["ann:hi mina", "mina:hello ann"])
+        self.assertEqual(ann.take(), ["~ann:hi mina", "~mina:hello ann"])
 
     def test_handshake_spread_over_lines(self) -> None:
         """A pretty-printed handshake over several lines is accepted."""
@@ -447,7 +447,7 @@ class StreamBehaviour(StreamHelpers):
         self.assertFalse(mina.closed)
         mina.send_line("made it")
         self.settle()
-        self.assertEqual(mina.take(), ["mina:made it"])
+        self.assertEqual(mina.take(), ["~mina:made it"])
 
     def test_blank_lines_ignored(self) -> None:
         """Blank lines before the handshake and after it are not messages."""
@@ -466,7 +466,7 @@ class StreamBehaviour(StreamHelpers):
         zoe = self.join("Zoë", "café")
         zoe.send_line("naïve ☕ 🎉")
         self.settle()
-        self.assertEqual(zoe.take(), ["Zoë:naïve ☕ 🎉"])
+        self.assertEqual(zoe.take(), ["~Zoë:naïve ☕ 🎉"])
 
     # -- shared rooms ----------------------------------------------------------
 
@@ -519,7 +519,7 @@ class StreamBehaviour(StreamHelpers):
         self.assertEqual(fake.received[-1].nickname, "mina")
         self.service.post(fake, "dev", "from the fake")
         self.settle()
-        self.assertEqual(mina.take(), ["mina:to the fake", "fake:from the fake"])
+        self.assertEqual(mina.take(), ["~mina:to the fake", "~fake:from the fake"])
 
     def test_disconnect_leaves_room(self) -> None:
         """When a stream client goes away the others are told it left."""
@@ -554,9 +554,9 @@ class StreamBehaviour(StreamHelpers):
         self.assertEqual(
             mina.take(),
             [
-                "*** mina has joined the room",
-                "*** bob has joined the room",
-                "*** bob has left the room",
+                "*** ~mina has joined the room",
+                "*** ~bob has joined the room",
+                "*** ~bob has left the room",
             ],
         )
 
@@ -567,7 +567,7 @@ class StreamBehaviour(StreamHelpers):
         self.settle()
         self.assertEqual(mina.take(), ["*** join/leave notices on"])
         self.join("bob")
-        self.assertEqual(mina.take(), ["*** bob has joined the room"])
+        self.assertEqual(mina.take(), ["*** ~bob has joined the room"])
         mina.send_line("/NOTICES off")
         self.join("carol")
         self.assertEqual(mina.take(), ["*** join/leave notices off"])
@@ -774,13 +774,13 @@ class StreamBehaviour(StreamHelpers):
         mina.send_line("/join other")
         self.settle()
         self.assertEqual(mina.take(), ["*** you are now in other"])
-        self.assertEqual(bob.take(), ["*** mina has left the room"])
+        self.assertEqual(bob.take(), ["*** ~mina has left the room"])
         last = fake.received[-1]
         self.assertEqual((last.event, last.nickname), (LEFT, "mina"))
         self.assertEqual(sorted(self.service.members("other")), ["carol", "mina"])
         mina.send_line("over here")
         self.settle()
-        self.assertEqual(carol.take(), ["mina:over here"])
+        self.assertEqual(carol.take(), ["~mina:over here"])
         self.assertEqual(bob.take(), [])
         self.assertEqual([m.room for m in self.history("other")], ["other"])
 
@@ -804,7 +804,7 @@ class StreamBehaviour(StreamHelpers):
             self.assertTrue(line.startswith(f"*** error ({code}): "), line)
         mina.send_line("still here")
         self.settle()
-        self.assertEqual(mina.take(), ["mina:still here"])
+        self.assertEqual(mina.take(), ["~mina:still here"])
         self.assertEqual(self.service.members("dev"), ["mina"])
 
     def test_history(self) -> None:
@@ -818,7 +818,7 @@ class StreamBehaviour(StreamHelpers):
         self.settle()
         self.assertEqual(
             mina.take(),
-            ["*** last 2 messages in dev:", "mina:two", "mina:three", "*** end of history"],
+            ["*** last 2 messages in dev:", "~mina:two", "~mina:three", "*** end of history"],
         )
         mina.send_line("/history")
         self.settle()
@@ -857,7 +857,7 @@ class StreamBehaviour(StreamHelpers):
         mina.send_line("last words")
         mina.send_line("/quit")
         self.settle()
-        self.assertEqual(mina.take(), ["mina:last words", "*** bye"])
+        self.assertEqual(mina.take(), ["~mina:last words", "*** bye"])
         self.assertTrue(mina.closed)
 
     def test_double_slash_escape(self) -> None:
@@ -865,7 +865,7 @@ class StreamBehaviour(StreamHelpers):
         mina = self.join("mina")
         mina.send_line("//who")
         self.settle()
-        self.assertEqual(mina.take(), ["mina:/who"])
+        self.assertEqual(mina.take(), ["~mina:/who"])
 
     def test_unknown_command_is_a_message(self) -> None:
         """A ``/word`` that is not a command is an ordinary message."""
@@ -873,7 +873,7 @@ class StreamBehaviour(StreamHelpers):
         mina.send_line("/shrug ok")
         mina.send_line("/")
         self.settle()
-        self.assertEqual(mina.take(), ["mina:/shrug ok", "mina:/"])
+        self.assertEqual(mina.take(), ["~mina:/shrug ok", "~mina:/"])
 
     # -- server side --------------------------------------------------------------
 
@@ -1072,7 +1072,7 @@ class LineFramingTests(StreamHelpers, LineCarrier, StreamCase):
         mina = self.joined()
         mina.send_bytes(b"hello\n")
         self.settle()
-        self.assertEqual(mina.received, b"mina:hello\n")
+        self.assertEqual(mina.received, b"~mina:hello\n")
 
     def test_crlf(self) -> None:
         """``\\r\\n`` line endings (telnet) work for the handshake and lines;
@@ -1080,7 +1080,7 @@ class LineFramingTests(StreamHelpers, LineCarrier, StreamCase):
         mina = self.connect()
         mina.send_bytes(handshake("mina").encode() + b"\r\nhello\r\n")
         self.settle()
-        self.assertEqual(mina.received, b"mina:hello\n")
+        self.assertEqual(mina.received, b"~mina:hello\n")
 
     def test_split_packets(self) -> None:
         """A handshake and lines cut anywhere, even inside a UTF-8 character,
@@ -1090,7 +1090,7 @@ class LineFramingTests(StreamHelpers, LineCarrier, StreamCase):
         for i in range(len(data)):
             zoe.send_bytes(data[i : i + 1])
             self.settle()
-        self.assertEqual(zoe.received.decode(), "Zoë:naïve\n")
+        self.assertEqual(zoe.received.decode(), "~Zoë:naïve\n")
 
     def test_handshake_without_newline_then_split_line(self) -> None:
         """After a handshake that came without its newline, what follows
@@ -1103,14 +1103,14 @@ class LineFramingTests(StreamHelpers, LineCarrier, StreamCase):
         self.assertEqual(self.service.members("dev"), ["mina"])
         mina.send_bytes(b"lo\n")
         self.settle()
-        self.assertEqual(mina.received, b"mina:hello\n")
+        self.assertEqual(mina.received, b"~mina:hello\n")
         ann = self.connect()
         ann.send_bytes(handshake("ann").encode())
         self.settle()
         ann.send_bytes(b"\n")
         ann.send_bytes(b"hi\n")
         self.settle()
-        self.assertEqual(ann.received, b"ann:hi\n")
+        self.assertEqual(ann.received, b"~ann:hi\n")
 
     def test_unfinished_values_wait_for_the_newline(self) -> None:
         """Only a complete JSON object is taken early: a handshake cut
@@ -1135,7 +1135,7 @@ class LineFramingTests(StreamHelpers, LineCarrier, StreamCase):
         mina = self.connect()
         mina.send_bytes(handshake("mina").encode() + b"\na\nb\r\nc\n")
         self.settle()
-        self.assertEqual(mina.received, b"mina:a\nmina:b\nmina:c\n")
+        self.assertEqual(mina.received, b"~mina:a\n~mina:b\n~mina:c\n")
 
     def test_unterminated_line_waits(self) -> None:
         """A line without its newline yet is not posted."""
@@ -1145,7 +1145,7 @@ class LineFramingTests(StreamHelpers, LineCarrier, StreamCase):
         self.assertEqual(mina.received, b"")
         mina.send_bytes(b"ne\n")
         self.settle()
-        self.assertEqual(mina.received, b"mina:half a line\n")
+        self.assertEqual(mina.received, b"~mina:half a line\n")
 
     def test_line_too_long(self) -> None:
         """A line over the limit gets an error line and is dropped; the
@@ -1157,7 +1157,7 @@ class LineFramingTests(StreamHelpers, LineCarrier, StreamCase):
             mina.take(),
             [
                 f"*** error (invalid_request): line longer than {MAX_LINE} bytes; it was dropped",
-                "mina:next",
+                "~mina:next",
             ],
         )
         self.assertFalse(mina.closed)
@@ -1189,7 +1189,7 @@ class LineFramingTests(StreamHelpers, LineCarrier, StreamCase):
         self.assertTrue(len(protocol._buffer) <= MAX_LINE)
         mina.send_bytes(b"end of the long line\nnext\n")
         self.settle()
-        self.assertEqual(mina.take(), ["mina:next"])
+        self.assertEqual(mina.take(), ["~mina:next"])
         self.assertEqual([m.content for m in self.history()], ["next"])
         self.assertFalse(mina.closed)
 
@@ -1210,7 +1210,7 @@ class LineFramingTests(StreamHelpers, LineCarrier, StreamCase):
             [
                 "*** error (invalid_request): line is not valid UTF-8; it was dropped",
                 "*** error (invalid_request): line is not valid UTF-8; it was dropped",
-                "mina:ok",
+                "~mina:ok",
             ],
         )
         self.assertFalse(mina.closed)
@@ -1268,7 +1268,7 @@ class MyChatFramingTests(StreamHelpers, MyChatCarrier, StreamCase):
         self.settle()
         self.assertEqual(
             mina.take_messages(),
-            [b"*** mina has joined the room\n", b"mina:hello\n", f"*** {HELP}\n".encode()],
+            [b"*** ~mina has joined the room\n", b"~mina:hello\n", f"*** {HELP}\n".encode()],
         )
 
     def test_multiline_content_one_message(self) -> None:
@@ -1286,7 +1286,7 @@ class MyChatFramingTests(StreamHelpers, MyChatCarrier, StreamCase):
         mina = self.joined()
         mina.send_raw("one\r\ntwo\nthree\n")
         self.settle()
-        self.assertEqual(mina.take(), ["mina:one", "mina:two", "mina:three"])
+        self.assertEqual(mina.take(), ["~mina:one", "~mina:two", "~mina:three"])
 
     def test_binary_utf8_accepted(self) -> None:
         """A binary message holding UTF-8 text is treated like a text one."""
@@ -1294,7 +1294,7 @@ class MyChatFramingTests(StreamHelpers, MyChatCarrier, StreamCase):
         mina.sendMessage(handshake("mina").encode(), isBinary=True)
         mina.sendMessage("hé".encode(), isBinary=True)
         self.settle()
-        self.assertEqual(mina.take(), ["mina:hé"])
+        self.assertEqual(mina.take(), ["~mina:hé"])
 
     def test_binary_not_utf8(self) -> None:
         """A binary message that is not UTF-8 gets an error line; the
@@ -1304,7 +1304,7 @@ class MyChatFramingTests(StreamHelpers, MyChatCarrier, StreamCase):
         mina.send_line("ok")
         self.settle()
         self.assertEqual(
-            mina.take(), ["*** error (invalid_request): message is not valid UTF-8", "mina:ok"]
+            mina.take(), ["*** error (invalid_request): message is not valid UTF-8", "~mina:ok"]
         )
         self.assertFalse(mina.closed)
 
@@ -1352,8 +1352,8 @@ class MyChatFramingTests(StreamHelpers, MyChatCarrier, StreamCase):
         self.settle()
         mina.send_line("from mychat")
         self.settle()
-        self.assertEqual(mina.take(), ["tom:from tcp", "mina:from mychat"])
-        self.assertEqual(tom.received, b"tom:from tcp\nmina:from mychat\n")
+        self.assertEqual(mina.take(), ["~tom:from tcp", "~mina:from mychat"])
+        self.assertEqual(tom.received, b"~tom:from tcp\n~mina:from mychat\n")
 
 
 class LineProtocolTests(SynchronousTestCase):
@@ -1388,7 +1388,7 @@ class LineProtocolTests(SynchronousTestCase):
         for byte in (handshake("mina", "r") + "\nhi\n").encode():
             protocol.dataReceived(bytes([byte]))
         self.clock.advance(0)
-        self.assertEqual(transport.value(), b"mina:hi\n")
+        self.assertEqual(transport.value(), b"~mina:hi\n")
 
     def test_refusal_loses_connection(self) -> None:
         """A bad handshake writes one error line and asks the transport to
@@ -1435,7 +1435,15 @@ class RenderTests(SynchronousTestCase):
     """The ``name:text`` rendering shared by every stream member."""
 
     def message(self, content: str) -> Message:
-        return Message(room="dev", nickname="mina", content=content, timestamp_ms=0)
+        """A message of the account mina (a guest's is marked: test_guest)."""
+        return Message(room="dev", nickname="mina", content=content, timestamp_ms=0, user_id=1)
+
+    def test_guest(self) -> None:
+        """A guest's lines and notices carry ``~`` before the name."""
+        guest = Message(room="dev", nickname="mina", content="a\nb", timestamp_ms=0)
+        self.assertEqual(render_lines(guest), b"~mina:a\n~mina:b\n")
+        joined = system_message("dev", "mina", JOINED, 0, guest=True)
+        self.assertEqual(render_lines(joined), b"*** ~mina has joined the room\n")
 
     def test_chat(self) -> None:
         """A chat message is ``nick:content\\n``."""

@@ -382,7 +382,9 @@ class LineClientProtocol(LineOnlyReceiver, _LinkBase):
     def _live(self, line: str) -> None:
         name, text = split_line(line)
         if self.state == "joined":
-            if name is not None and same_name(name, self.client.nickname):
+            # A guest's own lines come back as "~name:text" (the server's
+            # guest mark; no account can share a guest's name).
+            if name is not None and same_name(name.removeprefix("~"), self.client.nickname):
                 self.client.echo()
             elif line.startswith(NOTICE + "error"):
                 self.client.echo()

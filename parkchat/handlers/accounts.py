@@ -42,12 +42,21 @@ class AccountHandler:
         self._throttle.prune()
 
     def register(self, nickname: object, password: object) -> Deferred[User]:
-        return Deferred.fromCoroutine(self._accounts.register(nickname, password))
+        """Create an account; before it is answered, the guests holding the
+        name (or one like it) are closed on every instance
+        (``SessionHandler.claim_name``)."""
+        return Deferred.fromCoroutine(self._register(nickname, password))
+
+    async def _register(self, nickname: object, password: object) -> User:
+        user = await self._accounts.register(nickname, password)
+        self._sessions.claim_name(user.nickname)
+        return user
 
     def account_exists(self, nickname: str) -> Deferred[bool]:
-        """Whether ``nickname`` belongs to a registered account (guests may not
-        take such names)."""
-        return self._store.get_user(nickname).addCallback(lambda user: user is not None)
+        """Whether ``nickname`` belongs to a registered account, or looks like
+        the name of one (``model.name_skeleton``): guests and external-token
+        users may not take such names."""
+        return self._store.get_user_like(nickname).addCallback(lambda user: user is not None)
 
     def list_accounts(self, limit: int, after_id: int = 0) -> Deferred[list[User]]:
         """Accounts by id (the admin API's user list)."""

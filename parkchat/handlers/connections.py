@@ -14,8 +14,9 @@ from parkchat.model import User, nickname_key
 
 class ConnectionHandler:
     """Registers connections, gives them ids unique across instances, counts
-    them per account and per address against the limits, and finds an
-    account's connections (for direct messages, bans, logouts).
+    them per account and per address against the limits (guests, which have
+    no account, also per address on their own: ``max_guests_per_ip``), and
+    finds an account's connections (for direct messages, bans, logouts).
 
     Registering only records; what a connection may do (bans, single
     session) and what leaving means (its rooms) belong to the handlers
@@ -37,8 +38,15 @@ class ConnectionHandler:
         self._next_id = 0
         self._ids: dict[IParticipant, str] = {}
         self._by_user: dict[str, dict[IParticipant, None]] = {}
+        # Guest connections and the address each was counted under.
+        self._guests: dict[IParticipant, str | None] = {}
         self._per_user = ConnectionCounter(limits.max_connections_per_user, "account")
         self._per_ip = ConnectionCounter(limits.max_connections_per_ip, "address")
+        self._guests_per_ip = ConnectionCounter(
+            limits.max_guests_per_ip,
+            "address",
+            refusal="too many guest connections from this address: log in to an account",
+        )
 
     @property
     def ids(self) -> Mapping[IParticipant, str]:
@@ -59,8 +67,13 @@ class ConnectionHandler:
             return existing
         key = nickname_key(participant.nickname)
         address = self._limits.address_key(participant.peer_host)
+        guest = participant.user_id is None
         self._check_account(key)
         self._per_ip.check(address)
+        if guest:
+            self._guests_per_ip.check(address)
+            self._guests_per_ip.acquire(address)
+            self._guests[participant] = address
         self._per_user.acquire(key)
         self._per_ip.acquire(address)
         self._next_id += 1
@@ -97,6 +110,8 @@ class ConnectionHandler:
                 del self._by_user[key]
         self._per_user.release(key)
         self._per_ip.release(self._limits.address_key(participant.peer_host))
+        if participant in self._guests:
+            self._guests_per_ip.release(self._guests.pop(participant))
         self._bus.presence_changed()
         return True
 

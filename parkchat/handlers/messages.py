@@ -93,7 +93,10 @@ class MessageHandler:
     parkchat.recent) and moderators' deletions.
 
     ``rate`` is the per-sender token bucket that direct messages and the
-    room directory draw on too; this handler prunes it.
+    room directory draw on too; this handler prunes it. ``guest_rate`` is
+    the bucket all guests (no account) from one address share, keyed by
+    address, so that many guest names from one address do not multiply
+    the rate (None: no such limit).
     """
 
     def __init__(
@@ -108,6 +111,7 @@ class MessageHandler:
         limits: Limits,
         metrics: ServiceMetrics,
         rate: TokenBucketLimiter,
+        guest_rate: TokenBucketLimiter | None = None,
     ) -> None:
         self._store = store
         self._writer = writer
@@ -117,6 +121,7 @@ class MessageHandler:
         self._limits = limits
         self._metrics = metrics
         self._rate = rate
+        self._guest_rate = guest_rate
         # Read-only views, looked up once per post without a call.
         self._rooms = rooms.by_name
         self._ids = connections.ids
@@ -126,6 +131,8 @@ class MessageHandler:
     def prune(self) -> None:
         """Forget idle senders' rate buckets (housekeeping)."""
         self._rate.prune()
+        if self._guest_rate is not None:
+            self._guest_rate.prune()
 
     def flush(self) -> Deferred[None]:
         """Fires once every message queued so far is stored (or failed)."""
@@ -176,6 +183,11 @@ class MessageHandler:
             raise ServiceBusy("server shutting down")
         self._metrics.messages_received += 1
         content = validate_content(content, self._limits.max_content_length)
+        if participant.user_id is None and self._guest_rate is not None and self._limits.rate_limit:
+            # --rate-limit 0 turns every message rate limit off, this one too.
+            address = self._limits.address_key(participant.peer_host)
+            if address is not None:  # not a trusted proxy's own address
+                self._guest_rate.consume(address)
         self._rate.consume(nickname_key(participant.nickname))
         return Message(
             room=room_name,
@@ -219,6 +231,7 @@ class MessageHandler:
                 timestamp_ms=int(self._clock.seconds() * 1000),
                 type=kind,
                 origin=self._ids.get(participant),
+                guest=participant.user_id is None,
             ),
         )
 

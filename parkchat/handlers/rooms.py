@@ -10,7 +10,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from parkchat.errors import InvalidRequest, NotInRoom
+from parkchat.errors import InvalidRequest, InvalidRoom, NotInRoom
 from parkchat.handlers.connections import ConnectionHandler
 from parkchat.handlers.delivery import RESUME_MAX, RoomDelivery
 from parkchat.interfaces import IBus, IParticipant, IRoomMessageStore, IRoomTopicStore
@@ -30,7 +30,9 @@ from parkchat.model import (
     JoinResult,
     Message,
     clean_reason,
+    name_skeleton,
     nickname_key,
+    room_skeleton,
     system_message,
     validate_room,
 )
@@ -82,6 +84,8 @@ class RoomHandler:
         self._rate = rate
         self._after_queued = after_queued
         self._rooms: dict[str, Room] = {}
+        # room_skeleton -> the open room of that look (no two look alike).
+        self._room_skeletons: dict[str, str] = {}
         # Rooms each connection is in (only connections that joined one).
         self._joined: dict[IParticipant, set[str]] = {}
         self._stopping = False
@@ -139,7 +143,9 @@ class RoomHandler:
             raise InvalidRequest("connection is not registered")
         room = self._rooms.get(room_name)
         if room is None:
+            self._refuse_look_alike(room_name)
             room = self._rooms[room_name] = Room(room_name)
+            self._room_skeletons[room_skeleton(room_name)] = room_name
             self._bus.subscribe(room_name)
             self._delivery.open(room)
         if since is None or participant in room:
@@ -173,7 +179,13 @@ class RoomHandler:
         room.add(participant)
         self._joined.setdefault(participant, set()).add(room.name)
         self._bus.presence_changed()
-        notice = system_message(room.name, participant.nickname, JOINED, self._now_ms())
+        notice = system_message(
+            room.name,
+            participant.nickname,
+            JOINED,
+            self._now_ms(),
+            guest=participant.user_id is None,
+        )
         if announce_later:
             # After the surface has written the replay (in this callback):
             # the joiner sees its own join after what it missed.
@@ -185,9 +197,29 @@ class RoomHandler:
         if room_name in self._joined.get(participant, ()):
             self._bus.publish(room_name, notice)
 
+    def _refuse_look_alike(self, room_name: str) -> None:
+        """InvalidRoom if an open room (here, or with members on another
+        instance) has a name that looks like ``room_name`` without being it
+        (``room_skeleton``: ``lobby``, and ``lobby`` spelt with a Cyrillic
+        o, U+043E).
+        Only rooms with members are compared: a room is a name, and one
+        nobody is in holds nothing to pass for."""
+        key = room_skeleton(room_name)
+        other = self._room_skeletons.get(key)
+        if other is None:
+            remote = self._bus.remote_presence()["rooms"]
+            other = next(
+                (n for n, people in remote.items() if people and room_skeleton(n) == key), None
+            )
+        if other is not None and other != room_name:
+            raise InvalidRoom(f"room name looks like the open room {other!r}: choose another")
+
     def _drop(self, room: Room) -> None:
         if self._rooms.get(room.name) is room:
             del self._rooms[room.name]
+            key = room_skeleton(room.name)
+            if self._room_skeletons.get(key) == room.name:
+                del self._room_skeletons[key]
             self._bus.unsubscribe(room.name)
 
     def leave(self, participant: IParticipant, room_name: str, reason: str = "") -> None:
@@ -218,7 +250,14 @@ class RoomHandler:
             # members on other instances must hear of the leave. After the
             # member's messages still being stored: the leave follows them.
             when = self._now_ms() if now_ms is None else now_ms
-            notice = system_message(room_name, participant.nickname, LEFT, when, departure)
+            notice = system_message(
+                room_name,
+                participant.nickname,
+                LEFT,
+                when,
+                departure,
+                guest=participant.user_id is None,
+            )
             publish = self._bus.publish
             self._after_queued(lambda: publish(room_name, notice))
         if not len(room) and not room.joining:
@@ -297,12 +336,14 @@ class RoomHandler:
         return room.nicknames() if room is not None else []
 
     def name_in_room(self, room_name: str, nickname: str) -> bool:
-        """Whether someone called ``nickname`` (case-insensitively) is in the room."""
+        """Whether someone whose name is ``nickname`` or looks like it (the
+        same ``name_skeleton``: case, width and confusables folded) is in
+        the room."""
         room = self._rooms.get(room_name)
         if room is None:
             return False
-        key = nickname_key(nickname)
-        return any(nickname_key(p.nickname) == key for p in room)
+        key = name_skeleton(nickname)
+        return any(name_skeleton(p.nickname) == key for p in room)
 
     def room_names(self) -> list[str]:
         return sorted(self._rooms)

@@ -9,7 +9,7 @@ from twisted.python.failure import Failure
 
 from parkchat.auth import VerifiedCredentials
 from parkchat.errors import InvalidRequest
-from parkchat.events import CutoffEvent, RevokeEvent, SessionEvent
+from parkchat.events import CutoffEvent, NameClaimedEvent, RevokeEvent, SessionEvent
 from parkchat.handlers.connections import ConnectionHandler
 from parkchat.handlers.rooms import RoomHandler
 from parkchat.interfaces import (
@@ -19,7 +19,7 @@ from parkchat.interfaces import (
     ISessionStore,
     ITokenStore,
 )
-from parkchat.model import DisconnectReason, nickname_key
+from parkchat.model import DisconnectReason, name_skeleton, nickname_key
 from parkchat.tokens import LEEWAY, Revocations, TokenClaims
 
 _log = Logger()
@@ -199,6 +199,36 @@ class SessionHandler:
                 instance=self._instance_id,
             )
         )
+
+    # -- a guest's name registered -------------------------------------------------
+
+    def claim_name(self, nickname: str) -> int:
+        """An account was just registered as ``nickname``: close the
+        connections without an account (guests, external-token users) whose
+        names look like it, here now and on every other instance through
+        the bus, each told why (``DisconnectReason.NAME_REGISTERED``).
+        Returns how many were closed here."""
+        skeleton = name_skeleton(nickname)
+        closed = self._close_guests(skeleton)
+        self._bus.publish_control(
+            NameClaimedEvent(nickname=nickname, skeleton=skeleton, instance=self._instance_id)
+        )
+        return closed
+
+    def apply_name_claimed(self, event: NameClaimedEvent) -> None:
+        self._close_guests(event.skeleton)
+
+    def _close_guests(self, skeleton: str) -> int:
+        # A walk over this instance's connections: registrations are rare
+        # (each costs a bcrypt), and name_skeleton is cached per name.
+        guests = [
+            p
+            for p in self._connections.participants()
+            if p.user_id is None and p.nickname and name_skeleton(p.nickname) == skeleton
+        ]
+        for guest in guests:
+            self._rooms.force_out(guest, DisconnectReason.NAME_REGISTERED)
+        return len(guests)
 
     # -- from the other instances ------------------------------------------------
 

@@ -2,10 +2,16 @@
 
 Written once so that the naming rules can change in one place. Today they
 are the line protocol's (``StreamSession``): guests allowed at all
-(``--allow-guests``), a valid nickname (``model.validate_nickname``), never
-the name of a registered account (``IChatService.account_exists``: a guest
-must never speak as an account), and not a name someone already has in the
-room being joined (``IChatService.name_in_room``).
+(``--allow-guests``), a valid nickname (``model.validate_nickname``: no
+invisible or direction-changing characters), never the name of a registered
+account nor one that looks like it (``IChatService.account_exists``, by
+``model.name_skeleton``: a guest must never pass as an account), and not a
+name someone already has, or one that looks like it, in the room being
+joined (``IChatService.name_in_room``).
+
+A guest's name is only held while it is connected: an account registered
+under it (or under a name that looks like it) later ends the guest's
+connections on every instance (``SessionHandler.claim_name``).
 
 IRC takes a guest's name at registration and checks the room at each JOIN
 (``guest_name``, ``guest_may_join``); the dialects take name and room
@@ -34,7 +40,8 @@ async def guest_name(service: IChatService, name: object, *, allow_guests: bool)
 
 def guest_may_join(service: IChatService, room: str, nickname: str) -> bool:
     """Whether a guest called ``nickname`` may join ``room``: nobody of that
-    name (folded) is in it. Accounts may be in a room several times."""
+    name, nor of one that looks like it, is in it. Accounts may be in a room
+    several times."""
     return not service.name_in_room(room, nickname)
 
 

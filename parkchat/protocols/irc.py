@@ -50,6 +50,7 @@ from parkchat.errors import (
     ChatError,
     InvalidName,
     InvalidRoom,
+    NameRegistered,
     NotInRoom,
     RateLimited,
     UnknownRecipient,
@@ -225,7 +226,7 @@ class IrcConnection(irc.IRC, Participant, IrcCommands):
     @property
     def me(self) -> str:
         """This client's prefix."""
-        return user_prefix(self.nickname, self.hostname)
+        return user_prefix(self.nickname, self.hostname, self.user_id is None)
 
     # -- connection ------------------------------------------------------------------
 
@@ -390,7 +391,10 @@ class IrcConnection(irc.IRC, Participant, IrcCommands):
         command, target = request_id if request_id is not None else ("*", None)
         text = f"{error.message} [{error.code}]"
         to_channel = target is not None and target.startswith("#")
-        if isinstance(error, InvalidName):
+        if isinstance(error, NameRegistered):
+            # ERR_NICKCOLLISION, the numeric of a nick KILL, before ERROR.
+            self.reply(irc.ERR_NICKCOLLISION, self.nickname or "*", text)
+        elif isinstance(error, InvalidName):
             self.reply(irc.ERR_ERRONEUSNICKNAME, target or "*", text)
         elif isinstance(error, AccountExists):
             self.reply(irc.ERR_NICKNAMEINUSE, target or "*", text)

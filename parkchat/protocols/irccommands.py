@@ -601,7 +601,7 @@ class IrcCommands:
                 batch = self._open_batch("chathistory", target)
                 for message in messages:
                     lines = message_lines(
-                        user_prefix(message.nickname, self.hostname),
+                        user_prefix(message.nickname, self.hostname, message.guest),
                         "PRIVMSG",
                         target,
                         message.content,

@@ -227,10 +227,12 @@ def is_action(content: str) -> bool:
     return content.startswith(ACTION_PREFIX) and "\n" not in content
 
 
-def user_prefix(nickname: str, host: str) -> str:
+def user_prefix(nickname: str, host: str, guest: bool = False) -> str:
     """``nick!nick@host``: how every member appears on IRC, whatever its
-    surface (parkchat has no ident or real host to show)."""
-    return f"{nickname}!{nickname}@{host}"
+    surface (parkchat has no ident or real host to show); a guest (no
+    account) as ``nick!~nick@host``, IRC's usual mark of an identity nobody
+    vouched for (clients show it in joins, WHO and message details)."""
+    return f"{nickname}!{'~' if guest else ''}{nickname}@{host}"
 
 
 def channel(room: str) -> str:
@@ -346,7 +348,7 @@ class IrcEncoder:
 
     def encode(self, message: Message) -> IrcEvent | None:
         if message.type == CHAT:
-            prefix = user_prefix(message.nickname, self.server_name)
+            prefix = user_prefix(message.nickname, self.server_name, message.guest)
             target = channel(message.room)
             pieces = message_pieces(prefix, "PRIVMSG", target, message.content)
             lines = [line for line, _ in pieces]
@@ -354,7 +356,7 @@ class IrcEncoder:
                 batch = (prefix, target, [joined for _, joined in pieces])
                 return IrcEvent(message, lines, batch=batch)
         elif message.type == SYSTEM:
-            prefix = user_prefix(message.nickname, self.server_name)
+            prefix = user_prefix(message.nickname, self.server_name, message.guest)
             if message.event == JOINED:
                 lines = [f":{prefix} JOIN {channel(message.room)}"]
             elif message.event == LEFT:

@@ -30,7 +30,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from parkchat.errors import ChatError, InvalidRequest
+from parkchat.errors import ChatError, InvalidRequest, NameRegistered
 from parkchat.interfaces import IChatService
 from parkchat.metrics import ServiceMetrics
 from parkchat.model import DisconnectReason
@@ -175,7 +175,14 @@ class Participant:
     # -- IParticipant.disconnect ------------------------------------------------------
 
     def disconnect(self, reason: DisconnectReason) -> None:
-        """Close the connection the way this surface's ``goodbyes`` say."""
+        """Close the connection the way this surface's ``goodbyes`` say.
+
+        A guest whose name was registered is first told so as an error
+        (``NameRegistered``) in the surface's own error format: an error
+        frame, a ``*** error`` line, IRC's 436 nickname collision, or for
+        dialects without error frames the close reason."""
+        if reason is DisconnectReason.NAME_REGISTERED:
+            self.send_error(NameRegistered())
         self.say_goodbye(self.goodbyes[reason], reason)
 
     def say_goodbye(self, goodbye: Goodbye, reason: DisconnectReason) -> None:

@@ -70,12 +70,19 @@ HELP = (
 )
 
 
+#: Marks a guest's name on the line protocol (docs/line-protocol.md): no
+#: nickname can start with it, so ``~zed:hi`` is never the account ``zed``.
+GUEST_MARK = "~"
+
+
 def render_lines(message: Message) -> bytes:
-    """``nick:line\\n`` for every line of a chat message; system notices,
-    edits, deletions and topics as ``*** text``. Computed once per message
-    for all stream members."""
+    """``nick:line\\n`` for every line of a chat message (``~nick:line`` from
+    a guest); system notices, edits, deletions and topics as ``*** text`` (a
+    guest's join or leave as ``*** ~nick has joined the room``). Computed
+    once per message for all stream members."""
+    mark = GUEST_MARK if message.guest else ""
     if message.type == CHAT:
-        prefix = message.nickname + ":"
+        prefix = mark + message.nickname + ":"
         return "".join(f"{prefix}{line}\n" for line in message.content.split("\n")).encode()
     if message.type == EDITED:
         first, *rest = message.content.split("\n")
@@ -88,7 +95,7 @@ def render_lines(message: Message) -> bytes:
         if not message.content:
             return f"{NOTICE}{message.nickname} cleared the topic\n".encode()
         return f"{NOTICE}{message.nickname} set the topic: {message.content}\n".encode()
-    return f"{NOTICE}{message.content}\n".encode()  # joins and leaves
+    return f"{NOTICE}{mark}{message.content}\n".encode()  # joins and leaves
 
 
 #: The room events terminals show (joins and leaves only with notices on).

@@ -77,6 +77,7 @@ CLOSE_JOIN_TIMEOUT = 4002
 CLOSE_BANNED = 4003
 CLOSE_REPLACED = 4004
 CLOSE_LOGGED_OUT = 4005
+CLOSE_NAME_REGISTERED = 4006
 
 TYPING = "typing"
 TYPING_INTERVAL = 1.0
@@ -97,7 +98,8 @@ def dumps(value: Any) -> bytes:
 
 
 def event_dict(message: Message, total_users: int | None = None) -> dict[str, Any]:
-    """A room event as /ws shows it."""
+    """A room event as /ws shows it; one about a guest (a member without an
+    account) carries ``"guest": true`` (before ``totalUsers``)."""
     if message.type == SYSTEM:
         kind = "join" if message.event == JOINED else "userleave"
         event: dict[str, Any] = {
@@ -107,7 +109,14 @@ def event_dict(message: Message, total_users: int | None = None) -> dict[str, An
             "timestamp": message.timestamp,
         }
     elif message.type == TYPING:
-        return {"type": "typing", "room": message.room, "username": message.nickname}
+        typing: dict[str, Any] = {
+            "type": "typing",
+            "room": message.room,
+            "username": message.nickname,
+        }
+        if message.guest:
+            typing["guest"] = True
+        return typing
     elif message.type == DELETED:
         return {"type": "deleted", "room": message.room, "id": message.id, "seq": message.seq}
     elif message.type == EDITED:
@@ -142,6 +151,8 @@ def event_dict(message: Message, total_users: int | None = None) -> dict[str, An
             event["edited_at"] = message.edited_at
         if message.mentions:
             event["mentions"] = list(message.mentions)
+    if message.guest:
+        event["guest"] = True
     if total_users is not None:
         event["totalUsers"] = total_users
     return event
@@ -308,6 +319,7 @@ class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
         DisconnectReason.LOGGED_OUT: Goodbye(CLOSE_LOGGED_OUT),
         DisconnectReason.TOKEN_REVOKED: Goodbye(CLOSE_LOGGED_OUT),
         DisconnectReason.DELIVERY_FAILED: Goodbye(CLOSE_POLICY),
+        DisconnectReason.NAME_REGISTERED: Goodbye(CLOSE_NAME_REGISTERED),
     }
 
     def __init__(self) -> None:

@@ -31,6 +31,7 @@ from parkchat.model import (
     SearchHit,
     StoredUser,
     User,
+    name_skeleton,
     nickname_key,
     search_matches,
 )
@@ -42,6 +43,8 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._users: dict[str, StoredUser] = {}
+        # name_skeleton -> nickname_key: no two accounts look alike.
+        self._skeletons: dict[str, str] = {}
         self._sessions: dict[int, int] = {}
         # Each room's messages in id (and so seq) order.
         self._rooms: dict[str, list[Message]] = {}
@@ -242,14 +245,19 @@ class MemoryStore:
         self, nickname: str, password_hash: bytes, created_ms: int
     ) -> Deferred[StoredUser]:
         key = nickname_key(nickname)
-        if key in self._users:
+        if key in self._users or name_skeleton(nickname) in self._skeletons:
             return fail(AccountExists())
         user = StoredUser(len(self._users) + 1, nickname, password_hash)
         self._users[key] = user
+        self._skeletons[name_skeleton(nickname)] = key
         return succeed(user)
 
     def get_user(self, nickname: str) -> Deferred[StoredUser | None]:
         return succeed(self._users.get(nickname_key(nickname)))
+
+    def get_user_like(self, nickname: str) -> Deferred[StoredUser | None]:
+        key = self._skeletons.get(name_skeleton(nickname), nickname_key(nickname))
+        return succeed(self._users.get(key))
 
     def _user_by_id(self, user_id: int) -> StoredUser | None:
         return next((u for u in self._users.values() if u.id == user_id), None)

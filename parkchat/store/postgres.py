@@ -36,8 +36,9 @@ from twisted.enterprise import adbapi
 import psycopg2
 import psycopg2.extras
 
-from parkchat.store.schema import SCHEMA_DIR, PostgresSchema, upgrade
+from parkchat.store.schema import SCHEMA_DIR, SCHEMA_LOCK_KEY, PostgresSchema, upgrade
 from parkchat.store.sql import Cursor, Dialect, SQLStore, load_or_create_setting_txn
+from parkchat.store.sql.accounts import backfill_name_skeletons
 
 #: Connections per instance unless told otherwise.
 DEFAULT_POOL_SIZE = 4
@@ -93,9 +94,33 @@ def prepare_postgres(dsn: str, schema_dir: Path = SCHEMA_DIR) -> tuple[int | Non
     ``pg_dump`` before upgrading parkchat (docs/operations.md)."""
     conn = psycopg2.connect(dsn)
     try:
-        return upgrade(PostgresSchema(conn), schema_dir)
+        versions = upgrade(PostgresSchema(conn), schema_dir)
+        _backfill(conn)
+        return versions
     finally:
         conn.close()
+
+
+def _backfill(conn: Any) -> None:
+    """Data an upgrade leaves to Python (the accounts' name skeletons), under
+    the schema lock so that instances starting at once do it once."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = 'users' AND column_name = 'name_skeleton'"
+        )
+        present = cursor.fetchone() is not None
+        conn.rollback()
+        if not present:
+            return  # a schema before version 5 (tests upgrade step by step)
+        cursor.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+        conn.commit()
+        try:
+            backfill_name_skeletons(conn, POSTGRES)
+        finally:
+            if not conn.closed:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
+                conn.commit()
 
 
 def open_postgres(

@@ -26,6 +26,7 @@ from twisted.python.failure import Failure
 from parkchat.model import Message
 from parkchat.store.schema import SCHEMA_DIR, SchemaError, upgrade_sqlite
 from parkchat.store.sql import Cursor, Dialect, SQLStore, load_or_create_setting_txn
+from parkchat.store.sql.accounts import backfill_name_skeletons
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -164,9 +165,23 @@ def prepare_sqlite(path: str, schema_dir: Path = SCHEMA_DIR) -> tuple[int | None
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000)
     try:
         _configure_sqlite(conn)
-        return upgrade_sqlite(conn, schema_dir, backup)
+        versions = upgrade_sqlite(conn, schema_dir, backup)
+        _backfill(conn)
+        return versions
     finally:
         conn.close()
+
+
+def _backfill(conn: sqlite3.Connection) -> None:
+    """Data an upgrade leaves to Python (the accounts' name skeletons),
+    under SQLite's write lock so that two processes do it once."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(users)")}
+    if "name_skeleton" not in columns:
+        return  # a schema before version 5 (tests upgrade step by step)
+    if conn.in_transaction:
+        conn.commit()
+    conn.execute("BEGIN IMMEDIATE")
+    backfill_name_skeletons(conn, SQLITE)
 
 
 def open_sqlite(path: str, reactor: Any = None, schema_dir: Path = SCHEMA_DIR) -> SQLStore:
@@ -179,6 +194,7 @@ def open_sqlite(path: str, reactor: Any = None, schema_dir: Path = SCHEMA_DIR) -
         def openfun(conn: sqlite3.Connection) -> None:
             _configure_sqlite(conn)
             upgrade_sqlite(conn, schema_dir)
+            _backfill(conn)
 
     else:
         parent = Path(path).parent

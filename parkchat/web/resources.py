@@ -838,7 +838,12 @@ class AdminPassword(AdminApi):
         nickname = _nickname_field(data)
         if not await self.service.account_exists(nickname):
             raise UnknownRecipient(f"no account {nickname!r}")
-        await self.service.change_password(nickname, data.get("password"))
+        try:
+            await self.service.change_password(nickname, data.get("password"))
+        except AuthenticationFailed:
+            # account_exists is also true for a name that only looks like an
+            # account's (guests may not take it); there is no such account.
+            raise UnknownRecipient(f"no account {nickname!r}") from None
         return {"changed": True}
 
 

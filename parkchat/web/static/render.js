@@ -24,9 +24,11 @@ export function entryNode(entry) {
 
 /**
  * A message: time, sender, text.
- * @param {object} m  {id, seq, username, body, timestamp, mine, mention,
+ * @param {object} m  {id, seq, username, guest, body, timestamp, mine, mention,
  *   mentions, atMe, edited_at, editable, editing, draft, target,
  *   state: null | "pending" | "unconfirmed" | "failed", error}
+ * A guest's name (no account: anyone may have taken it) is followed by a
+ * "guest" badge, as text.
  */
 export function messageItem(m) {
   const classes = ["msg"];
@@ -42,9 +44,18 @@ export function messageItem(m) {
   const body = m.editing
     ? editBox(m)
     : el("div", { className: "msg-body", attrs: { dir: "auto" } }, richText(m.body, { mentions: m.mentions, mine: m.atMe }));
+  const user = el("span", { className: "msg-user", text: m.username, attrs: { dir: "auto" } });
+  // One grid cell for the sender: the name, and for a guest its badge.
+  const sender = m.guest
+    ? el("span", { className: "msg-sender" }, [
+        user,
+        " ",
+        el("span", { className: "guest-badge", text: "guest", attrs: { title: "not a registered account" } }),
+      ])
+    : user;
   const li = el("li", { className: classes.join(" ") }, [
     time,
-    el("span", { className: "msg-user", text: m.username, attrs: { dir: "auto" } }),
+    sender,
     body,
   ]);
   if (m.edited_at && !m.editing) {

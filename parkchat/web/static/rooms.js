@@ -330,13 +330,15 @@ export class Rooms {
   /** A stored message as an entry of the log. */
   entryOf(m) {
     const me = this.session.me;
-    const mine = this.session.isMe(m.username);
+    const guest = m.guest === true;
+    const mine = !guest && this.session.isMe(m.username);
     const seq = typeof m.seq === "number" ? m.seq : null;
     const mentions = Array.isArray(m.mentions) ? m.mentions.filter((n) => typeof n === "string") : undefined;
     return {
       id: m.id,
       seq,
       username: String(m.username),
+      guest,
       body: m.body,
       timestamp: m.timestamp,
       edited_at: typeof m.edited_at === "string" ? m.edited_at : null,
@@ -356,7 +358,9 @@ export class Rooms {
     const fresh = [];
     for (const m of messages) {
       if (!m || typeof m.id !== "number" || typeof m.body !== "string" || room.log.has(m.id)) continue;
-      if (this.session.isMe(m.username)) this.composer.adoptResumed(room, m);
+      // A guest is never me, even under my name (one who held it before
+      // the account was registered): its messages keep their "guest" badge.
+      if (m.guest !== true && this.session.isMe(m.username)) this.composer.adoptResumed(room, m);
       fresh.push(this.entryOf(m));
     }
     if (older) room.log.prependOlder(fresh);

@@ -1,0 +1,1 @@
+Guests are budgeted per address as well as per name: `--max-guests-per-ip` (default 20) open guest connections, and `--guest-rate-per-ip` (20 messages/s) with `--guest-burst-per-ip` (40) shared by all guests of one address, so ten guest names from one address no longer post ten times the rate or hold a thousand sockets.

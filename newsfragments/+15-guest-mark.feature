@@ -1,0 +1,1 @@
+Guests are visibly guests: `"guest": true` on `/ws` frames about them (message, join, leave, typing) and in the message objects of `/ws/{room}` and `/history`, `~name:text` on the line protocol, `nick!~nick@host` on IRC, and a "guest" badge in the browser page (which also never shows a guest's message as your own).
