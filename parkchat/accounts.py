@@ -7,7 +7,12 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from parkchat.auth import MAX_PASSWORD_LENGTH, PasswordHasher, VerifiedCredentials
+from parkchat.auth import (
+    MAX_PASSWORD_LENGTH,
+    REGISTRATION,
+    PasswordHasher,
+    VerifiedCredentials,
+)
 from parkchat.errors import (
     AccountExists,
     AuthenticationFailed,
@@ -76,7 +81,7 @@ class Accounts:
         if await self._store.get_user(nickname) is not None:
             raise AccountExists()
         epoch = self._password_epoch
-        hashed = await self._hasher.hash(password)
+        hashed = await self._hasher.hash(password, REGISTRATION)
         try:
             stored = await self._store.create_user(
                 nickname, hashed, int(self._clock.seconds() * 1000)

@@ -146,6 +146,7 @@ class DisconnectReason(Enum):
     LOGGED_OUT = "logged out everywhere"
     TOKEN_REVOKED = "logged out"
     DELIVERY_FAILED = "delivery failed"
+    TOO_MANY_CONNECTIONS = "too many connections for this account"
 
     @property
     def text(self) -> str:

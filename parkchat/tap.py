@@ -39,7 +39,7 @@ from parkchat.handlers.resync import ResyncHandler
 from parkchat.handlers.rooms import RoomHandler
 from parkchat.handlers.sessions import SessionHandler
 from parkchat.interfaces import IBus, IMessageStore
-from parkchat.limits import Limits, LoginThrottle, TokenBucketLimiter
+from parkchat.limits import Limits, LoginThrottle, RegistrationThrottle, TokenBucketLimiter
 from parkchat.metrics import ServiceMetrics
 from parkchat.protocols import fastpath
 from parkchat.protocols.garinchat import GarinChatFactory, GarinChatTokens
@@ -121,7 +121,26 @@ class Options(usage.Options):
     )
     optParameters: list[list[Any]] = [
         ["config", None, None, "TOML file with settings [env PARKCHAT_CONFIG]"],
-    ] + [[s.option, None, None, _help(s)] for s in SETTINGS if not s.repeatable]
+    ] + [
+        entry
+        for s in SETTINGS
+        if not s.repeatable
+        for entry in (
+            [[s.option, None, None, _help(s)]]
+            + (
+                [
+                    [
+                        s.file_option,
+                        None,
+                        None,
+                        f"read --{s.option} from this file [env {s.file_env}]",
+                    ]
+                ]
+                if s.file_form
+                else []
+            )
+        )
+    ]
 
     def __init__(self) -> None:
         super().__init__()
@@ -146,6 +165,7 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         cli: dict[str, Any] = {s.name: self.get(s.option) for s in SETTINGS if not s.repeatable}
+        cli.update({s.file_name: self.get(s.file_option) for s in SETTINGS if s.file_form})
         cli.update(self._repeated)
         try:
             self.settings = resolve(cli, os.environ, self["config"])
@@ -362,7 +382,19 @@ def token_secret(settings: Settings) -> str:
         load_or_create_setting = _postgres().load_or_create_setting
     else:
         load_or_create_setting = load_or_create_sqlite_setting
-    return load_or_create_setting(settings.db, "token_secret", lambda: secrets.token_urlsafe(48))
+    try:
+        secret: str = load_or_create_setting(
+            settings.db, "token_secret", lambda: secrets.token_urlsafe(48)
+        )
+    except Exception as e:
+        # A database another process holds locked, or one gone away since
+        # it was opened: one line, as for every other bad database.
+        message = str(e).strip().replace(settings.db, _redacted(settings.db))
+        raise SystemExit(
+            f"parkchat: cannot read the token secret from the database "
+            f"{_redacted(settings.db)}: {message}"
+        ) from None
+    return secret
 
 
 def lildengzi_token_authority(
@@ -410,6 +442,7 @@ def build_chat_service(
     position_check: float = 10.0,
     resume_max: int = 5000,
     drain_timeout: float = 10.0,
+    revoke_on_password_change: bool = True,
 ) -> ChatService:
     """The chat service and its handlers (``parkchat.handlers``), each given
     its collaborators by constructor, lowest first.
@@ -470,9 +503,22 @@ def build_chat_service(
         Accounts(store, hasher, clock, credentials),
         moderation,
         sessions,
-        LoginThrottle(clock, limits.login_failures, limits.login_window),
+        LoginThrottle(
+            clock,
+            pair_failures=limits.login_failures,
+            address_failures=limits.login_failures_per_address,
+            backoff=limits.login_backoff,
+            backoff_max=limits.login_backoff_max,
+            forget_after=limits.login_window,
+        ),
         metrics,
         limits,
+        RegistrationThrottle(
+            clock,
+            per_address=limits.registrations_per_address,
+            per_minute=limits.registrations_per_minute,
+        ),
+        revoke_on_password_change=revoke_on_password_change,
     )
     messages = MessageHandler(
         store, writer, recent, connections, rooms, bus, clock, limits, metrics, rate
@@ -557,7 +603,12 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         max_connections_per_ip=settings.max_connections_per_ip,
         rate_strict=settings.rate_limit_strict,
         login_failures=settings.login_failures,
+        login_failures_per_address=settings.login_failures_per_address,
+        login_backoff=settings.login_backoff,
+        login_backoff_max=settings.login_backoff_max,
         login_window=settings.login_window,
+        registrations_per_address=settings.registrations_per_address,
+        registrations_per_minute=settings.registrations_per_minute,
         trusted_proxies=trusted_proxies,
     )
     metrics = ServiceMetrics()
@@ -579,6 +630,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         position_check=settings.position_check,
         resume_max=settings.resume_max,
         drain_timeout=settings.drain_timeout,
+        revoke_on_password_change=settings.revoke_on_password_change,
     )
     service.setServiceParent(top)
 
@@ -690,6 +742,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         access_log=settings.access_log,
         access_log_file=access_log_file,
         http_timeout=settings.http_timeout,
+        head_timeout=settings.http_head_timeout,
         metrics=metrics if settings.metrics == "yes" else None,
         metrics_token=settings.metrics_token or None,
         trusted_proxies=trusted_proxies,
@@ -757,6 +810,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
                 root,
                 access_log=settings.access_log,
                 http_timeout=settings.http_timeout,
+                head_timeout=settings.http_head_timeout,
                 trusted_proxies=trusted_proxies,
             )
         )
@@ -765,7 +819,9 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
             listener.setName(f"{name}:{description}")
             listener.setServiceParent(top)
     if settings.metrics not in ("yes", "no"):
-        metrics_site = make_metrics_site(metrics, settings.metrics_token or None)
+        metrics_site = make_metrics_site(
+            metrics, settings.metrics_token or None, settings.http_head_timeout
+        )
         listener = Listener(settings.metrics, metrics_site, reactor)
         listener.setName(f"metrics:{settings.metrics}")
         listener.setServiceParent(top)

@@ -56,6 +56,7 @@ class GoodbyeTableTests(TestCase):
                 DisconnectReason.LOGGED_OUT: CLOSE_LOGGED_OUT,
                 DisconnectReason.TOKEN_REVOKED: CLOSE_LOGGED_OUT,
                 DisconnectReason.DELIVERY_FAILED: CLOSE_POLICY,
+                DisconnectReason.TOO_MANY_CONNECTIONS: CLOSE_POLICY,
             },
         )
         for adapter in (RoomSocketProtocol, StreamSession):
@@ -74,6 +75,9 @@ class GoodbyeTableTests(TestCase):
                 DisconnectReason.LOGGED_OUT: "disconnected: logged out everywhere",
                 DisconnectReason.TOKEN_REVOKED: "disconnected: logged out",
                 DisconnectReason.DELIVERY_FAILED: "disconnected: delivery failed",
+                DisconnectReason.TOO_MANY_CONNECTIONS: (
+                    "disconnected: too many connections for this account"
+                ),
             },
         )
 

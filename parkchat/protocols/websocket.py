@@ -130,6 +130,7 @@ class RoomSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[m
         DisconnectReason.LOGGED_OUT: Goodbye(CLOSE_POLICY),
         DisconnectReason.TOKEN_REVOKED: Goodbye(CLOSE_POLICY),
         DisconnectReason.DELIVERY_FAILED: Goodbye(CLOSE_POLICY),
+        DisconnectReason.TOO_MANY_CONNECTIONS: Goodbye(CLOSE_POLICY),
     }
 
     def establish(self, ticket: RoomTicket) -> None:

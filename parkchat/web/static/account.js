@@ -99,8 +99,9 @@ export class AccountForms {
   }
 
   /** Change the password, then log in with the new one: the change revokes
-   * every token issued until now, this window's included, and the next
-   * reconnect needs a fresh one. */
+   * every token issued until now, this window's included, and closes every
+   * connection of the account (--revoke-on-password-change), this window's
+   * too, which reconnects at once with the fresh token. */
   async changePassword() {
     const { ui } = this;
     const me = this.session.me;
@@ -118,6 +119,7 @@ export class AccountForms {
     }
     ui.passwordSave.disabled = true;
     try {
+      this.client.expectLogout(15000);
       const changed = await api.changePassword(me.nickname, current, fresh);
       if (changed.status !== 200) {
         ui.passwordError.textContent =
@@ -129,6 +131,7 @@ export class AccountForms {
       const { status, data } = await api.logIn(me.nickname, fresh);
       if (status === 200 && data && typeof data.token === "string" && this.session.renew(me, data.token, data.expires_at)) {
         this.client.setToken(data.token);
+        this.client.reconnectNow();
       }
       ui.passwordDialog.close();
       this.view.showAlert("Your password was changed.", undefined, { good: true, passing: true });
