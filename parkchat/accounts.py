@@ -8,6 +8,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from parkchat.auth import (
+    LOGIN,
     MAX_PASSWORD_LENGTH,
     REGISTRATION,
     PasswordHasher,
@@ -98,8 +99,9 @@ class Accounts:
             )
         return stored.public()
 
-    def authenticate(self, nickname: str, password: str) -> Deferred[User]:
-        """Fire with the ``User`` or fail with AuthenticationFailed."""
+    def authenticate(self, nickname: str, password: str, priority: int = LOGIN) -> Deferred[User]:
+        """Fire with the ``User`` or fail with AuthenticationFailed;
+        ``priority`` is the check's place in the bcrypt queue."""
         if (
             not nickname
             or not _encodable(nickname)  # JSON can carry lone surrogates; no store takes them
@@ -120,14 +122,14 @@ class Accounts:
             waiting.append(d)
             return d
         self._in_flight[flight] = [d]
-        Deferred.fromCoroutine(self._verify(nickname, password)).addBoth(
+        Deferred.fromCoroutine(self._verify(nickname, password, priority)).addBoth(
             self._settle, key, digest, self._password_epoch
         )
         return d
 
-    async def _verify(self, nickname: str, password: str) -> User:
+    async def _verify(self, nickname: str, password: str, priority: int) -> User:
         stored: StoredUser | None = await self._store.get_user(nickname)
-        ok = await self._hasher.verify(password, stored.password_hash if stored else None)
+        ok = await self._hasher.verify(password, stored.password_hash if stored else None, priority)
         if not ok or stored is None:
             raise AuthenticationFailed()
         return stored.public()

@@ -64,7 +64,12 @@ def check_password_blocking(password: str, hashed: bytes) -> bool:
 #: Priorities of the bcrypt queue: a login (a user waiting to get in, or
 #: changing a password) before a new account.
 LOGIN = 0
-REGISTRATION = 1
+#: A login from an address with recent failed logins: it waits behind the
+#: logins of clean addresses, so a guessing crowd cannot keep an account's
+#: owner waiting (it still goes before any registration).
+SUSPECT_LOGIN = 1
+REGISTRATION = 2
+PRIORITIES = (LOGIN, SUSPECT_LOGIN, REGISTRATION)
 
 
 class _Job:
@@ -119,8 +124,8 @@ class PasswordHasher:
             else max_pending_registrations
         )
         self.concurrency = concurrency
-        self._queues: tuple[deque[_Job], deque[_Job]] = (deque(), deque())
-        self._counts = [0, 0]  # pending jobs per priority
+        self._queues: tuple[deque[_Job], ...] = tuple(deque() for _ in PRIORITIES)
+        self._counts = [0 for _ in PRIORITIES]  # pending jobs per priority
         self._running = 0
         self._pumping = False
         # A hash to check unknown accounts against, so that "no such user"
@@ -153,12 +158,12 @@ class PasswordHasher:
     @property
     def pending(self) -> int:
         """Jobs waiting or running."""
-        return self._counts[LOGIN] + self._counts[REGISTRATION]
+        return sum(self._counts)
 
     @property
     def waiting(self) -> int:
         """Jobs not yet handed to the pool."""
-        return len(self._queues[LOGIN]) + len(self._queues[REGISTRATION])
+        return sum(len(queue) for queue in self._queues)
 
     def _submit(self, priority: int, f: Callable[..., T], *args: Any) -> Deferred[T]:
         if self.pending >= self.max_pending:
@@ -195,8 +200,8 @@ class PasswordHasher:
         self._pumping = True
         try:
             while self.concurrency is None or self._running < self.concurrency:
-                queue = self._queues[LOGIN] or self._queues[REGISTRATION]
-                if not queue:
+                queue = next((q for q in self._queues if q), None)
+                if queue is None:
                     break
                 job = queue.popleft()
                 job.started = True
@@ -219,14 +224,14 @@ class PasswordHasher:
         (it waits behind every login)."""
         return self._submit(priority, hash_password_blocking, password, self.rounds)
 
-    def verify(self, password: str, hashed: bytes | None) -> Deferred[bool]:
+    def verify(self, password: str, hashed: bytes | None, priority: int = LOGIN) -> Deferred[bool]:
         """Check ``password`` (a login); with ``hashed`` None (no such
         account) check a dummy hash and fire False, in the same time."""
         if hashed is None:
-            return self._submit(LOGIN, check_password_blocking, password, self._dummy).addCallback(
-                lambda _: False
-            )
-        return self._submit(LOGIN, check_password_blocking, password, hashed)
+            return self._submit(
+                priority, check_password_blocking, password, self._dummy
+            ).addCallback(lambda _: False)
+        return self._submit(priority, check_password_blocking, password, hashed)
 
 
 class VerifiedCredentials:

@@ -241,6 +241,11 @@ class LoginThrottle:
                 wait = max(wait, record.last + self._delay(key, record) - now)
         return wait
 
+    def suspect(self, *keys: Key | None) -> bool:
+        """Whether any of ``keys`` has recent failures (its logins wait
+        behind clean ones in the bcrypt queue)."""
+        return any(key is not None and self._record(key) is not None for key in keys)
+
     def busy(self, key: Key | None) -> bool:
         """Whether ``key`` has MAX_CHECKS_PER_ADDRESS checks in progress."""
         return key is not None and self._checking.get(key, 0) >= MAX_CHECKS_PER_ADDRESS

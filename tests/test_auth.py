@@ -19,6 +19,7 @@ from parkchat.accounts import Accounts, validate_password
 from parkchat.auth import (
     MAX_PASSWORD_LENGTH,
     REGISTRATION,
+    SUSPECT_LOGIN,
     AccountChecker,
     ChatRealm,
     IChatUser,
@@ -224,6 +225,21 @@ class BcryptQueueTests(TestCase):
         self.run.run_all()
         for d in storm:
             self.assertTrue(self.successResultOf(d).startswith(b"$2"))
+
+    def test_clean_logins_overtake_suspect_ones(self) -> None:
+        """A guessing crowd's checks (from addresses with recent failures)
+        wait behind a login from a clean address, and before registrations."""
+        guesses = [self.hasher.verify("guess", self.hashed, SUSPECT_LOGIN) for _ in range(6)]
+        signup = self.hasher.hash("new-pw", REGISTRATION)
+        owner = self.hasher.verify("pw", self.hashed)
+        self.run.run(0)  # a guess finishes: the owner's check is next
+        self.assertEqual(self.run.jobs[-1][1][0], "pw")
+        self.run.run(1)
+        self.assertTrue(self.successResultOf(owner))
+        self.run.run_all()
+        self.assertEqual([self.successResultOf(d) for d in guesses], [False] * 6)
+        self.assertTrue(self.successResultOf(signup).startswith(b"$2"))
+        self.assertEqual(self.run.calls[-1], hash_password_blocking)
 
     def test_registrations_have_their_own_bound(self) -> None:
         """Registrations past their bound are ServiceBusy while logins still

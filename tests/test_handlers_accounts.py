@@ -9,7 +9,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from parkchat.accounts import Accounts
-from parkchat.auth import VerifiedCredentials
+from parkchat.auth import LOGIN, SUSPECT_LOGIN, VerifiedCredentials
 from parkchat.errors import (
     AccountExists,
     AuthenticationFailed,
@@ -158,6 +158,24 @@ class AccountHandlerTests(TestCase):
         for guess in guesses:
             self.failureResultOf(guess, AuthenticationFailed)
         self.failureResultOf(other, AuthenticationFailed)
+
+    def test_suspect_logins_wait_behind_clean_ones(self) -> None:
+        """After a failure from an address, its next checks go to the bcrypt
+        queue as SUSPECT_LOGIN; another address's stay LOGIN."""
+        hasher = self.accounts._accounts._hasher
+        priorities: list[int] = []
+        verify = hasher.verify
+        self.patch(
+            hasher,
+            "verify",
+            lambda password, hashed, priority=LOGIN: (
+                priorities.append(priority) or verify(password, hashed, priority)
+            ),
+        )
+        self.failureResultOf(self.login("wrong"), AuthenticationFailed)
+        self.failureResultOf(self.login("wrong-again"), AuthenticationFailed)
+        self.failureResultOf(self.login("other", "10.0.0.2"), AuthenticationFailed)
+        self.assertEqual(priorities, [LOGIN, SUSPECT_LOGIN, LOGIN])
 
     def test_registration_throttle(self) -> None:
         """Registrations from a client are throttled per address (429) before

@@ -7,6 +7,7 @@ import math
 from twisted.internet.defer import Deferred
 
 from parkchat.accounts import Accounts
+from parkchat.auth import LOGIN, SUSPECT_LOGIN
 from parkchat.errors import AuthenticationFailed, TooManyAttempts
 from parkchat.handlers.moderation import ModerationHandler, moderation_log
 from parkchat.handlers.sessions import SessionHandler
@@ -77,9 +78,11 @@ class AccountHandler:
         """Accounts by id (the admin API's user list)."""
         return self._store.list_users(limit, after_id)
 
-    def authenticate(self, nickname: str, password: str) -> Deferred[User]:
+    def authenticate(self, nickname: str, password: str, priority: int = LOGIN) -> Deferred[User]:
         """Check a password and refuse banned accounts."""
-        return self._accounts.authenticate(nickname, password).addCallback(self._not_banned)
+        return self._accounts.authenticate(nickname, password, priority).addCallback(
+            self._not_banned
+        )
 
     def _not_banned(self, user: User) -> User:
         self._moderation.check_not_banned(user.id)
@@ -100,9 +103,12 @@ class AccountHandler:
         if self._throttle.busy(checking):
             self._metrics.login_throttled += 1
             raise TooManyAttempts("too many logins in progress from this address: try again")
+        # A login from where logins failed lately waits behind the others in
+        # the bcrypt queue: a guessing crowd cannot keep the owner waiting.
+        priority = SUSPECT_LOGIN if self._throttle.suspect(pair, address) else LOGIN
         self._throttle.checking(checking, +1)
         try:
-            user: User = await self.authenticate(nickname, password)
+            user: User = await self.authenticate(nickname, password, priority)
         except AuthenticationFailed:
             self._metrics.auth_failures["password"] += 1
             self._throttle.failed(pair, address)
