@@ -212,6 +212,10 @@ class LoginThrottle:
         return ("pair", account, where), (("address", where) if address is not None else None)
 
     def _free(self, key: Key) -> int:
+        """Failures ``key`` may have before its back-off; 0 = not counted.
+        ``pair_failures`` 0 turns the whole throttle off (``--login-failures 0``)."""
+        if self.pair_failures <= 0:
+            return 0
         return self.address_failures if key[0] == "address" else self.pair_failures
 
     def _delay(self, key: Key, record: _Failures) -> float:
@@ -244,7 +248,10 @@ class LoginThrottle:
     def suspect(self, *keys: Key | None) -> bool:
         """Whether any of ``keys`` has recent failures (its logins wait
         behind clean ones in the bcrypt queue)."""
-        return any(key is not None and self._record(key) is not None for key in keys)
+        return any(
+            key is not None and self._free(key) > 0 and self._record(key) is not None
+            for key in keys
+        )
 
     def busy(self, key: Key | None) -> bool:
         """Whether ``key`` has MAX_CHECKS_PER_ADDRESS checks in progress."""

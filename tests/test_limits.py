@@ -317,7 +317,8 @@ class LoginBackoffTests(TestCase):
         self.assertEqual(self.throttle.retry_after(address), 1)
 
     def test_off(self) -> None:
-        throttle = LoginThrottle(self.clock, pair_failures=0, address_failures=0)
+        """``--login-failures 0`` turns the whole throttle off, per address too."""
+        throttle = LoginThrottle(self.clock, pair_failures=0, address_failures=50)
         for _ in range(100):
             throttle.failed(*self.keys("victim", "10.0.0.1"))
         self.assertEqual(throttle.retry_after(*self.keys("victim", "10.0.0.1")), 0)
