@@ -52,7 +52,8 @@ REPO = Path(__file__).resolve().parent.parent
 ALL_SCENARIOS = ("fanout", "rooms", "idle", "history", "ingest", "workers", "pgwrite")
 HARNESS_SCENARIOS = ("fanout", "rooms", "idle", "history")
 LIMITS_OFF = (
-    "PARKCHAT_RATE_LIMIT=0 PARKCHAT_MAX_CONNECTIONS_PER_USER=0 PARKCHAT_MAX_CONNECTIONS_PER_IP=0"
+    "PARKCHAT_RATE_LIMIT=0 PARKCHAT_MAX_CONNECTIONS_PER_USER=0 PARKCHAT_MAX_CONNECTIONS_PER_IP=0 "
+    "PARKCHAT_REGISTRATIONS_PER_ADDRESS=0 PARKCHAT_REGISTRATIONS_PER_MINUTE=0"
 )
 BCRYPT_ROUNDS = 12
 #: Every request is logged, to a file of its own: the setting docs/operations.md

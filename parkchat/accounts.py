@@ -7,7 +7,13 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from parkchat.auth import MAX_PASSWORD_LENGTH, PasswordHasher, VerifiedCredentials
+from parkchat.auth import (
+    LOGIN,
+    MAX_PASSWORD_LENGTH,
+    REGISTRATION,
+    PasswordHasher,
+    VerifiedCredentials,
+)
 from parkchat.errors import (
     AccountExists,
     AuthenticationFailed,
@@ -82,7 +88,7 @@ class Accounts:
                 f"nickname looks like the registered account {alike.nickname!r}: choose another"
             )
         epoch = self._password_epoch
-        hashed = await self._hasher.hash(password)
+        hashed = await self._hasher.hash(password, REGISTRATION)
         try:
             stored = await self._store.create_user(
                 nickname, hashed, int(self._clock.seconds() * 1000)
@@ -99,8 +105,9 @@ class Accounts:
             )
         return stored.public()
 
-    def authenticate(self, nickname: str, password: str) -> Deferred[User]:
-        """Fire with the ``User`` or fail with AuthenticationFailed."""
+    def authenticate(self, nickname: str, password: str, priority: int = LOGIN) -> Deferred[User]:
+        """Fire with the ``User`` or fail with AuthenticationFailed;
+        ``priority`` is the check's place in the bcrypt queue."""
         if (
             not nickname
             or not _encodable(nickname)  # JSON can carry lone surrogates; no store takes them
@@ -121,14 +128,14 @@ class Accounts:
             waiting.append(d)
             return d
         self._in_flight[flight] = [d]
-        Deferred.fromCoroutine(self._verify(nickname, password)).addBoth(
+        Deferred.fromCoroutine(self._verify(nickname, password, priority)).addBoth(
             self._settle, key, digest, self._password_epoch
         )
         return d
 
-    async def _verify(self, nickname: str, password: str) -> User:
+    async def _verify(self, nickname: str, password: str, priority: int) -> User:
         stored: StoredUser | None = await self._store.get_user(nickname)
-        ok = await self._hasher.verify(password, stored.password_hash if stored else None)
+        ok = await self._hasher.verify(password, stored.password_hash if stored else None, priority)
         if not ok or stored is None:
             raise AuthenticationFailed()
         return stored.public()

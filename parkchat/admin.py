@@ -266,7 +266,11 @@ def refuse_token_argument(arguments: Sequence[str]) -> None:
 
 
 def read_token(token_file: str | None, environ: Mapping[str, str]) -> str:
-    """The admin token: from ``--token-file`` if given, else the environment."""
+    """The admin token: from ``--token-file`` if given, else the environment
+    (``PARKCHAT_ADMIN_TOKEN``, or the file ``PARKCHAT_ADMIN_TOKEN_FILE``
+    names, as the server reads it)."""
+    if token_file is None and not environ.get(TOKEN_ENV, "").strip():
+        token_file = environ.get(TOKEN_ENV + "_FILE") or None
     if token_file is not None:
         try:
             with open(token_file, encoding="utf-8") as f:
@@ -503,9 +507,15 @@ def format_unban(nickname: str, data: Mapping[str, Any]) -> str:
 
 def format_kick(nickname: str, room: str, data: Mapping[str, Any]) -> str:
     count = data.get("kicked") or 0
+    plural = "connection" if count == 1 else "connections"
+    if data.get("forwarded"):
+        # Other instances apply the kick too and do not report back.
+        return clean(
+            f"kicked {nickname} from {room} ({count} {plural} on the instance that answered; "
+            "the other instances were told)"
+        )
     if not count:
         return clean(f"{nickname} is not in {room}")
-    plural = "connection" if count == 1 else "connections"
     return clean(f"kicked {nickname} from {room} ({count} {plural})")
 
 

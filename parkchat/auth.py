@@ -16,7 +16,7 @@ import base64
 import hashlib
 import hmac
 import os
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -61,13 +61,49 @@ def check_password_blocking(password: str, hashed: bytes) -> bool:
         return False
 
 
+#: Priorities of the bcrypt queue: a login (a user waiting to get in, or
+#: changing a password) before a new account.
+LOGIN = 0
+#: A login from an address with recent failed logins: it waits behind the
+#: logins of clean addresses, so a guessing crowd cannot keep an account's
+#: owner waiting (it still goes before any registration).
+SUSPECT_LOGIN = 1
+REGISTRATION = 2
+PRIORITIES = (LOGIN, SUSPECT_LOGIN, REGISTRATION)
+
+
+class _Job:
+    """One bcrypt call waiting for (or holding) a thread."""
+
+    __slots__ = ("args", "done", "f", "priority", "started")
+
+    def __init__(
+        self, priority: int, f: Callable[..., Any], args: tuple[Any, ...], done: Deferred[Any]
+    ) -> None:
+        self.priority = priority
+        self.f = f
+        self.args = args
+        self.done = done
+        self.started = False
+
+
 class PasswordHasher:
-    """bcrypt on its own bounded thread pool.
+    """bcrypt on its own bounded thread pool, logins first.
 
     bcrypt releases the GIL, so a few threads use the cores while the reactor
     stays free; a separate pool means a login storm cannot starve the database
-    threads. At most ``max_pending`` checks wait at once; past that callers get
-    ServiceBusy (HTTP 503) instead of an ever-growing queue.
+    threads. At most ``concurrency`` jobs are handed to the pool at once (its
+    thread count); the others wait here in two queues, and a free thread
+    takes the oldest login before any registration, so that a storm of new
+    accounts (each a bcrypt hash) cannot make logins wait behind it: a login
+    waits at most for the jobs already running. ``concurrency`` None hands
+    every job over at once (tests with an inline ``run``).
+
+    At most ``max_pending`` jobs wait or run at once, and of them at most
+    ``max_pending_registrations`` registrations; past that callers get
+    ServiceBusy (HTTP 503) instead of an ever-growing queue. A waiting job
+    whose caller gives up (its Deferred cancelled: the client went away)
+    leaves the queue without costing a bcrypt.
     """
 
     def __init__(
@@ -75,48 +111,127 @@ class PasswordHasher:
         run: Callable[..., Deferred[Any]],
         rounds: int = 12,
         max_pending: int = 256,
+        *,
+        concurrency: int | None = None,
+        max_pending_registrations: int | None = None,
     ) -> None:
         self._run = run
         self.rounds = rounds
         self.max_pending = max_pending
-        self.pending = 0
+        self.max_pending_registrations = (
+            max(1, max_pending // 4)
+            if max_pending_registrations is None
+            else max_pending_registrations
+        )
+        self.concurrency = concurrency
+        self._queues: tuple[deque[_Job], ...] = tuple(deque() for _ in PRIORITIES)
+        self._counts = [0 for _ in PRIORITIES]  # pending jobs per priority
+        self._running = 0
+        self._pumping = False
         # A hash to check unknown accounts against, so that "no such user"
         # costs as much time as "wrong password".
         self._dummy = hash_password_blocking("parkchat-dummy-" + os.urandom(8).hex(), rounds)
 
     @classmethod
     def on_threadpool(
-        cls, reactor: Any, pool: ThreadPool, rounds: int = 12, max_pending: int = 256
+        cls,
+        reactor: Any,
+        pool: ThreadPool,
+        rounds: int = 12,
+        max_pending: int = 256,
+        max_pending_registrations: int | None = None,
     ) -> PasswordHasher:
+        """A hasher handing at most ``pool.max`` jobs at a time to ``pool``
+        (through ``deferToThreadPool``; the rest wait in its queues)."""
+
         def run(f: Callable[..., T], *args: Any) -> Deferred[T]:
             return deferToThreadPool(reactor, pool, f, *args)
 
-        return cls(run, rounds, max_pending)
+        return cls(
+            run,
+            rounds,
+            max_pending,
+            concurrency=pool.max,
+            max_pending_registrations=max_pending_registrations,
+        )
 
-    def _submit(self, f: Callable[..., T], *args: Any) -> Deferred[T]:
+    @property
+    def pending(self) -> int:
+        """Jobs waiting or running."""
+        return sum(self._counts)
+
+    @property
+    def waiting(self) -> int:
+        """Jobs not yet handed to the pool."""
+        return sum(len(queue) for queue in self._queues)
+
+    def _submit(self, priority: int, f: Callable[..., T], *args: Any) -> Deferred[T]:
         if self.pending >= self.max_pending:
             raise ServiceBusy("too many password checks in progress")
-        self.pending += 1
+        if priority == REGISTRATION and self._counts[REGISTRATION] >= (
+            self.max_pending_registrations
+        ):
+            raise ServiceBusy("too many new accounts in progress")
+        self._counts[priority] += 1
+
+        def cancel(d: Deferred[T]) -> None:
+            # Only a job still waiting can be taken back; a running one
+            # finishes in its thread and its result is dropped.
+            if not job.started:
+                self._queues[priority].remove(job)
 
         def done(result: T | Failure) -> T | Failure:
-            self.pending -= 1
+            self._counts[priority] -= 1
             return result
 
-        d: Deferred[T] = self._run(f, *args)
+        d: Deferred[T] = Deferred(canceller=cancel)
+        job = _Job(priority, f, args, d)
         d.addBoth(done)
+        self._queues[priority].append(job)
+        self._pump()
         return d
 
-    def hash(self, password: str) -> Deferred[bytes]:
-        return self._submit(hash_password_blocking, password, self.rounds)
+    def _pump(self) -> None:
+        """Hand waiting jobs to the pool while it has free threads, logins
+        first. Not re-entered: an inline ``run`` finishes a job inside the
+        loop, and the loop itself goes on with the next."""
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            while self.concurrency is None or self._running < self.concurrency:
+                queue = next((q for q in self._queues if q), None)
+                if queue is None:
+                    break
+                job = queue.popleft()
+                job.started = True
+                self._running += 1
+                self._run(job.f, *job.args).addBoth(self._finished, job)
+        finally:
+            self._pumping = False
 
-    def verify(self, password: str, hashed: bytes | None) -> Deferred[bool]:
-        """Check ``password``; with ``hashed`` None (no such account) check a
-        dummy hash and fire False, in the same time."""
+    def _finished(self, result: Any, job: _Job) -> None:
+        self._running -= 1
+        if not job.done.called:
+            if isinstance(result, Failure):
+                job.done.errback(result)
+            else:
+                job.done.callback(result)
+        self._pump()
+
+    def hash(self, password: str, priority: int = LOGIN) -> Deferred[bytes]:
+        """Hash a new password; ``priority`` REGISTRATION for a new account
+        (it waits behind every login)."""
+        return self._submit(priority, hash_password_blocking, password, self.rounds)
+
+    def verify(self, password: str, hashed: bytes | None, priority: int = LOGIN) -> Deferred[bool]:
+        """Check ``password`` (a login); with ``hashed`` None (no such
+        account) check a dummy hash and fire False, in the same time."""
         if hashed is None:
-            return self._submit(check_password_blocking, password, self._dummy).addCallback(
-                lambda _: False
-            )
-        return self._submit(check_password_blocking, password, hashed)
+            return self._submit(
+                priority, check_password_blocking, password, self._dummy
+            ).addCallback(lambda _: False)
+        return self._submit(priority, check_password_blocking, password, hashed)
 
 
 class VerifiedCredentials:

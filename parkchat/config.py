@@ -13,11 +13,13 @@ import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from parkchat.errors import ChatError
 from parkchat.model import validate_nickname, validate_room
 from parkchat.proxies import parse_network
 from parkchat.seeds import SeedConfigError, parse_seed_config, seed_settings
+from parkchat.store import is_postgres_url
 
 ENV_PREFIX = "PARKCHAT_"
 
@@ -87,12 +89,60 @@ def _any_text(value: Any) -> str:
     return value
 
 
+#: Words that mark a value as a placeholder from an example file, looked
+#: for in the value folded to lower-case letters and digits (so that
+#: ``REPLACE-WITH-...``, ``replace_with`` and ``ReplaceWith`` all match).
+PLACEHOLDER_WORDS = (
+    "replacewith",
+    "replaceme",
+    "replacethis",
+    "changeme",
+    "changethis",
+    "example",
+    "placeholder",
+    "yoursecret",
+    "yourtoken",
+    "yourpassword",
+    "insertsecret",
+    "notasecret",
+    "dummysecret",
+    "xxxxxxxx",
+)
+#: Whole values that are placeholders, however long the operator made them.
+PLACEHOLDER_VALUES = frozenset(
+    ("secret", "password", "token", "admin", "admintoken", "test", "default", "changeit")
+)
+
+
+def placeholder(value: str) -> bool:
+    """Whether ``value`` is an obvious placeholder (``REPLACE-WITH-...``,
+    ``changeme``, ``CHANGE_ME``, ``example``, ``secret``, ``xxxxxxxx``...)
+    rather than a secret: example files ship such values, and a deployment
+    that forgot to replace one must not start with a secret anyone can read
+    in the examples."""
+    folded = "".join(c for c in value.lower() if c.isalnum())
+    if folded in PLACEHOLDER_VALUES:
+        return True
+    if len(set(folded)) == 1 and len(folded) >= 8:
+        return True  # one character repeated: "xxxxxxxxxxxx", "0000000000"
+    return any(word in folded for word in PLACEHOLDER_WORDS)
+
+
+def _refuse_placeholder(value: str) -> str:
+    if value and placeholder(value):
+        raise ValueError(
+            "looks like a placeholder from an example, not a secret: generate one, "
+            "e.g. with: openssl rand -base64 48"
+        )
+    return value
+
+
 def _secret(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("expected a string")
     if value and len(value.encode("utf-8")) < 32:
         raise ValueError("secrets must be at least 32 bytes long")
-    return value
+    return _refuse_placeholder(value)
 
 
 def _any_secret(value: Any) -> str:
@@ -115,6 +165,27 @@ def _lildengzi_secret(value: Any) -> str:
             "could sign tokens with it; set JWT_SECRET (or --lildengzi-secret) to a secret "
             "of your own"
         )
+    return _refuse_placeholder(text)
+
+
+def _seed_secret(value: Any) -> str:
+    """A seed's secret (any length), but not an example's placeholder."""
+    return _refuse_placeholder(_any_secret(value))
+
+
+def _db(value: Any) -> str:
+    """``--db``: a path, ``:memory:`` or a PostgreSQL URL whose password is
+    not an example's placeholder."""
+    text = _text(value)
+    if is_postgres_url(text):
+        try:
+            password = urlsplit(text).password
+        except ValueError:
+            password = None
+        if password and placeholder(unquote(password)):
+            raise ValueError(
+                "the PostgreSQL URL's password looks like a placeholder from an example"
+            )
     return text
 
 
@@ -144,6 +215,12 @@ def _redis_url(value: Any) -> str:
         raise ValueError("expected a redis:// URL")
     if value and (not value.startswith("redis://") or len(value) <= len("redis://")):
         raise ValueError(f"{value!r} is not a redis://host:port/db URL")
+    try:
+        password = urlsplit(value).password if value else None
+    except ValueError:
+        password = None
+    if password and placeholder(unquote(password)):
+        raise ValueError("the Redis URL's password looks like a placeholder from an example")
     return value
 
 
@@ -202,6 +279,9 @@ class Setting:
     help: str
     metavar: str = "VALUE"
     repeatable: bool = False
+    #: Also settable from a file (``--x-file``, ``PARKCHAT_X_FILE``, TOML
+    #: ``x_file``): secrets, for Docker and Kubernetes secret files.
+    file_form: bool = False
 
     @property
     def option(self) -> str:
@@ -210,6 +290,19 @@ class Setting:
     @property
     def env(self) -> str:
         return ENV_PREFIX + self.name.upper()
+
+    @property
+    def file_name(self) -> str:
+        """The name of the file form (TOML key, ``cli`` key)."""
+        return self.name + "_file"
+
+    @property
+    def file_option(self) -> str:
+        return self.option + "-file"
+
+    @property
+    def file_env(self) -> str:
+        return self.env + "_FILE"
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -288,11 +381,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "db",
         "chat.db",
-        _text,
+        _db,
         "SQLite database file, :memory: for a throw-away in-memory store, or a "
         "PostgreSQL URL postgresql://user[:password]@host:port/dbname (needs the "
         "postgres extra; shared by every instance).",
         "DB",
+        file_form=True,
     ),
     Setting(
         "db_pool_size",
@@ -309,6 +403,7 @@ SETTINGS: tuple[Setting, ...] = (
         "multi-instance mode: rooms, direct messages, bans and presence shared "
         "with every instance on the same Redis and database; empty = one instance.",
         "URL",
+        file_form=True,
     ),
     Setting(
         "presence_ttl",
@@ -475,6 +570,7 @@ SETTINGS: tuple[Setting, ...] = (
         "instance. Empty: one is generated once and stored in the database. "
         "Prefer the environment variable to the command line.",
         "SECRET",
+        file_form=True,
     ),
     Setting("token_lifetime", 86400.0, _float(60), "Seconds a login token stays valid.", "SECONDS"),
     Setting(
@@ -492,6 +588,7 @@ SETTINGS: tuple[Setting, ...] = (
         "Also accept HMAC-signed JWTs from a third-party auth service signed "
         "with this secret (32+ bytes); empty = off.",
         "SECRET",
+        file_form=True,
     ),
     Setting(
         "external_jwt_claim",
@@ -532,14 +629,68 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "login_failures",
-        10,
+        5,
         _int(0),
-        "Failed logins allowed per account and per address within the login "
-        "window before answering 429; 0 = no throttling.",
+        "Failed logins allowed for one account from one address (an IPv6 /64) before "
+        "its back-off starts (429 with the seconds to wait, doubling with each further "
+        "failure); failures from other addresses never count, so nobody can lock "
+        "a user out. 0 = no throttling.",
         "N",
     ),
     Setting(
-        "login_window", 300.0, _float(1), "Seconds over which failed logins are counted.", "SECONDS"
+        "login_failures_per_address",
+        50,
+        _int(0),
+        "Failed logins allowed from one address (an IPv6 /64), whatever the accounts, "
+        "before that address's back-off starts; 0 = not counted per address.",
+        "N",
+    ),
+    Setting(
+        "login_backoff",
+        1.0,
+        _float(0, exclusive=True),
+        "Seconds of the first back-off after the allowed failed logins; each "
+        "further failure doubles it.",
+        "SECONDS",
+    ),
+    Setting(
+        "login_backoff_max",
+        900.0,
+        _float(0, exclusive=True),
+        "Longest back-off, in seconds.",
+        "SECONDS",
+    ),
+    Setting(
+        "login_window",
+        300.0,
+        _float(1),
+        "Seconds after a back-off ends (or after the last failure, before any "
+        "back-off) at which failed logins are forgotten.",
+        "SECONDS",
+    ),
+    Setting(
+        "registrations_per_address",
+        10,
+        _int(0),
+        "New accounts one address (an IPv6 /64) may register an hour (POST /register, "
+        "dialects; not /admin/register); 0 = no limit.",
+        "N",
+    ),
+    Setting(
+        "registrations_per_minute",
+        60,
+        _int(0),
+        "New accounts registered a minute in all, so that a storm from many addresses "
+        "cannot keep the bcrypt threads from logins (which go first anyway); 0 = no limit.",
+        "N",
+    ),
+    Setting(
+        "revoke_on_password_change",
+        True,
+        _bool,
+        "A password change also closes the account's open connections on every "
+        "instance, as log out everywhere does (its tokens stop working either way) (yes/no).",
+        "yes|no",
     ),
     Setting(
         "allowed_origins",
@@ -586,11 +737,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "garinchat_secret",
         "",
-        _any_secret,
+        _seed_secret,
         "HMAC secret of the third-party service that signs GarinChat users' JWTs "
         "(its JWT_DECODE_SECRET; any length, as the seed accepts); empty = GarinChat "
         "clients authenticate with parkchat login tokens only.",
         "SECRET",
+        file_form=True,
     ),
     Setting(
         "garinchat_origins",
@@ -608,6 +760,7 @@ SETTINGS: tuple[Setting, ...] = (
         "HMAC secret of lildengzi tokens (its JWT_SECRET, shared by every instance); "
         "empty = the token secret.",
         "SECRET",
+        file_form=True,
     ),
     Setting(
         "seed_config",
@@ -635,6 +788,7 @@ SETTINGS: tuple[Setting, ...] = (
         _secret,
         "Bearer token for the /admin API and parkchat-admin; empty = admin API off.",
         "SECRET",
+        file_form=True,
     ),
     Setting("access_log", True, _bool, "Log every HTTP request (yes/no).", "yes|no"),
     Setting(
@@ -654,6 +808,16 @@ SETTINGS: tuple[Setting, ...] = (
         _float(0, exclusive=True),
         "Seconds an HTTP connection may sit idle or with a request half sent "
         "before it is closed (before a WebSocket upgrade; not after it).",
+        "SECONDS",
+    ),
+    Setting(
+        "http_head_timeout",
+        10.0,
+        _float(0, exclusive=True),
+        "Seconds a client has in total, from connecting (on a kept-alive connection: "
+        "from the first byte of its next request), to send a complete HTTP request "
+        "head -- a WebSocket upgrade included -- however slowly the bytes trickle in; "
+        "then 408 and the connection closes.",
         "SECONDS",
     ),
     Setting(
@@ -694,6 +858,7 @@ SETTINGS: tuple[Setting, ...] = (
         _secret,
         "Bearer token (32+ bytes) that /metrics then requires; empty = no token.",
         "SECRET",
+        file_form=True,
     ),
 )
 
@@ -747,8 +912,14 @@ class Settings:
     join_timeout: float = 0.0
     single_session: bool = False
     rate_limit_strict: bool = False
-    login_failures: int = 10
+    login_failures: int = 5
+    login_failures_per_address: int = 50
+    login_backoff: float = 1.0
+    login_backoff_max: float = 900.0
     login_window: float = 300.0
+    registrations_per_address: int = 10
+    registrations_per_minute: int = 60
+    revoke_on_password_change: bool = True
     allowed_origins: tuple[str, ...] = ()
     moderators: tuple[str, ...] = ()
     edit_window: float = 900.0
@@ -763,6 +934,7 @@ class Settings:
     access_log: bool = True
     access_log_file: str = ""
     http_timeout: float = 60.0
+    http_head_timeout: float = 10.0
     slow_client_timeout: float = 30.0
     max_send_buffer: int = 4 * 1024 * 1024
     log_format: str = "text"
@@ -790,6 +962,53 @@ def _convert(setting: Setting, raw: Any, origin: str) -> Any:
         raise ConfigError(f"{origin}: {e}") from None
 
 
+#: TOML keys of the file forms (``admin_token_file``...).
+FILE_KEYS = frozenset(s.file_name for s in SETTINGS if s.file_form)
+
+
+def read_secret_file(path: Any, origin: str) -> str:
+    """A setting's value from a file (a Docker or Kubernetes secret): the
+    text without its trailing newline; a file that cannot be read, is not
+    UTF-8 or is empty is a ConfigError naming where the path came from."""
+    if not isinstance(path, str) or not path:
+        raise ConfigError(f"{origin}: expected a file path")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(1024 * 1024 + 1)
+    except OSError as e:
+        raise ConfigError(f"{origin}: cannot read {path}: {e.strerror}") from None
+    if len(data) > 1024 * 1024:
+        raise ConfigError(f"{origin}: {path} is larger than 1 MiB")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{origin}: {path} is not UTF-8 text") from None
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text:
+        raise ConfigError(f"{origin}: {path} is empty")
+    return text
+
+
+def _layer(
+    setting: Setting,
+    has_value: bool,
+    value: Any,
+    origin: str,
+    has_file: bool,
+    path: Any,
+    file_origin: str,
+) -> tuple[Any, str] | None:
+    """The raw value one layer (command line, environment, TOML file) gives
+    ``setting``, directly or through its file form; None if neither."""
+    if has_value and has_file:
+        raise ConfigError(f"{origin} and {file_origin} are both set: use one of them")
+    if has_file:
+        return read_secret_file(path, file_origin), f"{file_origin} ({path})"
+    if has_value:
+        return value, origin
+    return None
+
+
 def read_toml(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
@@ -799,10 +1018,66 @@ def read_toml(path: str) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
     data = data.get("parkchat", data) if isinstance(data.get("parkchat"), dict) else data
-    unknown = sorted(set(data) - set(SETTINGS_BY_NAME))
+    unknown = sorted(set(data) - set(SETTINGS_BY_NAME) - FILE_KEYS)
     if unknown:
         raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
     return data
+
+
+def _given(
+    setting: Setting,
+    cli: Mapping[str, Any],
+    environ: Mapping[str, str],
+    file_values: Mapping[str, Any],
+    path: str | None,
+) -> tuple[str, Any, str] | None:
+    """The highest layer that sets ``setting`` (directly or through its file
+    form): ``(source, raw value, origin)``; lower layers are not read, so a
+    bad value below a good one does not matter."""
+    form = setting.file_form
+    layers: tuple[tuple[str, Callable[[], tuple[Any, str] | None]], ...] = (
+        (
+            "cli",
+            lambda: _layer(
+                setting,
+                cli.get(setting.name) is not None,
+                cli.get(setting.name),
+                f"--{setting.option}",
+                form and cli.get(setting.file_name) is not None,
+                cli.get(setting.file_name),
+                f"--{setting.file_option}",
+            ),
+        ),
+        (
+            "env",
+            lambda: _layer(
+                setting,
+                setting.env in environ,
+                environ.get(setting.env),
+                setting.env,
+                form and setting.file_env in environ,
+                environ.get(setting.file_env),
+                setting.file_env,
+            ),
+        ),
+        (
+            "file",
+            lambda: _layer(
+                setting,
+                setting.name in file_values,
+                file_values.get(setting.name),
+                f"{path}: {setting.name}",
+                form and setting.file_name in file_values,
+                file_values.get(setting.file_name),
+                f"{path}: {setting.file_name}",
+            ),
+        ),
+    )
+    for source, read in layers:
+        found = read()
+        if found is not None:
+            return source, found[0], found[1]
+    return None
 
 
 def resolve(
@@ -817,16 +1092,12 @@ def resolve(
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for setting in SETTINGS:
-        if setting.name in cli and cli[setting.name] is not None:
-            raw, origin, source = cli[setting.name], f"--{setting.option}", "cli"
-        elif setting.env in environ:
-            raw, origin, source = environ[setting.env], setting.env, "env"
-        elif setting.name in file_values:
-            raw, origin, source = file_values[setting.name], f"{path}: {setting.name}", "file"
-        else:
+        given = _given(setting, cli, environ, file_values, path)
+        if given is None:
             values[setting.name] = setting.default
             sources[setting.name] = "default"
             continue
+        source, raw, origin = given
         values[setting.name] = _convert(setting, raw, origin)
         sources[setting.name] = source
     if values["seed_config"]:
@@ -889,6 +1160,11 @@ def reference_markdown() -> str:
             f"| `{cell(f'--{s.option} {s.metavar}')}` | `{s.env}` | `{s.name}` "
             f"| {default} | {cell(s.help)} |"
         )
+        if s.file_form:
+            lines.append(
+                f"| `--{s.file_option} PATH` | `{s.file_env}` | `{s.file_name}` | none "
+                f"| `--{s.option}` read from a file (a Docker or Kubernetes secret). |"
+            )
     repeatable = ", ".join(f"`--{s.option}`" for s in SETTINGS if s.repeatable)
     lines += [
         "",
@@ -907,6 +1183,15 @@ def reference_markdown() -> str:
         f"  should not be silently ignored); an environment variable `{ENV_PREFIX}*`",
         "  it does not know is ignored.",
         "- The file is named by `--config`, or else by `PARKCHAT_CONFIG`.",
+        "- The secrets and the URLs that may hold a password (`--db`, `--redis`)",
+        "  have a file form: `--admin-token-file /run/secrets/admin_token`,",
+        "  `PARKCHAT_ADMIN_TOKEN_FILE`, TOML `admin_token_file`. The file's text is",
+        "  the value, without its trailing newline; a file that cannot be read, is",
+        "  empty or is not UTF-8 stops the start. Within one layer, giving both",
+        "  forms is an error; between layers the usual precedence applies.",
+        "- A secret that is an obvious placeholder from an example (`REPLACE-WITH-…`,",
+        "  `changeme`, `CHANGE_ME`, `example`, `secret`, `xxxxxxxx`…; also as the",
+        "  password of a `--db` or `--redis` URL) stops the start with an error.",
         "- A bad value in any layer stops the start with a one-line error naming",
         "  the option, the variable or the file and key it came from.",
     ]

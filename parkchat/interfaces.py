@@ -240,12 +240,19 @@ class IChatService(Interface):
         """The active bans."""
 
     def kick(nickname: str, room: str, reason: str = "") -> int:
-        """Take a name out of a room on every instance."""
+        """Take a name out of a room on every instance; return how many of
+        its connections were removed on this one (the others, told over the
+        bus, remove theirs without answering)."""
+
+    def multi_instance() -> bool:
+        """Whether other instances share this one's rooms (the Redis bus)."""
 
     # -- accounts and sessions ---------------------------------------------------
 
-    def register(nickname: object, password: object) -> Deferred[Any]:
-        """Create an account; fires with its ``User``."""
+    def register(nickname: object, password: object, peer_host: str | None = None) -> Deferred[Any]:
+        """Create an account; fires with its ``User``. ``peer_host``: the
+        client's address (registrations are throttled per address and in
+        all); None for an administrator's (not throttled)."""
 
     def account_exists(nickname: str) -> Deferred[bool]:
         """Whether ``nickname`` belongs to an account."""
@@ -257,7 +264,8 @@ class IChatService(Interface):
         """``authenticate`` behind the failed-login throttle (a coroutine)."""
 
     def change_password(nickname: str, password: object) -> Deferred[None]:
-        """Set a new password; earlier tokens stop working."""
+        """Set a new password; earlier tokens stop working (and, with
+        ``--revoke-on-password-change``, open connections close)."""
 
     def list_accounts(limit: int, after_id: int = 0) -> Deferred[list[Any]]:
         """Accounts (``User``) by id, for the admin API."""
@@ -692,6 +700,11 @@ class IBusHandler(Interface):
         ``{"users": {user_key: [user_id, nickname]}, "rooms": {room: [nick, ...]},
         "connections": {user_key: count}}``."""
 
+    def presence_updated() -> None:
+        """Another instance's presence arrived (an announcement or a scan):
+        the per-account connection limit over all instances is checked
+        again (``ConnectionHandler.excess``)."""
+
 
 class IBus(Interface):
     """Fan-out between the instances serving the same rooms and accounts.
@@ -725,5 +738,6 @@ class IBus(Interface):
 
     def remote_presence() -> dict[str, Any]:
         """Other live instances' presence, merged: ``{"users": {key: [id,
-        nick]}, "rooms": {room: [nick, ...]}, "connections": {key: total}}``
-        (nicknames may repeat)."""
+        nick]}, "rooms": {room: [nick, ...]}, "connections": {key: total},
+        "connections_by_instance": {key: {instance: count}}}`` (nicknames may
+        repeat)."""

@@ -371,6 +371,7 @@ class DisconnectReason(Enum):
     DELIVERY_FAILED = "delivery failed"
     #: A guest's name was registered as an account (or one like it was).
     NAME_REGISTERED = "the name was registered as an account"
+    TOO_MANY_CONNECTIONS = "too many connections for this account"
 
     @property
     def text(self) -> str:
@@ -393,6 +394,7 @@ QUIT_REASONS: Final[dict[DisconnectReason, str]] = {
     DisconnectReason.TOKEN_REVOKED: "Logged out",
     DisconnectReason.DELIVERY_FAILED: "Connection lost (delivery failed)",
     DisconnectReason.NAME_REGISTERED: "Name registered as an account",
+    DisconnectReason.TOO_MANY_CONNECTIONS: "Too many connections for this account",
 }
 
 

@@ -523,10 +523,15 @@ class ChatService(Service):
     def kick(self, nickname: str, room_name: str, reason: str = "") -> int:
         return self._moderation.kick(nickname, room_name, reason)
 
+    def multi_instance(self) -> bool:
+        return bool(self.instance_id)
+
     # -- accounts and sessions ---------------------------------------------
 
-    def register(self, nickname: object, password: object) -> Deferred[User]:
-        return self._accounts.register(nickname, password)
+    def register(
+        self, nickname: object, password: object, peer_host: str | None = None
+    ) -> Deferred[User]:
+        return self._accounts.register(nickname, password, peer_host)
 
     def account_exists(self, nickname: str) -> Deferred[bool]:
         return self._accounts.account_exists(nickname)
@@ -598,6 +603,12 @@ class ChatService(Service):
 
     def presence_snapshot(self) -> dict[str, Any]:
         return self._rooms.presence_snapshot()
+
+    def presence_updated(self) -> None:
+        """Close what a burst over several instances let past the
+        per-account connection limit (``ConnectionHandler.excess``)."""
+        for participant in self._connections.excess():
+            self._rooms.force_out(participant, DisconnectReason.TOO_MANY_CONNECTIONS)
 
     def bus_recovered(self) -> None:
         self._resync.bus_recovered()

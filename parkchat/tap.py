@@ -44,7 +44,7 @@ from parkchat.handlers.sessions import SessionHandler
 from parkchat.handlers.state import StateHandler
 from parkchat.handlers.topics import TopicHandler
 from parkchat.interfaces import IBus, IMessageStore
-from parkchat.limits import Limits, LoginThrottle, TokenBucketLimiter
+from parkchat.limits import Limits, LoginThrottle, RegistrationThrottle, TokenBucketLimiter
 from parkchat.metrics import ServiceMetrics
 from parkchat.model import Moderators
 from parkchat.protocols import fastpath
@@ -128,7 +128,26 @@ class Options(usage.Options):
     )
     optParameters: list[list[Any]] = [
         ["config", None, None, "TOML file with settings [env PARKCHAT_CONFIG]"],
-    ] + [[s.option, None, None, _help(s)] for s in SETTINGS if not s.repeatable]
+    ] + [
+        entry
+        for s in SETTINGS
+        if not s.repeatable
+        for entry in (
+            [[s.option, None, None, _help(s)]]
+            + (
+                [
+                    [
+                        s.file_option,
+                        None,
+                        None,
+                        f"read --{s.option} from this file [env {s.file_env}]",
+                    ]
+                ]
+                if s.file_form
+                else []
+            )
+        )
+    ]
 
     def __init__(self) -> None:
         super().__init__()
@@ -154,6 +173,7 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         cli: dict[str, Any] = {s.name: self.get(s.option) for s in SETTINGS if not s.repeatable}
+        cli.update({s.file_name: self.get(s.file_option) for s in SETTINGS if s.file_form})
         cli.update(self._repeated)
         try:
             self.settings = resolve(cli, os.environ, self["config"])
@@ -396,7 +416,19 @@ def token_secret(settings: Settings) -> str:
         load_or_create_setting = _postgres().load_or_create_setting
     else:
         load_or_create_setting = load_or_create_sqlite_setting
-    return load_or_create_setting(settings.db, "token_secret", lambda: secrets.token_urlsafe(48))
+    try:
+        secret: str = load_or_create_setting(
+            settings.db, "token_secret", lambda: secrets.token_urlsafe(48)
+        )
+    except Exception as e:
+        # A database another process holds locked, or one gone away since
+        # it was opened: one line, as for every other bad database.
+        message = str(e).strip().replace(settings.db, _redacted(settings.db))
+        raise SystemExit(
+            f"parkchat: cannot read the token secret from the database "
+            f"{_redacted(settings.db)}: {message}"
+        ) from None
+    return secret
 
 
 def lildengzi_token_authority(
@@ -448,6 +480,7 @@ def build_chat_service(
     edit_window: float = EDIT_WINDOW,
     topic_moderators_only: bool = False,
     refresh_ttl: int = REFRESH_TTL,
+    revoke_on_password_change: bool = True,
 ) -> ChatService:
     """The chat service and its handlers (``parkchat.handlers``), each given
     its collaborators by constructor, lowest first.
@@ -513,9 +546,22 @@ def build_chat_service(
         Accounts(store, hasher, clock, credentials),
         moderation,
         sessions,
-        LoginThrottle(clock, limits.login_failures, limits.login_window),
+        LoginThrottle(
+            clock,
+            pair_failures=limits.login_failures,
+            address_failures=limits.login_failures_per_address,
+            backoff=limits.login_backoff,
+            backoff_max=limits.login_backoff_max,
+            forget_after=limits.login_window,
+        ),
         metrics,
         limits,
+        RegistrationThrottle(
+            clock,
+            per_address=limits.registrations_per_address,
+            per_minute=limits.registrations_per_minute,
+        ),
+        revoke_on_password_change=revoke_on_password_change,
     )
     guest_rate = TokenBucketLimiter(
         clock,
@@ -628,7 +674,12 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         guest_burst_per_ip=settings.guest_burst_per_ip,
         rate_strict=settings.rate_limit_strict,
         login_failures=settings.login_failures,
+        login_failures_per_address=settings.login_failures_per_address,
+        login_backoff=settings.login_backoff,
+        login_backoff_max=settings.login_backoff_max,
         login_window=settings.login_window,
+        registrations_per_address=settings.registrations_per_address,
+        registrations_per_minute=settings.registrations_per_minute,
         trusted_proxies=trusted_proxies,
     )
     metrics = ServiceMetrics()
@@ -654,6 +705,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         moderators=settings.moderators,
         refresh_ttl=settings.refresh_ttl,
         topic_moderators_only=settings.topic_moderators_only,
+        revoke_on_password_change=settings.revoke_on_password_change,
     )
     service.setServiceParent(top)
 
@@ -766,6 +818,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
         access_log_file=access_log_file,
         server_log=server_log,
         http_timeout=settings.http_timeout,
+        head_timeout=settings.http_head_timeout,
         metrics=metrics if settings.metrics == "yes" else None,
         metrics_token=settings.metrics_token or None,
         trusted_proxies=trusted_proxies,
@@ -834,6 +887,7 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
                 access_log=settings.access_log,
                 server_log=server_log,
                 http_timeout=settings.http_timeout,
+                head_timeout=settings.http_head_timeout,
                 trusted_proxies=trusted_proxies,
             )
         )
@@ -842,7 +896,9 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> IServ
             listener.setName(f"{name}:{description}")
             listener.setServiceParent(top)
     if settings.metrics not in ("yes", "no"):
-        metrics_site = make_metrics_site(metrics, settings.metrics_token or None)
+        metrics_site = make_metrics_site(
+            metrics, settings.metrics_token or None, settings.http_head_timeout
+        )
         listener = Listener(settings.metrics, metrics_site, reactor)
         listener.setName(f"metrics:{settings.metrics}")
         listener.setServiceParent(top)

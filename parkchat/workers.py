@@ -122,19 +122,25 @@ def _option_value(extra: Sequence[str], name: str) -> str | None:
 
 
 def redis_configured(extra: Sequence[str], environ: Mapping[str, str]) -> bool:
-    """Whether the children get a Redis URL: ``--redis`` among the parkchat
-    options, ``PARKCHAT_REDIS``, or ``redis`` in the TOML file named by
-    ``--config`` / ``PARKCHAT_CONFIG`` (the same precedence parkchat uses)."""
+    """Whether the children get a Redis URL: ``--redis`` (or ``--redis-file``)
+    among the parkchat options, ``PARKCHAT_REDIS`` (or ``PARKCHAT_REDIS_FILE``),
+    or ``redis`` (``redis_file``) in the TOML file named by ``--config`` /
+    ``PARKCHAT_CONFIG`` (the same precedence parkchat uses)."""
     value = _option_value(extra, "--redis")
     if value is not None:
         return bool(value)
+    if _option_value(extra, "--redis-file"):
+        return True
     if "PARKCHAT_REDIS" in environ:
         return bool(environ["PARKCHAT_REDIS"])
+    if environ.get("PARKCHAT_REDIS_FILE"):
+        return True
     config = _option_value(extra, "--config") or environ.get("PARKCHAT_CONFIG")
     if config:
         try:
             with open(config, "rb") as f:
-                return bool(tomllib.load(f).get("redis"))
+                data = tomllib.load(f)
+            return bool(data.get("redis") or data.get("redis_file"))
         except (OSError, tomllib.TOMLDecodeError):
             return False  # parkchat itself will report the bad file
     return False

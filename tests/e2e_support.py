@@ -178,6 +178,11 @@ class ParkchatProcess:
             raise ServerFailed("already started")
         # Settings from the caller's environment must not change the server.
         env = {k: v for k, v in os.environ.items() if not k.startswith("PARKCHAT_")}
+        # Tests register many accounts from 127.0.0.1: the registration
+        # throttle is off unless a test sets it (an option wins over these).
+        env.update(
+            {"PARKCHAT_REGISTRATIONS_PER_ADDRESS": "0", "PARKCHAT_REGISTRATIONS_PER_MINUTE": "0"}
+        )
         env.update(self.env)
         with self.output_path.open("ab") as output:
             self.process = subprocess.Popen(

@@ -158,7 +158,12 @@ class RecordingBus:
         self.controls: list[Any] = []
         self.subscriptions: list[tuple[str, str]] = []
         self.presence_changes = 0
-        self.remote: dict[str, Any] = {"users": {}, "rooms": {}, "connections": {}}
+        self.remote: dict[str, Any] = {
+            "users": {},
+            "rooms": {},
+            "connections": {},
+            "connections_by_instance": {},
+        }
 
     def attach(self, handler: Any) -> None:
         self.handler = handler

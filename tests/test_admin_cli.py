@@ -36,7 +36,7 @@ from parkchat import admin
 from tests.e2e_support import LOOPBACK, ParkchatProcess, basic_auth, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "admin-token-" + "x" * 32
+TOKEN = "admin-token-for-the-cli-tests-5d81c3e0a9f7b246"
 TIMEOUT = 5.0
 
 

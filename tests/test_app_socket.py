@@ -33,7 +33,7 @@ from parkchat.bus.local import LocalBus
 from parkchat.handlers import delivery
 from parkchat.interfaces import IParticipant
 from parkchat.limits import Limits
-from parkchat.model import User
+from parkchat.model import MAX_ID, User
 from parkchat.protocols import unified
 from parkchat.protocols.line import LineChatFactory
 from parkchat.protocols.stream import StreamOptions
@@ -1100,11 +1100,14 @@ class LegacyResumeTests(AppSocketCase):
         self.assertEqual(reply["messages"][-1]["body"][:2], "9 ")
 
     def test_bad_last_id(self) -> None:
-        """A non-integer ``last_id`` is ``invalid_request`` and nothing is joined."""
+        """A ``last_id`` that is not a message id -- not an integer, negative,
+        or past the largest id (issue 15, item 12: -5 and 10**20 joined and
+        then failed) -- is ``invalid_request`` before anything is joined."""
         bob = self.login("bob")
-        for last_id in ("5", 1.5, True):
+        for last_id in ("5", 1.5, True, -5, -1, 10**20, MAX_ID + 1):
             frames = self.send(bob, {"type": "join", "room": "lobby", "last_id": last_id})
             self.assertError(frames, "invalid_request")
+            self.assertNotIn("joined", [frame["type"] for frame in frames])
         self.assertEqual(self.service.members("lobby"), ["alice"])
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.internet.defer import CancelledError, Deferred, fail, maybeDeferred
 from twisted.internet.task import Clock
 from twisted.python.threadpool import ThreadPool
 from twisted.trial.unittest import TestCase
@@ -18,6 +18,8 @@ from zope.interface import Interface
 from parkchat.accounts import Accounts, validate_password
 from parkchat.auth import (
     MAX_PASSWORD_LENGTH,
+    REGISTRATION,
+    SUSPECT_LOGIN,
     AccountChecker,
     ChatRealm,
     IChatUser,
@@ -176,10 +178,100 @@ class PasswordHasherTests(TestCase):
         self.assertEqual(hasher.pending, 0)
 
     def test_on_threadpool(self) -> None:
-        """on_threadpool builds a hasher with the given cost and bound."""
-        hasher = PasswordHasher.on_threadpool(object(), ThreadPool(), rounds=4, max_pending=3)
+        """on_threadpool builds a hasher with the given cost and bound, handing
+        the pool at most as many jobs as it has threads."""
+        hasher = PasswordHasher.on_threadpool(
+            object(), ThreadPool(minthreads=0, maxthreads=3), rounds=4, max_pending=3
+        )
         self.assertEqual(hasher.rounds, 4)
         self.assertEqual(hasher.max_pending, 3)
+        self.assertEqual(hasher.concurrency, 3)
+
+
+class BcryptQueueTests(TestCase):
+    """The bcrypt queue in front of the pool: logins before registrations."""
+
+    def setUp(self) -> None:
+        self.run = ControlledRun()
+        self.run.hold = True
+        self.hashed = hash_password_blocking("pw", TEST_ROUNDS)
+        self.hasher = PasswordHasher(
+            self.run, rounds=TEST_ROUNDS, max_pending=20, concurrency=2,
+            max_pending_registrations=8,
+        )  # fmt: skip
+
+    def test_only_concurrency_jobs_run(self) -> None:
+        """No more jobs go to the pool than it has threads; the rest wait
+        here, and each finished job lets the next one in."""
+        results = [self.hasher.verify("pw", self.hashed) for _ in range(5)]
+        self.assertEqual(len(self.run.jobs), 2)
+        self.assertEqual((self.hasher.pending, self.hasher.waiting), (5, 3))
+        self.run.run(0)
+        self.assertEqual(len(self.run.jobs), 2)
+        self.run.run_all()
+        self.assertEqual([self.successResultOf(d) for d in results], [True] * 5)
+        self.assertEqual((self.hasher.pending, self.hasher.waiting), (0, 0))
+
+    def test_logins_overtake_registrations(self) -> None:
+        """With the threads busy with a storm of registrations, a login
+        waits only for the jobs running: it is the next to run."""
+        storm = [self.hasher.hash("new-pw", REGISTRATION) for _ in range(8)]
+        self.assertEqual(len(self.run.jobs), 2)
+        login = self.hasher.verify("pw", self.hashed)
+        self.run.run(0)  # one registration finishes: the login goes next
+        self.assertEqual(self.run.jobs[-1][0], check_password_blocking)
+        self.run.run(1)
+        self.assertTrue(self.successResultOf(login))
+        self.run.run_all()
+        for d in storm:
+            self.assertTrue(self.successResultOf(d).startswith(b"$2"))
+
+    def test_clean_logins_overtake_suspect_ones(self) -> None:
+        """A guessing crowd's checks (from addresses with recent failures)
+        wait behind a login from a clean address, and before registrations."""
+        guesses = [self.hasher.verify("guess", self.hashed, SUSPECT_LOGIN) for _ in range(6)]
+        signup = self.hasher.hash("new-pw", REGISTRATION)
+        owner = self.hasher.verify("pw", self.hashed)
+        self.run.run(0)  # a guess finishes: the owner's check is next
+        self.assertEqual(self.run.jobs[-1][1][0], "pw")
+        self.run.run(1)
+        self.assertTrue(self.successResultOf(owner))
+        self.run.run_all()
+        self.assertEqual([self.successResultOf(d) for d in guesses], [False] * 6)
+        self.assertTrue(self.successResultOf(signup).startswith(b"$2"))
+        self.assertEqual(self.run.calls[-1], hash_password_blocking)
+
+    def test_registrations_have_their_own_bound(self) -> None:
+        """Registrations past their bound are ServiceBusy while logins still
+        queue: a storm of new accounts cannot fill the queue for logins."""
+        for _ in range(8):
+            self.hasher.hash("new-pw", REGISTRATION)
+        self.assertRaises(ServiceBusy, self.hasher.hash, "new-pw", REGISTRATION)
+        logins = [self.hasher.verify("pw", self.hashed) for _ in range(12)]
+        self.assertRaises(ServiceBusy, self.hasher.verify, "pw", self.hashed)
+        self.run.run_all()
+        self.assertEqual([self.successResultOf(d) for d in logins], [True] * 12)
+
+    def test_cancelled_while_waiting(self) -> None:
+        """A waiting job whose caller gave up leaves the queue without
+        costing a bcrypt; a running one finishes and is dropped."""
+        running = [self.hasher.hash("x", REGISTRATION) for _ in range(2)]
+        waiting = self.hasher.hash("y", REGISTRATION)
+        waiting.cancel()
+        self.failureResultOf(waiting, CancelledError)
+        self.assertEqual((self.hasher.pending, self.hasher.waiting), (2, 0))
+        running[0].cancel()
+        self.failureResultOf(running[0], CancelledError)
+        self.run.run_all()
+        self.assertEqual(len(self.run.calls), 2)
+        self.successResultOf(running[1])
+        self.assertEqual(self.hasher.pending, 0)
+
+    def test_no_recursion_with_an_inline_run(self) -> None:
+        """An inline run (tests) works through a long queue in a loop."""
+        hasher = PasswordHasher(lambda f, *a: maybeDeferred(f, *a), rounds=4, concurrency=1)
+        results = [hasher.verify("pw", self.hashed) for _ in range(50)]
+        self.assertEqual([self.successResultOf(d) for d in results], [True] * 50)
 
     def test_blocking_helpers(self) -> None:
         """The blocking functions agree with each other."""

@@ -309,3 +309,154 @@ class EndpointDescriptionTests(TestCase):
         """Empty text, booleans, out-of-range ports and words are refused."""
         for value in ("", "   ", True, "65536", "http", "-1"):
             self.assertRaises(ValueError, endpoint_description, value)
+
+
+GOOD_SECRET = "kq3VxN8p2LmZ7rT4wY9bC1dF6gH0jS5uE2aQ8nM4"
+
+
+class SecretFileTests(ConfigTestCase):
+    """Every secret option has a file form (issue 15, item 13)."""
+
+    def secret_file(self, text: str | bytes) -> str:
+        path = Path(self.mktemp())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+        return str(path)
+
+    def test_every_secret_has_a_file_form(self) -> None:
+        """The SECRET options and the URLs that can carry a password."""
+        with_file = {s.name for s in SETTINGS if s.file_form}
+        secrets = {s.name for s in SETTINGS if s.metavar == "SECRET"}
+        self.assertEqual(with_file, secrets | {"db", "redis"})
+        self.assertIn("admin_token", with_file)
+
+    def test_cli_env_and_toml_forms(self) -> None:
+        """``--x-file``, ``PARKCHAT_X_FILE`` and TOML ``x_file`` read the file,
+        without its trailing newline."""
+        path = self.secret_file(GOOD_SECRET + "\n")
+        self.assertEqual(resolve({"admin_token_file": path}, {}).admin_token, GOOD_SECRET)
+        settings = resolve({}, {"PARKCHAT_TOKEN_SECRET_FILE": path})
+        self.assertEqual(settings.token_secret, GOOD_SECRET)
+        self.assertEqual(settings.sources["token_secret"], "env")
+        config = self.toml(f'metrics_token_file = "{path}"\n')
+        self.assertEqual(resolve({}, {}, config).metrics_token, GOOD_SECRET)
+        crlf = self.secret_file(GOOD_SECRET + "\r\n")
+        self.assertEqual(resolve({"admin_token_file": crlf}, {}).admin_token, GOOD_SECRET)
+
+    def test_database_url_from_a_file(self) -> None:
+        url = "postgresql://parkchat:Zk81mqPwXv3s@db.internal:5432/parkchat"
+        path = self.secret_file(url + "\n")
+        self.assertEqual(resolve({}, {"PARKCHAT_DB_FILE": path}).db, url)
+        redis = self.secret_file("redis://:Zk81mqPwXv3s@redis.internal:6379/0\n")
+        self.assertEqual(
+            resolve({"redis_file": redis}, {}).redis, "redis://:Zk81mqPwXv3s@redis.internal:6379/0"
+        )
+
+    def test_precedence_between_layers(self) -> None:
+        """The command line's file beats the environment's value, which
+        beats the TOML file's file form."""
+        path = self.secret_file(GOOD_SECRET)
+        other = "0" * 8 + GOOD_SECRET
+        settings = resolve({"admin_token_file": path}, {"PARKCHAT_ADMIN_TOKEN": other})
+        self.assertEqual(settings.admin_token, GOOD_SECRET)
+        settings = resolve(
+            {}, {"PARKCHAT_ADMIN_TOKEN": other}, self.toml(f'admin_token_file = "{path}"')
+        )
+        self.assertEqual(settings.admin_token, other)
+
+    def test_both_forms_in_one_layer(self) -> None:
+        path = self.secret_file(GOOD_SECRET)
+        self.assertConfigError(
+            "PARKCHAT_ADMIN_TOKEN",
+            "PARKCHAT_ADMIN_TOKEN_FILE",
+            "both",
+            cli={},
+            environ={"PARKCHAT_ADMIN_TOKEN": GOOD_SECRET, "PARKCHAT_ADMIN_TOKEN_FILE": path},
+        )
+
+    def test_unreadable_file(self) -> None:
+        """A missing, empty or non-UTF-8 file is one clear line naming it."""
+        missing = str(Path(self.mktemp()) / "nope")
+        error = self.assertConfigError(
+            "--admin-token-file", missing, "No such file", cli={"admin_token_file": missing}
+        )
+        self.assertNotIn(GOOD_SECRET, str(error))
+        self.assertConfigError(
+            "PARKCHAT_TOKEN_SECRET_FILE", "empty", cli={},
+            environ={"PARKCHAT_TOKEN_SECRET_FILE": self.secret_file("\n")},
+        )  # fmt: skip
+        self.assertConfigError(
+            "--admin-token-file", "UTF-8", cli={"admin_token_file": self.secret_file(b"\xff\xfe")}
+        )
+
+    def test_file_value_is_checked_like_any_other(self) -> None:
+        """A short secret from a file is refused as from anywhere, and the
+        message says which file; the secret is not echoed."""
+        path = self.secret_file("short\n")
+        error = self.assertConfigError(
+            "--admin-token-file", path, "32 bytes", cli={"admin_token_file": path}
+        )
+        self.assertNotIn("'short'", str(error))
+
+
+class PlaceholderSecretTests(ConfigTestCase):
+    """Example placeholders are refused at start (issue 15, item 13)."""
+
+    def test_placeholders_refused(self) -> None:
+        for value in (
+            "REPLACE-WITH-A-RANDOM-ADMIN-TOKEN",
+            "REPLACE-WITH-AT-LEAST-32-RANDOM-BYTES-xxxxxxxxxxxxxxxx",
+            "change-me-at-least-32-bytes-of-random-text-0000",
+            "CHANGE_ME_CHANGE_ME_CHANGE_ME_CHANGE_ME",
+            "changeme-changeme-changeme-changeme-1",
+            "an-example-secret-that-is-long-enough-to-pass",
+            "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+            "your-secret-goes-here-32-bytes-at-the-very-least",
+        ):
+            for name in ("admin_token", "token_secret", "external_jwt_secret", "metrics_token"):
+                error = self.assertConfigError(f"--{name.replace('_', '-')}", "placeholder",
+                                               cli={name: value})  # fmt: skip
+                self.assertNotIn(value, str(error))
+
+    def test_short_placeholders_refused_for_seed_secrets(self) -> None:
+        """The seeds' secrets may be short, but not a placeholder."""
+        for value in ("secret", "changeme", "CHANGE_ME", "example"):
+            self.assertConfigError("--garinchat-secret", "placeholder",
+                                   cli={"garinchat_secret": value})  # fmt: skip
+        self.assertEqual(resolve({"garinchat_secret": "s3Kr1t"}, {}).garinchat_secret, "s3Kr1t")
+
+    def test_placeholder_passwords_in_urls(self) -> None:
+        self.assertConfigError(
+            "PARKCHAT_DB", "placeholder", cli={},
+            environ={"PARKCHAT_DB": "postgresql://parkchat:REPLACE-ME@db:5432/parkchat"},
+        )  # fmt: skip
+        self.assertConfigError(
+            "--redis", "placeholder", cli={"redis": "redis://:changeme@redis:6379/0"}
+        )
+        self.assertEqual(
+            resolve({"db": "postgresql://parkchat:Zk81mqPwXv3s@db/parkchat"}, {}).db,
+            "postgresql://parkchat:Zk81mqPwXv3s@db/parkchat",
+        )
+
+    def test_real_secrets_accepted(self) -> None:
+        """Random secrets (base64, hex, token_urlsafe) pass."""
+        import secrets
+
+        for value in (GOOD_SECRET, secrets.token_hex(32), secrets.token_urlsafe(48)):
+            self.assertEqual(resolve({"admin_token": value}, {}).admin_token, value)
+
+    def test_shipped_examples_are_refused_or_accepted_as_meant(self) -> None:
+        """The Kubernetes example's placeholders are refused (applying it
+        unchanged must not start a server with a public admin token), and
+        the Docker example holds no secret at all any more."""
+        root = Path(__file__).resolve().parent.parent
+        k8s = (root / "deploy" / "k8s" / "secret.example.yaml").read_text()
+        for key, option in (("token_secret", "token_secret"), ("admin_token", "admin_token"),
+                            ("db_url", "db")):  # fmt: skip
+            line = next(li for li in k8s.splitlines() if li.strip().startswith(f"{key}:"))
+            value = line.split(":", 1)[1].strip().strip('"')
+            self.assertConfigError("placeholder", cli={option: value})
+        env = (root / "deploy" / "docker" / ".env.example").read_text()
+        assignments = [li for li in env.splitlines() if "=" in li and not li.startswith("#")]
+        self.assertFalse([li for li in assignments if "SECRET" in li or "TOKEN" in li
+                          or "PASSWORD" in li])  # fmt: skip

@@ -89,6 +89,53 @@ class ConnectionHandlerTests(TestCase):
         single.register(FakeParticipant("alice"))
         single.register(FakeParticipant("alice"))
 
+    def test_excess_after_a_burst_over_instances(self) -> None:
+        """Issue 15, item 12: a burst of simultaneous connections on several
+        instances passed the check on each. Once every instance knows the
+        others' counts, the limit is shared out by instance id, so exactly
+        the connections past it close -- the newest, on the instances late
+        in the order -- and N x limit never stays."""
+        limits = Limits(max_connections_per_user=3)
+        handlers = {}
+        for instance in ("i1", "i2", "i3"):
+            bus = RecordingBus()
+            handler = ConnectionHandler(bus, limits, instance_id=instance)
+            handlers[instance] = (handler, bus, [])
+            for _ in range(3):  # each let 3 in before it heard of the others
+                participant = FakeParticipant("alice", user_id=1)
+                handler.register(participant)
+                handlers[instance][2].append(participant)
+        for instance, (_, bus, _) in handlers.items():
+            bus.remote["connections_by_instance"] = {
+                "alice": {other: 3 for other in handlers if other != instance}
+            }
+        closing = {instance: handler.excess() for instance, (handler, _, _) in handlers.items()}
+        self.assertEqual(closing["i1"], [])
+        self.assertEqual(closing["i2"], handlers["i2"][2][::-1][:3][::-1])
+        self.assertEqual(closing["i3"], handlers["i3"][2])
+        self.assertEqual(sum(3 - len(found) for found in closing.values()), 3)
+
+    def test_excess_partial(self) -> None:
+        """Only what passes the limit closes, newest first."""
+        limits = Limits(max_connections_per_user=4)
+        handler = ConnectionHandler(self.bus, limits, instance_id="i2")
+        mine = [FakeParticipant("alice", user_id=1) for _ in range(3)]
+        for participant in mine:
+            handler.register(participant)
+        self.bus.remote["connections_by_instance"] = {"alice": {"i1": 2}}
+        self.assertEqual(handler.excess(), mine[-1:])
+        self.bus.remote["connections_by_instance"] = {"alice": {"i3": 2}}
+        self.assertEqual(handler.excess(), [])  # i3 comes after i2
+
+    def test_no_excess_without_limit_or_with_single_session(self) -> None:
+        self.bus.remote["connections_by_instance"] = {"alice": {"i0": 50}}
+        for handler in (
+            ConnectionHandler(self.bus, Limits(max_connections_per_user=0), instance_id="i1"),
+            ConnectionHandler(self.bus, self.limits, instance_id="i1", single_session=True),
+        ):
+            handler.register(FakeParticipant("alice", user_id=1))
+            self.assertEqual(handler.excess(), [])
+
     def test_of_account(self) -> None:
         """An account's connections by folded name, in order of arrival, as a
         copy that may be changed while walking it."""

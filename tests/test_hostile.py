@@ -309,3 +309,94 @@ class SlowReaderTimeoutTests(SlowReaderTests):
     args = ["--slow-client-timeout", "1", "--max-send-buffer", "0"]
     MESSAGES = 2000
     CAPPED = False
+
+
+class AccountAbuseTests(HostileCase):
+    """Issue 15 on a real server: nobody locks a user out, registrations are
+    throttled per address, odd paths answer 4xx, trickled upgrades close on
+    time."""
+
+    args = [
+        "--registrations-per-address",
+        "3",
+        "--http-head-timeout",
+        "2",
+        "--login-backoff",
+        "30",
+    ]
+
+    def login(self, password: str, source: str) -> int:
+        status, _ = http_request(
+            self.server,
+            "/login",
+            "POST",
+            {"nickname": "victim", "password": password},
+            source=source,
+        )
+        return status
+
+    def test_no_lockout_from_another_address(self) -> None:
+        """Ten wrong passwords for ``victim`` from one address (the issue's
+        attack) back that address off; the right password from another
+        address logs in on /login and with Basic auth."""
+        status, body = http_request(
+            self.server, "/register", "POST", {"nickname": "victim", "password": "pw-victim"}
+        )
+        self.assertEqual(status, 201, body)
+        statuses = [self.login(f"wrong-{i}", ATTACKER) for i in range(10)]
+        self.assertEqual(statuses[:5], [401] * 5)
+        self.assertIn(429, statuses)
+        self.assertEqual(self.login("pw-victim", ATTACKER), 429)
+        self.assertEqual(self.login("pw-victim", "127.0.0.3"), 200)
+        status, _ = http_request(
+            self.server, "/history/lobby", auth=("victim", "pw-victim"), source="127.0.0.4"
+        )
+        self.assertEqual(status, 200)
+
+    def test_registrations_per_address(self) -> None:
+        """Three accounts an hour from one address here; the fourth is 429,
+        another address may still register."""
+        statuses = []
+        for i in range(5):
+            status, _ = http_request(
+                self.server,
+                "/register",
+                "POST",
+                {"nickname": f"junk{i}", "password": "pw-junk"},
+                source=ATTACKER,
+            )
+            statuses.append(status)
+        self.assertEqual(statuses, [201, 201, 201, 429, 429])
+        status, _ = http_request(
+            self.server, "/register", "POST", {"nickname": "real", "password": "pw-real"}
+        )
+        self.assertEqual(status, 201)
+
+    def test_nul_paths_are_404_without_traceback(self) -> None:
+        for path in ("/%00", "/index.html%00.js"):
+            status, _ = http_request(self.server, path)
+            self.assertEqual(status, 404, path)
+        self.assertNotIn("Traceback", self.server.log_path.read_text(errors="replace"))
+
+    def test_trickled_upgrade_is_closed(self) -> None:
+        """An upgrade sent one byte every half second is closed with 408 at
+        the head deadline (2 s here), though every byte arrives in time for
+        the idle timeout."""
+        sock = source_socket((LOOPBACK, self.server.http_port), ATTACKER)
+        self.sockets.append(sock)
+        head = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        started = time.monotonic()
+        answer = b""
+        for byte in head:
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                break
+            ready, _, _ = select.select([sock], [], [], 0.5)
+            if ready:
+                answer = sock.recv(4096)
+                break
+        elapsed = time.monotonic() - started
+        self.assertTrue(answer.startswith(b"HTTP/1.1 408"), answer)
+        self.assertLess(elapsed, 5)
+        self.assertTrue(closed_by_server(sock, 5))

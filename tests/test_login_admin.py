@@ -713,11 +713,13 @@ class AdminActionTests(AdminCase):
         response, data = self.admin(
             "POST", "kick", {"nickname": "bob", "room": "lobby", "reason": "off topic"}
         )
-        self.assertEqual((response.code, data), (200, {"kicked": 1}))
+        # One instance: the count is the whole count (nothing forwarded).
+        self.assertEqual((response.code, data), (200, {"kicked": 1, "forwarded": False}))
         self.assertEqual(bob.removals, [("lobby", "off topic")])
         self.assertEqual(self.service.members("lobby"), ["alice"])
         self.assertEqual(
-            self.admin("POST", "kick", {"nickname": "bob", "room": "lobby"})[1], {"kicked": 0}
+            self.admin("POST", "kick", {"nickname": "bob", "room": "lobby"})[1],
+            {"kicked": 0, "forwarded": False},
         )
 
     def test_kick_bad_input(self) -> None:

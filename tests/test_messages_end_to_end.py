@@ -15,7 +15,7 @@ from websockets.sync.client import ClientConnection
 from tests.e2e_support import LineSocket, basic_auth
 from tests.test_app_end_to_end import AppEndToEndCase, Frame
 
-ADMIN_TOKEN = "a" * 40
+ADMIN_TOKEN = "messages-e2e-admin-token-0123456789abcdef"
 
 
 class MessagesEndToEndTests(AppEndToEndCase):

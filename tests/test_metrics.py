@@ -27,7 +27,7 @@ from parkchat.tap import Listener, Options, makeService
 from parkchat.tokens import TokenAuthority, TokenVerifier
 from tests.helpers import FakeParticipant, RecordingEncoder, adapter_context, make_service, site_for
 
-TOKEN = "m" * 40
+TOKEN = "metrics-bearer-9f2c7a41d0b85e36c4a1f7d2"
 
 
 class SurfaceEncoder(RecordingEncoder):

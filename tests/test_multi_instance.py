@@ -481,3 +481,110 @@ class RedisRestartTests(MultiInstanceCase):
         self.assertEqual(missed[0]["content"], "during")
         # Presence is shared again (Redis lost every key).
         wait_until(lambda: self.online(bob) == ["alice", "ann", "bob"], 10, "presence back")
+
+
+class AbuseAcrossInstancesTests(MultiInstanceCase):
+    """Issue 15 across two instances (a Redis of the test's own): the
+    per-account connection limit under a burst, a password change, a kick
+    answered by the instance that does not hold the user."""
+
+    instances = 2
+    admin_token = secrets.token_hex(32)
+    extra_args = ("--max-connections-per-user", "3", "--admin-token", admin_token)
+
+    def redis_url(self) -> str:
+        self.redis = PrivateRedis(self.mktemp())
+        self.redis.start()
+        self.addCleanup(self.redis.kill)
+        return self.redis.url
+
+    def open(self, client: ClientConnection) -> bool:
+        """Whether the server still holds ``client`` open."""
+        try:
+            while True:
+                client.recv(timeout=0.05)
+        except TimeoutError:
+            return True
+        except ConnectionClosed:
+            return False
+
+    def test_burst_keeps_the_account_limit(self) -> None:
+        """Six simultaneous upgrades, three on each instance, with a limit of
+        three: each instance let its three in before it heard of the other
+        (item 12); within a few seconds exactly three stay, for good."""
+        self.register("alice")
+        tokens = [self.token("alice", i % 2) for i in range(6)]
+        start = threading.Barrier(6)
+
+        def upgrade(i: int) -> ClientConnection | None:
+            start.wait(IO_TIMEOUT)
+            try:
+                return connect(
+                    self.servers[i % 2].ws_url("/ws"),
+                    additional_headers={"Authorization": f"Bearer {tokens[i]}"},
+                    open_timeout=IO_TIMEOUT,
+                    close_timeout=IO_TIMEOUT,
+                )
+            except Exception:
+                return None
+
+        with ThreadPoolExecutor(6) as pool:
+            clients = [c for c in pool.map(upgrade, range(6)) if c is not None]
+        self.assertGreater(len(clients), 3, "the burst should pass the check on each instance")
+        for client in clients:
+            self.exits.enter_context(client)
+        wait_until(
+            lambda: sum(self.open(c) for c in clients) <= 3, 10, "the excess connections to close"
+        )
+        time.sleep(2 * PRESENCE_TTL / 3)  # a presence heartbeat later: still three
+        self.assertEqual(
+            sum(self.open(c) for c in clients), 3, [(c.close_code, c.close_reason) for c in clients]
+        )
+
+    def test_password_change_closes_everywhere(self) -> None:
+        """A new password closes the account's connections on both instances
+        (item 10) and its old token stops working."""
+        self.register("alice")
+        here = self.app("alice", 0)
+        there = self.app("alice", 1)
+        old_token = self.token("alice", 1)
+        status, body = self.servers[0].request(
+            "/password",
+            "POST",
+            {"new_password": "alice-new-secret"},
+            auth=("alice", self.passwords["alice"]),
+        )
+        self.assertEqual(status, 200, body)
+        for client in (here, there):
+            wait_until(lambda c=client: not self.open(c), 10, "the connection to close")
+            self.assertEqual(client.close_code, 4005)
+        status, _ = self.servers[1].request("/history/lobby", auth=("alice", "alice-new-secret"))
+        self.assertEqual(status, 200)
+        refused = self.bearer_token_works(old_token, 1)
+        self.assertFalse(refused)
+
+    def bearer_token_works(self, token: str, server: int) -> bool:
+        try:
+            client = self._connect(
+                self.servers[server].ws_url("/ws"), {"Authorization": f"Bearer {token}"}
+            )
+        except Exception:
+            return False
+        return self.open(client)
+
+    def test_kick_says_it_was_forwarded(self) -> None:
+        """``/admin/kick`` on the instance that does not hold the user
+        answers ``kicked: 0, forwarded: true`` (item 12), and the kick
+        happens on the other instance."""
+        self.register("alice")
+        alice = self.app("alice", 1)
+        status, body = self.servers[0].request(
+            "/admin/kick",
+            "POST",
+            {"nickname": "alice", "room": "lobby"},
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+        )
+        self.assertEqual(status, 200, body)
+        self.assertEqual(json.loads(body), {"kicked": 0, "forwarded": True})
+        kicked = self.next_frame(alice, lambda f: f.get("type") == "kicked")
+        self.assertEqual(kicked["room"], "lobby")

@@ -59,6 +59,7 @@ class GoodbyeTableTests(TestCase):
                 DisconnectReason.TOKEN_REVOKED: CLOSE_LOGGED_OUT,
                 DisconnectReason.DELIVERY_FAILED: CLOSE_POLICY,
                 DisconnectReason.NAME_REGISTERED: CLOSE_NAME_REGISTERED,
+                DisconnectReason.TOO_MANY_CONNECTIONS: CLOSE_POLICY,
             },
         )
         for adapter in (RoomSocketProtocol, StreamSession):
@@ -79,6 +80,9 @@ class GoodbyeTableTests(TestCase):
                 DisconnectReason.DELIVERY_FAILED: "disconnected: delivery failed",
                 DisconnectReason.NAME_REGISTERED: (
                     "disconnected: the name was registered as an account"
+                ),
+                DisconnectReason.TOO_MANY_CONNECTIONS: (
+                    "disconnected: too many connections for this account"
                 ),
             },
         )

@@ -138,7 +138,12 @@ class HttpTests(TestCase):
 
     def setUp(self) -> None:
         self.clock = Clock()
-        limits = Limits(rate_limit=0, login_failures=3, trusted_proxies=TrustedProxies([PROXY]))
+        limits = Limits(
+            rate_limit=0,
+            login_failures=3,
+            login_failures_per_address=3,
+            trusted_proxies=TrustedProxies([PROXY]),
+        )
         self.service, _, _ = make_service(clock=self.clock, limits=limits)
         self.addCleanup(self.service.stopService)
         self.successResultOf(self.service.register("alice", "alice-pw"))

@@ -173,6 +173,7 @@ class RecordingHandler:
         self.events: list[ControlEvent] = []
         self.snapshot: dict[str, Any] = {"users": {}, "rooms": {}}
         self.recoveries = 0
+        self.presence_updates = 0
 
     def deliver(self, room: str, message: Any) -> None:
         self.delivered.append((room, message))
@@ -185,6 +186,13 @@ class RecordingHandler:
 
     def presence_snapshot(self) -> dict[str, Any]:
         return self.snapshot
+
+    def presence_updated(self) -> None:
+        self.presence_updates += 1
+
+
+#: What remote_presence() says with no other instance.
+EMPTY_PRESENCE = {"users": {}, "rooms": {}, "connections": {}, "connections_by_instance": {}}
 
 
 def warnings_in(events: list[dict[str, Any]]) -> list[str]:
@@ -282,7 +290,7 @@ class OfflineBusTests(TestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
     def test_remote_presence_merges_and_expires(self) -> None:
-        self.assertEqual(self.bus.remote_presence(), {"users": {}, "rooms": {}, "connections": {}})
+        self.assertEqual(self.bus.remote_presence(), EMPTY_PRESENCE)
         self.control(presence_frame("i1", {"alice": [1, "Alice"]}, {"lobby": ["Alice"]}))
         self.clock.advance(5)
         self.control(presence_frame("i2", {"bob": [2, "bob"]}, {"lobby": ["bob"], "den": ["bob"]}))
@@ -292,6 +300,7 @@ class OfflineBusTests(TestCase):
                 "users": {"alice": [1, "Alice"], "bob": [2, "bob"]},
                 "rooms": {"lobby": ["Alice", "bob"], "den": ["bob"]},
                 "connections": {"alice": 1, "bob": 1},
+                "connections_by_instance": {"alice": {"i1": 1}, "bob": {"i2": 1}},
             },
         )
         self.clock.advance(5)  # i1 was last heard of 10 s ago: gone
@@ -301,10 +310,11 @@ class OfflineBusTests(TestCase):
                 "users": {"bob": [2, "bob"]},
                 "rooms": {"lobby": ["bob"], "den": ["bob"]},
                 "connections": {"bob": 1},
+                "connections_by_instance": {"bob": {"i2": 1}},
             },
         )
         self.clock.advance(5)
-        self.assertEqual(self.bus.remote_presence(), {"users": {}, "rooms": {}, "connections": {}})
+        self.assertEqual(self.bus.remote_presence(), EMPTY_PRESENCE)
 
     def test_connection_counts_add_up(self) -> None:
         """Each instance's connection count per account is summed (for the
@@ -314,6 +324,11 @@ class OfflineBusTests(TestCase):
         self.control(frame)
         self.control(presence_frame("i2", {"bob": [2, "bob"]}, {}))
         self.assertEqual(self.bus.remote_presence()["connections"], {"bob": 4})
+        self.assertEqual(
+            self.bus.remote_presence()["connections_by_instance"], {"bob": {"i1": 3, "i2": 1}}
+        )
+        # Each announcement makes the service check the limit again.
+        self.assertEqual(self.handler.presence_updates, 2)
 
     def test_renewal_extends(self) -> None:
         frame = presence_frame("i1", {"alice": [1, "alice"]}, {})
@@ -328,7 +343,7 @@ class OfflineBusTests(TestCase):
         self.assertEqual(self.bus.remote_presence()["users"], {})
         self.control(presence_frame("i1", {"a": [1, "a"]}, {"r": ["a"]}))
         self.control({"k": "bye", "i": "i1"})
-        self.assertEqual(self.bus.remote_presence(), {"users": {}, "rooms": {}, "connections": {}})
+        self.assertEqual(self.bus.remote_presence(), EMPTY_PRESENCE)
 
     def test_events_from_every_instance_reach_the_handler(self) -> None:
         """Control events are handed over whoever sent them (the service
@@ -383,14 +398,19 @@ class OfflineBusTests(TestCase):
         self.bus._received(channel, self.room_frame("i1", system_message("r", "b", JOINED, 1)))
         self.assertEqual(
             self.bus.remote_presence(),
-            {"users": {"a": [1, "a"]}, "rooms": {"r": ["a", "b"]}, "connections": {"a": 1}},
+            {
+                "users": {"a": [1, "a"]},
+                "rooms": {"r": ["a", "b"]},
+                "connections": {"a": 1},
+                "connections_by_instance": {"a": {"i1": 1}},
+            },
         )
 
     def test_chat_messages_are_not_tracked(self) -> None:
         channel = self.bus.room_channel("r").encode()
         message = Message(room="r", nickname="a", content="hi", timestamp_ms=1, id=3)
         self.bus._received(channel, self.room_frame("i1", message))
-        self.assertEqual(self.bus.remote_presence(), {"users": {}, "rooms": {}, "connections": {}})
+        self.assertEqual(self.bus.remote_presence(), EMPTY_PRESENCE)
         self.assertEqual(self.handler.delivered[0][1].content, "hi")
 
     def test_garbage_is_logged_not_raised(self) -> None:

@@ -7,6 +7,7 @@ another step lands first)."""
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from pathlib import Path
 
 from twisted.trial.unittest import TestCase
@@ -81,26 +82,34 @@ class SQLiteStepTests(TestCase):
         path = self.db_path()
         previous = shipped_up_to(Path(self.mktemp()), VERSION - 1)
         prepare_sqlite(path, previous)
+        # Accounts by SQL: today's store writes columns of later versions.
+        conn = sqlite3.connect(path)
+        conn.executemany(
+            "INSERT INTO users (nickname, nickname_key, password_hash, created_ms, "
+            "password_changed_ms) VALUES (?, ?, 'x', 0, 0)",
+            [("alice", "alice"), ("bob", "bob")],
+        )
+        conn.commit()
+        conn.close()
+        alice_id, bob_id = 1, 2
         old = open_sqlite(path, schema_dir=previous)
-        alice = await old.create_user("alice", b"hash-a", T0)
-        bob = await old.create_user("bob", b"hash-b", T0)
         [(first, _), _] = await old.insert_messages(
             [chat("lobby", "older planning notes"), chat("garden", "flowers")]
         )
-        await old.insert_direct(alice.id, bob.id, "planning lunch", T0, False)
+        await old.insert_direct(alice_id, bob_id, "planning lunch", T0, False)
         await old.close()
 
         store = open_sqlite(path)
         self.addCleanup(store.close)
         self.assertEqual(query(path, "SELECT version FROM schema_version"), [(latest_version(),)])
         self.assertEqual(
-            sorted(await search(store, "plan", user_id=alice.id)),
+            sorted(await search(store, "plan", user_id=alice_id)),
             ["older planning notes", "planning lunch"],
         )
         self.assertEqual(
             query(path, "SELECT count(*) FROM messages WHERE edited_ms IS NULL"), [(2,)]
         )
-        await store.edit_message(first, "newer notes", alice.id, "alice", T0 + 1)
+        await store.edit_message(first, "newer notes", alice_id, "alice", T0 + 1)
         self.assertEqual(await search(store, "older"), [])
         self.assertEqual(await search(store, "newer"), ["newer notes"])
 
@@ -125,14 +134,24 @@ class PostgresStepTests(PostgresTestCase):
         generated column is computed for every existing row)."""
         previous = shipped_up_to(Path(self.mktemp()), VERSION - 1)
         old = self.open_store(schema_dir=previous)
-        alice = await old.create_user("alice", b"hash-a", T0)
-        bob = await old.create_user("bob", b"hash-b", T0)
+        # Accounts by SQL: today's store writes columns of later versions.
+        import psycopg2
+
+        conn = psycopg2.connect(self.dsn)
+        with conn, conn.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO users (nickname, nickname_key, password_hash, created_ms, "
+                "password_changed_ms) VALUES ('alice', 'alice', 'x', 0, 0), "
+                "('bob', 'bob', 'x', 0, 0) RETURNING id"
+            )
+            alice_id, bob_id = (row[0] for row in cursor.fetchall())
+        conn.close()
         await old.insert_messages([chat("lobby", "older planning notes")])
-        await old.insert_direct(bob.id, alice.id, "planning lunch", T0 + 1, False)
+        await old.insert_direct(bob_id, alice_id, "planning lunch", T0 + 1, False)
         await old.close()
 
         store = self.open_store()
         self.assertEqual(
-            await search(store, "plan", user_id=alice.id),
+            await search(store, "plan", user_id=alice_id),
             ["planning lunch", "older planning notes"],
         )

@@ -1193,7 +1193,8 @@ class TokenRevocationTests(TestCase):
         self.clock.advance(0.001)
         self.successResultOf(self.service.change_password("alice", "new-secret-123"))
         self.assertRaises(AuthenticationFailed, self.authority.verify, token)
-        self.assertEqual(connection.disconnected, [])  # it proved the password anew
+        # --revoke-on-password-change (the default): a stolen session ends too.
+        self.assertEqual(connection.disconnected, [DisconnectReason.LOGGED_OUT])
 
     def test_external_tokens_cannot_be_revoked(self) -> None:
         claims = TokenClaims("garin", None, 2**40, external=True)

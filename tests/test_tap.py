@@ -176,6 +176,17 @@ class OptionsTests(TapTestCase):
         assert settings is not None
         self.assertEqual(settings.port, ("tcp:9100",))
 
+    def test_secret_file_options(self) -> None:
+        """``--admin-token-file`` and friends are options of their own
+        (``twistd parkchat --help`` lists them) that read the file."""
+        path = Path(self.mktemp())
+        path.write_text("kq3VxN8p2LmZ7rT4wY9bC1dF6gH0jS5uE2aQ8nM4\n")
+        settings = parse("--db", ":memory:", "--admin-token-file", str(path)).settings
+        assert settings is not None
+        self.assertEqual(settings.admin_token, "kq3VxN8p2LmZ7rT4wY9bC1dF6gH0jS5uE2aQ8nM4")
+        message = self.assertUsageError("--db", ":memory:", "--token-secret-file", "/no/such")
+        self.assertIn("--token-secret-file", message)
+
     def test_bad_environment(self) -> None:
         """A bad value in the environment is a UsageError naming the variable."""
         self.environ["PARKCHAT_MAX_FRAME_SIZE"] = "huge"
@@ -584,6 +595,68 @@ class TwistdTests(TestCase):
         self.assertNotIn("Traceback", output)
         self.assertIn("cannot open database /no/such/dir/chat.db", output)
 
+    def test_tac_bad_setting_is_one_line(self) -> None:
+        """``twistd -y chat.tac`` with a bad setting prints one error line and
+        no "Unhandled Error" traceback before it (issue 15, item 7)."""
+        env = dict(CLEAN_ENVIRON, PARKCHAT_DB=":memory:", PARKCHAT_BCRYPT_ROUNDS="1")
+        cwd = Path(self.mktemp())
+        cwd.mkdir(parents=True)
+        result = subprocess.run(
+            [TWISTD, "--nodaemon", "--pidfile=", "--logfile=-", "-y", str(ROOT / "chat.tac")],
+            cwd=cwd, env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        output = result.stdout + result.stderr
+        self.assertNotEqual(result.returncode, 0)
+        self.assertNotIn("Traceback", output)
+        self.assertNotIn("Unhandled Error", output)
+        lines = [line for line in output.splitlines() if line.strip()]
+        self.assertEqual(len(lines), 1, output)
+        self.assertIn("PARKCHAT_BCRYPT_ROUNDS", lines[0])
+
+    def test_locked_sqlite_is_one_line(self) -> None:
+        """A SQLite file another process holds exclusively locked stops the
+        start with one clear line and a non-zero status, no traceback
+        (issue 15, item 7)."""
+        db = os.path.abspath(os.path.join(self.mktemp(), "chat.db"))
+        os.makedirs(os.path.dirname(db))
+        holder = sqlite3.connect(db)
+        holder.execute("CREATE TABLE t (x)")
+        holder.commit()
+        holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+        holder.execute("BEGIN EXCLUSIVE")
+        self.addCleanup(holder.close)
+        result = self.twistd(
+            "--nodaemon", "--pidfile=", "--logfile=-", "parkchat", "--db", db, "--port", LOCAL
+        )
+        output = result.stdout + result.stderr
+        self.assertNotEqual(result.returncode, 0)
+        self.assertNotIn("Traceback", output)
+        errors = [line for line in output.splitlines() if db in line]
+        self.assertEqual(len(errors), 1, output)
+        self.assertIn("locked", errors[0])
+
+    def test_placeholder_secret_is_one_line(self) -> None:
+        """The Kubernetes example's admin token is refused at start."""
+        result = self.twistd(
+            "parkchat",
+            "--db",
+            ":memory:",
+            "--admin-token-file",
+            str(self._file("REPLACE-WITH-A-RANDOM-ADMIN-TOKEN-xxxxxxxxxxxxxxxxxx\n")),
+        )
+        output = result.stdout + result.stderr
+        self.assertNotEqual(result.returncode, 0)
+        self.assertNotIn("Traceback", output)
+        self.assertIn("--admin-token-file", output)
+        self.assertIn("placeholder", output)
+        self.assertNotIn("REPLACE-WITH", output)
+
+    def _file(self, text: str) -> Path:
+        path = Path(self.mktemp())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path.resolve()
+
     def test_unwritable_access_log(self) -> None:
         """So does an access-log file that cannot be opened (it would
         otherwise fail only when the HTTP listener starts)."""
@@ -649,9 +722,9 @@ class ChatTacTests(TapTestCase):
         self.assertTrue((cwd / "chat.db").exists())
 
     def test_tac_bad_environment(self) -> None:
-        """A bad PARKCHAT_* value makes chat.tac fail with the usage error."""
+        """A bad PARKCHAT_* value makes chat.tac stop with one line naming it
+        (SystemExit, which twistd does not report as an unhandled error)."""
         self.environ.update({"PARKCHAT_DB": ":memory:", "PARKCHAT_BCRYPT_ROUNDS": "1"})
-        error = self.assertRaises(
-            usage.UsageError, loadApplication, str(ROOT / "chat.tac"), "python"
-        )
-        self.assertIn("PARKCHAT_BCRYPT_ROUNDS", str(error))
+        error = self.assertRaises(SystemExit, loadApplication, str(ROOT / "chat.tac"), "python")
+        self.assertIn("PARKCHAT_BCRYPT_ROUNDS", str(error.code))
+        self.assertTrue(str(error.code).startswith("parkchat: "))

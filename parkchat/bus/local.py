@@ -41,4 +41,4 @@ class LocalBus:
         pass
 
     def remote_presence(self) -> dict[str, Any]:
-        return {"users": {}, "rooms": {}, "connections": {}}
+        return {"users": {}, "rooms": {}, "connections": {}, "connections_by_instance": {}}

@@ -174,7 +174,12 @@ class RedisBus(Service):
         self._subscriber_factory: txredisapi.SubscriberFactory | None = None
         # instance id -> (presence snapshot, local time it expires)
         self._remote: dict[str, tuple[dict[str, Any], float]] = {}
-        self._merged: dict[str, Any] = {"users": {}, "rooms": {}, "connections": {}}
+        self._merged: dict[str, Any] = {
+            "users": {},
+            "rooms": {},
+            "connections": {},
+            "connections_by_instance": {},
+        }
         self._announce: IDelayedCall | None = None
         self._heartbeat = LoopingCall(self._renew, scan=True)
         self._heartbeat.clock = clock
@@ -400,6 +405,7 @@ class RedisBus(Service):
                 self.clock.seconds() + self.presence_ttl,
             )
             self._merge()
+            self._target().presence_updated()
         else:
             self._remote.pop(frame.instance, None)
             self._merge()
@@ -465,23 +471,31 @@ class RedisBus(Service):
                     remote[instance] = (snapshot, expires)
         self._remote = remote
         self._merge()
+        if self._handler is not None:
+            self._handler.presence_updated()
 
     def _merge(self) -> None:
         users: dict[str, list[Any]] = {}
         rooms: dict[str, list[str]] = {}
         connections: dict[str, int] = {}
-        for snapshot, _ in self._remote.values():
+        by_instance: dict[str, dict[str, int]] = {}
+        for instance, (snapshot, _) in self._remote.items():
             counts = snapshot.get("connections", {})
             for key, entry in snapshot.get("users", {}).items():
                 users[key] = entry
                 # An instance of an older version sends no counts: at least one.
                 count = counts.get(key, 1)
-                connections[key] = connections.get(key, 0) + (
-                    count if isinstance(count, int) else 1
-                )
+                count = count if isinstance(count, int) else 1
+                connections[key] = connections.get(key, 0) + count
+                by_instance.setdefault(key, {})[instance] = count
             for room, names in snapshot.get("rooms", {}).items():
                 rooms.setdefault(room, []).extend(names)
-        self._merged = {"users": users, "rooms": rooms, "connections": connections}
+        self._merged = {
+            "users": users,
+            "rooms": rooms,
+            "connections": connections,
+            "connections_by_instance": by_instance,
+        }
 
     # -- failures ---------------------------------------------------------------
 

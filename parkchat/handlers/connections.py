@@ -34,6 +34,7 @@ class ConnectionHandler:
         self._bus = bus
         self._limits = limits
         self._single_session = single_session
+        self._instance_id = instance_id
         self._prefix = f"{instance_id}." if instance_id else ""
         self._next_id = 0
         self._ids: dict[IParticipant, str] = {}
@@ -97,6 +98,44 @@ class ConnectionHandler:
             raise TooManyConnections(
                 f"too many connections for this account (limit {limit}, on all servers)"
             )
+
+    def excess(self) -> list[IParticipant]:
+        """This instance's connections beyond the per-account limit over
+        all instances, newest first, to be closed.
+
+        The check at connect time compares with the others' last announced
+        counts, so a burst of connections spread over instances at the same
+        moment can pass it on each of them. Once their presence arrives,
+        every instance sees the same counts and gives the limit out in the
+        same order -- instances by id, each keeping at most what is left
+        after those before it -- so the excess closes on exactly the
+        instances past the limit, and the deployment keeps ``limit``
+        connections, not ``instances x limit``."""
+        limit = self._limits.max_connections_per_user
+        if not limit or self._single_session:
+            return []
+        remote: dict[str, dict[str, int]] = self._bus.remote_presence().get(
+            "connections_by_instance", {}
+        )
+        found: list[IParticipant] = []
+        for key, mine in self._by_user.items():
+            others = remote.get(key)
+            if not others:
+                continue  # this instance alone: register() keeps the limit
+            # Counted as presence_snapshot announces them (every connection
+            # under the name); only the account's own are closed.
+            accounts = [p for p in mine if p.user_id is not None]
+            counts = {**others, self._instance_id: len(mine)}
+            left = limit
+            for instance in sorted(counts):
+                keep = min(counts[instance], left)
+                if instance == self._instance_id:
+                    over = min(counts[instance] - keep, len(accounts))
+                    if over > 0:
+                        found.extend(accounts[-over:])
+                    break
+                left -= keep
+        return found
 
     def unregister(self, participant: IParticipant) -> bool:
         """Forget a connection and free its slots; False if it was not registered."""

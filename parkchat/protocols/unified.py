@@ -320,6 +320,7 @@ class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
         DisconnectReason.TOKEN_REVOKED: Goodbye(CLOSE_LOGGED_OUT),
         DisconnectReason.DELIVERY_FAILED: Goodbye(CLOSE_POLICY),
         DisconnectReason.NAME_REGISTERED: Goodbye(CLOSE_NAME_REGISTERED),
+        DisconnectReason.TOO_MANY_CONNECTIONS: Goodbye(CLOSE_POLICY),
     }
 
     def __init__(self) -> None:
@@ -465,7 +466,9 @@ class AppSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[mi
             raise InvalidRequest("username does not match the authenticated account")
         room = frame.get("room")
         last_seq = _optional_int(frame, "last_seq", 0, MAX_ID, "a room seq")
-        last_id = _optional_int(frame, "last_id", None, None, "a message id")
+        # Checked, like every field, before anything is joined: an error
+        # frame and no membership, not a join followed by an error.
+        last_id = _optional_int(frame, "last_id", 0, MAX_ID, "a message id (0 or more)")
         max_frame = _optional_int(frame, "max_frame", MIN_FRAME, None, f"at least {MIN_FRAME}")
         if not isinstance(room, str):
             raise InvalidRequest('"room" is required')

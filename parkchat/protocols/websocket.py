@@ -134,6 +134,7 @@ class RoomSocketProtocol(ParkchatServerProtocol, Participant):  # type: ignore[m
         DisconnectReason.TOKEN_REVOKED: Goodbye(CLOSE_POLICY),
         DisconnectReason.DELIVERY_FAILED: Goodbye(CLOSE_POLICY),
         DisconnectReason.NAME_REGISTERED: Goodbye(CLOSE_POLICY),
+        DisconnectReason.TOO_MANY_CONNECTIONS: Goodbye(CLOSE_POLICY),
     }
 
     def establish(self, ticket: RoomTicket) -> None:

@@ -306,7 +306,7 @@ class LildengziRegister(LildengziResource):
 
     async def handle(self, request: Request) -> None:
         username, password = self.credentials(request)
-        user = await self.service.register(username, password)
+        user = await self.service.register(username, password, client_host(request))
         envelope(request, 200, "ok", {"user_id": user.id})
 
 

@@ -101,6 +101,14 @@ class StaticFiles(static.File):
     ) -> None:
         super().__init__(str(path), defaultType, *args, **kwargs)
 
+    def getChild(self, path: bytes, request: Request) -> Any:
+        """A path segment that no file can have (a NUL byte, which the
+        operating system refuses with an error, or bytes that are not
+        UTF-8) is a 404, not a 500 with a traceback in the log."""
+        if b"\x00" in path or not _utf8(path):
+            return self.childNotFound
+        return super().getChild(path, request)
+
     def directoryListing(self) -> resource.Resource:
         return self.childNotFound
 
@@ -122,9 +130,12 @@ class SiteRoot(resource.Resource):
         self.files = files if files is not None else StaticFiles()
 
     def getChild(self, path: bytes, request: Request) -> Any:
-        try:
-            path.decode("utf-8")
-        except UnicodeDecodeError:
-            # File would log this as an error; it is just a bad URL.
-            return self.files.childNotFound
         return self.files.getChild(path, request)
+
+
+def _utf8(path: bytes) -> bool:
+    try:
+        path.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

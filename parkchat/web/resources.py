@@ -243,10 +243,13 @@ def single_segment(request: Request, what: str) -> str:
     """The one percent-decoded path segment below a resource (the room).
 
     twisted.web has already percent-decoded ``postpath``; decoding again
-    would turn ``100%2525`` into ``100%`` and refuse ``caf%C3%A9``.
+    would turn ``100%2525`` into ``100%`` and refuse ``caf%C3%A9``. It
+    splits the path at ``/`` before decoding, so ``a%2Fb`` arrives as one
+    segment ``a/b``: a 404 like ``a/b`` itself (docs/protocol.md), since no
+    room name holds a ``/``.
     """
     postpath = request.postpath or []
-    if len(postpath) != 1 or not postpath[0]:
+    if len(postpath) != 1 or not postpath[0] or b"/" in postpath[0]:
         raise NotFound(f"{what} name missing or contains '/'")
     try:
         return postpath[0].decode("utf-8")
@@ -271,7 +274,7 @@ class RegisterResource(ApiResource):
     async def handle_POST(self, request: Request) -> Response:
         data = read_json_object(request)
         nickname = data.get("nickname", data.get("username"))
-        user = await self.service.register(nickname, data.get("password"))
+        user = await self.service.register(nickname, data.get("password"), client_host(request))
         return Response({"id": user.id, "nickname": user.nickname}, status=201)
 
 
@@ -793,7 +796,13 @@ class AdminKick(AdminApi):
         reason = data.get("reason", "")
         if not isinstance(reason, str):
             raise InvalidRequest('"reason" must be a string')
-        return {"kicked": self.service.kick(_nickname_field(data), room, reason)}
+        # Only this instance's count is known here: the others apply the
+        # kick from the bus and do not answer, so the reply says that they
+        # were told ("forwarded") rather than pretend their count is 0.
+        return {
+            "kicked": self.service.kick(_nickname_field(data), room, reason),
+            "forwarded": self.service.multi_instance(),
+        }
 
 
 class AdminDelete(AdminApi):
@@ -831,7 +840,8 @@ class AdminMessages(AdminApi):
 
 class AdminPassword(AdminApi):
     """Set an account's password (a user who forgot theirs); its tokens stop
-    working, its open connections stay."""
+    working, and with ``--revoke-on-password-change`` its open connections
+    close on every instance."""
 
     async def handle_POST(self, request: Request) -> dict[str, Any]:
         data = read_json_object(request)

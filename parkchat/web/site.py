@@ -11,9 +11,11 @@ from typing import IO, Any
 from twisted.cred.portal import Portal
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import IAddress, IDelayedCall, IReactorTime
-from twisted.logger import formatTime
+from twisted.internet.protocol import connectionDone
+from twisted.logger import Logger, formatTime
+from twisted.python.failure import Failure
 from twisted.python.logfile import LogFile
-from twisted.web.http import combinedLogFormatter
+from twisted.web.http import HTTPChannel, combinedLogFormatter
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
@@ -45,6 +47,17 @@ from parkchat.web.resources import (
 
 #: Seconds an HTTP connection may sit idle (or half-sent) before it is closed.
 HTTP_IDLE_TIMEOUT = 60
+#: Seconds a client has, in total, to send a whole request head.
+HTTP_HEAD_TIMEOUT = 10.0
+
+#: The answer to a request head that did not arrive in time.
+REQUEST_TIMEOUT = (
+    b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\nContent-Length: 32\r\n\r\n"
+    b"request head not sent in time\r\n\r\n"
+)
+
+_log = Logger()
 
 #: ``--access-log-file`` rotates past this size, keeping this many old files.
 ACCESS_LOG_ROTATE_BYTES = 64 * 1024 * 1024
@@ -232,9 +245,74 @@ class ParkchatRequest(Request):
         return kind("TCP", client, 0)
 
 
+class ParkchatChannel(HTTPChannel):
+    """twisted.web's HTTP/1.1 channel with a total deadline for each request
+    head.
+
+    The site's ``timeout`` is an idle timeout: every byte resets it, so a
+    client trickling a request line or a WebSocket upgrade one byte every
+    few seconds would hold its connection (and a slot of the per-address
+    limit) for ever. Here the head -- request line and headers, WebSocket
+    upgrades included, which are HTTP requests until they are answered --
+    must be complete within ``head_timeout`` seconds of the connection's
+    start (for a later request on a kept-alive connection: of its first
+    byte), or the client gets a 408 and the connection closes. Bodies and
+    the time between requests stay under the idle timeout.
+    """
+
+    head_timeout: float = HTTP_HEAD_TIMEOUT
+    _head_call: IDelayedCall | None = None
+    _waiting_for_head = True
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._arm_head_deadline()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._waiting_for_head and self._head_call is None:
+            self._arm_head_deadline()
+        super().dataReceived(data)
+
+    def allHeadersReceived(self) -> None:
+        self._waiting_for_head = False
+        self._cancel_head_deadline()
+        super().allHeadersReceived()
+
+    def requestDone(self, request: Any) -> None:
+        super().requestDone(request)
+        # The next request's deadline starts with its first byte.
+        self._waiting_for_head = True
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._cancel_head_deadline()
+        super().connectionLost(reason)
+
+    def _arm_head_deadline(self) -> None:
+        if self.head_timeout > 0:
+            self._head_call = self.callLater(self.head_timeout, self._head_too_slow)
+
+    def _cancel_head_deadline(self) -> None:
+        call, self._head_call = self._head_call, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _head_too_slow(self) -> None:
+        self._head_call = None
+        if not self._waiting_for_head or self.transport is None:
+            return
+        _log.info(
+            "closing {peer}: no complete request head within {seconds:g} s",
+            peer=str(self.transport.getPeer()),
+            seconds=self.head_timeout,
+        )
+        self.transport.write(REQUEST_TIMEOUT)
+        self.transport.loseConnection()
+
+
 class ParkchatSite(Site):
-    """twisted.web's Site with parkchat's access-log file (AccessLogFile)
-    and client addresses from trusted proxies (ParkchatRequest)."""
+    """twisted.web's Site with parkchat's access-log file (AccessLogFile),
+    client addresses from trusted proxies (ParkchatRequest) and a total
+    deadline for request heads (ParkchatChannel)."""
 
     requestFactory = ParkchatRequest
     trusted_proxies: TrustedProxies = TrustedProxies()
@@ -242,6 +320,17 @@ class ParkchatSite(Site):
     #: (``parkchat.tap.server_log_stream``): the access log, when it goes
     #: to the server log, is written there by ``ServerLogLines``.
     server_log: IO[str] | None = None
+
+    head_timeout: float = HTTP_HEAD_TIMEOUT
+
+    # A plain HTTP/1.1 channel (twisted.web's default wraps it to offer
+    # HTTP/2 when the h2 package is installed; parkchat does not use it).
+    protocol = ParkchatChannel  # type: ignore[assignment]
+
+    def buildProtocol(self, addr: IAddress | None) -> Any:
+        channel = super().buildProtocol(addr)
+        channel.head_timeout = self.head_timeout
+        return channel
 
     def _openLogFile(self, path: str) -> AccessLogFile:  # type: ignore[override]
         return AccessLogFile(path, self.reactor)
@@ -267,6 +356,7 @@ def make_site(
     access_log_file: str | None = None,
     server_log: IO[str] | None = None,
     http_timeout: float = HTTP_IDLE_TIMEOUT,
+    head_timeout: float = HTTP_HEAD_TIMEOUT,
     metrics: ServiceMetrics | None = None,
     metrics_token: str | None = None,
     trusted_proxies: TrustedProxies | None = None,
@@ -310,6 +400,7 @@ def make_site(
         root, logPath=access_log_file, timeout=http_timeout, logFormatter=access_log_line
     )
     site.server_log = server_log
+    site.head_timeout = head_timeout
     site.displayTracebacks = False
     if trusted_proxies is not None:
         site.trusted_proxies = trusted_proxies
@@ -339,6 +430,7 @@ def make_dialect_site(
     access_log: bool = True,
     server_log: IO[str] | None = None,
     http_timeout: float = HTTP_IDLE_TIMEOUT,
+    head_timeout: float = HTTP_HEAD_TIMEOUT,
     trusted_proxies: TrustedProxies | None = None,
 ) -> Site:
     """The site of a dialect's own listener (``--garinchat``,
@@ -347,6 +439,7 @@ def make_dialect_site(
     site, and one file must have one writer)."""
     site = ParkchatSite(root, timeout=http_timeout, logFormatter=access_log_line)
     site.server_log = server_log
+    site.head_timeout = head_timeout
     site.displayTracebacks = False
     if trusted_proxies is not None:
         site.trusted_proxies = trusted_proxies
@@ -355,9 +448,12 @@ def make_dialect_site(
     return site
 
 
-def make_metrics_site(metrics: ServiceMetrics, token: str | None = None) -> Site:
+def make_metrics_site(
+    metrics: ServiceMetrics, token: str | None = None, head_timeout: float = HTTP_HEAD_TIMEOUT
+) -> Site:
     """A site serving only /metrics, for a separate metrics listener."""
-    site = Site(metrics_root(metrics, token), timeout=HTTP_IDLE_TIMEOUT)
+    site = ParkchatSite(metrics_root(metrics, token), timeout=HTTP_IDLE_TIMEOUT)
+    site.head_timeout = head_timeout
     site.displayTracebacks = False
     site.log = lambda request: None  # type: ignore[method-assign]  # scrapes would flood the log
     return site

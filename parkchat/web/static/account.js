@@ -100,8 +100,9 @@ export class AccountForms {
   }
 
   /** Change the password, then log in with the new one: the change revokes
-   * every token issued until now, this window's included, and the next
-   * reconnect needs a fresh one. */
+   * every token issued until now, this window's included, and closes every
+   * connection of the account (--revoke-on-password-change), this window's
+   * too, which reconnects at once with the fresh token. */
   async changePassword() {
     const { ui } = this;
     const me = this.session.me;
@@ -119,6 +120,7 @@ export class AccountForms {
     }
     ui.passwordSave.disabled = true;
     try {
+      this.client.expectLogout(15000);
       const changed = await api.changePassword(me.nickname, current, fresh);
       if (changed.status !== 200) {
         ui.passwordError.textContent =
@@ -135,6 +137,7 @@ export class AccountForms {
         if (typeof data.refresh_token === "string") {
           this.session.saveRefresh(me.nickname, data.refresh_token, data.refresh_expires_in);
         }
+        this.client.reconnectNow();
       }
       ui.passwordDialog.close();
       this.view.showAlert("Your password was changed.", undefined, { good: true, passing: true });

@@ -70,6 +70,11 @@ export class ChatClient {
     if (this.conn) this.conn.token = token;
   }
 
+  /** See Connection.expectLogout (a password change by this page). */
+  expectLogout(ms) {
+    if (this.conn) this.conn.expectLogout(ms);
+  }
+
   reconnectNow() {
     if (this.conn) this.conn.reconnectNow();
   }

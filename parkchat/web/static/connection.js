@@ -45,10 +45,20 @@ export class ChatConnection {
     this.pongTimer = null;
     this.nextId = 1;
     this.fatal = null;
+    // Until this time (ms), a "logged out" close is expected (this page
+    // changed the password) and means "reconnect with the new token".
+    this.logoutExpectedUntil = 0;
     this.onOnline = () => {
       if (this.retryTimer !== null) this.reconnectNow();
     };
     window.addEventListener("online", this.onOnline);
+  }
+
+  /** This page is changing the password: the server closes every
+   * connection of the account (4005), this one included, and the page
+   * reconnects with the token of its new login instead of logging out. */
+  expectLogout(ms) {
+    this.logoutExpectedUntil = Date.now() + ms;
   }
 
   /** A fresh client id for a frame's "id" field (echoed in the reply). */
@@ -176,6 +186,9 @@ export class ChatConnection {
     }
     if (this.fatal && this.fatal.code === "unauthorized") {
       return { reason: "unauthorized", message: "Your session has expired: please log in again." };
+    }
+    if (code === CLOSE_LOGGED_OUT && Date.now() < this.logoutExpectedUntil) {
+      return null;
     }
     if (code === CLOSE_LOGGED_OUT) {
       return { reason: "logged_out", message: "This session was logged out (from here or another device): please log in again." };
