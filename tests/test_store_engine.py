@@ -110,3 +110,10 @@ class WriteRetryTests(SynchronousTestCase):
         failure = self.failureResultOf(self.store(pool, errors=())._write(failing(1), "x"))
         failure.trap(Lost)
         self.assertEqual(pool.calls, 1)
+
+    def test_read_runs_again_after_any_lost_connection(self) -> None:
+        """A read changes nothing, so even a connection lost at its COMMIT
+        runs it again."""
+        pool = ImmediatePool(commit_failures=1)
+        result = self.successResultOf(self.store(pool)._read(failing(1), "read"))
+        self.assertEqual((result, pool.calls), ("read", 3))

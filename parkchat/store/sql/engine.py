@@ -138,30 +138,7 @@ class SQLStoreBase:
         told (``StorageFailed`` for messages)."""
         if not self.dialect.connection_errors:
             return self.pool.runInteraction(interaction, self.dialect, *args, **kwargs)
-        d = self.pool.runInteraction(_until_commit, interaction, self.dialect, *args, **kwargs)
-        d.addErrback(self._retry_write, interaction, args, kwargs, self.pool.max)
-        return d
-
-    def _retry_write(
-        self,
-        failure: Failure,
-        interaction: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        retries: int,
-    ) -> Deferred[Any] | Failure:
-        failure.trap(LostBeforeCommit)
-        lost = failure.value.error
-        if retries <= 0:
-            return Failure(lost)
-        _log.warn(
-            "database connection lost before COMMIT ({error}); running {interaction} again",
-            error=str(lost).strip(),
-            interaction=interaction.__name__,
-        )
-        d = self.pool.runInteraction(_until_commit, interaction, self.dialect, *args, **kwargs)
-        d.addErrback(self._retry_write, interaction, args, kwargs, retries - 1)
-        return d
+        return self._run(interaction, args, kwargs, self.pool.max, read=False)
 
     def _read(
         self,
@@ -178,30 +155,49 @@ class SQLStoreBase:
         can simply run again; each failure discards one dead connection, so
         one attempt per pooled connection more is enough to reach a live one.
         """
-        d = self.pool.runInteraction(interaction, self.dialect, *args, **kwargs)
-        if self.dialect.connection_errors:
-            d.addErrback(self._retry_read, interaction, args, kwargs, self.pool.max)
+        if not self.dialect.connection_errors:
+            return self.pool.runInteraction(interaction, self.dialect, *args, **kwargs)
+        return self._run(interaction, args, kwargs, self.pool.max, read=True)
+
+    def _run(
+        self,
+        interaction: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        retries: int,
+        *,
+        read: bool,
+    ) -> Deferred[Any]:
+        """Run ``interaction`` and, ``retries`` times at most, again on a new
+        connection: a read after any lost connection, a write only after
+        one lost before its COMMIT (``LostBeforeCommit``)."""
+        d = self.pool.runInteraction(_until_commit, interaction, self.dialect, *args, **kwargs)
+        d.addErrback(self._again, interaction, args, kwargs, retries, read)
         return d
 
-    def _retry_read(
+    def _again(
         self,
         failure: Failure,
         interaction: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         retries: int,
+        read: bool,
     ) -> Deferred[Any] | Failure:
-        failure.trap(*self.dialect.connection_errors)
-        if retries <= 0:
+        if failure.check(LostBeforeCommit):
+            lost = failure.value.error
+        elif read and failure.check(*self.dialect.connection_errors):
+            lost = failure.value
+        else:
             return failure
+        if retries <= 0:
+            return Failure(lost)
         _log.warn(
-            "database connection lost ({error}); retrying {interaction}",
-            error=failure.getErrorMessage().strip(),
+            "database connection lost ({error}); running {interaction} again",
+            error=str(lost).strip(),
             interaction=interaction.__name__,
         )
-        d = self.pool.runInteraction(interaction, self.dialect, *args, **kwargs)
-        d.addErrback(self._retry_read, interaction, args, kwargs, retries - 1)
-        return d
+        return self._run(interaction, args, kwargs, retries - 1, read=read)
 
     def ping(self) -> Deferred[None]:
         return self._read(ping_txn)
