@@ -86,8 +86,6 @@ SHORT_SECRET_BYTES = 32
 
 _log = Logger()
 
-_log = Logger()
-
 
 def _help(setting: Any) -> str:
     if setting.metavar == "SECRET":
