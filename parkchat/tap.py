@@ -577,7 +577,18 @@ def build_chat_service(
     edits = EditHandler(
         store, messages, recent, bus, clock, limits, rate, staff, edit_window=edit_window
     )
-    search = SearchHandler(store, store, rate)
+    search = SearchHandler(
+        store,
+        store,
+        rate,
+        joined=store,
+        present=lambda user_id, key: {
+            room
+            for member in connections.of_account(key)
+            if member.user_id == user_id
+            for room in rooms.rooms_of(member)
+        },
+    )
     topics = TopicHandler(
         store, rooms, bus, clock, rate, staff, moderators_only=topic_moderators_only
     )

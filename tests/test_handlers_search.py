@@ -120,6 +120,22 @@ class SearchTests(TestCase):
         [only] = self.search(q="party garden").hits
         self.assertEqual(only.highlights, ((4, 10), (11, 16)))
 
+    def test_only_rooms_the_account_is_in(self) -> None:
+        """An account finds messages of the rooms it has joined or is in
+        now, not of the others (open as they are); it finds them once it
+        joins."""
+        self.service.join(self.bob, "garden")
+        self.post(self.bob, "garden party plans", room="garden")
+        carol = FakeParticipant("carol", user_id=3)
+        self.service.connect(carol)
+        self.assertEqual(self.search(user_id=3, nickname="carol", q="party").hits, [])
+        self.assertEqual(
+            self.search(user_id=3, nickname="carol", q="party", room="garden").hits, []
+        )
+        self.service.join(carol, "garden")
+        [hit] = self.search(user_id=3, nickname="carol", q="party").hits
+        self.assertEqual((hit.room, hit.content), ("garden", "garden party plans"))
+
     def test_room_and_with(self) -> None:
         """``room`` keeps to one room's messages, ``with`` to one
         conversation; both at once is refused; an unknown account too."""

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from parkchat.errors import AuthenticationFailed, InvalidRequest, UnknownRecipient
-from parkchat.interfaces import IAccountStore, ISearchStore
+from parkchat.interfaces import IAccountStateStore, IAccountStore, ISearchStore
 from parkchat.limits import TokenBucketLimiter
 from parkchat.model import (
     MAX_ID,
@@ -71,21 +71,37 @@ def decode_cursor(cursor: object) -> tuple[int, int, int] | None:
 class SearchHandler:
     """Searches on behalf of an account (guests have none: no search)."""
 
-    def __init__(self, store: ISearchStore, users: IAccountStore, rate: TokenBucketLimiter) -> None:
+    def __init__(
+        self,
+        store: ISearchStore,
+        users: IAccountStore,
+        rate: TokenBucketLimiter,
+        *,
+        joined: IAccountStateStore | None = None,
+        present: Callable[[int, str], Iterable[str]] | None = None,
+    ) -> None:
         self._store = store
         self._users = users
         self._rate = rate
+        #: The rooms an account has joined (account state), and the rooms
+        #: its open connections are in now, by account id and key (rooms entered on
+        #: TCP, IRC or /ws/{room} are not recorded as joined).
+        self._joined = joined
+        self._present = present
 
-    async def readable_rooms(self, user_id: int) -> Sequence[str] | None:
-        """The rooms whose messages ``user_id`` may find; None: every room.
+    async def readable_rooms(self, user_id: int, nickname: str) -> Sequence[str] | None:
+        """The rooms whose messages ``user_id`` may find; None: every room
+        (a service built without account state, as some tests are).
 
-        The one place that decides it (a coroutine, so that it can read the
-        store). Every room for now: parkchat rooms are open to every
-        account, and the rooms an account has joined are not stored yet.
-        """
-        # TODO(#16): the account's joined rooms (account_rooms) once
-        # account state is stored.
-        return None
+        The one place that decides it: the rooms the account has joined (its
+        account state, every device's) and those its connections are in now
+        (a terminal's or an IRC client's room, not recorded as joined)."""
+        if self._joined is None:
+            return None
+        rooms = {state.room for state in await self._joined.account_rooms(user_id)}
+        if self._present is not None:
+            rooms.update(self._present(user_id, nickname_key(nickname)))
+        return sorted(rooms)
 
     async def search(
         self,
@@ -120,7 +136,7 @@ class SearchHandler:
             if other is None:
                 raise UnknownRecipient(f"no account {with_nickname!r}")
             with_user_id = other.id
-        rooms = await self.readable_rooms(user_id)
+        rooms = await self.readable_rooms(user_id, nickname)
         if room_name is not None and rooms is not None and room_name not in rooms:
             return SearchPage([], None)
         self._rate.consume(nickname_key(nickname))
