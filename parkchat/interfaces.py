@@ -593,6 +593,10 @@ class IAccountStateStore(Interface):
     def account_rooms(user_id: int) -> Deferred[list[RoomState]]:
         """The account's rooms with their counts, by name."""
 
+    def account_room_names(user_id: int) -> Deferred[list[str]]:
+        """The names of the account's rooms, without counting anything
+        (what search needs to know)."""
+
     def mark_room_read(user_id: int, room: str, seq: int) -> Deferred[RoomState | None]:
         """Move the read marker forward to ``seq`` (never back; clamped to
         the room's current seq). Fires with the state if the marker moved,

@@ -58,8 +58,10 @@ class AccountStateStoreTestsMixin(StoreSuite):
         self.assertEqual(
             [s.room for s in await store.account_rooms(alice.id)], ["attic", "garden", "zoo"]
         )
+        self.assertEqual(await store.account_room_names(alice.id), ["attic", "garden", "zoo"])
         self.assertTrue(await store.remove_account_room(alice.id, "garden"))
         self.assertFalse(await store.remove_account_room(alice.id, "garden"))
+        self.assertEqual(await store.account_room_names(alice.id), ["attic", "zoo"])
         self.assertEqual([s.room for s in await store.account_rooms(alice.id)], ["attic", "zoo"])
 
     async def test_unread_counts_others_messages_after_marker(self) -> None:

@@ -98,7 +98,7 @@ class SearchHandler:
         (a terminal's or an IRC client's room, not recorded as joined)."""
         if self._joined is None:
             return None
-        rooms = {state.room for state in await self._joined.account_rooms(user_id)}
+        rooms = set(await self._joined.account_room_names(user_id))
         if self._present is not None:
             rooms.update(self._present(user_id, nickname_key(nickname)))
         return sorted(rooms)

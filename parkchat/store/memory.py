@@ -458,6 +458,9 @@ class MemoryStore:
         states = [self._room_state(user_id, room) for room in rooms]
         return succeed([s for s in states if s is not None])
 
+    def account_room_names(self, user_id: int) -> Deferred[list[str]]:
+        return succeed(sorted(room for uid, room in self._account_rooms if uid == user_id))
+
     def mark_room_read(self, user_id: int, room: str, seq: int) -> Deferred[RoomState | None]:
         mark = self._account_rooms.get((user_id, room))
         read_seq = min(seq, self._room_seqs.get(room, 0))

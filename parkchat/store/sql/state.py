@@ -120,6 +120,13 @@ def account_rooms_txn(txn: Cursor, dialect: Dialect, user_id: int) -> list[RoomS
     return [_room_state(txn, dialect, user_id, str(r[0]), int(r[1]), r[2]) for r in rows]
 
 
+def account_room_names_txn(txn: Cursor, dialect: Dialect, user_id: int) -> list[str]:
+    txn.execute(
+        dialect.sql("SELECT room FROM account_rooms WHERE user_id = ? ORDER BY room"), (user_id,)
+    )
+    return [str(r[0]) for r in txn.fetchall()]
+
+
 def mark_room_read_txn(
     txn: Cursor, dialect: Dialect, user_id: int, room: str, seq: int
 ) -> RoomState | None:
@@ -328,6 +335,9 @@ class AccountStateStore(SQLStoreBase):
 
     def account_rooms(self, user_id: int) -> Deferred[list[RoomState]]:
         return self._read(account_rooms_txn, user_id)
+
+    def account_room_names(self, user_id: int) -> Deferred[list[str]]:
+        return self._read(account_room_names_txn, user_id)
 
     def mark_room_read(self, user_id: int, room: str, seq: int) -> Deferred[RoomState | None]:
         return self._write(mark_room_read_txn, user_id, room, seq)
