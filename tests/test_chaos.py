@@ -34,7 +34,7 @@ from tests.delivery_support import Config, run_chaos
 from tests.e2e_support import in_ci
 from tests.postgres_support import create_database
 from tests.redis_support import PrivateRedis
-from tests.test_multi_instance import postgres_admin
+from tests.test_multi_instance import POSTGRES_URL, postgres_admin
 
 
 class ChaosTests(TestCase):
@@ -49,7 +49,9 @@ class ChaosTests(TestCase):
                 raise AssertionError(message + "; CI must run the chaos test")
             self.skipTest(message)
         conn.close()
-        return create_database(self.addCleanup, prefix="parkchat_chaos")
+        # On the server postgres_admin reached: PARKCHAT_TEST_POSTGRES, or the
+        # local default when it is unset (the README's plain test command).
+        return create_database(self.addCleanup, dsn=POSTGRES_URL, prefix="parkchat_chaos")
 
     def test_every_client_gets_the_stored_sequence(self) -> None:
         """Through two Redis restarts, ``pg_terminate_backend`` and a
